@@ -1,0 +1,120 @@
+"""Check BPTT against central finite differences, in float64.
+
+For each parameter entry theta_i:
+
+    numeric_i = (L(theta - 2 eps e_i) - 8 L(theta - eps e_i) + 8 L(theta + eps e_i)
+                 - L(theta + 2 eps e_i)) / (12 eps)
+    rel_i     = |analytic_i - numeric_i| / max(|analytic_i| + |numeric_i|, floor * max_j |numeric_j|)
+
+The five-point central difference (the two-point one, Richardson-extrapolated)
+has truncation error O(eps^4) instead of O(eps^2), so at eps = 1e-4 both its
+truncation and its float64 rounding error stay near 1e-12: the check can ask
+for a relative error of 1e-6 on every entry, not just on the large ones.
+A small eps also keeps the four points on one side of a relu kink or a
+max-pooling switch.
+
+and each tensor reports max_i rel_i. The floor keeps an entry whose gradient
+is (nearly) zero in exact arithmetic, where both sides are rounding noise,
+from reading as 100% wrong: an entry smaller than a thousandth of the
+tensor's largest gradient is judged against that thousandth instead. The
+floor scales with the tensor, so a tensor whose gradients are all tiny (a
+vanishing gradient) is still checked to the same relative precision.
+
+Dropout masks are replayed from one seed for every evaluation, so a model
+with dropout is checked on the same function throughout. With a horizon the
+objective checked is the truncated one (`bptt.truncation.truncated_objective`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_THRESHOLD = 1e-6
+
+
+def relative_error(a: np.ndarray, n: np.ndarray, floor: float = 1e-3) -> float:
+    """max_i |a_i - n_i| / max(|a_i| + |n_i|, floor * max_j |n_j|), 0 for empty or all-zero."""
+    if a.size == 0:
+        return 0.0
+    scale = max(floor * float(np.abs(n).max()), np.finfo(np.float64).tiny)
+    return float((np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), scale)).max())
+
+
+def _five_point(objective, flat: np.ndarray, i: int, eps: float) -> tuple[float, float]:
+    """(five-point estimate, two-point estimate at 2 eps) of dL/dtheta_i; theta_i is restored."""
+    old = flat[i]
+    f = []
+    for step in (-2, -1, 1, 2):
+        flat[i] = old + step * eps
+        f.append(objective())
+    flat[i] = old
+    # differences first, so equal values give exactly 0
+    d1 = (f[2] - f[1]) / (2 * eps)
+    d2 = (f[3] - f[0]) / (4 * eps)
+    return (4 * d1 - d2) / 3, d2
+
+
+def _derivative(objective, flat: np.ndarray, i: int, eps: float, tries: int = 4) -> float:
+    """Five-point central difference, retried with eps / 10 where the two-point
+    estimates at eps and 2 eps disagree by more than smoothness allows: that is
+    a kink (relu at 0, a max-pooling switch) inside [-2 eps, 2 eps]."""
+    for _ in range(tries):
+        d, d2 = _five_point(objective, flat, i, eps)
+        if abs(d - d2) <= 1e-4 * (abs(d) + abs(d2)) + 1e-10:
+            return d
+        eps /= 10
+    return d
+
+
+def gradcheck(
+    model, inputs, targets, mask=None, h0=None, *, cond=None, loss_mask=None, horizon=None,
+    eps: float = 1e-3, max_entries: int | None = 200, seed: int = 0, floor: float = 1e-3,
+) -> dict[str, float]:  # fmt: skip
+    """Max relative error between BPTT and finite differences, per parameter tensor.
+
+    The model is copied to float64 first. max_entries: check every entry of a
+    tensor up to this many, else a seeded random sample of that many (None: all).
+    If h0 is given its gradient is checked too, under the key "h0".
+    Returns {name: max relative error}.
+    """
+    m = model.astype(np.float64)
+    draws = np.random.default_rng(seed)
+    dropout_seed = int(draws.integers(2**31))
+
+    def run():
+        return m.loss_and_grads(inputs, targets, mask, h0_64, cond=cond, loss_mask=loss_mask,
+                                horizon=horizon, rng=np.random.default_rng(dropout_seed), return_state=True)  # fmt: skip
+
+    h0_64 = None if h0 is None else np.array(h0, dtype=np.float64)
+    loss0, grads, state = run()
+    if horizon is None:
+
+        def objective() -> float:
+            fwd = m.forward(inputs, mask, h0_64, cond=cond, rng=np.random.default_rng(dropout_seed))
+            return m.loss(fwd, targets, loss_mask)[0]
+
+    else:
+        from bptt.truncation import truncated_objective
+
+        base = m.forward(inputs, mask, h0_64, cond=cond)
+
+        def objective() -> float:
+            return truncated_objective(m, inputs, targets, mask, h0_64, cond, tau=horizon, base=base)
+
+    tensors = dict(m.params)
+    analytic = dict(grads)
+    if h0_64 is not None:
+        tensors["h0"], analytic["h0"] = h0_64, state["dh0"].reshape(h0_64.shape)
+    report = {}
+    for name, theta in tensors.items():
+        flat = theta.reshape(-1)
+        idx = np.arange(flat.size)
+        if max_entries is not None and flat.size > max_entries:
+            idx = np.sort(draws.choice(flat.size, size=max_entries, replace=False))
+        numeric = np.empty(len(idx))
+        for j, i in enumerate(idx):
+            old = flat[i]
+            numeric[j] = _derivative(objective, flat, i, eps)
+        a = analytic[name].reshape(-1)[idx]
+        report[name] = relative_error(a, numeric, floor)
+    return report

@@ -1,0 +1,1 @@
+"""Differentiable pieces, one per file: forward(...) -> out, cache and backward(dout, cache) -> grads."""

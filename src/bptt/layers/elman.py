@@ -1,0 +1,183 @@
+"""One Elman recurrent layer, one direction: forward over T steps and exact BPTT.
+
+Forward (row vectors, a batch is a stack of rows):
+
+    a_t = U x_t + W h_{t-1} + b          (pre-activation)
+    h_t = f(a_t)                         (hidden state)
+
+With a mask m_t (1 for a real step, 0 for padding) a padded step leaves the
+state alone, h_t = h_{t-1}: padding never changes the state, the last entry
+of the state buffer is each sequence's true last state, and a reversed
+sequence starts at its own last real step. Nothing depends on how much
+padding a batch carries.
+
+Backward, with delta_t = dL/da_t and the output gradients g_t = dL/dh_t
+coming from above (the head or the next layer):
+
+    dL/dh_t   = g_t + W^T delta_{t+1}    (the term that goes "through time")
+    delta_t   = dL/dh_t * f'(a_t) * m_t
+    dL/dW     = sum_t delta_t^T h_{t-1}  (one GEMM over all T*B rows)
+    dL/dU     = sum_t delta_t^T x_t      (one GEMM, or a scatter-add for ids)
+    dL/db     = sum_t delta_t
+    dL/dx_t   = U^T delta_t
+    dL/dh_0   = W^T delta_1 (+ the carried gradient through padded steps)
+
+Layout (DESIGN.md section 5): everything is time-major. The input term
+U x_t + b for all t is one GEMM (or, for one-hot token inputs, one gather of
+columns of U) written straight into the state buffer before the time loop;
+inside the loop there are only `Hs[t] @ W^T`, an add and f, with `out=`
+buffers. f' for every step is one vectorised call before the backward loop.
+
+Inputs X are either float features (T, B, D) or integer token ids (T, B),
+which stand for one-hot vectors of size D = U.shape[1]: then U x_t is the
+column U[:, id] and dL/dU is a scatter-add.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bptt import activations
+from bptt.layers.embedding import scatter_add_rows
+
+
+@dataclass
+class Cache:
+    """What backward needs. Arrays are in processing order (flipped if reverse)."""
+
+    X: np.ndarray  # (T, B, D) float or (T, B) ids
+    Hs: np.ndarray  # (T+1, B, H): Hs[0] = h_0, Hs[t] = h_t
+    pad: np.ndarray | None  # (T, B, 1) bool, True on padded steps; None if no padding
+    U: np.ndarray
+    W: np.ndarray
+    nonlinearity: str
+    reverse: bool
+
+
+def _is_ids(X: np.ndarray) -> bool:
+    return X.dtype.kind in "iu"
+
+
+def input_term(U: np.ndarray, b: np.ndarray | None, X: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[t] = U x_t + b for all t: one GEMM, or for ids one gather of columns of U.
+
+    X: (T, B, D) float or (T, B) ids; out: (T, B, H), contiguous.
+    """
+    T, B, H = out.shape
+    if _is_ids(X):
+        np.take(np.ascontiguousarray(U.T), X, axis=0, out=out)
+    else:
+        np.matmul(X.reshape(T * B, -1), U.T, out=out.reshape(T * B, H))
+    if b is not None:
+        out += b
+    return out
+
+
+def forward(
+    U: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    X: np.ndarray,
+    h0: np.ndarray,
+    nonlinearity: str = "tanh",
+    mask: np.ndarray | None = None,
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, Cache]:
+    """Run the recurrence h_t = f(U x_t + W h_{t-1} + b) over all T steps.
+
+    U: (H, D); W: (H, H); b: (H,) or None; X: (T, B, D) float or (T, B) ids;
+    h0: (B, H); mask: (T, B) bool or None. reverse=True runs t = T..1.
+
+    Returns (out, hn, cache): out (T, B, H) is h_t in natural time order
+    (a view), hn (B, H) the final state (the state after each sequence's
+    last real step), cache for `backward`.
+    """
+    if reverse:
+        X = X[::-1]
+        mask = None if mask is None else mask[::-1]
+    T, B = X.shape[0], X.shape[1]
+    H = W.shape[0]
+    Hs = np.empty((T + 1, B, H), dtype=W.dtype)
+    Hs[0] = h0
+    input_term(U, b, X, out=Hs[1:])  # every step at once, before the time loop
+    pad = None if mask is None or mask.all() else ~mask[:, :, None]
+    WT = W.T
+    buf = np.empty((B, H), dtype=W.dtype)
+    for t in range(T):
+        a = Hs[t + 1]
+        np.matmul(Hs[t], WT, out=buf)
+        a += buf
+        activations.apply(nonlinearity, a, out=a)
+        if pad is not None:
+            np.copyto(a, Hs[t], where=pad[t])  # padded step: h_t = h_{t-1}
+    out = Hs[1:][::-1] if reverse else Hs[1:]
+    cache = Cache(X=X, Hs=Hs, pad=pad, U=U, W=W, nonlinearity=nonlinearity, reverse=reverse)
+    return out, Hs[T], cache
+
+
+def backward(
+    dout: np.ndarray | None,
+    dhn: np.ndarray | None,
+    cache: Cache,
+    need_dX: bool = True,
+    horizon: int | None = None,
+) -> tuple[np.ndarray | None, dict[str, np.ndarray], np.ndarray]:
+    """BPTT through one layer in a single backward sweep.
+
+    dout: (T, B, H) dL/dh_t from above, natural time order, or None;
+    dhn: (B, H) gradient on the final state, or None.
+    horizon: None for full BPTT; an integer tau makes every output gradient
+    travel back at most tau steps (see `bptt.truncation`).
+
+    Returns (dX, grads, dh0): dX (T, B, D) in natural order (None for ids
+    or when need_dX is False), grads {"U", "W", "b"}, dh0 (B, H).
+    """
+    X, Hs, pad, W = cache.X, cache.Hs, cache.pad, cache.W
+    T, B, H = Hs.shape[0] - 1, Hs.shape[1], Hs.shape[2]
+    if dout is not None and cache.reverse:
+        dout = dout[::-1]
+    # delta starts as f'(a_t) * m_t for every step; the loop multiplies in dL/dh_t.
+    delta = activations.derivative(cache.nonlinearity, Hs[1:])
+    if pad is not None:
+        np.copyto(delta, 0, where=pad)
+    if horizon is None:
+        dh0 = _sweep(delta, dout, dhn, W, pad)
+    else:
+        from bptt.truncation import horizon_sweep
+
+        dh0 = horizon_sweep(delta, dout, dhn, W, pad, horizon)
+    D2 = delta.reshape(T * B, H)
+    grads = {"W": D2.T @ Hs[:-1].reshape(T * B, H), "b": D2.sum(axis=0)}
+    dX = None
+    if _is_ids(X):
+        grads["U"] = scatter_add_rows(X.reshape(-1), D2, cache.U.shape[1]).T
+    else:
+        X2 = X.reshape(T * B, -1)
+        grads["U"] = D2.T @ X2
+        if need_dX:
+            dX = (D2 @ cache.U).reshape(T, B, -1)
+            if cache.reverse:
+                dX = dX[::-1]
+    return dX, grads, dh0
+
+
+def _sweep(delta, dout, dhn, W, pad) -> np.ndarray:
+    """The backward time loop of full BPTT; turns delta (f' * m) into dL/da in place.
+
+    Returns dL/dh_0.
+    """
+    T, B, H = delta.shape
+    dh = np.zeros((B, H), dtype=delta.dtype) if dhn is None else np.array(dhn, dtype=delta.dtype)
+    nxt = np.empty_like(dh)
+    for t in range(T - 1, -1, -1):
+        if dout is not None:
+            dh += dout[t]  # dL/dh_t = g_t + W^T delta_{t+1}
+        d = delta[t]
+        np.multiply(d, dh, out=d)  # delta_t = dL/dh_t * f'(a_t) * m_t
+        np.matmul(d, W, out=nxt)  # W^T delta_t, as rows
+        if pad is not None:
+            np.copyto(nxt, dh, where=pad[t])  # padded step passes dL/dh straight through
+        dh, nxt = nxt, dh
+    return dh

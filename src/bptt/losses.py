@@ -1,0 +1,108 @@
+"""Output nonlinearities g and their losses, each returning (loss, dL/dz) directly.
+
+For every pair below the derivative of the loss through g collapses to the
+prediction error, so the code never forms dL/dy^ or the softmax Jacobian:
+
+    softmax + cross-entropy   L_t = -log y^_t[y_t]                 dL/dz_t = y^_t - onehot(y_t)
+    sigmoid + binary CE       L_t = -y log y^ - (1-y) log(1-y^)    dL/dz_t = y^_t - y_t
+    identity + squared error  L_t = sum_k (y^_tk - y_tk)^2         dL/dz_t = 2 (y^_t - y_t)
+
+(The squared error has no 1/2, as in the lecture notes and torch.nn.MSELoss,
+hence the 2.)
+
+Each loss takes logits Z (N, K) for N rows (time steps of all sequences,
+flattened) and a per-row weight w (N,). The total is L = sum_n w_n L_n, so
+masking (w = 0), "sum over time, mean over sequences" (w = 1/B) and
+PyTorch's "mean over valid tokens" (w = 1/n_valid) are all just weights;
+see `row_weights`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+HEADS = ("softmax", "sigmoid", "linear")
+REDUCTIONS = ("sum-over-time", "mean", "sum")
+
+
+def row_weights(valid: np.ndarray, n_sequences: int, reduction: str, per_row: int, dtype) -> np.ndarray:
+    """Weights w (N,) with L = sum_n w_n L_n.
+
+    valid: (N,) bool, the rows that carry a loss. reduction:
+      "sum-over-time" (default, the lecture notes): L = (1/B) sum_b sum_t L_bt;
+      "mean" (PyTorch): the mean over valid rows, and over the K outputs of
+        each row for the sigmoid and linear heads (per_row = K there, 1 for softmax);
+      "sum": the plain sum.
+    """
+    w = valid.astype(dtype)
+    if reduction == "sum-over-time":
+        w /= n_sequences
+    elif reduction == "mean":
+        n = int(valid.sum()) * per_row
+        if n:
+            w /= n
+    elif reduction != "sum":
+        raise ValueError(f"reduction: got {reduction!r}, expected one of {', '.join(REDUCTIONS)}")
+    return w
+
+
+def softmax(Z: np.ndarray) -> np.ndarray:
+    """y^ = softmax(z) along the last axis, shifted by max(z) for stability."""
+    E = Z - Z.max(axis=-1, keepdims=True)
+    np.exp(E, out=E)
+    E /= E.sum(axis=-1, keepdims=True)
+    return E
+
+
+def sigmoid(Z: np.ndarray) -> np.ndarray:
+    """y^ = 1 / (1 + exp(-z)), computed as (1 + tanh(z/2)) / 2 so it never overflows."""
+    out = np.tanh(Z * 0.5)
+    out += 1.0
+    out *= 0.5
+    return out
+
+
+def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+    """Z: (N, K) logits; y: (N,) class ids (any id where w = 0); w: (N,). Returns (L, dZ)."""
+    N = Z.shape[0]
+    dZ = Z - Z.max(axis=1, keepdims=True)
+    np.exp(dZ, out=dZ)
+    s = dZ.sum(axis=1)
+    rows = np.arange(N)
+    # -log softmax(z)[y] = log sum_k exp(z_k - m) - (z_y - m), with m = max_k z_k
+    zy = Z[rows, y] - Z.max(axis=1)
+    loss = float(np.dot(w, np.log(s) - zy))
+    dZ *= (w / s)[:, None]
+    dZ[rows, y] -= w
+    return loss, dZ
+
+
+def sigmoid_binary_cross_entropy(Z: np.ndarray, Y: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+    """Z, Y: (N, K), Y in [0, 1]; w: (N,). Returns (L, dZ)."""
+    # -y log s(z) - (1-y) log(1-s(z)) = max(z, 0) - y z + log(1 + exp(-|z|))
+    per = np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z)))
+    loss = float(np.dot(w, per.sum(axis=1)))
+    dZ = sigmoid(Z)
+    dZ -= Y
+    dZ *= w[:, None]
+    return loss, dZ
+
+
+def squared_error(Z: np.ndarray, Y: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+    """Z, Y: (N, K) real; w: (N,). Returns (L, dZ), identity head."""
+    diff = Z - Y
+    loss = float(np.dot(w, (diff * diff).sum(axis=1)))
+    diff *= (2 * w)[:, None]
+    return loss, diff
+
+
+LOSSES = {"softmax": softmax_cross_entropy, "sigmoid": sigmoid_binary_cross_entropy, "linear": squared_error}
+
+
+def output(head: str, Z: np.ndarray) -> np.ndarray:
+    """y^ = g(z) for a head: softmax probabilities, sigmoid probabilities or z itself."""
+    if head == "softmax":
+        return softmax(Z)
+    if head == "sigmoid":
+        return sigmoid(Z)
+    return Z

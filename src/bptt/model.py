@@ -1,0 +1,491 @@
+"""RNNModel: inputs -> stacked Elman layers -> a head and its loss, with exact BPTT.
+
+The whole network, for layers l = 1..L (and a reverse direction if
+bidirectional, whose outputs are concatenated with the forward ones):
+
+    x_t            = E[id_t] (embedding), the one-hot of id_t, or the float features
+    h^l_t          = f(U^l h^{l-1}_t + W^l h^l_{t-1} + b^l),   h^0_t = x_t
+    z_t            = V h^L_t + c                    (many-to-many, one-to-many)
+    z              = V pool(h^L_1..h^L_T) + c       (many-to-one, one-to-one)
+    y^             = g(z),  L = sum_t w_t L_t(y_t, y^_t)
+
+`loss_and_grads` runs the forward pass once and BPTT once (O(T)) and returns
+dL/dtheta for every parameter, keyed exactly like `params`: "embed.E",
+"rnn{l}.U/W/b", "rnn{l}_reverse.U/W/b", "head.V", "head.c" and, for
+one-to-many, "h0map.Q", "h0map.q" (h_0 = tanh(Q cond + q), one block per layer).
+
+Inputs are batch-first, as users pass them: ids (B, T), features (B, T, D),
+masks (B, T) or lengths (B,). Inside, everything is time-major (T, B, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bptt import activations, losses, validate
+from bptt import init as initializers
+from bptt.layers import dropout as dropout_layer
+from bptt.layers import elman, embedding
+from bptt.layers import pooling as pooling_layer
+
+MODES = ("many-to-many", "many-to-one", "one-to-many", "one-to-one")
+SEQUENCE_MODES = ("many-to-many", "one-to-many")
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class Forward:
+    """Everything one forward pass produced, kept for the backward pass.
+
+    Z: logits, (T, B, K) for sequence outputs or (B, K) for one per sequence.
+    hn: (L * dirs, B, H) final states, torch's h_n layout.
+    """
+
+    Z: np.ndarray
+    hn: np.ndarray
+    h0: np.ndarray
+    X: np.ndarray  # first-layer input, time-major: ids (T, B) or floats (T, B, D)
+    ids: np.ndarray | None  # token ids (T, B) when an embedding was used
+    mask: np.ndarray | None  # (T, B) bool
+    caches: list = field(default_factory=list)  # [layer][direction] elman.Cache
+    drops: list = field(default_factory=list)  # dropout scale masks between layers
+    feat: np.ndarray | None = None  # head input, (T*B, F) or (B, F)
+    pool: tuple | None = None  # pooling bookkeeping for many-to-one
+    cond: np.ndarray | None = None
+    h0map: np.ndarray | None = None  # tanh(Q cond + q), (B, L*H)
+
+    @property
+    def T(self) -> int:
+        return self.X.shape[0]
+
+
+class RNNModel:
+    """An Elman RNN with a head, trained by exact BPTT. Options use torch/Keras names.
+
+    input_size      features per step for float inputs (B, T, D); or
+    vocab_size      for token ids (B, T); with embedding_size an embedding
+                    table E (V, E), without it one-hot inputs (U is (H, V))
+    hidden_size     H;  num_layers: L;  bidirectional: two directions per layer
+    nonlinearity    f: tanh | relu | sigmoid | identity;  bias: b on or off
+    dropout         inverted dropout between layers, training only
+    output_size     K (defaults to vocab_size for token models)
+    head            softmax (cross-entropy) | sigmoid (binary CE) | linear (squared error)
+    mode            many-to-many | many-to-one | one-to-many | one-to-one
+    pooling         many-to-one only: last | mean | max
+    cond_size       one-to-many only: size of the conditioning vector mapped to h_0
+    reduction       sum-over-time (lecture notes: sum over t, mean over sequences) | mean | sum
+    ignore_index    softmax targets equal to it carry no loss (torch's -100)
+    init, init_scale  pytorch | xavier | orthogonal | identity (see bptt.init)
+    dtype           float32 (default) | float64;  seed: every random draw
+    """
+
+    def __init__(
+        self,
+        *,
+        input_size: int | None = None,
+        vocab_size: int | None = None,
+        embedding_size: int | None = None,
+        hidden_size: int = 64,
+        output_size: int | None = None,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        head: str = "softmax",
+        mode: str = "many-to-many",
+        pooling: str = "last",
+        cond_size: int | None = None,
+        reduction: str = "sum-over-time",
+        ignore_index: int = -100,
+        init: str = "pytorch",
+        init_scale: float = 1.0,
+        dtype: str = "float32",
+        seed: int = 0,
+    ):
+        dtype = np.dtype(dtype).name
+        if (input_size is None) == (vocab_size is None):
+            raise ValueError("input_size / vocab_size: give exactly one (features or token ids)")
+        validate.positive_int("input_size", input_size, allow_none=True)
+        validate.positive_int("vocab_size", vocab_size, allow_none=True)
+        validate.positive_int("embedding_size", embedding_size, allow_none=True)
+        if embedding_size is not None and vocab_size is None:
+            raise ValueError("embedding_size: needs vocab_size (an embedding is for token ids)")
+        validate.positive_int("hidden_size", hidden_size)
+        validate.positive_int("num_layers", num_layers)
+        if output_size is None and head == "softmax" and vocab_size is not None and mode in SEQUENCE_MODES:
+            output_size = vocab_size
+        if output_size is None:
+            raise ValueError("output_size: required (the number of outputs K of the head)")
+        validate.positive_int("output_size", output_size)
+        validate.choice("nonlinearity", nonlinearity, activations.NONLINEARITIES)
+        validate.probability("dropout", dropout)
+        validate.choice("head", head, losses.HEADS)
+        validate.choice("mode", mode, MODES)
+        validate.choice("pooling", pooling, pooling_layer.POOLINGS)
+        validate.choice("reduction", reduction, losses.REDUCTIONS)
+        validate.choice("init", init, initializers.SCHEMES)
+        validate.choice("dtype", dtype, DTYPES)
+        if mode == "one-to-many":
+            validate.positive_int("cond_size", cond_size)
+            if bidirectional:
+                raise ValueError("bidirectional: a one-to-many model generates left to right, expected False")
+        elif cond_size is not None:
+            raise ValueError(f"cond_size: only for mode='one-to-many', got mode={mode!r}")
+        if head == "softmax" and output_size < 2:
+            raise ValueError(f"output_size: got {output_size}, a softmax head needs at least 2 classes")
+        self.config = dict(
+            input_size=input_size, vocab_size=vocab_size, embedding_size=embedding_size,
+            hidden_size=hidden_size, output_size=output_size, num_layers=num_layers,
+            nonlinearity=nonlinearity, bias=bool(bias), bidirectional=bool(bidirectional),
+            dropout=float(dropout), head=head, mode=mode, pooling=pooling, cond_size=cond_size,
+            reduction=reduction, ignore_index=int(ignore_index), init=init,
+            init_scale=float(init_scale), dtype=dtype, seed=int(seed),
+        )  # fmt: skip
+        self.rng = np.random.default_rng(seed)
+        self.training = True
+        self.params = self._init_params()
+
+    # ---- structure ---------------------------------------------------------
+
+    def __getattr__(self, name):
+        config = self.__dict__.get("config")
+        if config is not None and name in config:
+            return config[name]
+        raise AttributeError(name)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def uses_tokens(self) -> bool:
+        return self.vocab_size is not None
+
+    def layer_names(self, layer: int) -> list[str]:
+        """Parameter prefixes of one layer: ["rnn{l}"] or ["rnn{l}", "rnn{l}_reverse"]."""
+        names = [f"rnn{layer}"]
+        if self.bidirectional:
+            names.append(f"rnn{layer}_reverse")
+        return names
+
+    def _init_params(self) -> dict[str, np.ndarray]:
+        dt, H, rng = np.dtype(self.dtype), self.hidden_size, self.rng
+        params: dict[str, np.ndarray] = {}
+        if self.embedding_size is not None:
+            params["embed.E"] = rng.standard_normal((self.vocab_size, self.embedding_size)).astype(dt)
+            D = self.embedding_size
+        else:
+            D = self.vocab_size if self.uses_tokens else self.input_size
+        for layer in range(self.num_layers):
+            for name in self.layer_names(layer):
+                p = initializers.recurrent_layer(rng, H, D, self.init, self.init_scale, dt)
+                params[f"{name}.U"], params[f"{name}.W"] = p["U"], p["W"]
+                if self.bias:
+                    params[f"{name}.b"] = p["b"]
+            D = H * self.num_directions
+        params["head.V"], params["head.c"] = initializers.linear(rng, self.output_size, D, dt)
+        if self.mode == "one-to-many":
+            Q, q = initializers.linear(rng, self.num_layers * H, self.cond_size, dt)
+            params["h0map.Q"], params["h0map.q"] = Q, q
+        return params
+
+    def train(self, mode: bool = True) -> "RNNModel":
+        """Training mode (dropout on), as torch's module.train()."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> "RNNModel":
+        return self.train(False)
+
+    def astype(self, dtype) -> "RNNModel":
+        """A copy of the model with every parameter in `dtype` (float64 for gradient checks)."""
+        config = dict(self.config, dtype=np.dtype(dtype).name)
+        other = RNNModel(**config)
+        other.params = {k: v.astype(dtype) for k, v in self.params.items()}
+        other.training = self.training
+        return other
+
+    def zero_state(self, batch_size: int) -> np.ndarray:
+        """h_0 = 0 for every layer and direction: (L * dirs, B, H)."""
+        return np.zeros((self.num_layers * self.num_directions, batch_size, self.hidden_size), self.dtype)
+
+    # ---- inputs ------------------------------------------------------------
+
+    def _prepare(self, inputs, mask, h0, cond):
+        """Validate batch-first inputs and return them time-major: (X, mask, h0, cond)."""
+        one = self.mode == "one-to-one"
+        if self.uses_tokens:
+            ids = validate.array("inputs", inputs, (1, 2) if one else (2,), "int")
+            if ids.ndim == 1:
+                ids = ids[:, None]
+            validate.in_range("inputs", ids, 0, self.vocab_size)
+            X = np.ascontiguousarray(ids.T)
+        else:
+            x = validate.array("inputs", inputs, (2, 3) if one else (3,), "float")
+            if x.ndim == 2:
+                x = x[:, None, :]
+            if x.shape[2] != self.input_size:
+                raise ValueError(f"inputs: got {x.shape[2]} features per step, expected input_size={self.input_size}")
+            X = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
+        T, B = X.shape[0], X.shape[1]
+        if T == 0 or B == 0:
+            raise ValueError(f"inputs: got {B} sequences of {T} steps, expected at least one step")
+        if one and T != 1:
+            raise ValueError(f"inputs: mode='one-to-one' takes one step per example, got T={T}")
+        mask = self._prepare_mask(mask, B, T)
+        if self.mode == "one-to-many":
+            if cond is None:
+                raise ValueError("cond: required for mode='one-to-many' (the conditioning vector, (B, cond_size))")
+            if h0 is not None:
+                raise ValueError("h0: a one-to-many model computes h_0 from cond, do not pass both")
+            cond = validate.array("cond", cond, (2,), "float")
+            validate.shape("cond", cond, (B, self.cond_size))
+            cond = cond.astype(self.dtype)
+        elif cond is not None:
+            raise ValueError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
+        if h0 is not None:
+            h0 = validate.array("h0", h0, (2, 3), "float")
+            if h0.ndim == 2 and self.num_layers * self.num_directions == 1:
+                h0 = h0[None]
+            validate.shape("h0", h0, (self.num_layers * self.num_directions, B, self.hidden_size))
+            h0 = h0.astype(self.dtype)
+        return X, mask, h0, cond
+
+    def _prepare_mask(self, mask, B: int, T: int) -> np.ndarray | None:
+        """A (B, T) mask or (B,) lengths -> a time-major (T, B) bool mask, or None."""
+        if mask is None:
+            return None
+        if self.mode == "one-to-one":
+            raise ValueError("mask: mode='one-to-one' has one step per example, expected no mask")
+        m = np.asarray(mask)
+        if m.ndim == 1:
+            lengths = validate.array("mask", m, (1,), "int")
+            validate.shape("mask (lengths)", lengths, (B,))
+            validate.in_range("mask (lengths)", lengths, 0, T + 1)
+            m = np.arange(T)[None, :] < lengths[:, None]
+        else:
+            m = validate.array("mask", m, (2,), "bool").astype(bool)
+            validate.shape("mask", m, (B, T))
+        if self.mode in ("many-to-one",) and not m.any(axis=1).all():
+            b = int(np.flatnonzero(~m.any(axis=1))[0])
+            raise ValueError(f"mask: sequence {b} has no valid step, expected at least one per sequence")
+        return np.ascontiguousarray(m.T)
+
+    # ---- forward -----------------------------------------------------------
+
+    def forward(self, inputs, mask=None, h0=None, *, cond=None, rng=None) -> Forward:
+        """Run the network; return a `Forward` holding logits Z, final states hn and caches.
+
+        Dropout is applied when `self.training` and dropout > 0, with masks drawn
+        from `rng` (default: the model's own seeded Generator).
+        """
+        X, mask, h0, cond = self._prepare(inputs, mask, h0, cond)
+        p, H, dt = self.params, self.hidden_size, np.dtype(self.dtype)
+        T, B = X.shape[0], X.shape[1]
+        fwd = Forward(Z=None, hn=None, h0=None, X=X, ids=None, mask=mask, cond=cond)
+        if cond is not None:
+            a = cond @ p["h0map.Q"].T + p["h0map.q"]
+            fwd.h0map = np.tanh(a)
+            h0 = np.ascontiguousarray(fwd.h0map.reshape(B, self.num_layers, H).transpose(1, 0, 2))
+        if h0 is None:
+            h0 = self.zero_state(B)
+        fwd.h0 = h0
+        if self.embedding_size is not None:
+            fwd.ids = X
+            layer_in = embedding.forward(p["embed.E"], X)
+        else:
+            layer_in = X
+        hn = []
+        rng = self.rng if rng is None else rng
+        for layer in range(self.num_layers):
+            outs, caches = [], []
+            for d, name in enumerate(self.layer_names(layer)):
+                out, h_last, cache = elman.forward(
+                    p[f"{name}.U"], p[f"{name}.W"], p.get(f"{name}.b"), layer_in,
+                    h0[layer * self.num_directions + d], self.nonlinearity, mask, reverse=d == 1,
+                )  # fmt: skip
+                outs.append(out)
+                caches.append(cache)
+                hn.append(h_last)
+            layer_in = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+            fwd.caches.append(caches)
+            drop = None
+            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+                drop = dropout_layer.make_mask(rng, layer_in.shape, self.dropout, dt)
+                layer_in = layer_in * drop
+            fwd.drops.append(drop)
+        fwd.hn = np.stack(hn)
+        self._head_forward(fwd, layer_in)
+        return fwd
+
+    def _head_forward(self, fwd: Forward, top: np.ndarray) -> None:
+        """Z = V h + c on every step, or on the pooled vector (many-to-one, one-to-one)."""
+        V, c = self.params["head.V"], self.params["head.c"]
+        T, B, F = top.shape
+        if self.mode in SEQUENCE_MODES:
+            fwd.feat = top.reshape(T * B, F)
+            fwd.Z = (fwd.feat @ V.T + c).reshape(T, B, -1)
+            return
+        kind = "last" if self.mode == "one-to-one" else self.pooling
+        if kind == "last":
+            L1 = (self.num_layers - 1) * self.num_directions
+            feat, info = np.concatenate(list(fwd.hn[L1:]), axis=1), None
+        elif kind == "mean":
+            feat, info = pooling_layer.mean_forward(top, fwd.mask)
+        else:
+            feat, info = pooling_layer.max_forward(top, fwd.mask)
+        fwd.feat, fwd.pool = feat, (kind, info)
+        fwd.Z = feat @ V.T + c
+
+    # ---- loss --------------------------------------------------------------
+
+    def loss(self, fwd: Forward, targets, loss_mask=None) -> tuple[float, np.ndarray]:
+        """L and dL/dZ (same shape as fwd.Z) for the head's loss.
+
+        loss_mask: optional (B, T) bool, the steps that carry a loss (sequence
+        modes); padded steps and ignore_index targets never do.
+        """
+        Z = fwd.Z
+        K = self.output_size
+        seq = Z.ndim == 3
+        B = Z.shape[1] if seq else Z.shape[0]
+        lead = (B, fwd.T) if seq else (B,)
+        Y = self._prepare_targets(targets, lead)
+        if seq:
+            Y = np.ascontiguousarray(np.swapaxes(Y, 0, 1))  # time-major
+        valid = np.ones(Y.shape[: len(lead)], dtype=bool)
+        if seq and fwd.mask is not None:
+            valid &= fwd.mask
+        if loss_mask is not None:
+            if not seq:
+                raise ValueError(f"loss_mask: only for sequence outputs, got mode={self.mode!r}")
+            lm = validate.array("loss_mask", loss_mask, (2,), "bool").astype(bool)
+            validate.shape("loss_mask", lm, lead)
+            valid &= lm.T
+        if self.head == "softmax":
+            valid &= Y != self.ignore_index
+            Y = np.where(valid, Y, 0)
+        w = losses.row_weights(valid.reshape(-1), B, self.reduction, 1 if self.head == "softmax" else K, Z.dtype)
+        Zf = Z.reshape(-1, K)
+        Yf = Y.reshape(-1) if self.head == "softmax" else Y.reshape(-1, K).astype(Z.dtype)
+        loss, dZ = losses.LOSSES[self.head](Zf, Yf, w)
+        return loss, dZ.reshape(Z.shape)
+
+    def _prepare_targets(self, targets, lead: tuple) -> np.ndarray:
+        K = self.output_size
+        if self.head == "softmax":
+            Y = validate.array("targets", targets, (len(lead),), "int")
+            validate.shape("targets", Y, lead)
+            validate.in_range("targets", Y, 0, K, allowed=(self.ignore_index,))
+            return Y
+        Y = validate.array("targets", targets, (len(lead), len(lead) + 1), "float")
+        if Y.ndim == len(lead):
+            if K != 1:
+                raise ValueError(f"targets: got shape {Y.shape}, expected {lead + (K,)} for output_size={K}")
+            Y = Y[..., None]
+        validate.shape("targets", Y, lead + (K,))
+        if self.head == "sigmoid" and ((Y < 0) | (Y > 1)).any():
+            raise ValueError("targets: a sigmoid head takes targets in [0, 1], found values outside")
+        return Y
+
+    # ---- backward ----------------------------------------------------------
+
+    def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None):
+        """BPTT from dL/dZ back to every parameter and to h_0.
+
+        Returns (grads, dh0): grads keyed like `params`, dh0 (L * dirs, B, H).
+        horizon: per-output truncation (see `bptt.truncation`), or None for exact BPTT.
+        """
+        p, H, nd = self.params, self.hidden_size, self.num_directions
+        grads: dict[str, np.ndarray] = {}
+        V = p["head.V"]
+        K = V.shape[0]
+        Zf = dZ.reshape(-1, K)
+        grads["head.V"] = Zf.T @ fwd.feat
+        grads["head.c"] = Zf.sum(axis=0)
+        dfeat = Zf @ V
+        T = fwd.T
+        B = fwd.h0.shape[1]
+        dtop, dhn = None, np.zeros_like(fwd.hn)
+        if fwd.pool is None:
+            dtop = dfeat.reshape(T, B, -1)
+        else:
+            kind, info = fwd.pool
+            if kind == "last":
+                L1 = (self.num_layers - 1) * nd
+                for d in range(nd):
+                    dhn[L1 + d] = dfeat[:, d * H : (d + 1) * H]
+            elif kind == "mean":
+                dtop = pooling_layer.mean_backward(dfeat, info)
+            else:
+                dtop = pooling_layer.max_backward(dfeat, info, T)
+        dh0 = np.zeros_like(fwd.h0)
+        for layer in range(self.num_layers - 1, -1, -1):
+            if fwd.drops[layer] is not None and dtop is not None:
+                dtop = dtop * fwd.drops[layer]
+            need_dX = layer > 0 or self.embedding_size is not None
+            dX_total = None
+            for d, name in enumerate(self.layer_names(layer)):
+                dout = None if dtop is None else dtop[:, :, d * H : (d + 1) * H]
+                k = layer * nd + d
+                dX, g, dh0[k] = elman.backward(dout, dhn[k], fwd.caches[layer][d], need_dX, horizon)
+                grads[f"{name}.U"], grads[f"{name}.W"] = g["U"], g["W"]
+                if self.bias:
+                    grads[f"{name}.b"] = g["b"]
+                if dX is not None:
+                    dX_total = dX if dX_total is None else dX_total + dX
+            dtop = dX_total
+        if self.embedding_size is not None:
+            grads["embed.E"] = embedding.backward(dtop, fwd.ids, self.vocab_size)
+        if fwd.cond is not None:
+            dh = dh0.transpose(1, 0, 2).reshape(B, -1)
+            da = dh * (1.0 - fwd.h0map**2)
+            grads["h0map.Q"] = da.T @ fwd.cond
+            grads["h0map.q"] = da.sum(axis=0)
+        return {k: grads[k] for k in p}, dh0
+
+    # ---- public API --------------------------------------------------------
+
+    def loss_and_grads(
+        self, inputs, targets, mask=None, h0=None, *, cond=None, loss_mask=None,
+        horizon: int | None = None, rng=None, return_state: bool = False,
+    ):  # fmt: skip
+        """One forward pass and one BPTT sweep: (loss, grads), grads keyed like `params`.
+
+        inputs: ids (B, T) or features (B, T, D) (one-to-one: (B,) or (B, D));
+        targets: class ids (B, T) / (B,) for softmax, values (B, T[, K]) / (B[, K]) otherwise;
+        mask: (B, T) bool or lengths (B,); h0: (L * dirs, B, H); cond: (B, cond_size)
+        for one-to-many. With return_state=True also returns {"hn", "dh0"}.
+        """
+        if horizon is not None:
+            from bptt.truncation import check_horizon
+
+            check_horizon(self, horizon)
+        fwd = self.forward(inputs, mask, h0, cond=cond, rng=rng)
+        loss, dZ = self.loss(fwd, targets, loss_mask)
+        grads, dh0 = self.backward(fwd, dZ, horizon)
+        if return_state:
+            return loss, grads, {"hn": fwd.hn, "dh0": dh0}
+        return loss, grads
+
+    def predict(self, inputs, mask=None, h0=None, *, cond=None) -> np.ndarray:
+        """y^ = g(z): probabilities (softmax, sigmoid) or values (linear), batch-first.
+
+        Sequence modes give (B, T, K), with zeros at padded steps; the others (B, K).
+        Runs in evaluation mode (no dropout).
+        """
+        training, self.training = self.training, False
+        try:
+            fwd = self.forward(inputs, mask, h0, cond=cond)
+        finally:
+            self.training = training
+        Y = losses.output(self.head, fwd.Z)
+        if Y.ndim == 3:
+            if fwd.mask is not None:
+                Y = Y * fwd.mask[:, :, None]
+            Y = np.ascontiguousarray(Y.transpose(1, 0, 2))
+        return Y
+
