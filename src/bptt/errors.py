@@ -1,0 +1,28 @@
+"""The errors bptt raises for bad input, each printed by the CLI as one line (exit 2).
+
+Messages name the file, the line where there is one, what was found and what
+was expected: `DataError("corpus.txt:12: expected TEXT<TAB>LABEL, found no tab")`.
+"""
+
+from __future__ import annotations
+
+
+class BpttError(Exception):
+    """Base of every error that is the user's input, not a bug."""
+
+
+class DataError(BpttError, ValueError):
+    """A data file that cannot be read as expected (missing, empty, malformed, wrong encoding)."""
+
+
+class CheckpointError(BpttError):
+    """A run directory or checkpoint that is missing, truncated, tampered with or incompatible."""
+
+
+class UsageError(BpttError, ValueError):
+    """Options that do not fit together or are out of range."""
+
+
+def where(path, line: int | None = None) -> str:
+    """'path' or 'path:line', the prefix of a message about a file."""
+    return f"{path}:{line}" if line is not None else f"{path}"
