@@ -1,0 +1,79 @@
+"""The `bptt` command: parse, dispatch to a subcommand, and turn errors into one line.
+
+Errors that are the user's (bad options, bad data, a bad checkpoint) print
+`bptt: error: ...` on one line and exit 2; an unexpected internal error prints
+one line with a hint to re-run with --debug (which shows the traceback) and
+exits 1. Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bptt import __version__
+from bptt.errors import BpttError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line too (no usage dump), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"bptt: error: {message} (see: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bptt.commands import gradcheck
+
+    parser = _Parser(prog="bptt", description="Recurrent networks trained by backpropagation through time, in NumPy.")
+    parser.add_argument("--version", action="version", version=f"bptt {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in _command_modules() + [gradcheck]:
+        module.add_parser(sub)
+    return parser
+
+
+def _command_modules() -> list:
+    """Commands that need the training extras are added when their modules import."""
+    modules = []
+    try:
+        from bptt.commands import lm
+
+        modules.append(lm)
+    except ImportError:  # pragma: no cover - the core without the train extras
+        pass
+    return modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("bptt: interrupted", file=sys.stderr)
+        return 130
+    except (BpttError, ValueError) as e:
+        if debug:
+            raise
+        print(f"bptt: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        if debug:
+            raise
+        print(f"bptt: internal error: {type(e).__name__}: {_one_line(e)} (re-run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Command-line options shared by every command that builds a model.
+
+`bptt train` and `bptt gradcheck` take the same model options under the same
+names (those of torch.nn.RNN and char-rnn), so a gradient check can be run on
+exactly the architecture a user trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}, expected a positive integer")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"got {text}, expected a positive finite number")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number in [0, 1)") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"got {text}, expected a number in [0, 1)")
+    return value
+
+
+def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
+    """The architecture: every option RNNModel takes, with the CLI's defaults."""
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden-size", type=positive_int, default=defaults.get("hidden_size", 8), help="H, units per layer and direction")
+    g.add_argument("--num-layers", type=positive_int, default=defaults.get("num_layers", 1))
+    g.add_argument("--nonlinearity", choices=["tanh", "relu", "sigmoid", "identity"], default="tanh", help="f in h_t = f(a_t)")
+    g.add_argument("--bidirectional", action="store_true")
+    g.add_argument("--dropout", type=fraction, default=defaults.get("dropout", 0.0), help="between layers, training only")
+    g.add_argument("--embedding-size", type=positive_int, default=defaults.get("embedding_size"),
+                   help="an embedding table for token inputs (default: one-hot inputs)")  # fmt: skip
+    g.add_argument("--init", choices=["pytorch", "xavier", "orthogonal", "identity"], default="pytorch")
+    g.add_argument("--init-scale", type=positive_float, default=1.0, help="gain of orthogonal / scale of identity init")
+    g.add_argument("--no-bias", action="store_true", help="drop b (and keep c)")
+    g.add_argument("--seed", type=int, default=defaults.get("seed", 0))
+
+
+def model_kwargs(args: argparse.Namespace) -> dict:
+    """RNNModel keyword arguments from parsed model options."""
+    return dict(
+        hidden_size=args.hidden_size, num_layers=args.num_layers, nonlinearity=args.nonlinearity,
+        bidirectional=args.bidirectional, dropout=args.dropout, embedding_size=args.embedding_size,
+        init=args.init, init_scale=args.init_scale, bias=not args.no_bias, seed=args.seed,
+    )  # fmt: skip
