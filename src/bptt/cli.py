@@ -35,15 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:
-    """Commands that need the training extras are added when their modules import."""
-    modules = []
-    try:
-        from bptt.commands import lm
+    from bptt.commands import evaluate, generate, train
 
-        modules.append(lm)
-    except ImportError:  # pragma: no cover - the core without the train extras
-        pass
-    return modules
+    return [train, generate, evaluate]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    args.argv = argv[argv.index(args.command) + 1 :]  # the subcommand's own flags, for config merging
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

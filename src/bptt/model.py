@@ -471,6 +471,33 @@ class RNNModel:
             return loss, grads, {"hn": fwd.hn, "dh0": dh0}
         return loss, grads
 
+    def state_after(self, fwd: Forward, steps: int) -> np.ndarray:
+        """h_t of every layer after `steps` steps of a forward pass, (L, B, H):
+        what a truncated-BPTT window hands to the next one. Unidirectional only."""
+        if self.bidirectional:
+            raise ValueError("state_after: a bidirectional layer has no single state at step t")
+        return np.stack([caches[0].Hs[steps] for caches in fwd.caches])
+
+    def step(self, ids: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One time step for generation: ids (B,) tokens, h (L, B, H) -> (logits (B, K), new h).
+
+        h_t^l = f(U^l x_t + W^l h_{t-1}^l + b^l) layer by layer, z_t = V h_t^L + c,
+        with no dropout. Token models only; unidirectional only.
+        """
+        p = self.params
+        if self.embedding_size is not None:
+            x = p["embed.E"][ids]
+        new = np.empty_like(h)
+        for layer in range(self.num_layers):
+            name = f"rnn{layer}"
+            U, W = p[f"{name}.U"], p[f"{name}.W"]
+            a = U.T[ids] if layer == 0 and self.embedding_size is None else x @ U.T
+            a = a + h[layer] @ W.T
+            if self.bias:
+                a += p[f"{name}.b"]
+            x = new[layer] = activations.apply(self.nonlinearity, a, out=a)
+        return x @ p["head.V"].T + p["head.c"], new
+
     def predict(self, inputs, mask=None, h0=None, *, cond=None) -> np.ndarray:
         """y^ = g(z): probabilities (softmax, sigmoid) or values (linear), batch-first.
 
