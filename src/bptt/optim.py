@@ -1,0 +1,342 @@
+"""Optimizers that update a flat dict of parameters in place, step for step as torch.optim.
+
+With g = dL/dtheta (+ wd theta when weight_decay is set: L2, added to the
+gradient as torch does) and t the number of steps taken, including this one:
+
+    SGD       theta <- theta - lr g                            (the lecture notes' rule)
+    momentum  v <- mu v + (1 - dampening) g  (v = g at t = 1);  theta <- theta - lr v
+              nesterov: theta <- theta - lr (g + mu v)
+    Adagrad   s <- s + g^2  (s starts at initial_accumulator_value)
+              theta <- theta - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)
+    RMSprop   s <- alpha s + (1 - alpha) g^2;  d = sqrt(s) + eps
+              centered: a <- alpha a + (1 - alpha) g;  d = sqrt(s - a^2) + eps
+              theta <- theta - lr g / d;  momentum: b <- mu b + g / d, theta <- theta - lr b
+    Adam      m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2   (amsgrad: v^ = max(v^, v))
+              theta <- theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+Defaults are torch's; the operations run in torch's order, so a float64 run
+matches torch.optim to rounding (tests/test_optim.py). Every update is done
+with in-place ufuncs into scratch arrays of the parameter's dtype, so a
+float32 model stays float32 and a step allocates nothing after the first.
+
+`state_dict()` gives (arrays, meta): per-parameter buffers named
+"<buffer>.<param>" (torch's buffer names, e.g. "exp_avg.rnn0.W") for
+safetensors, and JSON metadata (class, lr, step count, hyperparameters).
+`load_state_dict` restores both, as torch does, so a resumed run continues
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+
+from bptt.errors import CheckpointError, UsageError
+
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
+
+
+def _check(name: str, value, ok: bool, expected: str) -> None:
+    if not ok:
+        raise UsageError(f"{name}: got {value!r}, expected {expected}")
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def _nonnegative(name: str, value) -> None:
+    _check(name, value, _is_real(value) and math.isfinite(value) and value >= 0, "a finite number >= 0")
+
+
+def check_lr(lr) -> None:
+    """lr must be a finite number > 0 (0 would make every step a no-op)."""
+    _check("--lr", lr, _is_real(lr) and math.isfinite(lr) and lr > 0, "a positive finite number")
+
+
+class Optimizer:
+    """Base: `lr`, a step counter `t`, buffers in `state` keyed "<buffer>.<param>".
+
+    Subclasses name their buffers and hyperparameters and implement `_update`
+    for one parameter; `step` applies it to every parameter in `params`.
+    """
+
+    buffers: tuple[str, ...] = ()
+    hyper: tuple[str, ...] = ("weight_decay",)
+
+    def __init__(self, lr: float, weight_decay: float = 0.0):
+        check_lr(lr)
+        _nonnegative("weight_decay", weight_decay)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.t = 0
+        self.state: dict[str, np.ndarray] = {}
+        self._scratch: dict[tuple, np.ndarray] = {}
+
+    # ---- the update --------------------------------------------------------
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        """One update of every parameter, in place; `grads` is left untouched."""
+        self.t += 1
+        for name, p in params.items():
+            g = grads[name]
+            if g.shape != p.shape:  # a mismatch would broadcast silently into out=
+                raise ValueError(f"grads[{name!r}]: shape {g.shape}, expected {p.shape} like the parameter")
+            if self.weight_decay:
+                g = np.multiply(p, p.dtype.type(self.weight_decay), out=self._tmp(p, 0))
+                g += grads[name]  # torch: grad.add(param, alpha=wd)
+            self._update(name, p, g)
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _tmp(self, p: np.ndarray, slot: int) -> np.ndarray:
+        """Scratch array shaped like p; slot 0 holds the decayed gradient, 1 and 2 the update."""
+        key = (p.shape, p.dtype.str, slot)
+        a = self._scratch.get(key)
+        if a is None:
+            a = self._scratch[key] = np.empty(p.shape, p.dtype)
+        return a
+
+    def _buffer(self, kind: str, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        key = f"{kind}.{name}"
+        buf = self.state.get(key)
+        if buf is None:
+            buf = self.state[key] = np.full(p.shape, fill, p.dtype)
+        elif buf.shape != p.shape or buf.dtype != p.dtype:
+            buf = self.state[key] = self._adopt(key, buf, p)
+        return buf
+
+    @staticmethod
+    def _adopt(key: str, buf: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """A loaded buffer made to fit its parameter: same shape required, dtype follows the model."""
+        if buf.shape != p.shape:
+            raise CheckpointError(f"optimizer state {key!r}: shape {buf.shape}, the parameter is {p.shape}")
+        return buf.astype(p.dtype)
+
+    # ---- checkpoints -------------------------------------------------------
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, meta): copies of the buffers, and JSON-able lr, step count and hyperparameters."""
+        meta = {"optimizer": type(self).__name__, "lr": self.lr, "t": self.t}
+        for h in self.hyper:
+            v = getattr(self, h)
+            meta[h] = list(v) if isinstance(v, tuple) else v
+        return {k: v.copy() for k, v in self.state.items()}, meta
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Restore buffers, lr, step count and hyperparameters (torch's load_state_dict does too)."""
+        cls = type(self).__name__
+        if meta.get("optimizer") != cls:
+            raise CheckpointError(f"optimizer state is for {meta.get('optimizer')!r}, this run uses {cls!r}")
+        for key in arrays:
+            if key.split(".", 1)[0] not in self.buffers or "." not in key:
+                kinds = ", ".join(self.buffers) or "none"
+                raise CheckpointError(f"optimizer state {key!r}: not a {cls} buffer ({kinds})")
+        try:
+            lr, t = float(meta["lr"]), int(meta["t"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"optimizer state: lr and t missing or malformed ({e})") from None
+        # copies: later steps must not write into the caller's arrays (a snapshot kept for rollback)
+        self.state = {k: np.array(v) for k, v in arrays.items()}
+        self.lr, self.t = lr, t
+        for h in self.hyper:
+            if h in meta:
+                setattr(self, h, tuple(meta[h]) if isinstance(meta[h], list) else meta[h])
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: plain (momentum=0), heavy-ball momentum, or Nesterov momentum."""
+
+    buffers = ("momentum_buffer",)
+    hyper = ("momentum", "dampening", "nesterov", "weight_decay")
+
+    def __init__(
+        self, lr: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
+    ):
+        super().__init__(lr, weight_decay)
+        _nonnegative("momentum", momentum)
+        _check("dampening", dampening, _is_real(dampening) and math.isfinite(dampening), "a finite number")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise UsageError("nesterov: needs momentum > 0 and dampening 0")
+        self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
+
+    def _update(self, name, p, g):
+        dt = p.dtype.type
+        if self.momentum:
+            key = f"momentum_buffer.{name}"
+            v = self.state.get(key)
+            if v is None:  # torch: the first step sets v = g, undamped
+                v = self.state[key] = np.array(g, dtype=p.dtype)
+            else:
+                if v.shape != p.shape or v.dtype != p.dtype:
+                    v = self.state[key] = self._adopt(key, v, p)
+                v *= dt(self.momentum)
+                if self.dampening:
+                    v += np.multiply(g, dt(1 - self.dampening), out=self._tmp(p, 1))
+                else:
+                    v += g
+            if self.nesterov:  # torch: grad.add(buf, alpha=momentum)
+                d = np.multiply(v, dt(self.momentum), out=self._tmp(p, 1))
+                d += g
+                g = d
+            else:
+                g = v
+        step = np.multiply(g, dt(self.lr), out=self._tmp(p, 1))
+        p -= step  # torch: param.add_(g, alpha=-lr), the same number
+
+
+class Adagrad(Optimizer):
+    """torch.optim.Adagrad (Duchi et al. 2011): per-element rates from the sum of squared gradients."""
+
+    buffers = ("sum",)
+    hyper = ("lr_decay", "eps", "initial_accumulator_value", "weight_decay")
+
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+    ):
+        super().__init__(lr, weight_decay)
+        _nonnegative("lr_decay", lr_decay)
+        _nonnegative("initial_accumulator_value", initial_accumulator_value)
+        _nonnegative("eps", eps)
+        self.lr_decay, self.eps = float(lr_decay), float(eps)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+
+    def _update(self, name, p, g):
+        dt = p.dtype.type
+        s = self._buffer("sum", name, p, self.initial_accumulator_value)
+        sq = np.multiply(g, g, out=self._tmp(p, 1))
+        s += sq
+        d = np.sqrt(s, out=self._tmp(p, 1))
+        d += dt(self.eps)
+        clr = self.lr / (1 + (self.t - 1) * self.lr_decay)
+        step = np.multiply(g, dt(clr), out=self._tmp(p, 2))  # torch's addcdiv order: (value * g) / d
+        step /= d
+        p -= step
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop (Tieleman & Hinton 2012): eps added outside the square root."""
+
+    buffers = ("square_avg", "grad_avg", "momentum_buffer")
+    hyper = ("alpha", "eps", "momentum", "centered", "weight_decay")
+
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ):
+        super().__init__(lr, weight_decay)
+        _nonnegative("alpha", alpha)
+        _nonnegative("eps", eps)
+        _nonnegative("momentum", momentum)
+        self.alpha, self.eps = float(alpha), float(eps)
+        self.momentum, self.centered = float(momentum), bool(centered)
+
+    def _update(self, name, p, g):
+        dt, a = p.dtype.type, self.alpha
+        s = self._buffer("square_avg", name, p)
+        s *= dt(a)
+        sq = np.multiply(g, dt(1 - a), out=self._tmp(p, 1))  # torch's addcmul order: (value * g) * g
+        sq *= g
+        s += sq
+        d = self._tmp(p, 1)
+        if self.centered:
+            m = self._buffer("grad_avg", name, p)
+            _lerp(m, g, dt(1 - a), d)
+            np.multiply(m, m, out=d)
+            np.subtract(s, d, out=d)
+            np.sqrt(d, out=d)
+        else:
+            np.sqrt(s, out=d)
+        d += dt(self.eps)
+        step = self._tmp(p, 2)
+        if self.momentum > 0:
+            b = self._buffer("momentum_buffer", name, p)
+            b *= dt(self.momentum)
+            b += np.divide(g, d, out=step)
+            np.multiply(b, dt(self.lr), out=step)
+        else:
+            np.multiply(g, dt(self.lr), out=step)
+            step /= d
+        p -= step
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam (Kingma & Ba 2015), L2 weight decay (not AdamW), optional AMSGrad."""
+
+    buffers = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    hyper = ("betas", "eps", "amsgrad", "weight_decay")
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ):
+        super().__init__(lr, weight_decay)
+        ok = len(tuple(betas)) == 2 and all(_is_real(b) and 0 <= b < 1 for b in betas)
+        _check("betas", betas, ok, "two numbers in [0, 1)")
+        _nonnegative("eps", eps)
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps, self.amsgrad = float(eps), bool(amsgrad)
+
+    def _update(self, name, p, g):
+        dt, (b1, b2) = p.dtype.type, self.betas
+        m, v = self._buffer("exp_avg", name, p), self._buffer("exp_avg_sq", name, p)
+        d, step = self._tmp(p, 1), self._tmp(p, 2)
+        _lerp(m, g, dt(1 - b1), d)
+        v *= dt(b2)
+        np.multiply(g, dt(1 - b2), out=d)
+        d *= g
+        v += d
+        if self.amsgrad:
+            vmax = self._buffer("max_exp_avg_sq", name, p)
+            v = np.maximum(vmax, v, out=vmax)
+        bias1, bias2 = 1 - b1**self.t, 1 - b2**self.t  # in Python floats (double), as torch
+        np.sqrt(v, out=d)
+        d /= dt(bias2**0.5)
+        d += dt(self.eps)
+        np.multiply(m, dt(self.lr / bias1), out=step)
+        step /= d
+        p -= step
+
+
+def _lerp(m: np.ndarray, g: np.ndarray, w, tmp: np.ndarray) -> None:
+    """m <- m + w (g - m) in place: torch's lerp_ for w < 0.5, i.e. (1 - w) m + w g."""
+    np.subtract(g, m, out=tmp)
+    tmp *= w
+    m += tmp
+
+
+CLASSES = {"sgd": SGD, "momentum": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam}
+
+
+def make_optimizer(name: str, lr: float, **kw) -> Optimizer:
+    """By CLI name: sgd | momentum (SGD, momentum 0.9 unless given) | adagrad | rmsprop | adam.
+
+    Keyword options are the class's (torch's names); anything else is a UsageError.
+    """
+    if name not in CLASSES:
+        raise UsageError(f"--optimizer: got {name!r}, expected one of {', '.join(OPTIMIZERS)}")
+    cls = CLASSES[name]
+    known = set(inspect.signature(cls).parameters) - {"lr"}
+    for k in kw:
+        if k not in known:
+            raise UsageError(f"{k}: not an option of --optimizer {name} (options: {', '.join(sorted(known))})")
+    if name == "momentum":
+        kw.setdefault("momentum", 0.9)
+    return cls(lr, **kw)
