@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from bptt import __version__
-from bptt.errors import BpttError
+from bptt.errors import BpttError, Interrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv[argv.index(args.command) + 1 :]  # the subcommand's own flags, for config merging
     try:
         return int(args.run(args) or 0)
+    except Interrupted as e:
+        print(f"bptt: interrupted: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("bptt: interrupted", file=sys.stderr)
         return 130

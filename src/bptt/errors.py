@@ -26,3 +26,7 @@ class UsageError(BpttError, ValueError):
 def where(path, line: int | None = None) -> str:
     """'path' or 'path:line', the prefix of a message about a file."""
     return f"{path}:{line}" if line is not None else f"{path}"
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped a command after it saved its work (exit 130)."""

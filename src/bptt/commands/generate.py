@@ -1,0 +1,54 @@
+"""`bptt generate RUN_DIR`: sample text from a trained language model.
+
+Each step feeds the sampled token back in as the next input. --greedy takes
+the most probable token every time, as in the lecture notes (it tends to loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bptt.errors import UsageError
+from bptt.options import positive_float, positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("generate", help="sample text from a trained language model", description=__doc__)
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--prime", default=None, help="start text (default: a newline, or <eos> for words)")
+    p.add_argument("--length", type=positive_int, default=500, help="tokens to generate")
+    p.add_argument("--temperature", type=positive_float, default=1.0)
+    p.add_argument("--top-k", type=positive_int, default=None)
+    p.add_argument("--greedy", action="store_true", help="always the most probable token")
+    p.add_argument("--seed", type=int, default=None, help="fixes the sample")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bptt.generate import sample
+    from bptt.runs import load_run, vocab_of
+
+    model, ckpt = load_run(args.run_dir)
+    vocab = vocab_of(ckpt, args.run_dir)
+    prime = args.prime
+    if prime is None:
+        prime = "\n" if vocab.level == "char" and "\n" in vocab.stoi else vocab.itos[0]
+    if prime == "":
+        raise UsageError("--prime: expected at least one character")
+    try:
+        ids = vocab.encode(prime)
+    except ValueError as e:
+        raise UsageError(f"--prime: {e}") from None
+    if len(ids) == 0:
+        raise UsageError("--prime: no token of the vocabulary in it")
+    if args.greedy:
+        print("warning: --greedy always picks the most probable token; small models fall into loops", file=sys.stderr)
+    out = sample(model, ids, args.length, temperature=args.temperature, top_k=args.top_k, greedy=args.greedy,
+                 rng=np.random.default_rng(args.seed))  # fmt: skip
+    sep = "" if vocab.level == "char" else " "
+    print(prime + sep + vocab.decode(out))
+    return 0

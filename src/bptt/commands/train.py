@@ -1,0 +1,264 @@
+"""`bptt train`: train a character- or word-level language model, char-rnn style.
+
+With no arguments it trains a character model on a corpus that ships with
+Python (the standard library's help topics), evaluates on a held-out tail,
+and prints bits per character and samples. Options may also come from a TOML
+or JSON file (`--config`), whose keys are the option names; flags given on
+the command line win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from bptt.errors import UsageError
+from bptt.options import add_model_options, fraction, model_kwargs, positive_float, positive_int
+
+RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a language model (default: characters of Python's help text)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    d = p.add_argument_group("data")
+    d.add_argument("--data", type=Path, help="a UTF-8 text file (default: the built-in corpus)")
+    d.add_argument("--valid", type=Path, help="validation text (default: the last --valid-fraction of --data)")
+    d.add_argument("--valid-fraction", type=fraction, default=0.05)
+    d.add_argument("--level", choices=["char", "word"], default="char")
+    d.add_argument("--encoding", default="utf-8")
+    d.add_argument("--lowercase", action="store_true", help="word level: fold case")
+    d.add_argument("--min-freq", type=positive_int, default=1, help="word level: rarer words become <unk>")
+    d.add_argument("--vocab-size", type=positive_int, default=None, help="word level: keep the most frequent words")
+    d.add_argument("--no-sentence-ends", action="store_true", help="word level: no <eos> token at line ends")
+    add_model_options(p, {"hidden_size": 256, "num_layers": 2, "embedding_size": 64})
+    t = p.add_argument_group("truncated BPTT")
+    t.add_argument("--seq-length", type=positive_int, default=50, help="k1: new steps per update")
+    t.add_argument("--backprop-steps", type=positive_int, default=None, help="k2 >= k1: TBPTT(k1, k2) window")
+    t.add_argument("--horizon", type=positive_int, default=None, help="tau: each loss backpropagates tau steps")
+    t.add_argument("--batch-size", type=positive_int, default=32, help="parallel streams")
+    o = p.add_argument_group("optimization")
+    o.add_argument("--optimizer", choices=["sgd", "momentum", "adagrad", "rmsprop", "adam"], default="adam")
+    o.add_argument("--lr", type=positive_float, default=2e-3)
+    o.add_argument("--momentum", type=fraction, default=0.9, help="for --optimizer momentum")
+    o.add_argument("--lr-decay", type=positive_float, default=1.0, help="multiply lr by this every epoch")
+    o.add_argument("--lr-decay-after", type=int, default=0, help="epochs before --lr-decay starts")
+    o.add_argument("--lr-plateau", action="store_true", help="halve lr when validation loss stops improving")
+    o.add_argument("--clip-norm", type=positive_float, default=5.0, help="global gradient norm (Pascanu et al.)")
+    o.add_argument("--no-clip-norm", action="store_true")
+    o.add_argument("--clip-value", type=positive_float, default=None, help="element-wise clip (char-rnn)")
+    o.add_argument("--clip-per-tensor", action="store_true", help="clip each tensor's norm separately")
+    o.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    o.add_argument("--max-rollbacks", type=int, default=5)
+    o.add_argument("--rollback-factor", type=fraction, default=0.5)
+    b = p.add_argument_group("budget and output")
+    b.add_argument("--max-epochs", type=positive_float, default=10.0)
+    b.add_argument("--max-time", type=positive_float, default=None, help="seconds")
+    b.add_argument("--eval-every", type=positive_int, default=200, help="updates between evaluations")
+    b.add_argument("--early-stopping", type=positive_int, default=None, help="evaluations without improvement")
+    b.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<corpus>-<level>[-N])")
+    b.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run exactly")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    b.add_argument("--keep", type=positive_int, default=1, help="checkpoints kept")
+    b.add_argument("--samples", type=int, default=3, help="samples printed at the end")
+    b.add_argument("--sample-length", type=positive_int, default=200)
+    b.add_argument("--temperature", type=positive_float, default=0.8)
+    b.add_argument("--config", type=Path, default=None, help="TOML or JSON file of options")
+    p.set_defaults(run=run, parser=p)
+
+
+# ---- config files ----------------------------------------------------------
+
+
+def config_argv(path: Path, parser: argparse.ArgumentParser) -> list[str]:
+    """A config file's keys as command-line flags, so argparse validates them the same way."""
+    from bptt.data.text import read_text
+
+    text = read_text(path)
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise UsageError(f"{path}: TOML needs Python 3.11 (or use a .json config)") from None
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a table of option = value")
+    known = {a.dest: a for a in parser._actions}
+    argv: list[str] = []
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known or dest in ("config", "help"):
+            raise UsageError(f"{path}: unknown option {key!r}")
+        flag = known[dest].option_strings[0]
+        if isinstance(known[dest], argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise UsageError(f"{path}: {key} expects true or false, got {value!r}")
+            argv += [flag] if value else []
+        elif isinstance(value, (dict, list)) or value is None:
+            raise UsageError(f"{path}: {key} expects a single value, got {value!r}")
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def parse_with_config(args: argparse.Namespace) -> argparse.Namespace:
+    """Re-parse the command line on top of the config file's options (flags win)."""
+    if args.config is None:
+        return args
+    parser = args.parser
+    from_file = config_argv(args.config, parser)
+    try:
+        parser.parse_args(from_file)
+    except SystemExit:
+        raise UsageError(f"{args.config}: an option value is out of range (see above)") from None
+    merged = parser.parse_args(from_file + list(args.argv))
+    merged.argv = args.argv
+    return merged
+
+
+# ---- run directories -------------------------------------------------------
+
+
+def choose_run_dir(args, corpus_name: str) -> Path:
+    """--out, refused if it already holds something (unless --overwrite); else runs/<name>[-N]."""
+    if args.out is None:
+        base = Path("runs") / f"{corpus_name}-{args.level}"
+        out, n = base, 2
+        while out.exists():
+            out, n = Path(f"{base}-{n}"), n + 1
+        return out
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, expected a directory")
+    if out.exists() and any(out.iterdir()):
+        from bptt import checkpoint
+
+        if not args.overwrite:
+            raise UsageError(f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it")
+        if not checkpoint.is_run_dir(out):
+            raise UsageError(f"--out {out}: is not a bptt run directory, refusing to overwrite it")
+        for f in out.iterdir():
+            if f.name.startswith(RUN_FILES):
+                f.unlink() if f.is_file() else shutil.rmtree(f)
+    return out
+
+
+# ---- the command -----------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    from bptt.data.text import BUILTIN_NAME, Vocab, builtin_corpus, read_text, split
+    from bptt.train import TrainOptions, Trainer, default_progress
+
+    args = parse_with_config(args)
+    if args.resume is not None:
+        return resume(args)
+    text = builtin_corpus() if args.data is None else read_text(args.data, args.encoding)
+    name = BUILTIN_NAME if args.data is None else args.data.stem
+    vocab_kw = {}
+    if args.level == "word":
+        vocab_kw = dict(lowercase=args.lowercase, min_freq=args.min_freq, max_size=args.vocab_size,
+                        sentence_ends=not args.no_sentence_ends)  # fmt: skip
+    vocab = Vocab(text, level=args.level, **vocab_kw)
+    ids = vocab.encode(text)
+    if args.valid is not None:
+        train_ids, valid_ids = ids, vocab.encode(read_text(args.valid, args.encoding))
+    else:
+        train_ids, valid_ids = split(ids, args.valid_fraction) if args.valid_fraction > 0 else (ids, None)
+    out = choose_run_dir(args, name)
+    model = build_model(args, len(vocab))
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
+    if args.no_clip_norm:
+        opts.clip_norm = None
+    opts.extra = {"level": args.level, "vocab": vocab.to_json(), "data": None if args.data is None else str(args.data),
+                  "valid": None if args.valid is None else str(args.valid), "encoding": args.encoding,
+                  "valid_fraction": args.valid_fraction, "corpus_sha256": _sha(text),
+                  "samples": args.samples, "sample_length": args.sample_length, "temperature": args.temperature}  # fmt: skip
+    trainer = Trainer(model, train_ids, valid_ids, out, opts, progress=default_progress())
+    out.mkdir(parents=True, exist_ok=True)  # only once everything above has been checked
+    print(f"corpus {name}: {len(ids):,} {args.level}s, vocabulary {len(vocab)}; train {len(train_ids):,}, "
+          f"valid {0 if valid_ids is None else len(valid_ids):,}; run directory {out}")  # fmt: skip
+    print(f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, "
+          f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}")  # fmt: skip
+    return finish(trainer, vocab)
+
+
+def build_model(args, vocab_size: int):
+    from bptt import RNNModel
+
+    return RNNModel(vocab_size=vocab_size, **model_kwargs(args), output_size=vocab_size, reduction="mean", dtype=args.dtype)
+
+
+def resume(args) -> int:
+    """Continue the run in args.resume exactly where its last checkpoint left it."""
+    from bptt.data.text import Vocab, builtin_corpus, read_text, split
+    from bptt.runs import load_run
+    from bptt.train import TrainOptions, Trainer, default_progress
+
+    run_dir = args.resume
+    model, ckpt = load_run(run_dir)
+    saved = ckpt.train_state["options"]
+    opts = TrainOptions(**saved)
+    for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
+        if flag in args.argv:  # a longer budget is the one change a resume may make
+            setattr(opts, name, getattr(args, name))
+    extra = opts.extra
+    vocab = Vocab.from_json(extra["vocab"])
+    data = extra["data"]
+    text = builtin_corpus() if data is None else read_text(Path(data), extra["encoding"])
+    if _sha(text) != extra["corpus_sha256"]:
+        raise UsageError(f"--resume {run_dir}: the training data {data or 'built-in corpus'} changed since the run started")
+    ids = vocab.encode(text)
+    if extra["valid"] is not None:
+        train_ids, valid_ids = ids, vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]))
+    else:
+        frac = extra["valid_fraction"]
+        train_ids, valid_ids = split(ids, frac) if frac > 0 else (ids, None)
+    trainer = Trainer(model, train_ids, valid_ids, run_dir, opts, progress=default_progress())
+    trainer.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": ckpt.train_state})
+    trainer.good = trainer._snapshot()
+    print(f"resuming {run_dir} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
+    return finish(trainer, vocab)
+
+
+def finish(trainer, vocab) -> int:
+    """Train, then print the final numbers and a few samples."""
+    from bptt import checkpoint
+    from bptt.generate import sample
+
+    state = trainer.fit()
+    extra = trainer.opts.extra
+    print(f"stopped after {state['step']} updates ({state['stop_reason']}), {state['elapsed']:.1f} s; "
+          f"checkpoint in {trainer.run_dir}")  # fmt: skip
+    if trainer.valid_ids is not None and state.get("best_valid") is not None:
+        unit = "bits per character" if extra["level"] == "char" else "perplexity"
+        best = state["best_valid"]
+        value = best / np.log(2) if extra["level"] == "char" else float(np.exp(min(best, 700)))
+        print(f"best validation {unit}: {value:.3f}")
+    rng = np.random.default_rng(trainer.model.seed)
+    texts = []
+    for i in range(extra.get("samples", 0)):
+        start = np.array([int(trainer.valid_ids[0] if trainer.valid_ids is not None else 0)])
+        ids = sample(trainer.model, start, extra["sample_length"], temperature=extra["temperature"], rng=rng)
+        texts.append(vocab.decode(np.concatenate([start, ids])))
+    if texts:
+        print(f"samples (temperature {extra['temperature']}):")
+        for t in texts:
+            print("---\n" + t)
+        checkpoint.atomic_write_text(trainer.run_dir / "samples.txt", "\n---\n".join(texts) + "\n")
+    return 0
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,35 @@
+"""Open a run directory: the checkpoint, validated, and the model it describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bptt import checkpoint
+from bptt.errors import CheckpointError
+from bptt.model import RNNModel
+
+
+def load_run(run_dir: Path):
+    """(model, checkpoint) of the latest checkpoint in run_dir; CheckpointError if unusable."""
+    ckpt = checkpoint.load(run_dir)
+    try:
+        model = RNNModel(**ckpt.model_config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{run_dir}: the model configuration in checkpoint.json is not usable ({e})") from None
+    checkpoint.check_params(ckpt.params, {k: v.shape for k, v in model.params.items()})
+    for k, v in ckpt.params.items():
+        if v.dtype != model.params[k].dtype:
+            raise CheckpointError(f"{run_dir}: tensor {k} is {v.dtype}, expected {model.params[k].dtype}")
+        model.params[k] = v.copy()
+    model.eval()
+    return model, ckpt
+
+
+def vocab_of(ckpt, run_dir: Path):
+    """The vocabulary saved with a language-model run."""
+    from bptt.data.text import Vocab
+
+    try:
+        return Vocab.from_json(ckpt.train_state["options"]["extra"]["vocab"])
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{run_dir}: checkpoint.json has no vocabulary (not a language-model run)") from None
