@@ -11,34 +11,27 @@ import argparse
 import math
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, convert, ok, expected: str):
+    """argparse type: convert `text`, or say what was expected."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {value}, expected a positive integer")
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"got {text}, expected {expected}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"got {text}, expected a positive finite number")
-    return value
+    return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a positive finite number")
 
 
 def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number in [0, 1)") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"got {text}, expected a number in [0, 1)")
-    return value
+    return _number(text, float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
 def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
