@@ -47,6 +47,12 @@ def test_train_generate_evaluate(corpus, tmp_path, capsys):
     assert main(["evaluate", str(out), "--data", str(corpus), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["tokens"] == len(TEXT) and result["bits_per_char"] > 0
+    pytest.importorskip("matplotlib")
+    assert main(["plot", str(out)]) == 0
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (out / "metrics.jsonl").write_text("{oops\n")
+    assert main(["plot", str(out)]) == 2
+    assert "metrics.jsonl:1: not a JSON line" in capsys.readouterr().err
 
 
 def _interrupt_at(step, monkeypatch):
@@ -196,3 +202,25 @@ def test_generate_bad_prime_and_bad_run(corpus, tmp_path, capsys):
     (out / "checkpoint.json").write_text("{")
     assert main(["generate", str(out)]) == 2
     assert "checkpoint.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_corpus_shorter_than_one_chunk_per_stream(tmp_path, capsys):
+    path = tmp_path / "tiny.txt"
+    path.write_text("hello world, " * 10)
+    assert main(["train", "--data", str(path), "--out", str(tmp_path / "r"), "--valid-fraction", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "training tokens, but --batch-size 32 x --seq-length 50 needs at least 1,601" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_vocabulary_too_big_for_memory_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    from bptt.commands import train as train_command
+
+    monkeypatch.setattr(train_command, "available_memory", lambda: 64 * 2**20)  # a 64 MiB machine
+    words = " ".join(f"w{i}" for i in range(20000)) + "\n"
+    path = tmp_path / "words.txt"
+    path.write_text(words * 2)
+    assert main(["train", "--data", str(path), "--level", "word", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "GiB is available; use a smaller --vocab-size or a higher --min-freq" in err
+    assert not (tmp_path / "r").exists()

@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:
-    from bptt.commands import evaluate, generate, train
+    from bptt.commands import evaluate, generate, plot, train
 
-    return [train, generate, evaluate]
+    return [train, generate, evaluate, plot]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from bptt import checkpoint, clipping
-from bptt.errors import Interrupted, UsageError
+from bptt.errors import DataError, Interrupted, UsageError
 from bptt.model import RNNModel
 from bptt.optim import make_optimizer
 from bptt.schedules import ReduceOnPlateau, StepDecay
@@ -97,6 +97,11 @@ class Trainer:
             raise UsageError("--bidirectional: a language model reads left to right; drop the flag")
         self.model, self.opts, self.run_dir, self.log = model, opts, run_dir, log
         self.progress = progress
+        need = opts.batch_size * opts.seq_length + 1
+        if len(train_ids) < need:
+            raise DataError(f"corpus: {len(train_ids):,} training tokens, but --batch-size {opts.batch_size} x "
+                            f"--seq-length {opts.seq_length} needs at least {need:,} (one chunk per stream); "
+                            "use smaller values or a longer text")  # fmt: skip
         self.streams = Streams(train_ids, opts.batch_size, opts.seq_length)
         self.valid_ids = valid_ids
         self.optimizer = make_optimizer(opts.optimizer, opts.lr, **({"momentum": opts.momentum} if opts.optimizer == "momentum" else {}))
