@@ -224,3 +224,14 @@ def test_a_vocabulary_too_big_for_memory_is_refused_before_training(tmp_path, ca
     err = capsys.readouterr().err
     assert "GiB is available; use a smaller --vocab-size or a higher --min-freq" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_word_level_with_unk_and_perplexity(corpus, tmp_path, capsys):
+    out = tmp_path / "words"
+    assert main(["train", "--data", str(corpus), "--level", "word", "--min-freq", "2", "--lowercase", "--out", str(out),
+                 *SMALL, "--seq-length", "4"]) == 0  # fmt: skip
+    assert "best validation perplexity" in capsys.readouterr().out
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["valid_ppl"] == pytest.approx(np.exp(record["valid_loss"]))
+    assert main(["generate", str(out), "--prime", "The zebra", "--length", "6", "--seed", "0"]) == 0  # zebra -> <unk>
+    assert capsys.readouterr().out.startswith("The zebra ")
