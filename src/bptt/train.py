@@ -169,12 +169,6 @@ class Trainer:
         else:
             self.state["grad_norm"] = float(clipping.global_norm(grads))
 
-    # ---- evaluation --------------------------------------------------------
-
-    def evaluate(self, ids: np.ndarray, batch_size: int = 16, seq_length: int = 100) -> float:
-        """Mean loss per token (nats) over `ids`, state carried across chunks, no dropout."""
-        return evaluate_stream(self.model, ids, batch_size, seq_length)
-
     # ---- the loop ----------------------------------------------------------
 
     def fit(self) -> dict:
@@ -247,7 +241,7 @@ class Trainer:
         record.update(_per_token_metrics("train", train_loss, o.extra.get("level", "char")))
         stop = False
         if self.valid_ids is not None:
-            valid = self.evaluate(self.valid_ids)
+            valid = evaluate_stream(self.model, self.valid_ids)
             self.model.train()
             record["valid_loss"] = valid
             record.update(_per_token_metrics("valid", valid, o.extra.get("level", "char")))
@@ -283,7 +277,7 @@ class Trainer:
         arrays["state.history"] = self.history
         train = {"options": asdict(self.opts), "progress": dict(self.state), "optimizer": opt_meta,
                  "schedule": None if self.schedule is None else self.schedule.state_dict(),
-                 "rng": _rng_state(self.model.rng), "lr": self.optimizer.lr}  # fmt: skip
+                 "rng": self.model.rng.bit_generator.state, "lr": self.optimizer.lr}  # fmt: skip
         params = {k: v.copy() for k, v in self.model.params.items()}
         return {"params": params, "arrays": {k: v.copy() for k, v in arrays.items()}, "train": train}
 
@@ -382,10 +376,6 @@ def _stop_signals():
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
-
-
-def _rng_state(rng: np.random.Generator) -> dict:
-    return rng.bit_generator.state
 
 
 def default_progress(total_label: str = "train"):
