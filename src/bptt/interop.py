@@ -1,25 +1,35 @@
 """Convert between torch.nn.RNN (+ nn.Linear head, + nn.Embedding) and bptt.RNNModel.
 
-    torch                                  bptt
-    weight_ih_l{k}          (H, D)         rnn{k}.U
-    weight_hh_l{k}          (H, H)         rnn{k}.W
-    bias_ih_l{k} + bias_hh_l{k}  (H,)      rnn{k}.b     (back: bias_ih = b, bias_hh = 0)
-    ..._l{k}_reverse                       rnn{k}_reverse.*
-    Linear.weight, .bias    (K, H·dirs)    head.V, head.c
-    Embedding.weight        (V, E)         embed.E
+    torch                                       bptt
+    RNN.weight_ih_l{k}             (H, D)       rnn{k}.U
+    RNN.weight_hh_l{k}             (H, H)       rnn{k}.W
+    RNN.bias_ih_l{k} + bias_hh_l{k} (H,)        rnn{k}.b   (back: bias_ih = b, bias_hh = 0)
+    RNN.*_l{k}_reverse                          rnn{k}_reverse.*
+    Linear.weight, Linear.bias     (K, H*dirs)  head.V, head.c  (no Linear bias: c = 0)
+    Embedding.weight               (V, E)       embed.E
 
-Both compute the same function: PyTorch's h_t = tanh(x_t W_ih^T + b_ih + h_{t-1}
-W_hh^T + b_hh) is bptt's a_t = U x_t + W h_{t-1} + b with the two biases
-summed. torch is optional: it is imported inside the functions.
+Both compute the same function: torch's h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+is bptt's h_t = f(U x_t + W h_{t-1} + b) with the two biases summed. D is the
+input size (E with an embedding); layer k > 0 takes D = H * dirs.
+
+Not covered: a one-to-many model's h0map (h_0 = tanh(Q cond + q)) has no
+nn.RNN counterpart; it is torch.tanh(nn.Linear(cond_size, L*H)(cond)) reshaped
+(B, L, H) -> (L, B, H), and to_torch leaves it out. An Embedding's padding_idx
+(torch zeroes that row's gradient) is not carried over.
+
+torch is optional: it is imported inside the functions.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from bptt.model import RNNModel
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _torch():
@@ -31,48 +41,73 @@ def _torch():
 
 
 class TorchModules(NamedTuple):
-    rnn: object  # torch.nn.RNN, batch_first=True
-    linear: object  # torch.nn.Linear
-    embedding: object | None  # torch.nn.Embedding, or None for float inputs
+    """What to_torch returns: run embedding (if any), then rnn, then linear."""
+
+    rnn: torch.nn.RNN  # batch_first=True
+    linear: torch.nn.Linear  # (K, H * dirs)
+    embedding: torch.nn.Embedding | None  # (V, E); None for float feature inputs
 
 
-def _np(t) -> np.ndarray:
+def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def from_torch(rnn, linear=None, embedding=None, **model_options) -> RNNModel:
-    """A bptt model computing what `rnn` (and `linear`, `embedding`) compute.
+def from_torch(
+    rnn: torch.nn.RNN,
+    linear: torch.nn.Linear | None = None,
+    embedding: torch.nn.Embedding | None = None,
+    **model_options,
+) -> RNNModel:
+    """A bptt model computing what embedding -> rnn -> linear compute.
 
-    model_options are passed to RNNModel (head, mode, pooling, reduction, ...);
-    any that contradict the torch modules raise ValueError naming the option.
+    rnn: any num_layers, bidirectional, bias, tanh/relu, batch_first either way.
+    linear: the head, in_features = H * dirs; None lets RNNModel initialise it
+    (then give output_size). embedding: token ids in (vocab_size and
+    embedding_size from it), else float features of rnn.input_size.
+    The dtype (float32/float64) is the torch weights'. model_options go to
+    RNNModel (head, mode, pooling, reduction, ...); an option that contradicts
+    the modules raises ValueError naming it.
     """
     torch = _torch()
     if not isinstance(rnn, torch.nn.RNN):
         raise ValueError(f"rnn: got {type(rnn).__name__}, expected torch.nn.RNN")
-    dtype = {torch.float32: "float32", torch.float64: "float64"}.get(rnn.weight_hh_l0.dtype)
+    tdt = rnn.weight_hh_l0.dtype
+    dtype = {torch.float32: "float32", torch.float64: "float64"}.get(tdt)
     if dtype is None:
-        raise ValueError(f"rnn: weights are {rnn.weight_hh_l0.dtype}, expected float32 or float64")
+        raise ValueError(f"rnn: weights are {tdt}, expected float32 or float64")
+    dirs = 2 if rnn.bidirectional else 1
     derived = dict(hidden_size=rnn.hidden_size, num_layers=rnn.num_layers, nonlinearity=rnn.nonlinearity,
                    bias=rnn.bias, bidirectional=rnn.bidirectional, dtype=dtype)  # fmt: skip
-    if rnn.num_layers > 1 and rnn.dropout:
+    if rnn.num_layers > 1:
         derived["dropout"] = float(rnn.dropout)
     if embedding is not None:
-        derived.update(vocab_size=embedding.num_embeddings, embedding_size=embedding.embedding_dim)
+        if not isinstance(embedding, torch.nn.Embedding):
+            raise ValueError(f"embedding: got {type(embedding).__name__}, expected torch.nn.Embedding")
+        if embedding.max_norm is not None:
+            raise ValueError("embedding: max_norm renormalises rows in the forward pass, bptt has no counterpart")
         if embedding.embedding_dim != rnn.input_size:
-            raise ValueError(f"embedding: embedding_dim={embedding.embedding_dim}, expected rnn.input_size={rnn.input_size}")
+            got, want = embedding.embedding_dim, rnn.input_size
+            raise ValueError(f"embedding: embedding_dim={got}, expected rnn.input_size={want}")
+        derived.update(vocab_size=embedding.num_embeddings, embedding_size=embedding.embedding_dim)
     else:
         derived["input_size"] = rnn.input_size
     if linear is not None:
+        if not isinstance(linear, torch.nn.Linear):
+            raise ValueError(f"linear: got {type(linear).__name__}, expected torch.nn.Linear")
+        if linear.in_features != rnn.hidden_size * dirs:
+            got, want = linear.in_features, rnn.hidden_size * dirs
+            raise ValueError(f"linear: in_features={got}, expected hidden_size * dirs = {want}")
         derived["output_size"] = linear.out_features
-        if linear.in_features != rnn.hidden_size * (2 if rnn.bidirectional else 1):
-            raise ValueError(f"linear: in_features={linear.in_features}, expected {rnn.hidden_size * (2 if rnn.bidirectional else 1)}")
+    for what, mod in (("linear", linear), ("embedding", embedding)):
+        if mod is not None and mod.weight.dtype != tdt:
+            raise ValueError(f"{what}: weights are {mod.weight.dtype}, expected {tdt} like the rnn")
     for k, v in derived.items():
         if k in model_options and model_options[k] != v:
             raise ValueError(f"{k}: got {model_options[k]!r}, but the torch modules have {v!r}")
     model = RNNModel(**{**model_options, **derived})
     p = model.params
     for layer in range(rnn.num_layers):
-        for suffix in ("", "_reverse")[: model.num_directions]:
+        for suffix in ("", "_reverse")[:dirs]:
             name = f"rnn{layer}{suffix}"
             p[f"{name}.U"][...] = _np(getattr(rnn, f"weight_ih_l{layer}{suffix}"))
             p[f"{name}.W"][...] = _np(getattr(rnn, f"weight_hh_l{layer}{suffix}"))
@@ -81,17 +116,19 @@ def from_torch(rnn, linear=None, embedding=None, **model_options) -> RNNModel:
                 p[f"{name}.b"][...] = _np(b)
     if linear is not None:
         p["head.V"][...] = _np(linear.weight)
-        if linear.bias is not None:
-            p["head.c"][...] = _np(linear.bias)
-        else:
-            p["head.c"][...] = 0
+        p["head.c"][...] = 0 if linear.bias is None else _np(linear.bias)
     if embedding is not None:
         p["embed.E"][...] = _np(embedding.weight)
     return model
 
 
 def to_torch(model: RNNModel) -> TorchModules:
-    """torch modules (batch_first=True) computing what `model` computes."""
+    """torch modules computing what `model` computes: rnn (batch_first=True,
+    bias_ih = b, bias_hh = 0), linear (K, H * dirs), embedding (V, E) or None.
+
+    Raises ValueError for what nn.RNN cannot express: sigmoid/identity
+    nonlinearities and one-hot token inputs (vocab_size without embedding_size).
+    """
     torch = _torch()
     if model.nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity: torch.nn.RNN has tanh and relu only, the model uses {model.nonlinearity!r}")
@@ -99,26 +136,32 @@ def to_torch(model: RNNModel) -> TorchModules:
         raise ValueError("vocab_size without embedding_size: one-hot inputs have no torch.nn.RNN counterpart; "
                          "use an embedding_size, or pass one-hot features with input_size")  # fmt: skip
     dt = {"float32": torch.float32, "float64": torch.float64}[model.dtype]
+    p = model.params
+
+    def put(param: torch.Tensor, key: str) -> None:
+        param.copy_(torch.tensor(p[key]))
+
     D = model.embedding_size or model.input_size
     rnn = torch.nn.RNN(D, model.hidden_size, num_layers=model.num_layers, nonlinearity=model.nonlinearity,
                        bias=model.bias, batch_first=True, dropout=model.dropout if model.num_layers > 1 else 0.0,
                        bidirectional=model.bidirectional, dtype=dt)  # fmt: skip
-    p = model.params
+    K, F = p["head.V"].shape
+    linear = torch.nn.Linear(F, K, dtype=dt)
+    embedding = None
+    if model.embedding_size is not None:
+        embedding = torch.nn.Embedding(model.vocab_size, model.embedding_size, dtype=dt)
     with torch.no_grad():
         for layer in range(model.num_layers):
             for suffix in ("", "_reverse")[: model.num_directions]:
                 name = f"rnn{layer}{suffix}"
-                getattr(rnn, f"weight_ih_l{layer}{suffix}").copy_(torch.from_numpy(p[f"{name}.U"]))
-                getattr(rnn, f"weight_hh_l{layer}{suffix}").copy_(torch.from_numpy(p[f"{name}.W"]))
+                put(getattr(rnn, f"weight_ih_l{layer}{suffix}"), f"{name}.U")
+                put(getattr(rnn, f"weight_hh_l{layer}{suffix}"), f"{name}.W")
                 if model.bias:
-                    getattr(rnn, f"bias_ih_l{layer}{suffix}").copy_(torch.from_numpy(p[f"{name}.b"]))
+                    put(getattr(rnn, f"bias_ih_l{layer}{suffix}"), f"{name}.b")
                     getattr(rnn, f"bias_hh_l{layer}{suffix}").zero_()
-        K, F = p["head.V"].shape
-        linear = torch.nn.Linear(F, K, dtype=dt)
-        linear.weight.copy_(torch.from_numpy(p["head.V"]))
-        linear.bias.copy_(torch.from_numpy(p["head.c"]))
-        embedding = None
-        if model.embedding_size is not None:
-            embedding = torch.nn.Embedding(model.vocab_size, model.embedding_size, dtype=dt)
-            embedding.weight.copy_(torch.from_numpy(p["embed.E"]))
+        put(linear.weight, "head.V")
+        put(linear.bias, "head.c")
+        if embedding is not None:
+            put(embedding.weight, "embed.E")
+    rnn.train(model.training)
     return TorchModules(rnn, linear, embedding)
