@@ -2,23 +2,47 @@
 
 A run directory holds
 
-    weights-<step>.safetensors    model parameters
-    optimizer-<step>.safetensors  optimizer buffers and carried state ("opt.*", "state.*")
-    checkpoint.json               the commit point: format, version, model config,
-                                  training state, and the name, size and sha256
-                                  of the two files above
-    metrics.jsonl                 one JSON line per evaluation (appended)
+    checkpoint.json                         the latest checkpoint: the commit point
+    checkpoint-<step>.json                  the last `keep` checkpoints, when keep > 1
+    weights-<step>-<sha>.safetensors        model parameters (names as in model.params)
+    optimizer-<step>-<sha>.safetensors      optimizer buffers and other arrays ("opt.*", "state.*")
+    metrics.jsonl                           one JSON line per evaluation, appended by the trainer
 
-`save` writes the tensor files under new names first, then replaces
-checkpoint.json atomically (temporary file, fsync, rename, fsync of the
-directory). Until the rename, checkpoint.json names the previous, complete
-files; after it, the new ones. Files no longer named by the last `keep`
-checkpoints are deleted only after that. So a kill at any instant leaves a
-checkpoint.json whose files exist and match their checksums.
+A checkpoint JSON is
 
-`load` checks all of that before anything is used: format and version,
-file sizes, checksums, tensor dtypes. Weights are safetensors and the rest
-JSON: nothing is ever unpickled.
+    {"format": "bptt-checkpoint", "version": 1, "bptt_version": "0.1.0", "step": 123,
+     "model": {...RNNModel(**model)...}, "train": {...free JSON...},
+     "weights": "weights-000000123-<sha>.safetensors",
+     "optimizer": "optimizer-000000123-<sha>.safetensors",
+     "files": {"weights-...safetensors": {"sha256": "...", "bytes": 4096}, "optimizer-...": {...}}}
+
+Guarantees
+
+- Atomic files: `atomic_write_bytes` writes a temporary file in the same
+  directory, flushes and fsyncs it, renames it over the final name
+  (os.replace) and fsyncs the directory. The final name is the whole old file
+  or the whole new one, never a prefix; on any error (KeyboardInterrupt too)
+  the temporary file is removed.
+- A crash at any instant leaves a loadable checkpoint. `save` writes, in order:
+    1. the two tensor files, under names no committed checkpoint uses with
+       different content (the step and a prefix of the content's sha256: a
+       name is only ever rewritten with the same bytes);
+    2. checkpoint-<step>.json (keep > 1 only), a complete checkpoint itself;
+    3. checkpoint.json, by one rename: the commit point. Before the rename
+       it names the previous files, which are all still there; after it,
+       the new ones, already durable (their renames were fsynced first);
+    4. only then deletes the numbered checkpoints beyond the last `keep`,
+       the tensor files that none of the remaining checkpoints names, and
+       temporary files a killed save left behind.
+  A crash before 3 leaves the previous checkpoint plus orphan files (removed
+  by the next save); a crash during 4 leaves orphans only. This assumes one
+  writer per run directory (the trainer). A load racing a save can find a
+  file already pruned: that is a CheckpointError, and a retry reads the new one.
+- `load` checks everything before anything is used: the directory, JSON
+  syntax, format and version, every listed file's size and sha256, the
+  safetensors parse, tensor dtypes (float32, float64, integers). Any problem
+  is a one-line CheckpointError naming the file and what is wrong.
+- Nothing is ever pickled: tensors are safetensors, the rest JSON.
 """
 
 from __future__ import annotations
@@ -26,7 +50,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,40 +61,62 @@ from bptt.errors import BpttError, CheckpointError
 
 FORMAT, VERSION = "bptt-checkpoint", 1
 INDEX = "checkpoint.json"
-ALLOWED = {np.dtype(t) for t in ("float32", "float64", "int32", "int64")}
+ROLES = ("weights", "optimizer")
+_NUMBERED = re.compile(r"checkpoint-(\d+)\.json")
+_TENSOR_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.safetensors")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FLOATS = (np.dtype("float32"), np.dtype("float64"))
 
 
-def _safetensors():
-    try:
-        import safetensors.numpy as st
-    except ImportError:
-        raise BpttError("safetensors is needed for checkpoints: pip install 'bptt[train]'") from None
-    return st
+@dataclass
+class Checkpoint:
+    """A loaded, validated checkpoint. path is the run directory."""
+
+    params: dict[str, np.ndarray]
+    model_config: dict
+    train_state: dict
+    arrays: dict[str, np.ndarray]
+    path: Path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+# ---- atomic files ------------------------------------------------------------
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` so that `path` is either the old file or the whole new one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open()
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """atomic_write_bytes of `text` in UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append `record` as one JSON line, flushed and fsynced.
+
+    If a killed writer left a partial last line, the record starts on a new
+    line, so only that partial line is lost.
+    """
+    line = json.dumps(record) + "\n"
+    with open(path, "a+b") as f:
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
 
@@ -81,119 +128,239 @@ def _fsync_dir(d: Path) -> None:
         return
     try:
         os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that refuse fsync on directories
+        pass
     finally:
         os.close(fd)
 
 
-def is_run_dir(path: Path) -> bool:
+# ---- save --------------------------------------------------------------------
+
+
+def _safetensors(verb: str):
+    """safetensors.numpy, imported here: it is the optional extra bptt[train]."""
+    try:
+        import safetensors.numpy as st
+    except ImportError:
+        raise BpttError(f"safetensors is needed to {verb} checkpoints: pip install 'bptt[train]'") from None
+    return st
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """True when `path` is a directory holding a checkpoint.json (valid or not)."""
     return (Path(path) / INDEX).is_file()
 
 
-@dataclass
-class Checkpoint:
-    params: dict[str, np.ndarray]
-    model_config: dict
-    train_state: dict
-    arrays: dict[str, np.ndarray]
-    path: Path
+def save(
+    run_dir: str | os.PathLike,
+    params: dict[str, np.ndarray],
+    model_config: dict,
+    train_state: dict,
+    arrays: dict[str, np.ndarray] | None = None,
+    keep: int = 1,
+    *,
+    step: int | None = None,
+) -> Path:
+    """Commit a checkpoint into run_dir (created if needed); returns the checkpoint.json path.
 
-
-def save(run_dir: Path, params: dict, model_config: dict, train_state: dict, arrays: dict | None = None, keep: int = 1) -> None:
-    """Write a checkpoint for step train_state["progress"]["step"] (see the module docstring)."""
+    step defaults to train_state["progress"]["step"] (0 without one); it names
+    the files, and a later save at the same step replaces that checkpoint.
+    keep: how many checkpoints remain afterwards (the latest included).
+    """
     from bptt import __version__
 
-    st = _safetensors()
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"keep: got {keep!r}, expected an integer >= 1")
+    step = _step_of(train_state) if step is None else int(step)
+    st = _safetensors("save")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    step = int(train_state.get("progress", {}).get("step", 0))
-    files = {}
-    for kind, tensors in (("weights", params), ("optimizer", arrays or {})):
-        name = f"{kind}-{step:09d}.safetensors"
-        data = st.save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
-        atomic_write_bytes(run_dir / name, data)
-        files[kind] = {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     index = {"format": FORMAT, "version": VERSION, "bptt_version": __version__, "step": step,
-             "model": model_config, "train": train_state, "files": files}  # fmt: skip
+             "model": model_config, "train": train_state, "files": {}}  # fmt: skip
+    json.dumps(index)  # not JSON-able: fail before any file is written
+    for role, tensors in zip(ROLES, (params, arrays or {})):
+        data = st.save(_prepared(tensors, role))
+        sha = hashlib.sha256(data).hexdigest()
+        name = f"{role}-{step:09d}-{sha[:16]}.safetensors"
+        atomic_write_bytes(run_dir / name, data)
+        index[role] = name
+        index["files"][name] = {"sha256": sha, "bytes": len(data)}
     text = json.dumps(index, indent=1)
     if keep > 1:
-        atomic_write_text(run_dir / f"checkpoint-{step:09d}.json", text)
+        atomic_write_text(run_dir / _numbered_name(step), text)
     atomic_write_text(run_dir / INDEX, text)  # the commit point
-    _prune(run_dir, keep)
+    _prune(run_dir, keep, index)
+    return run_dir / INDEX
 
 
-def _prune(run_dir: Path, keep: int) -> None:
-    """Delete tensor files and old indexes that none of the last `keep` checkpoints names."""
-    olds = sorted(run_dir.glob("checkpoint-*.json"))
-    for old in olds[: max(len(olds) - keep, 0)]:
-        old.unlink(missing_ok=True)
-    wanted = set()
-    for idx in [run_dir / INDEX] + sorted(run_dir.glob("checkpoint-*.json")):
-        try:
-            wanted |= {f["name"] for f in json.loads(idx.read_text())["files"].values()}
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    for f in list(run_dir.glob("weights-*.safetensors")) + list(run_dir.glob("optimizer-*.safetensors")):
-        if f.name not in wanted:
-            f.unlink(missing_ok=True)
+def _step_of(train_state: dict) -> int:
+    progress = train_state.get("progress") if isinstance(train_state, dict) else None
+    step = progress.get("step", 0) if isinstance(progress, dict) else 0
+    return int(step)
 
 
-def load(run_dir: Path) -> Checkpoint:
-    """The latest checkpoint of run_dir, validated; CheckpointError naming what is wrong."""
+def _numbered_name(step: int) -> str:
+    return f"checkpoint-{step:09d}.json"
+
+
+def _prepared(tensors: dict[str, np.ndarray], role: str) -> dict[str, np.ndarray]:
+    """C-contiguous native-order copies-if-needed; TypeError for what load would refuse."""
+    out = {}
+    for k, v in tensors.items():
+        a = np.asarray(v)
+        if not _allowed(a.dtype):
+            raise TypeError(f"{role} tensor {k!r}: dtype {a.dtype}, a checkpoint holds float32, float64 or integers")
+        a = a.astype(a.dtype.newbyteorder("="), copy=False)
+        out[k] = a if a.flags.c_contiguous else a.copy(order="C")  # keeps 0-d arrays 0-d
+    return out
+
+
+def _allowed(dtype: np.dtype) -> bool:
+    return dtype in _FLOATS or dtype.kind in "iu"
+
+
+def _prune(run_dir: Path, keep: int, current: dict) -> None:
+    """Delete numbered checkpoints beyond the last `keep`, unreferenced tensor files, stale temporaries."""
+    numbered = sorted((int(m.group(1)), p) for p in run_dir.iterdir() if (m := _NUMBERED.fullmatch(p.name)))
+    kept = numbered[-keep:] if keep > 1 else []
+    for _, p in numbered[: len(numbered) - len(kept)]:
+        p.unlink(missing_ok=True)
+    wanted = set(current["files"])
+    for _, p in kept:
+        wanted |= _referenced(p)
+    for p in run_dir.iterdir():
+        name = p.name
+        unreferenced = name.startswith(tuple(f"{r}-" for r in ROLES)) and name.endswith(".safetensors") and name not in wanted
+        stale = name.startswith((".weights-", ".optimizer-", ".checkpoint")) and name.endswith(".tmp")
+        if (unreferenced or stale) and p.is_file():
+            p.unlink(missing_ok=True)
+
+
+def _referenced(index_path: Path) -> set[str]:
+    """File names a checkpoint JSON lists; empty if it cannot be read (then it cannot be loaded either)."""
+    try:
+        files = json.loads(index_path.read_text(encoding="utf-8"))["files"]
+        return {str(name) for name in files}
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        return set()
+
+
+# ---- load --------------------------------------------------------------------
+
+
+def load(run_dir: str | os.PathLike, step: int | None = None) -> Checkpoint:
+    """The latest checkpoint of run_dir (or the retained one at `step`), validated.
+
+    Raises CheckpointError naming the file and what is wrong.
+    """
     run_dir = Path(run_dir)
+    _check_dir(run_dir)
+    index_path = run_dir / (INDEX if step is None else _numbered_name(step))
+    index = _read_index(index_path)
+    names = _check_index(index, index_path)
+    data = {name: _verified_bytes(run_dir / name, spec["bytes"], spec["sha256"]) for name, spec in index["files"].items()}
+    weights, arrays = (_parse_tensors(run_dir / names[role], data[names[role]]) for role in ROLES)
+    return Checkpoint(weights, index["model"], index["train"], arrays, run_dir)
+
+
+def _check_dir(run_dir: Path) -> None:
     if not run_dir.exists():
         raise CheckpointError(f"{run_dir}: no such run directory")
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: is a file, expected a run directory")
-    index_path = run_dir / INDEX
+
+
+def _read_index(index_path: Path) -> dict:
     if not index_path.is_file():
         raise CheckpointError(f"{index_path}: missing (not a bptt run directory, or no checkpoint written yet)")
     try:
         index = json.loads(index_path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"{index_path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise CheckpointError(f"{index_path}: cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{index_path}: not valid JSON (not UTF-8 text)") from None
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{index_path}: not valid JSON ({_one_line(e)})") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise CheckpointError(f"{index_path}: not a bptt checkpoint (format field missing or wrong)")
-    if index.get("version") != VERSION:
-        raise CheckpointError(f"{index_path}: checkpoint format version {index.get('version')!r}, this bptt reads version {VERSION}")
-    try:
-        model, train, files = index["model"], index["train"], index["files"]
-        specs = [(kind, files[kind]["name"], int(files[kind]["bytes"]), str(files[kind]["sha256"])) for kind in ("weights", "optimizer")]
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{index_path}: incomplete (needs model, train and files entries)") from None
-    if not isinstance(model, dict) or not isinstance(train, dict):
-        raise CheckpointError(f"{index_path}: model and train must be JSON objects")
-    tensors = {kind: _load_tensors(run_dir, name, size, sha) for kind, name, size, sha in specs}
-    return Checkpoint(tensors["weights"], model, train, tensors["optimizer"], run_dir)
+        found = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise CheckpointError(f"{index_path}: not a bptt checkpoint (format {_short(found)}, expected {FORMAT!r})")
+    version = index.get("version")
+    if type(version) is not int or version != VERSION:
+        by = index.get("bptt_version")
+        by = f", written by bptt {by[:40]}" if isinstance(by, str) else ""
+        raise CheckpointError(f"{index_path}: checkpoint format version {_short(version)}{by}; this bptt reads version {VERSION}")
+    return index
 
 
-def _load_tensors(run_dir: Path, name, size: int, sha: str) -> dict[str, np.ndarray]:
-    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
-        raise CheckpointError(f"{run_dir / INDEX}: bad file name {name!r}")
-    path = run_dir / name
+def _check_index(index: dict, index_path: Path) -> dict[str, str]:
+    """{role: file name} once model, train and files are well-formed; CheckpointError otherwise."""
+    for key in ("model", "train", "files"):
+        if not isinstance(index.get(key), dict):
+            raise CheckpointError(f"{index_path}: {key!r} missing or not a JSON object")
+    files = index["files"]
+    for name, spec in files.items():
+        if not _TENSOR_FILE.fullmatch(name):
+            raise CheckpointError(f"{index_path}: file name {_short(name)} is not a .safetensors file in the run directory")
+        ok = isinstance(spec, dict) and type(spec.get("bytes")) is int and spec["bytes"] >= 0
+        if not ok or not isinstance(spec.get("sha256"), str) or not _SHA256.fullmatch(spec["sha256"]):
+            raise CheckpointError(f"{index_path}: files[{name!r}] needs 'bytes' (an integer) and 'sha256' (64 hex digits)")
+    names = {}
+    for role in ROLES:
+        name = index.get(role)
+        if not isinstance(name, str) or name not in files:
+            raise CheckpointError(f"{index_path}: {role!r} must name one of the files it lists, found {_short(name)}")
+        names[role] = name
+    return names
+
+
+def _verified_bytes(path: Path, size: int, sha: str) -> bytes:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
     if len(data) != size:
         raise CheckpointError(f"{path}: {len(data)} bytes, expected {size} (truncated or replaced)")
     if hashlib.sha256(data).hexdigest() != sha:
-        raise CheckpointError(f"{path}: checksum mismatch (the file was modified or corrupted)")
+        raise CheckpointError(f"{path}: sha256 mismatch (the file was modified or corrupted)")
+    return data
+
+
+def _parse_tensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
+    """The tensors in `data`, the verified content of `path`."""
+    st = _safetensors("load")
     try:
-        tensors = _safetensors().load(data)
-    except Exception as e:  # noqa: BLE001 - any parse failure of a checksummed file is a corrupt checkpoint
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+        tensors = st.load(data)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - parse errors, and Rust panics (not Exceptions), mean a bad file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_one_line(e)})") from None
     for k, v in tensors.items():
-        if v.dtype not in ALLOWED:
-            raise CheckpointError(f"{path}: tensor {k} has dtype {v.dtype}, expected float32/float64/int32/int64")
+        if not _allowed(v.dtype):
+            raise CheckpointError(f"{path}: tensor {k!r} has dtype {v.dtype}, expected float32, float64 or integers")
     return tensors
 
 
-def check_params(params: dict[str, np.ndarray], expected: dict[str, tuple]) -> None:
-    """Names and shapes of params equal `expected`, or CheckpointError naming the first difference."""
+def check_params(params: dict[str, np.ndarray], expected: dict[str, tuple], source: str = "weights") -> None:
+    """params has exactly the names and shapes of `expected`, or CheckpointError naming the first difference.
+
+    source prefixes the message (e.g. the weights file's path).
+    """
     for k, shape in expected.items():
         if k not in params:
-            raise CheckpointError(f"weights: tensor {k} missing")
+            raise CheckpointError(f"{source}: tensor {k!r} missing")
         if tuple(params[k].shape) != tuple(shape):
-            raise CheckpointError(f"weights: tensor {k} has shape {tuple(params[k].shape)}, expected {tuple(shape)}")
-    extra = sorted(set(params) - set(expected))
+            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(params[k].shape)}, expected {tuple(shape)}")
+    extra = [k for k in params if k not in expected]
     if extra:
-        raise CheckpointError(f"weights: unexpected tensor {extra[0]}")
+        raise CheckpointError(f"{source}: unexpected tensor {extra[0]!r}")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200]
