@@ -327,7 +327,9 @@ class RNNModel:
         T, B, F = top.shape
         if self.mode in SEQUENCE_MODES:
             fwd.feat = top.reshape(T * B, F)
-            fwd.Z = (fwd.feat @ V.T + c).reshape(T, B, -1)
+            Z = fwd.feat @ V.T
+            Z += c  # in place: no second (T*B, K) array
+            fwd.Z = Z.reshape(T, B, -1)
             return
         kind = "last" if self.mode == "one-to-one" else self.pooling
         if kind == "last":

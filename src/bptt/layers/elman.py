@@ -66,8 +66,13 @@ def input_term(U: np.ndarray, b: np.ndarray | None, X: np.ndarray, out: np.ndarr
     X: (T, B, D) float or (T, B) ids; out: (T, B, H), contiguous.
     """
     T, B, H = out.shape
-    if _is_ids(X):
-        np.take(np.ascontiguousarray(U.T), X, axis=0, out=out)
+    if _is_ids(X) and U.shape[1] > T * B:
+        # a large vocabulary: gather only the T*B columns used, not a copy of all of U^T
+        np.copyto(out.reshape(T * B, H), np.take(U, X.reshape(-1), axis=1, mode="clip").T)
+    elif _is_ids(X):
+        # mode="clip": the ids are validated where they enter (RNNModel); "raise" with
+        # out= buffers the whole result and is several times slower
+        np.take(np.ascontiguousarray(U.T), X, axis=0, out=out, mode="clip")
     else:
         np.matmul(X.reshape(T * B, -1), U.T, out=out.reshape(T * B, H))
     if b is not None:
