@@ -34,6 +34,10 @@ def fraction(text: str) -> float:
     return _number(text, float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
+def checkpoint_every(text: str) -> int | str:
+    return "auto" if text == "auto" else _number(text, int, lambda v: v >= 1, "a positive integer or 'auto'")
+
+
 def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     """The architecture: every option RNNModel takes, with the CLI's defaults."""
     g = p.add_argument_group("model")
@@ -48,6 +52,8 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--init-scale", type=positive_float, default=1.0, help="gain of orthogonal / scale of identity init")
     g.add_argument("--no-bias", action="store_true", help="drop b (and keep c)")
     g.add_argument("--seed", type=int, default=defaults.get("seed", 0))
+    g.add_argument("--checkpoint-every", type=checkpoint_every, default=None, metavar="K|auto",
+                   help="memory-saving BPTT: keep every K-th hidden state and recompute the rest (auto: sqrt(T))")  # fmt: skip
 
 
 def model_kwargs(args: argparse.Namespace) -> dict:
@@ -56,4 +62,5 @@ def model_kwargs(args: argparse.Namespace) -> dict:
         hidden_size=args.hidden_size, num_layers=args.num_layers, nonlinearity=args.nonlinearity,
         bidirectional=args.bidirectional, dropout=args.dropout, embedding_size=args.embedding_size,
         init=args.init, init_scale=args.init_scale, bias=not args.no_bias, seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
     )  # fmt: skip
