@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bptt import activations
+from bptt import activations, blas
 from bptt.layers.embedding import scatter_add_rows
 
 
@@ -131,13 +131,14 @@ def recur(Hs: np.ndarray, W: np.ndarray, nonlinearity: str, pad: np.ndarray | No
     """
     WT = W.T
     buf = np.empty(Hs.shape[1:], dtype=Hs.dtype)
-    for t in range(Hs.shape[0] - 1):
-        a = Hs[t + 1]
-        np.matmul(Hs[t], WT, out=buf)
-        a += buf
-        activations.apply(nonlinearity, a, out=a)
-        if pad is not None:
-            np.copyto(a, Hs[t], where=pad[t])  # padded step: h_t = h_{t-1}
+    with blas.loop_threads(*buf.shape):
+        for t in range(Hs.shape[0] - 1):
+            a = Hs[t + 1]
+            np.matmul(Hs[t], WT, out=buf)
+            a += buf
+            activations.apply(nonlinearity, a, out=a)
+            if pad is not None:
+                np.copyto(a, Hs[t], where=pad[t])  # padded step: h_t = h_{t-1}
 
 
 def backward(
@@ -209,13 +210,14 @@ def sweep(delta, dout, dhn, W, pad) -> np.ndarray:
     T, B, H = delta.shape
     dh = np.zeros((B, H), dtype=delta.dtype) if dhn is None else np.array(dhn, dtype=delta.dtype)
     nxt = np.empty_like(dh)
-    for t in range(T - 1, -1, -1):
-        if dout is not None:
-            dh += dout[t]  # dL/dh_t = g_t + W^T delta_{t+1}
-        d = delta[t]
-        np.multiply(d, dh, out=d)  # delta_t = dL/dh_t * f'(a_t) * m_t
-        np.matmul(d, W, out=nxt)  # W^T delta_t, as rows
-        if pad is not None:
-            np.copyto(nxt, dh, where=pad[t])  # padded step passes dL/dh straight through
-        dh, nxt = nxt, dh
+    with blas.loop_threads(B, H):
+        for t in range(T - 1, -1, -1):
+            if dout is not None:
+                dh += dout[t]  # dL/dh_t = g_t + W^T delta_{t+1}
+            d = delta[t]
+            np.multiply(d, dh, out=d)  # delta_t = dL/dh_t * f'(a_t) * m_t
+            np.matmul(d, W, out=nxt)  # W^T delta_t, as rows
+            if pad is not None:
+                np.copyto(nxt, dh, where=pad[t])  # padded step passes dL/dh straight through
+            dh, nxt = nxt, dh
     return dh

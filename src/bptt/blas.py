@@ -1,0 +1,45 @@
+"""BLAS threads for the time loops: one thread for a small per-step GEMM.
+
+Inside the forward and backward time loops every step is one small GEMM,
+(B, H) x (H, H). Splitting that over BLAS threads buys little below a few
+million multiply-adds and costs a hand-off per step; on a busy machine, where a
+BLAS thread has to wait for a core, the hand-off costs far more than the GEMM.
+Measured on this project's 2-core machine with other jobs running (OpenBLAS,
+float32, one step): 32x128x128 took 10.5 us on one thread against 213 us to
+24 ms on two; 20x256x256 40 us against 0.3 to 7 ms. So the loops run with one
+BLAS thread when B*H*H is at most SMALL (and above OWN, below which OpenBLAS
+already uses one thread and switching would only cost time); larger steps (and the big GEMMs
+outside the loops) keep every thread.
+
+This needs threadpoolctl (the `fast` extra, also in `train` and `test`); without
+it nothing changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+SMALL = 2**21  # multiply-adds per step (B*H*H) up to which the loop runs on one thread
+OWN = 2**18  # below this OpenBLAS already uses one thread (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD)
+
+_controller = None
+
+
+def _get_controller():
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            _controller = ThreadpoolController()
+    return _controller
+
+
+def loop_threads(B: int, H: int):
+    """A context for a time loop of (B, H) x (H, H) steps: one BLAS thread if small."""
+    controller = _get_controller() if OWN < B * H * H <= SMALL else None
+    if not controller:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
