@@ -11,6 +11,11 @@ BLAS thread when B*H*H is at most SMALL (and above OWN, below which OpenBLAS
 already uses one thread and switching would only cost time); larger steps (and the big GEMMs
 outside the loops) keep every thread.
 
+The same holds for a whole step whose largest GEMM is small (batch 1: every
+GEMM is a few hundred thousand multiply-adds, each a thread hand-off), so
+`single_thread_when_small` runs RNNModel.forward and .backward on one thread
+when (T*B) * H * max(H, K) is at most SMALL.
+
 This needs threadpoolctl (the `fast` extra, also in `train` and `test`); without
 it nothing changes.
 """
@@ -18,6 +23,9 @@ it nothing changes.
 from __future__ import annotations
 
 import contextlib
+import functools
+
+import numpy as np
 
 SMALL = 2**21  # multiply-adds per step (B*H*H) up to which the loop runs on one thread
 OWN = 2**18  # below this OpenBLAS already uses one thread (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD)
@@ -37,9 +45,30 @@ def _get_controller():
     return _controller
 
 
-def loop_threads(B: int, H: int):
-    """A context for a time loop of (B, H) x (H, H) steps: one BLAS thread if small."""
-    controller = _get_controller() if OWN < B * H * H <= SMALL else None
+def threads_for(macs: int):
+    """A context for GEMMs of at most `macs` multiply-adds: one BLAS thread if small."""
+    controller = _get_controller() if OWN < macs <= SMALL else None
     if not controller:
         return contextlib.nullcontext()
     return controller.limit(limits=1, user_api="blas")
+
+
+def loop_threads(B: int, H: int):
+    """A context for a time loop of (B, H) x (H, H) steps."""
+    return threads_for(B * H * H)
+
+
+def single_thread_when_small(method):
+    """Decorator for RNNModel.forward(inputs, ...) and .backward(fwd, ...): the whole
+    call on one BLAS thread when its largest GEMM, (T*B) x H x max(H, K), is small."""
+
+    @functools.wraps(method)
+    def wrapper(self, first, *args, **kwargs):
+        if hasattr(first, "X"):  # a Forward
+            rows = first.X.shape[0] * first.X.shape[1]
+        else:
+            rows = np.size(first) // (1 if self.uses_tokens else self.input_size)
+        with threads_for(rows * self.hidden_size * max(self.hidden_size, self.output_size)):
+            return method(self, first, *args, **kwargs)
+
+    return wrapper

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bptt import activations, losses, validate
+from bptt import activations, blas, losses, validate
 from bptt import init as initializers
 from bptt.layers import dropout as dropout_layer
 from bptt.layers import elman, embedding, recompute
@@ -281,6 +281,7 @@ class RNNModel:
 
     # ---- forward -----------------------------------------------------------
 
+    @blas.single_thread_when_small
     def forward(self, inputs, mask=None, h0=None, *, cond=None, rng=None) -> Forward:
         """Run the network; return a `Forward` holding logits Z, final states hn and caches.
 
@@ -409,6 +410,7 @@ class RNNModel:
 
     # ---- backward ----------------------------------------------------------
 
+    @blas.single_thread_when_small
     def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None):
         """BPTT from dL/dZ back to every parameter and to h_0.
 
