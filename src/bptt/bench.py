@@ -163,8 +163,11 @@ def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
 
     Forward h_{t-1} W^T for t = 1..T; the head V h (every step, or the last);
     backward dV, dL/dh = dZ V, delta_t W for t = T..1, and dW over all T*B rows.
-    (U x_t is a gather for one-hot inputs: no GEMM.) Same shapes, float32, out=.
+    (U x_t is a gather for one-hot inputs: no GEMM.) Same shapes, float32, out=,
+    and the same BLAS thread policy as RNNModel (`bptt.blas`).
     """
+    from bptt import blas
+
     rng = np.random.default_rng(seed)
     f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
     N = T * B if mode == "many-to-many" else B
@@ -174,14 +177,17 @@ def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
     WT = W.T
 
     def run():
-        for _ in range(T):
-            np.matmul(h, WT, out=buf)
-        np.matmul(feat, V.T, out=Z)
-        np.matmul(Z.T, feat, out=dV)
-        np.matmul(Z, V, out=dfeat)
-        for _ in range(T):
-            np.matmul(buf, W, out=h)
-        np.matmul(D.T, Hprev, out=dW)
+        with blas.threads_for(T * B * H * max(H, K)):
+            with blas.loop_threads(B, H):
+                for _ in range(T):
+                    np.matmul(h, WT, out=buf)
+            np.matmul(feat, V.T, out=Z)
+            np.matmul(Z.T, feat, out=dV)
+            np.matmul(Z, V, out=dfeat)
+            with blas.loop_threads(B, H):
+                for _ in range(T):
+                    np.matmul(buf, W, out=h)
+            np.matmul(D.T, Hprev, out=dW)
 
     flops = 2 * (2 * T * B * H * H + T * B * H * H + 3 * N * H * K)
     return run, flops
