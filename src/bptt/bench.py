@@ -11,6 +11,7 @@ step        one training step (forward over T, full BPTT, SGD update) of bptt
             in the same run), and against the "GEMM-bound ceiling", the tokens/s
             of running only the step's matrix products (same shapes, same BLAS,
             timed in the same rounds).
+profile     where one bptt step's time goes: forward, loss, backward, update.
 generate    sampling at batch 1 (temperature 1), bptt.generate.sample against a
             torch eager loop (nn.RNN step, nn.Linear, softmax, multinomial).
 memory      peak memory (tracemalloc, which sees NumPy's buffers) and time of one
@@ -39,7 +40,7 @@ CONFIGS = {  # name: (K, H, T, B, mode)
     "word": (10000, 256, 35, 20, "many-to-many"),
     "long-many-to-one": (8, 128, 1000, 16, "many-to-one"),
 }
-SECTIONS = ("step", "generate", "memory", "jax")
+SECTIONS = ("step", "profile", "generate", "memory", "jax")
 LR = 1e-3
 
 
@@ -57,6 +58,13 @@ def import_torch():
 
 def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def load() -> str:
+    """The 1-minute load average against the cores: other jobs on a shared machine."""
+    if not hasattr(os, "getloadavg"):
+        return "load average unknown"
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def gemm_gflops(seconds: float = 0.5, n: int = 1024) -> float:
@@ -196,7 +204,8 @@ def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
 def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None:
     torch = import_torch()
     peak = gemm_gflops(min(0.5, max(seconds, 0.05)))
-    out(f"torch {torch.__version__}, numpy {np.__version__}, {threads()} threads; float32 SGEMM {peak:.1f} GFLOP/s (1024^3)")
+    out(f"torch {torch.__version__}, numpy {np.__version__}, {threads()} threads; float32 SGEMM {peak:.1f} GFLOP/s (1024^3); "
+        f"{load()}")  # fmt: skip
     out(f"{'config':<18} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
     gemm_rows = []
     for name in configs:
@@ -212,6 +221,39 @@ def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None
     out(f"{'config':<18} {'GEMM GFLOP/step':>15} {'bptt GFLOP/s':>12} {'of SGEMM':>8} {'GEMM-only tok/s':>15} {'bptt of it':>10}")
     for name, flops, gflops, ceiling, frac in gemm_rows:
         out(f"{name:<18} {flops / 1e9:>15.3f} {gflops:>12.1f} {gflops / peak:>8.0%} {ceiling:>15,.0f} {frac:>10.0%}")
+
+
+def run_profile(configs: list[str], rounds: int, out=print) -> None:
+    """Where one bptt step's time goes: forward, loss (softmax CE), backward, update;
+    medians over `rounds` steps, in milliseconds and as shares of their sum."""
+    from bptt import RNNModel
+    from bptt.optim import SGD
+
+    out(f"profile of one bptt step, ms (median of {rounds} steps) and share")
+    out(f"{'config':<18} {'forward':>15} {'loss':>15} {'backward':>15} {'SGD update':>15} {'step':>8}")
+    for name in configs:
+        K, H, T, B, mode = CONFIGS[name]
+        model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean")
+        rng = np.random.default_rng(0)
+        x, y = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T) if mode == "many-to-many" else (B,))
+        opt = SGD(lr=LR)
+        phases: dict[str, list[float]] = {"forward": [], "loss": [], "backward": [], "update": []}
+        for _ in range(rounds + 1):
+            t0 = time.perf_counter()
+            fwd = model.forward(x)
+            t1 = time.perf_counter()
+            _, dZ = model.loss(fwd, y)
+            t2 = time.perf_counter()
+            grads, _ = model.backward(fwd, dZ)
+            t3 = time.perf_counter()
+            opt.step(model.params, grads)
+            t4 = time.perf_counter()
+            for key, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                phases[key].append(dt * 1e3)
+        med = {k: statistics.median(v[1:]) for k, v in phases.items()}  # the first is a warm-up
+        total = sum(med.values())
+        cells = " ".join(f"{med[k]:>8.2f} {med[k] / total:>5.0%} " for k in phases)
+        out(f"{name:<18} {cells}{total:>8.2f}")
 
 
 # ---- generation ---------------------------------------------------------------
@@ -350,12 +392,16 @@ def run(sections: list[str], configs: list[str], rounds: int, seconds: float, le
         import_torch().set_num_threads(threads())
     for i, section in enumerate(sections):
         if i:
+            out(f"[{load()}]")
             out("")
         if section == "step":
             run_step(configs, rounds, seconds, out)
+        elif section == "profile":
+            run_profile(configs, rounds * 3, out)
         elif section == "generate":
             run_generate(rounds, seconds, out=out)
         elif section == "memory":
             run_memory(lengths, rounds, out=out)
         elif section == "jax":
             run_jax(rounds, seconds, out)
+    out(f"[{load()}]")

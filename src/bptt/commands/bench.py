@@ -1,7 +1,7 @@
 """`bptt bench`: time bptt against PyTorch in this process (see `bptt.bench`).
 
 Sections: step (one training step per configuration, and its fraction of the
-GEMM-bound ceiling), generate (sampling at batch 1), memory (full BPTT against
+GEMM-bound ceiling), profile (where a bptt step's time goes), generate (sampling at batch 1), memory (full BPTT against
 checkpoint_every="auto" for growing T; needs no torch), jax (only when JAX is
 installed). The step and generate sections need torch.
 """
@@ -33,7 +33,7 @@ def _lengths(text: str) -> list[int]:
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="time bptt against PyTorch (steps, generation, memory)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--sections", type=_names(bench.SECTIONS, "comma-separated sections"), default=["step", "generate", "memory", "jax"])
+    p.add_argument("--sections", type=_names(bench.SECTIONS, "comma-separated sections"), default=list(bench.SECTIONS))
     p.add_argument("--configs", type=_names(list(bench.CONFIGS), "comma-separated configurations"), default=list(bench.CONFIGS))
     p.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds (medians are reported)")
     p.add_argument("--seconds", type=positive_float, default=0.5, help="per contender per round")
