@@ -8,8 +8,8 @@ Measured on this project's 2-core machine with other jobs running (OpenBLAS,
 float32, one step): 32x128x128 took 10.5 us on one thread against 213 us to
 24 ms on two; 20x256x256 40 us against 0.3 to 7 ms. So the loops run with one
 BLAS thread when B*H*H is at most SMALL (and above OWN, below which OpenBLAS
-already uses one thread and switching would only cost time); larger steps (and the big GEMMs
-outside the loops) keep every thread.
+already uses one thread and switching would only cost time); larger steps
+(and the big GEMMs outside the loops) keep every thread.
 
 The same holds for a whole step whose largest GEMM is small (batch 1: every
 GEMM is a few hundred thousand multiply-adds, each a thread hand-off), so
