@@ -60,6 +60,16 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def blas_name() -> str:
+    """NumPy's BLAS, e.g. "openblas 0.3.31", when threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS unknown"
+    libs = [f"{i['internal_api']} {i.get('version') or ''}".strip() for i in threadpool_info() if i["user_api"] == "blas"]
+    return ", ".join(libs) or "BLAS unknown"
+
+
 def load() -> str:
     """The 1-minute load average against the cores: other jobs on a shared machine."""
     if not hasattr(os, "getloadavg"):
@@ -204,7 +214,7 @@ def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
 def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None:
     torch = import_torch()
     peak = gemm_gflops(min(0.5, max(seconds, 0.05)))
-    out(f"torch {torch.__version__}, numpy {np.__version__}, {threads()} threads; float32 SGEMM {peak:.1f} GFLOP/s (1024^3); "
+    out(f"torch {torch.__version__}, numpy {np.__version__} ({blas_name()}), {threads()} threads; float32 SGEMM {peak:.1f} GFLOP/s (1024^3); "
         f"{load()}")  # fmt: skip
     out(f"{'config':<18} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
     gemm_rows = []
