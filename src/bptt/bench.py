@@ -396,7 +396,8 @@ def run_jax(rounds: int, seconds: float, out=print) -> None:
     out(f"ratio {ratio(r['bptt'], r['jax']):.2f}")
 
 
-def run(sections: list[str], configs: list[str], rounds: int, seconds: float, lengths: list[int], out=print) -> None:
+def run(sections: list[str], configs: list[str], rounds: int, seconds: float, lengths: list[int],
+        gen_length: int = 200, out=print) -> None:  # fmt: skip
     """Run the chosen sections in order, printing as they finish."""
     if set(sections) & {"step", "generate"}:
         import_torch().set_num_threads(threads())
@@ -409,7 +410,7 @@ def run(sections: list[str], configs: list[str], rounds: int, seconds: float, le
         elif section == "profile":
             run_profile(configs, rounds * 3, out)
         elif section == "generate":
-            run_generate(rounds, seconds, out=out)
+            run_generate(rounds, seconds, gen_length, out=out)
         elif section == "memory":
             run_memory(lengths, rounds, out=out)
         elif section == "jax":
