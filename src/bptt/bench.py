@@ -195,7 +195,7 @@ def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
     WT = W.T
 
     def run():
-        with blas.threads_for(T * B * H * max(H, K)):
+        with blas.threads_for(T * B * H * max(H, K), blas.STEP_SMALL):
             with blas.loop_threads(B, H):
                 for _ in range(T):
                     np.matmul(h, WT, out=buf)

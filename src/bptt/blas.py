@@ -14,7 +14,10 @@ already uses one thread and switching would only cost time); larger steps
 The same holds for a whole step whose largest GEMM is small (batch 1: every
 GEMM is a few hundred thousand multiply-adds, each a thread hand-off), so
 `single_thread_when_small` runs RNNModel.forward and .backward on one thread
-when (T*B) * H * max(H, K) is at most SMALL.
+when (T*B) * H * max(H, K) is at most STEP_SMALL. Measured in interleaved A/B
+rounds at load 7.8 on the 2 cores: char-small-B32 (dW 1600x128x128) ran 6.2x
+faster on one thread; long-many-to-one (dW 16000x128x128, above the bound)
+1.03x. (An idle machine was not available to measure the cost there.)
 
 This needs threadpoolctl (the `fast` extra, also in `train` and `test`); without
 it nothing changes.
@@ -28,6 +31,7 @@ import functools
 import numpy as np
 
 SMALL = 2**21  # multiply-adds per step (B*H*H) up to which the loop runs on one thread
+STEP_SMALL = 2**25  # multiply-adds of a step's largest GEMM up to which the whole step runs on one thread
 OWN = 2**18  # below this OpenBLAS already uses one thread (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD)
 
 _controller = None
@@ -45,9 +49,10 @@ def _get_controller():
     return _controller
 
 
-def threads_for(macs: int):
-    """A context for GEMMs of at most `macs` multiply-adds: one BLAS thread if small."""
-    controller = _get_controller() if OWN < macs <= SMALL else None
+def threads_for(macs: int, small: int | None = None):
+    """A context for GEMMs of at most `macs` multiply-adds: one BLAS thread if at most
+    `small` (default SMALL)."""
+    controller = _get_controller() if OWN < macs <= (SMALL if small is None else small) else None
     if not controller:
         return contextlib.nullcontext()
     return controller.limit(limits=1, user_api="blas")
@@ -68,7 +73,7 @@ def single_thread_when_small(method):
             rows = first.X.shape[0] * first.X.shape[1]
         else:
             rows = np.size(first) // (1 if self.uses_tokens else self.input_size)
-        with threads_for(rows * self.hidden_size * max(self.hidden_size, self.output_size)):
+        with threads_for(rows * self.hidden_size * max(self.hidden_size, self.output_size), STEP_SMALL):
             return method(self, first, *args, **kwargs)
 
     return wrapper
