@@ -7,10 +7,10 @@ step        one training step (forward over T, full BPTT, SGD update) of bptt
             thing). Both are timed in interleaved rounds; tokens/s (median, min,
             max) and the median of the per-round ratios bptt / torch. A second
             table puts bptt against the GEMMs alone: the step's GEMM FLOPs over
-            its time, as a fraction of float32 SGEMM GFLOP/s (1024^3, measured
-            in the same run), and against the "GEMM-bound ceiling", the tokens/s
-            of running only the step's matrix products (same shapes, same BLAS,
-            timed in the same rounds).
+            its time, as a fraction of float32 SGEMM GFLOP/s (1024^3, timed in
+            every round next to the step), and against the "GEMM-bound
+            ceiling", the tokens/s of running only the step's matrix products
+            (same shapes, same BLAS, timed in the same rounds).
 profile     where one bptt step's time goes: forward, loss, backward, update.
 generate    sampling at batch 1 (temperature 1), bptt.generate.sample against a
             torch eager loop (nn.RNN step, nn.Linear, softmax, multinomial).
@@ -75,18 +75,6 @@ def load() -> str:
     if not hasattr(os, "getloadavg"):
         return "load average unknown"
     return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-
-
-def gemm_gflops(seconds: float = 0.5, n: int = 1024) -> float:
-    """float32 SGEMM GFLOP/s of NumPy's BLAS on (n, n) @ (n, n)."""
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    c = np.empty_like(a)
-    np.matmul(a, a, out=c)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        np.matmul(a, a, out=c)
-        reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def time_it(fn, seconds: float) -> float:
@@ -213,9 +201,12 @@ def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
 
 def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None:
     torch = import_torch()
-    peak = gemm_gflops(min(0.5, max(seconds, 0.05)))
-    out(f"torch {torch.__version__}, numpy {np.__version__} ({blas_name()}), {threads()} threads; float32 SGEMM {peak:.1f} GFLOP/s (1024^3); "
-        f"{load()}")  # fmt: skip
+    n = 1024
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    c = np.empty_like(a)
+    sgemm = functools.partial(np.matmul, a, a, out=c)  # timed in every round, next to the step
+    out(f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__} ({blas_name()}, "
+        f"{threads()} threads); {load()}")  # fmt: skip
     out(f"{'config':<18} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
     gemm_rows = []
     for name in configs:
@@ -223,14 +214,18 @@ def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None
         _, bptt_step, torch_step, check = step_setup(K, H, T, B, mode)
         check()
         gemms, flops = step_gemms(K, H, T, B, mode)
-        r = interleaved({"bptt": bptt_step, "torch": torch_step, "gemm": gemms}, rounds, seconds, per_call=B * T)
-        out(f"{name:<18} {spread(r['bptt']):>30} {spread(r['torch']):>30} {ratio(r['bptt'], r['torch']):>6.2f}")
-        gflops = statistics.median(r["bptt"]) / (B * T) * flops / 1e9
-        gemm_rows.append((name, flops, gflops, statistics.median(r["gemm"]), ratio(r["bptt"], r["gemm"])))
+        r = interleaved({"bptt": bptt_step, "torch": torch_step, "gemm": gemms, "sgemm": sgemm}, rounds, seconds)
+        tok = {k: [v * B * T for v in r[k]] for k in ("bptt", "torch", "gemm")}
+        out(f"{name:<18} {spread(tok['bptt']):>30} {spread(tok['torch']):>30} {ratio(r['bptt'], r['torch']):>6.2f}")
+        peak = statistics.median(r["sgemm"]) * 2 * n**3 / 1e9
+        gflops = statistics.median(r["bptt"]) * flops / 1e9
+        of_sgemm = ratio(r["bptt"], r["sgemm"]) * flops / (2 * n**3)  # per round, against that round's SGEMM
+        gemm_rows.append((name, flops, gflops, peak, of_sgemm, statistics.median(tok["gemm"]), ratio(r["bptt"], r["gemm"])))
     out("")
-    out(f"{'config':<18} {'GEMM GFLOP/step':>15} {'bptt GFLOP/s':>12} {'of SGEMM':>8} {'GEMM-only tok/s':>15} {'bptt of it':>10}")
-    for name, flops, gflops, ceiling, frac in gemm_rows:
-        out(f"{name:<18} {flops / 1e9:>15.3f} {gflops:>12.1f} {gflops / peak:>8.0%} {ceiling:>15,.0f} {frac:>10.0%}")
+    out("GEMM-bound ceiling: SGEMM 1024^3 and the step's GEMMs alone, timed in the same rounds (per-round ratios, medians)")
+    out(f"{'config':<18} {'GFLOP/step':>10} {'bptt GFLOP/s':>12} {'SGEMM GFLOP/s':>13} {'of SGEMM':>8} {'GEMM-only tok/s':>15} {'bptt of it':>10}")
+    for name, flops, gflops, peak, of_sgemm, ceiling, frac in gemm_rows:
+        out(f"{name:<18} {flops / 1e9:>10.3f} {gflops:>12.1f} {peak:>13.1f} {of_sgemm:>8.0%} {ceiling:>15,.0f} {frac:>10.0%}")
 
 
 def run_profile(configs: list[str], rounds: int, out=print) -> None:
@@ -397,10 +392,13 @@ def run_jax(rounds: int, seconds: float, out=print) -> None:
 
 
 def run(sections: list[str], configs: list[str], rounds: int, seconds: float, lengths: list[int],
-        gen_length: int = 200, out=print) -> None:  # fmt: skip
-    """Run the chosen sections in order, printing as they finish."""
+        gen_length: int = 200, torch_threads: int | None = None, out=print) -> None:  # fmt: skip
+    """Run the chosen sections in order, printing as they finish.
+
+    torch_threads: torch.set_num_threads (default: the cores, as NumPy's BLAS uses).
+    """
     if set(sections) & {"step", "generate"}:
-        import_torch().set_num_threads(threads())
+        import_torch().set_num_threads(torch_threads or threads())
     for i, section in enumerate(sections):
         if i:
             out(f"[{load()}]")

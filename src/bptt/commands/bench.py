@@ -38,6 +38,7 @@ def add_parser(sub) -> None:
     p.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds (medians are reported)")
     p.add_argument("--seconds", type=positive_float, default=0.5, help="per contender per round")
     p.add_argument("--lengths", type=_lengths, default=[1000, 10000, 100000], help="T for the memory section")
+    p.add_argument("--torch-threads", type=positive_int, default=None, help="torch.set_num_threads (default: the cores)")
     p.add_argument("--gen-length", type=positive_int, default=200, help="tokens per call in the generate section")
     p.set_defaults(run=run)
 
@@ -45,5 +46,5 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise UsageError("--rounds: expected at least 1")
-    bench.run(args.sections, args.configs, args.rounds, args.seconds, args.lengths, args.gen_length, out=lambda line: print(line, flush=True))
+    bench.run(args.sections, args.configs, args.rounds, args.seconds, args.lengths, args.gen_length, args.torch_threads, out=lambda line: print(line, flush=True))
     return 0
