@@ -66,7 +66,7 @@ def blas_name() -> str:
         from threadpoolctl import threadpool_info
     except ImportError:
         return "BLAS unknown"
-    libs = [f"{i['internal_api']} {i.get('version') or ''}".strip() for i in threadpool_info() if i["user_api"] == "blas"]
+    libs = [f"{i['internal_api']} {i.get('version') or ''}, {i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
     return ", ".join(libs) or "BLAS unknown"
 
 
@@ -205,8 +205,7 @@ def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     c = np.empty_like(a)
     sgemm = functools.partial(np.matmul, a, a, out=c)  # timed in every round, next to the step
-    out(f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__} ({blas_name()}, "
-        f"{threads()} threads); {load()}")  # fmt: skip
+    out(f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__} ({blas_name()}); {load()}")
     out(f"{'config':<18} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
     gemm_rows = []
     for name in configs:
