@@ -51,7 +51,7 @@ def import_torch():
     except ImportError:
         from bptt.errors import UsageError
 
-        raise UsageError("the step and generate benchmarks compare against PyTorch, which is not installed: "
+        raise UsageError("the step, generate and jax benchmarks compare against PyTorch, which is not installed: "
                          "pip install 'bptt[torch]' (or run only --sections memory)") from None  # fmt: skip
     return torch
 
