@@ -1,10 +1,11 @@
-"""`bptt train`: train a character- or word-level language model, char-rnn style.
+"""`bptt train`: train a model; by default a character- or word-level language model, char-rnn style.
 
 With no arguments it trains a character model on a corpus that ships with
 Python (the standard library's help topics), evaluates on a held-out tail,
-and prints bits per character and samples. Options may also come from a TOML
-or JSON file (`--config`), whose keys are the option names; flags given on
-the command line win.
+and prints bits per character and samples. `--task NAME` trains one of the
+other tasks (`bptt.tasks`). Options may also come from a TOML or JSON file
+(`--config`), whose keys are the option names; flags given on the command
+line win.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import UsageError
+from bptt.errors import CheckpointError, UsageError
 from bptt.options import add_model_options, fraction, model_kwargs, positive_float, positive_int
 
 RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a language model (default: characters of Python's help text)",
+    from bptt import tasks
+
+    p = sub.add_parser("train", help="train a model (default: a character language model on Python's help text)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--task", choices=tasks.names(), default="lm", help="what to train (default: lm, a language model)")
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="a UTF-8 text file (default: the built-in corpus)")
     d.add_argument("--valid", type=Path, help="validation text (default: the last --valid-fraction of --data)")
@@ -70,6 +74,8 @@ def add_parser(sub) -> None:
     b.add_argument("--sample-length", type=positive_int, default=200)
     b.add_argument("--temperature", type=positive_float, default=0.8)
     b.add_argument("--config", type=Path, default=None, help="TOML or JSON file of options")
+    for name in tasks.TASKS:
+        tasks.module(name).add_options(p)
     p.set_defaults(run=run, parser=p)
 
 
@@ -113,18 +119,36 @@ def config_argv(path: Path, parser: argparse.ArgumentParser) -> list[str]:
 
 
 def parse_with_config(args: argparse.Namespace) -> argparse.Namespace:
-    """Re-parse the command line on top of the config file's options (flags win)."""
-    if args.config is None:
-        return args
-    parser = args.parser
-    from_file = config_argv(args.config, parser)
-    try:
-        parser.parse_args(from_file)
-    except SystemExit:
-        raise UsageError(f"{args.config}: an option value is out of range (see above)") from None
-    merged = parser.parse_args(from_file + list(args.argv))
-    merged.argv = args.argv
-    return merged
+    """Re-parse the command line on top of the config file's options (flags win).
+
+    Sets args.given: the destinations of every option given explicitly, on the
+    command line or in the config file (see `task_defaults`).
+    """
+    from_file: list[str] = []
+    if args.config is not None:
+        parser = args.parser
+        from_file = config_argv(args.config, parser)
+        try:
+            parser.parse_args(from_file)
+        except SystemExit:
+            raise UsageError(f"{args.config}: an option value is out of range (see above)") from None
+        merged = parser.parse_args(from_file + list(args.argv))
+        merged.argv = args.argv
+        args = merged
+    args.given = _given(args.parser, from_file + list(args.argv))
+    return args
+
+
+def _given(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    flags = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    return {a.dest for a in parser._actions if flags & set(a.option_strings)}
+
+
+def task_defaults(args: argparse.Namespace, **defaults) -> None:
+    """A task's own defaults for shared options, for every option the user did not give."""
+    for dest, value in defaults.items():
+        if dest not in args.given:
+            setattr(args, dest, value)
 
 
 # ---- run directories -------------------------------------------------------
@@ -164,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
     args = parse_with_config(args)
     if args.resume is not None:
         return resume(args)
+    if args.task != "lm":
+        from bptt import tasks
+
+        return tasks.module(args.task).run(args)
     text = builtin_corpus() if args.data is None else read_text(args.data, args.encoding)
     name = BUILTIN_NAME if args.data is None else args.data.stem
     vocab_kw = {}
@@ -181,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
     if args.no_clip_norm:
         opts.clip_norm = None
-    opts.extra = {"level": args.level, "vocab": vocab.to_json(), "data": None if args.data is None else str(args.data),
+    opts.extra = {"task": "lm", "level": args.level, "vocab": vocab.to_json(), "data": None if args.data is None else str(args.data),
                   "valid": None if args.valid is None else str(args.valid), "encoding": args.encoding,
                   "valid_fraction": args.valid_fraction, "corpus_sha256": _sha(text),
                   "samples": args.samples, "sample_length": args.sample_length, "temperature": args.temperature}  # fmt: skip
@@ -237,15 +265,18 @@ def resume(args) -> int:
     """Continue the run in args.resume exactly where its last checkpoint left it."""
     from bptt.data.text import Vocab, builtin_corpus, read_text, split
     from bptt.runs import load_run
-    from bptt.train import TrainOptions, Trainer, default_progress
+    from bptt.train import Trainer, default_progress
 
     run_dir = args.resume
     model, ckpt = load_run(run_dir)
-    saved = ckpt.train_state["options"]
-    opts = TrainOptions(**saved)
-    for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
-        if flag in args.argv:  # a longer budget is the one change a resume may make
-            setattr(opts, name, getattr(args, name))
+    opts = resumed_options(args, ckpt)
+    task = opts.extra.get("task", "lm")
+    if task != "lm":
+        from bptt import tasks
+
+        if task not in tasks.TASKS:
+            raise UsageError(f"--resume {run_dir}: the run is of task {task!r}, which this bptt does not know")
+        return tasks.module(task).resume(args, model, ckpt, opts)
     extra = opts.extra
     vocab = Vocab.from_json(extra["vocab"])
     data = extra["data"]
@@ -259,10 +290,23 @@ def resume(args) -> int:
         frac = extra["valid_fraction"]
         train_ids, valid_ids = split(ids, frac) if frac > 0 else (ids, None)
     trainer = Trainer(model, train_ids, valid_ids, run_dir, opts, progress=default_progress())
-    trainer.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": ckpt.train_state})
-    trainer.good = trainer._snapshot()
+    trainer.resume_from(ckpt)
     print(f"resuming {run_dir} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
     return finish(trainer, vocab)
+
+
+def resumed_options(args, ckpt):
+    """The saved TrainOptions of a run, with the one change a resume may make: a longer budget."""
+    from bptt.train import TrainOptions
+
+    try:
+        opts = TrainOptions(**ckpt.train_state["options"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{args.resume}: checkpoint.json has no usable training options ({e})") from None
+    for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
+        if flag in args.argv:
+            setattr(opts, name, getattr(args, name))
+    return opts
 
 
 def finish(trainer, vocab) -> int:
