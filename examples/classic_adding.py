@@ -42,8 +42,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("runs/classic"))
     p.add_argument("--lengths", default="10,20,50,100,200,400")
     p.add_argument("--configs", default=",".join(CONFIGS))
-    p.add_argument("--max-epochs", default="40", help="x 100 updates of 32 sequences")
-    p.add_argument("--max-time", default="400", help="seconds per run")
+    p.add_argument("--max-epochs", default="100", help="x 100 updates of 32 sequences")
+    p.add_argument("--max-time", default="300", help="seconds per run")
     p.add_argument("--seed", default="0")
     args = p.parse_args()
     lengths = [int(t) for t in args.lengths.split(",")]

@@ -393,11 +393,14 @@ class RNNModel:
 
     # ---- backward ----------------------------------------------------------
 
-    def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None):
+    def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None, *, taps: dict | None = None):
         """BPTT from dL/dZ back to every parameter and to h_0.
 
         Returns (grads, dh0): grads keyed like `params`, dh0 (L * dirs, B, H).
         horizon: per-output truncation (see `bptt.truncation`), or None for exact BPTT.
+        taps: if a dict, receives taps[(layer, direction)] = (dout, dhn), the
+        gradients that enter each layer direction from above (what
+        `bptt.diagnostics` and `bptt.rtrl` need).
         """
         p, H, nd = self.params, self.hidden_size, self.num_directions
         grads: dict[str, np.ndarray] = {}
@@ -431,6 +434,8 @@ class RNNModel:
             for d, name in enumerate(self.layer_names(layer)):
                 dout = None if dtop is None else dtop[:, :, d * H : (d + 1) * H]
                 k = layer * nd + d
+                if taps is not None:
+                    taps[(layer, d)] = (dout, dhn[k].copy())
                 dX, g, dh0[k] = elman.backward(dout, dhn[k], fwd.caches[layer][d], need_dX, horizon)
                 grads[f"{name}.U"], grads[f"{name}.W"] = g["U"], g["W"]
                 if self.bias:
