@@ -214,8 +214,8 @@ def plot_report(report: dict, title: str) -> bytes:
                 c = np.exp(np.mean(np.log(y[ok]) - np.log(rate) * lag[ok]))
                 row[0].semilogy(lag, c * rate**lag, ":", color="gray", label=f"fit x{rate:.3g}/step" if kind == "spectral" else None)
         s = layer["spectrum"]
-        row[0].set_title(f"{layer['name']}: ||dh_t/dh_k||; sigma_max(W) {s['sigma_max_W']:.2f}, "
-                         f"rho {s['spectral_radius_W']:.2f}, mean|f'| {s['mean_abs_fprime']:.2f}")  # fmt: skip
+        row[0].set_title(f"{layer['name']}: ||dh_t/dh_k||; sigma_max(W) {s['sigma_max_W']:.2f},\n"
+                         f"spectral radius {s['spectral_radius_W']:.2f}, mean |f'(a)| {s['mean_abs_fprime']:.2f}", fontsize=9)  # fmt: skip
         row[0].set_xlabel("lag t - k")
         row[0].legend()
         c = by_lag(layer["lag_sums"])
@@ -223,7 +223,7 @@ def plot_report(report: dict, title: str) -> bytes:
             y = np.array(c[name]["norm_by_lag"])
             ok = y > 0
             row[1].semilogy(np.arange(len(y))[ok], y[ok], label=f"dL/d{name}")
-        row[1].set_title("norm of the summed (t, t - lag) terms")
+        row[1].set_title("dL/dtheta by lag: ||sum_t of the (t, t - lag) terms||", fontsize=9)
         row[1].set_xlabel("lag t - k")
         row[1].legend()
         heat = layer["heatmap"]["W"]
@@ -232,7 +232,7 @@ def plot_report(report: dict, title: str) -> bytes:
             im = row[2].imshow(np.where(heat > 0, heat, np.nan), origin="lower", aspect="auto", cmap="viridis",
                                norm=LogNorm(vmin=max(pos.min(), pos.max() * 1e-12), vmax=pos.max()))  # fmt: skip
             fig.colorbar(im, ax=row[2])
-        row[2].set_title("||(t, k) term of dL/dW||")
+        row[2].set_title("||(t, k) term of dL/dW||", fontsize=9)
         row[2].set_xlabel("k (where the gradient lands)")
         row[2].set_ylabel("t (where the loss enters)")
     fig.suptitle(title)
