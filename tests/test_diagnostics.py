@@ -157,3 +157,17 @@ def test_diagnose_cli_on_a_language_model_run(tmp_path, capsys):
 def test_diagnose_refuses_bad_input(tmp_path, capsys):
     assert main(["diagnose", str(tmp_path / "nothing")]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("radius", [0.5, 1.0, 1.7])
+def test_spectral_init_sets_the_spectral_radius(radius):
+    from bptt import RNNModel
+
+    model = RNNModel(input_size=3, hidden_size=32, output_size=2, init="spectral", init_scale=radius, dtype="float64", seed=1)
+    W = model.params["rnn0.W"]
+    assert np.abs(np.linalg.eigvals(W)).max() == pytest.approx(radius, rel=1e-12)
+    assert not model.params["rnn0.b"].any()
+    other = RNNModel(input_size=3, hidden_size=32, output_size=2, init="spectral", init_scale=radius, dtype="float64", seed=1)
+    np.testing.assert_array_equal(W, other.params["rnn0.W"])  # seeded
+    x, y, _ = make_batch(make_model("features"), np.random.default_rng(0))
+    assert diagnostics.spectrum(model.forward(x).caches[0][0])["spectral_radius_W"] == pytest.approx(radius, rel=1e-12)
