@@ -1,9 +1,9 @@
 """The classic vanishing/exploding-gradient picture on the adding problem, measured.
 
-For each configuration, train on the adding problem (sum variant, Le et al.
-2015) at growing T with the same budget, stop at the first T it fails, and
-print the longest T solved (test MSE < 0.01 on 10,000 fresh sequences,
-`bptt train --task adding`):
+For each configuration and seed, train on the adding problem (sum variant,
+Le et al. 2015) at growing T with the same budget, stop at the first T it
+fails, and print how many seeds solved each T and the longest T solved
+(test MSE < 0.01 on 10,000 fresh sequences, `bptt train --task adding`):
 
     tanh          a tanh RNN, PyTorch's default init, no clipping
     tanh+clip     the same with global-norm clipping at 1 (Pascanu et al. 2013)
@@ -25,7 +25,10 @@ import contextlib
 import io
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from bptt.cli import main as bptt
 
@@ -42,44 +45,55 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("runs/classic"))
     p.add_argument("--lengths", default="10,20,50,100,200,400")
     p.add_argument("--configs", default=",".join(CONFIGS))
-    p.add_argument("--max-epochs", default="100", help="x 100 updates of 32 sequences")
-    p.add_argument("--max-time", default="300", help="seconds per run")
-    p.add_argument("--seed", default="0")
+    p.add_argument("--seeds", default="0,1,2", help="one chain of growing T per configuration and seed")
+    p.add_argument("--max-epochs", default="200", help="x 100 updates of 32 sequences")
+    p.add_argument("--max-time", default="600", help="seconds per run")
+    p.add_argument("--jobs", type=int, default=2, help="chains run in parallel (processes)")
     args = p.parse_args()
     lengths = [int(t) for t in args.lengths.split(",")]
+    configs, seeds = args.configs.split(","), args.seeds.split(",")
+    args.out.mkdir(parents=True, exist_ok=True)
+    chains = [(name, seed) for seed in seeds for name in configs]
     results = []
-    for name in args.configs.split(","):
-        for T in lengths:
-            run_dir = args.out / f"{name}-T{T}"
-            argv = ["train", "--task", "adding", "--variant", "sum", "--length", str(T), *CONFIGS[name],
-                    "--hidden-size", "64", "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "32",
-                    "--max-epochs", args.max_epochs, "--max-time", args.max_time, "--eval-every", "100",
-                    "--seed", args.seed, "--diagnostics", "--out", str(run_dir), "--overwrite"]  # fmt: skip
-            start = time.time()
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf):
-                code = bptt(argv)
-            log = buf.getvalue()
-            (args.out / f"{name}-T{T}.log").write_text(" ".join(["bptt", *argv]) + "\n" + log)
-            if code != 0:
-                r = {"config": name, "length": T, "solved": False, "error": f"exit {code}"}
-            else:
-                r = json.loads((run_dir / "result.json").read_text())
-                r["config"] = name
-                r["rollbacks"] = log.count("rolled back")
-                r["clipped_updates"] = _clipped(run_dir)
-            r["wall_seconds"] = round(time.time() - start, 1)
-            results.append(r)
-            print(f"{name:10s} T={T:<4d} {'PASS' if r['solved'] else 'FAIL'}  test MSE {r.get('test_loss', float('nan')):.4f}  "
-                  f"updates {r.get('updates', '-')}  clipped {r.get('clipped_updates', '-')}  rollbacks {r.get('rollbacks', '-')}  "
-                  f"{r['wall_seconds']} s", flush=True)  # fmt: skip
-            if not r["solved"]:
-                break
-    table = _table(results, args.configs.split(","), lengths)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for chain in pool.map(_chain, [c[0] for c in chains], [c[1] for c in chains], [lengths] * len(chains), [args] * len(chains)):
+            results += chain
+    table = _table(results, configs, seeds, lengths)
     print(table)
     (args.out / "table.md").write_text(table + "\n")
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return 0
+
+
+def _chain(name: str, seed: str, lengths: list[int], args) -> list[dict]:
+    """Train `name` with `seed` at each T in turn, up to the first T it fails."""
+    results = []
+    for T in lengths:
+        run_dir = args.out / f"{name}-s{seed}-T{T}"
+        argv = ["train", "--task", "adding", "--variant", "sum", "--length", str(T), *CONFIGS[name],
+                "--hidden-size", "64", "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "32",
+                "--max-epochs", args.max_epochs, "--max-time", args.max_time, "--eval-every", "100",
+                "--seed", seed, "--diagnostics", "--out", str(run_dir), "--overwrite"]  # fmt: skip
+        start = time.time()
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = bptt(argv)
+        log = buf.getvalue()
+        (args.out / f"{name}-s{seed}-T{T}.log").write_text(" ".join(["bptt", *argv]) + "\n" + log)
+        if code != 0:
+            r = {"length": T, "solved": False, "error": f"exit {code}"}
+        else:
+            r = json.loads((run_dir / "result.json").read_text())
+            r["rollbacks"] = log.count("rolled back")
+            r["clipped_updates"] = _clipped(run_dir)
+        r.update(config=name, seed=seed, wall_seconds=round(time.time() - start, 1))
+        results.append(r)
+        print(f"{name:10s} seed {seed} T={T:<4d} {'PASS' if r['solved'] else 'FAIL'}  test MSE {r.get('test_loss', float('nan')):.4f}  "
+              f"updates {r.get('updates', '-')}  clipped {r.get('clipped_updates', '-')}  rollbacks {r.get('rollbacks', '-')}  "
+              f"{r['wall_seconds']} s", flush=True)  # fmt: skip
+        if not r["solved"]:
+            break
+    return results
 
 
 def _clipped(run_dir: Path) -> int:
@@ -89,21 +103,22 @@ def _clipped(run_dir: Path) -> int:
     return sum(json.loads(line)["clipped"] for line in path.read_text().splitlines() if line.strip())
 
 
-def _table(results, configs, lengths) -> str:
-    rows = ["| configuration | " + " | ".join(f"T={T}" for T in lengths) + " | longest T solved |",
+def _table(results, configs, seeds, lengths) -> str:
+    """One row per configuration: seeds solved at each T (median updates of those that solved)."""
+    rows = ["| configuration | " + " | ".join(f"T={T}" for T in lengths) + " | longest T solved (all seeds / any seed) |",
             "|---|" + "---|" * (len(lengths) + 1)]  # fmt: skip
     for name in configs:
-        cells, best = [], "none"
+        cells, all_best, any_best = [], "none", "none"
         for T in lengths:
-            r = next((r for r in results if r["config"] == name and r["length"] == T), None)
-            if r is None:
-                cells.append("not run")
-            elif r["solved"]:
-                cells.append(f"pass ({r['updates']} upd, MSE {r['test_loss']:.4f})")
-                best = str(T)
-            else:
-                cells.append(f"FAIL (MSE {r.get('test_loss', float('nan')):.3f})")
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {best} |")
+            rs = [r for r in results if r["config"] == name and r["length"] == T]
+            ok = [r for r in rs if r["solved"]]
+            if len(ok) == len(seeds):
+                all_best = str(T)
+            if ok:
+                any_best = str(T)
+            upd = f", {int(np.median([r['updates'] for r in ok]))} upd" if ok else ""
+            cells.append(f"{len(ok)}/{len(seeds)}{upd}" if rs else "-")
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {all_best} / {any_best} |")
     return "\n".join(rows)
 
 

@@ -235,7 +235,7 @@ def plot_report(report: dict, title: str) -> bytes:
         row[2].set_title("||(t, k) term of dL/dW||", fontsize=9)
         row[2].set_xlabel("k (where the gradient lands)")
         row[2].set_ylabel("t (where the loss enters)")
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.0 + 0.04 / len(layers))
     return _png(fig)
 
 
