@@ -101,18 +101,9 @@ def grad_history(run_dir: Path) -> list[dict] | None:
     path = run_dir / "grad-norms.jsonl"
     if not path.is_file():
         return None
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except ValueError:
-            raise DataError(f"{path}:{n}: not a JSON line") from None
-        if not isinstance(r, dict) or not {"step", "grad_norm", "clipped", "norms"} <= set(r):
-            raise DataError(f"{path}:{n}: expected an object with step, grad_norm, clipped and norms")
-        records.append(r)
-    return records
+    from bptt.checkpoint import read_jsonl
+
+    return read_jsonl(path, ("step", "grad_norm", "clipped", "norms"))
 
 
 def history_summary(records: list[dict]) -> dict:
