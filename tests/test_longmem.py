@@ -150,7 +150,7 @@ def test_adding_task_learns_at_t10_and_stops_when_solved(tmp_path, capsys):
 
 
 def test_task_resume_is_exact(tmp_path, capsys):
-    args = ["train", "--task", "adding", "--length", "12", *TINY]
+    args = ["train", "--task", "adding", "--length", "12", *TINY, "--diagnostics"]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert main([*args, "--max-epochs", "4", "--out", str(straight)]) == 0
     assert main([*args, "--max-epochs", "2", "--out", str(cut)]) == 0
@@ -160,6 +160,9 @@ def test_task_resume_is_exact(tmp_path, capsys):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert json.loads((straight / "result.json").read_text())["test_loss"] == json.loads((cut / "result.json").read_text())["test_loss"]
+    # the gradient-norm log of the resumed run is the uninterrupted one's, no line lost or repeated
+    assert (straight / "grad-norms.jsonl").read_text() == (cut / "grad-norms.jsonl").read_text()
+    assert len((cut / "grad-norms.jsonl").read_text().splitlines()) == 20
 
 
 def test_task_errors_are_one_line(tmp_path, capsys):

@@ -132,7 +132,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batches-per-epoch", type=positive_int, default=100, help="generated batches per epoch")
     g.add_argument("--valid-size", type=positive_int, default=2000, help="fixed validation sequences")
     g.add_argument("--test-size", type=positive_int, default=None, help="fresh test sequences (default: the criterion's)")
-    g.add_argument("--keep-training", action="store_true", help="do not stop when the validation set is solved")
+    g.add_argument("--keep-training", action="store_true", help="train the whole budget, even once solved")
 
 
 def run(args) -> int:
