@@ -171,3 +171,24 @@ def test_spectral_init_sets_the_spectral_radius(radius):
     np.testing.assert_array_equal(W, other.params["rnn0.W"])  # seeded
     x, y, _ = make_batch(make_model("features"), np.random.default_rng(0))
     assert diagnostics.spectrum(model.forward(x).caches[0][0])["spectral_radius_W"] == pytest.approx(radius, rel=1e-12)
+
+
+def test_diagnose_cli_on_a_run_without_data_uses_random_inputs(tmp_path, capsys):
+    from bptt.fit import BatchTrainer
+    from bptt.loop import TrainOptions
+    from bptt.model import RNNModel
+    from test_fit import SignOfSum
+
+    model = RNNModel(input_size=1, hidden_size=5, output_size=1, head="sigmoid", mode="many-to-one",
+                     num_layers=2, bidirectional=True, pooling="mean")  # fmt: skip
+    opts = TrainOptions(max_epochs=1, eval_every=3, extra={"task": "sign-of-sum"})
+    BatchTrainer(model, SignOfSum(), None, tmp_path / "run", opts, log=lambda s: None).fit()
+    assert main(["diagnose", str(tmp_path / "run"), "--steps", "9", "--json", "--no-plot"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert "random sequences" in r["data"] and "sign-of-sum" in r["data"]
+    assert [x["name"] for x in r["layers"]] == ["rnn0", "rnn0_reverse", "rnn1", "rnn1_reverse"]
+    assert not (tmp_path / "run" / "diagnose.png").exists()
+    assert main(["diagnose", str(tmp_path / "run"), "--data", "x.txt"]) == 2
+    assert "--data: only for language-model runs" in capsys.readouterr().err
+    assert main(["diagnose", str(tmp_path / "run"), "--steps", "5000"]) == 2
+    assert "at most 1000" in capsys.readouterr().err

@@ -60,7 +60,7 @@ def batch_for(model, ckpt, args) -> tuple[dict, str]:
     B = args.batch_size
     if args.steps > MAX_STEPS:
         raise UsageError(f"--steps: got {args.steps}, at most {MAX_STEPS} (the (t, k) terms cost O(T^2))")
-    if task == "lm":
+    if task == "lm" and "vocab" in extra:
         from bptt.runs import lm_text_ids
 
         ids, name = lm_text_ids(ckpt, args.run_dir, args.data, args.encoding)
