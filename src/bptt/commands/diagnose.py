@@ -219,6 +219,14 @@ def plot_report(report: dict, title: str) -> bytes:
         row[1].legend()
         heat = layer["heatmap"]["W"]
         pos = heat[heat > 0]
+        rows = np.flatnonzero((heat > 0).any(axis=1))
+        if 0 < len(rows) <= 3:  # a final-state head: the loss enters at one step, a heatmap would be one line
+            for t in rows:
+                row[2].semilogy(np.arange(t + 1)[heat[t, : t + 1] > 0], heat[t, : t + 1][heat[t, : t + 1] > 0], label=f"t = {t}")
+            row[2].set_title("||(t, k) term of dL/dW|| (the loss enters at t only)", fontsize=9)
+            row[2].set_xlabel("k (where the gradient lands)")
+            row[2].legend()
+            continue
         if pos.size:
             im = row[2].imshow(np.where(heat > 0, heat, np.nan), origin="lower", aspect="auto", cmap="viridis",
                                norm=LogNorm(vmin=max(pos.min(), pos.max() * 1e-12), vmax=pos.max()))  # fmt: skip
