@@ -162,7 +162,7 @@ def summary(model, r: dict) -> str:
                      f"bound 1/gamma {s['bound']:g}{' (vanishing guaranteed)' if s['vanishing_guaranteed'] else ''}; "
                      f"mean |f'(a)| {s['mean_abs_fprime']:.3g}")  # fmt: skip
         at = ", ".join(f"lag {n}: {j['spectral'][n - 1]:.3g}" for n in (1, 10, 100) if n <= len(j["lag"]))
-        rate = "n/a" if j["rate_spectral"] is None else f"x{j['rate_spectral']:.3g}"
+        rate = "n/a" if j["rate_spectral"] is None else f"x{j['rate_spectral']:.4g}"
         lines.append(f"  ||dh_t/dh_k||_2 {rate} per step (fitted); {at}")
         share = ", ".join(f"{k}: {100 * v:.1f}%" for k, v in c["W"]["share_by_lag_bucket"].items())
         lines.append(f"  dL/dW by lag t-k: {share}")
@@ -203,7 +203,7 @@ def plot_report(report: dict, title: str) -> bytes:
             if rate is not None and (y > 0).any():
                 ok = y > 0
                 c = np.exp(np.mean(np.log(y[ok]) - np.log(rate) * lag[ok]))
-                row[0].semilogy(lag, c * rate**lag, ":", color="gray", label=f"fit x{rate:.3g}/step" if kind == "spectral" else None)
+                row[0].semilogy(lag, c * rate**lag, ":", color="gray", label=f"fit x{rate:.4g}/step" if kind == "spectral" else None)
         s = layer["spectrum"]
         row[0].set_title(f"{layer['name']}: ||dh_t/dh_k||; sigma_max(W) {s['sigma_max_W']:.2f},\n"
                          f"spectral radius {s['spectral_radius_W']:.2f}, mean |f'(a)| {s['mean_abs_fprime']:.2f}", fontsize=9)  # fmt: skip
