@@ -173,3 +173,27 @@ def test_task_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--task", "temporal-order", "--length", "5", "--out", str(tmp_path / "z")]) == 2
     assert "T >= 10" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+
+
+@pytest.mark.parametrize("name,variant", [("adding", "hochreiter"), ("adding", "mean"), ("copy", None), ("temporal-order", None)])
+def test_measure_agrees_with_predict_and_mean_loss(name, variant):
+    from bptt import RNNModel
+    from bptt.fit import mean_loss
+
+    s = longmem.spec(name, 20, variant)
+    model = RNNModel(**s.model, hidden_size=8, reduction="mean", seed=1)
+    model.params["head.c"][:] = 0.5 if name == "adding" else model.params["head.c"]  # some right, some wrong
+    batches = synthetic.Source(s.make, 7, 1, seed=0).fixed(40, tag=0)
+    wrong = 0
+    for b in batches:
+        y = model.predict(b.inputs, b.mask)
+        if name == "adding":
+            ok = synthetic.adding_correct(variant, y[:, 0], b.targets)
+        elif name == "copy":
+            ok = synthetic.copy_correct(y.argmax(axis=2), b.targets)
+        else:
+            ok = y.argmax(axis=1) == b.targets
+        wrong += int((~ok).sum())
+    m = s.measure(model, batches)
+    assert m["error"] == wrong / 40
+    assert m["loss"] == pytest.approx(mean_loss(model, batches), rel=1e-12)

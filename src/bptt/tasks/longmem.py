@@ -57,21 +57,35 @@ class Spec:
         return f"{self.name}{v}, T={self.length}"
 
     def measure(self, model, batches) -> dict:
-        """{"loss": mean loss per loss term, "error": fraction of sequences the criterion counts wrong}."""
-        from bptt.fit import mean_loss
+        """{"loss": mean loss per loss term, "error": fraction of sequences the criterion counts wrong}.
 
-        wrong, n = 0, 0
-        for batch in batches:
-            out = model.predict(batch.inputs, batch.mask)
-            if self.name == "adding":
-                ok = synthetic.adding_correct(self.variant, out[:, 0], batch.targets)
-            elif self.name == "copy":
-                ok = synthetic.copy_correct(out.argmax(axis=2), batch.targets)
-            else:
-                ok = out.argmax(axis=1) == batch.targets
-            wrong += int((~ok).sum())
-            n += len(ok)
-        return {"loss": mean_loss(model, batches), "error": wrong / n}
+        One forward pass per batch, in evaluation mode: the loss from the logits, the
+        predictions from their argmax (classes) or their value (the adding problem)."""
+        from bptt.loop import summed_loss
+
+        training = model.training
+        model.eval()
+        wrong = n = count = 0
+        total = 0.0
+        try:
+            for batch in batches:
+                fwd = model.forward(batch.inputs, batch.mask)
+                loss, _ = model.loss(fwd, batch.targets)
+                terms = batch.n_targets(model)
+                total += summed_loss(model, loss, terms, batch.size)
+                count += terms
+                Z = fwd.Z  # time-major (T, B, K) for copy, (B, K) otherwise
+                if self.name == "adding":
+                    ok = synthetic.adding_correct(self.variant, Z[:, 0], batch.targets)
+                elif self.name == "copy":
+                    ok = synthetic.copy_correct(Z.argmax(axis=2).T, batch.targets)
+                else:
+                    ok = Z.argmax(axis=1) == batch.targets
+                wrong += int((~ok).sum())
+                n += len(ok)
+        finally:
+            model.train(training)
+        return {"loss": total / max(count, 1), "error": wrong / n}
 
     def solved(self, m: dict) -> bool:
         if self.name == "adding" and self.variant == "hochreiter":
