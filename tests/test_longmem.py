@@ -25,7 +25,10 @@ def test_adding_hochreiter_definition():
     assert ((marks == 1).sum(axis=1) == 2).all()
     first = np.argmax(marks == 1, axis=1)
     second = x.shape[1] - 1 - np.argmax((marks == 1)[:, ::-1], axis=1)
-    assert first.max() <= 9 and second.max() <= T // 2 - 2  # X1 among the first 10, X2 among the first T/2 - 1
+    # X1 among the first 10 pairs, X2 among the first T/2 - 1 pairs that X1 left unmarked
+    assert first.max() <= 9 and second.max() <= T // 2 - 1
+    unmarked_before = second - (first < second)
+    assert unmarked_before.max() == T // 2 - 2 and unmarked_before.min() == 0
     assert (second > 9).any() and (second < first + 5).any()
     for i in range(len(x)):
         if first[i] != 0:

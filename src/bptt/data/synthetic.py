@@ -12,7 +12,8 @@ channel 1 the marker; many-to-one, one linear output, squared error):
     hochreiter  Hochreiter & Schmidhuber (1997), Experiment 4. Values uniform in
                 [-1, 1]; lengths uniform in T..T + T//10 (a mask); one of the
                 first 10 pairs is marked 1 (X1), then one of the first T/2 - 1
-                still unmarked pairs (X2); the first and last pairs carry
+                still unmarked pairs (X2, at most at position T/2 - 1 counting
+                from 0); the first and last pairs carry
                 marker -1 unless marked (a marked first pair has X1 = 0).
                 Target 0.5 + (X1 + X2) / 4. A sequence is right when
                 |error| < 0.04.
@@ -84,10 +85,10 @@ def _adding_hochreiter(rng, B, T):
     x[:, 0, 1] = -1.0
     x[rows, lengths - 1, 1] = -1.0
     p1 = rng.integers(0, 10, B)
-    # X2: one of the first T/2 - 1 pairs other than p1, uniformly
+    # X2: "one of the first T/2 - 1 still unmarked pairs", uniformly: the r-th unmarked pair
     n2 = T // 2 - 1
-    r = rng.integers(0, n2 - (p1 < n2), B)
-    p2 = r + (r >= p1)  # skips p1 when it lies among them
+    r = rng.integers(0, n2, B)
+    p2 = r + (r >= p1)  # counting unmarked pairs only: skip p1
     x[rows, p1, 1] = 1.0
     x[rows, p2, 1] = 1.0
     first = (p1 == 0) | (p2 == 0)
