@@ -192,7 +192,7 @@ def plot_report(report: dict, title: str) -> bytes:
     from bptt.diagnostics import by_lag
 
     layers = report["layers"]
-    fig, axes = plt.subplots(len(layers), 3, figsize=(15, 4 * len(layers)), squeeze=False)
+    fig, axes = plt.subplots(len(layers), 3, figsize=(15, 4 * len(layers)), squeeze=False, layout="constrained")
     for row, layer in zip(axes, layers):
         j = layer["jacobian"]
         lag = np.array(j["lag"])
@@ -234,7 +234,7 @@ def plot_report(report: dict, title: str) -> bytes:
         row[2].set_title("||(t, k) term of dL/dW||", fontsize=9)
         row[2].set_xlabel("k (where the gradient lands)")
         row[2].set_ylabel("t (where the loss enters)")
-    fig.suptitle(title, y=1.0 + 0.04 / len(layers))
+    fig.suptitle(title)
     return _png(fig)
 
 
