@@ -18,15 +18,15 @@ Stability: a non-finite loss or gradient rolls back to the last checkpointed
 state, multiplies the learning rate by `rollback_factor`, names the tensor
 (and time step) that went non-finite, and stops after `max_rollbacks`.
 SIGINT and SIGTERM finish the current update, save, and exit with a message
-that says how to resume. A subclass may stop the run after an evaluation
-(`stop_reason`, e.g. a synthetic task that is solved).
+that says how to resume. Everything needed to continue exactly (weights,
+optimizer buffers, schedule, RNG, data cursor, carried state) is in each
+checkpoint (`bptt.checkpoint`). A subclass may also stop the run after an
+evaluation (`stop_reason`: a synthetic task that is solved).
 
 With `diagnostics` on, every update's gradient norm per tensor (before
 clipping), the global norm and whether clipping fired are kept and appended
 to RUN_DIR/grad-norms.jsonl at each checkpoint, so the file always matches
-the last checkpoint and a resumed run neither loses nor repeats a line. Everything needed to continue exactly (weights,
-optimizer buffers, schedule, RNG, data cursor, carried state) is in each
-checkpoint (`bptt.checkpoint`).
+the last checkpoint and a resumed run neither loses nor repeats a line.
 """
 
 from __future__ import annotations
