@@ -175,7 +175,9 @@ def test_task_errors_are_one_line(tmp_path, capsys):
     assert "causal" in capsys.readouterr().err
     assert main(["train", "--task", "temporal-order", "--length", "5", "--out", str(tmp_path / "z")]) == 2
     assert "T >= 10" in capsys.readouterr().err
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+    assert main(["train", "--task", "copy", "--horizon", "5", "--out", str(tmp_path / "h")]) == 2
+    assert "--horizon: the long-memory tasks backpropagate through each whole sequence" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in "xyzh")
 
 
 @pytest.mark.parametrize("name,variant", [("adding", "hochreiter"), ("adding", "mean"), ("copy", None), ("temporal-order", None)])
