@@ -49,15 +49,19 @@ def main() -> int:
     p.add_argument("--max-epochs", default="200", help="x 100 updates of 32 sequences")
     p.add_argument("--max-time", default="600", help="seconds per run")
     p.add_argument("--jobs", type=int, default=2, help="chains run in parallel (processes)")
+    p.add_argument("--table-only", action="store_true", help="no training: the table of the runs already in --out")
     args = p.parse_args()
     lengths = [int(t) for t in args.lengths.split(",")]
     configs, seeds = args.configs.split(","), args.seeds.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
     chains = [(name, seed) for seed in seeds for name in configs]
     results = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for chain in pool.map(_chain, [c[0] for c in chains], [c[1] for c in chains], [lengths] * len(chains), [args] * len(chains)):
-            results += chain
+    if args.table_only:
+        results = [r for name, seed in chains for T in lengths if (r := _finished(args.out, name, seed, T))]
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for chain in pool.map(_chain, [c[0] for c in chains], [c[1] for c in chains], [lengths] * len(chains), [args] * len(chains)):
+                results += chain
     table = _table(results, configs, seeds, lengths)
     print(table)
     (args.out / "table.md").write_text(table + "\n")
@@ -96,6 +100,16 @@ def _chain(name: str, seed: str, lengths: list[int], args) -> list[dict]:
     return results
 
 
+def _finished(out: Path, name: str, seed: str, T: int) -> dict | None:
+    """The result of a run already in `out`, or None."""
+    run_dir = out / f"{name}-s{seed}-T{T}"
+    if not (run_dir / "result.json").exists():
+        return None
+    r = json.loads((run_dir / "result.json").read_text())
+    r.update(config=name, seed=seed, clipped_updates=_clipped(run_dir))
+    return r
+
+
 def _clipped(run_dir: Path) -> int:
     path = run_dir / "grad-norms.jsonl"
     if not path.exists():
@@ -104,7 +118,8 @@ def _clipped(run_dir: Path) -> int:
 
 
 def _table(results, configs, seeds, lengths) -> str:
-    """One row per configuration: seeds solved at each T (median updates of those that solved)."""
+    """One row per configuration: at each T, seeds that solved it / seeds that reached it (a chain
+    stops at its first failure), and the median updates of those that solved it."""
     rows = ["| configuration | " + " | ".join(f"T={T}" for T in lengths) + " | longest T solved (all seeds / any seed) |",
             "|---|" + "---|" * (len(lengths) + 1)]  # fmt: skip
     for name in configs:
@@ -117,8 +132,13 @@ def _table(results, configs, seeds, lengths) -> str:
             if ok:
                 any_best = str(T)
             upd = f", {int(np.median([r['updates'] for r in ok]))} upd" if ok else ""
-            cells.append(f"{len(ok)}/{len(seeds)}{upd}" if rs else "-")
+            cells.append(f"{len(ok)}/{len(rs)}{upd}" if rs else "-")
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {all_best} / {any_best} |")
+    timed = [r for r in results if not r["solved"] and "max time" in str(r.get("stop_reason"))]
+    if timed:
+        rows.append("")
+        rows.append("Failed at the time limit before the update limit: " + ", ".join(
+            f"{r['config']} seed {r['seed']} T={r['length']} ({r['updates']} updates)" for r in timed) + ".")  # fmt: skip
     return "\n".join(rows)
 
 
