@@ -64,8 +64,9 @@ def main() -> int:
                 results += chain
     table = _table(results, configs, seeds, lengths)
     print(table)
-    (args.out / "table.md").write_text(table + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    if not args.table_only:
+        (args.out / "table.md").write_text(table + "\n")
+        (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
@@ -85,7 +86,7 @@ def _chain(name: str, seed: str, lengths: list[int], args) -> list[dict]:
         log = buf.getvalue()
         (args.out / f"{name}-s{seed}-T{T}.log").write_text(" ".join(["bptt", *argv]) + "\n" + log)
         if code != 0:
-            r = {"length": T, "solved": False, "error": f"exit {code}"}
+            r = {"length": T, "solved": False, "error": f"exit {code}: {log.strip().splitlines()[-1] if log.strip() else ''}"}
         else:
             r = json.loads((run_dir / "result.json").read_text())
             r["rollbacks"] = log.count("rolled back")
@@ -104,7 +105,9 @@ def _finished(out: Path, name: str, seed: str, T: int) -> dict | None:
     """The result of a run already in `out`, or None."""
     run_dir = out / f"{name}-s{seed}-T{T}"
     if not (run_dir / "result.json").exists():
-        return None
+        if (out / f"{name}-s{seed}-T{T}.log").exists() and (run_dir / "checkpoint.json").exists():
+            return {"config": name, "seed": seed, "length": T, "solved": False, "error": "stopped without a result, see its log"}
+        return None  # not run (or still running)
     r = json.loads((run_dir / "result.json").read_text())
     r.update(config=name, seed=seed, clipped_updates=_clipped(run_dir))
     return r
@@ -134,6 +137,10 @@ def _table(results, configs, seeds, lengths) -> str:
             upd = f", {int(np.median([r['updates'] for r in ok]))} upd" if ok else ""
             cells.append(f"{len(ok)}/{len(rs)}{upd}" if rs else "-")
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {all_best} / {any_best} |")
+    for r in results:
+        if r.get("error"):
+            rows.append("")
+            rows.append(f"Stopped with an error: {r['config']} seed {r['seed']} T={r['length']} ({r['error']}).")
     timed = [r for r in results if not r["solved"] and "max time" in str(r.get("stop_reason"))]
     if timed:
         rows.append("")
