@@ -214,9 +214,9 @@ def test_corpus_shorter_than_one_chunk_per_stream(tmp_path, capsys):
 
 
 def test_a_vocabulary_too_big_for_memory_is_refused_before_training(tmp_path, capsys, monkeypatch):
-    from bptt.commands import train as train_command
+    from bptt import resources
 
-    monkeypatch.setattr(train_command, "available_memory", lambda: 64 * 2**20)  # a 64 MiB machine
+    monkeypatch.setattr(resources, "available_memory", lambda: 64 * 2**20)  # a 64 MiB machine
     words = " ".join(f"w{i}" for i in range(20000)) + "\n"
     path = tmp_path / "words.txt"
     path.write_text(words * 2)

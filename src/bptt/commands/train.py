@@ -223,35 +223,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_memory(args, vocab_size: int) -> None:
-    """Refuse, before allocating anything, a model that would not fit in this machine's memory.
+    """Refuse, before allocating anything, a language model that would not fit in memory (`bptt.resources`)."""
+    from bptt import resources
 
-    Estimate: parameters x 4 copies (weights, gradients, two Adam moments) plus the
-    activations of one window (states of every layer and the V-wide softmax, x 3
-    for forward buffers, their gradients and temporaries).
-    """
-    H, L, E = args.hidden_size, args.num_layers, args.embedding_size
-    D = E or vocab_size
-    n_params = (vocab_size * E if E else 0) + H * (D + H + 1) + (L - 1) * H * (2 * H + 1) + vocab_size * (H + 1)
-    T = (args.backprop_steps or args.seq_length) + (args.horizon or 1) - 1
-    activations = T * args.batch_size * (L * H + vocab_size) * 3
-    need = (4 * n_params + activations) * (8 if args.dtype == "float64" else 4)
-    have = available_memory()
-    if have is not None and need > 0.8 * have:
-        raise UsageError(f"the model needs about {need / 2**30:.1f} GiB ({n_params:,} parameters, vocabulary {vocab_size:,}) "
-                         f"but {have / 2**30:.1f} GiB is available; use a smaller --vocab-size or a higher --min-freq, "
-                         "--hidden-size or --batch-size")  # fmt: skip
-
-
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo in bytes, or None where there is no such file."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    est = resources.estimate_memory(
+        input_size=vocab_size, embedding_size=args.embedding_size, hidden_size=args.hidden_size,
+        num_layers=args.num_layers, output_size=vocab_size, bias=not args.no_bias,
+        steps=(args.backprop_steps or args.seq_length) + (args.horizon or 1) - 1, batch_size=args.batch_size,
+        optimizer=args.optimizer, dtype=args.dtype,
+    )  # fmt: skip
+    fewer = "a smaller --vocab-size or a higher --min-freq" if args.level == "word" else "a smaller character set"
+    resources.check_memory(est, {"parameters": f"{fewer}, or a smaller --hidden-size or --embedding-size",
+                                 "outputs": f"{fewer}, or a smaller --batch-size or --seq-length"})  # fmt: skip
 
 
 def build_model(args, vocab_size: int):
