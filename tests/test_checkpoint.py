@@ -186,6 +186,19 @@ def test_append_jsonl(tmp_path):
     assert len(lines) == 3
 
 
+def test_trim_metrics_drops_what_a_killed_run_logged_past_its_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert checkpoint.trim_metrics(path, 5) == 0 and not path.exists()  # no metrics yet: nothing to do
+    lines = ['{"step": 2}', "a note someone wrote", '{"step": 4, "x": [1]}', '{"step": 6}', '{"step": 5}', '["step", 9]']
+    path.write_text("\n".join(lines) + '\n{"step": 8, "lo')  # killed mid-line
+    assert checkpoint.trim_metrics(path, 5) == 2
+    assert path.read_text().splitlines() == [x for x in lines if x != '{"step": 6}']
+    before = path.stat().st_mtime_ns, path.read_bytes()
+    assert checkpoint.trim_metrics(path, 5) == 0
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == before  # untouched when nothing is dropped
+    assert checkpoint.trim_metrics(path, 0) == 3 and path.read_text().splitlines() == [lines[1], lines[5]]
+
+
 # ---- damage ------------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ A run directory holds
     weights-<step>-<sha>.safetensors        model parameters (names as in model.params)
     optimizer-<step>-<sha>.safetensors      optimizer buffers and other arrays ("opt.*", "state.*")
     metrics.jsonl                           one JSON line per evaluation, appended by the trainer
+                                            (before it commits that checkpoint; `trim_metrics`
+                                            drops what a killed run logged past its checkpoint)
 
 A checkpoint JSON is
 
@@ -119,6 +121,37 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         f.write(line.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
+
+
+def trim_metrics(path: str | os.PathLike, step: int) -> int:
+    """Make a metrics.jsonl agree with a checkpoint at `step`; returns the lines dropped.
+
+    The trainer appends a record, then commits the checkpoint. A run killed in
+    between leaves a record (or a partial line) past its last checkpoint, which the
+    resumed run would log again. Dropped: records whose "step" is after `step`, and
+    an unterminated last line. Every other line is kept as it is. Rewritten
+    atomically, and only when something is dropped.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline, else a partial line
+    kept = [line for line in lines if not _after(line, step)]
+    dropped = len(lines) - len(kept) + (1 if tail else 0)
+    if dropped:
+        atomic_write_bytes(path, b"".join(line + b"\n" for line in kept))
+    return dropped
+
+
+def _after(line: bytes, step: int) -> bool:
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and type(record.get("step")) is int and record["step"] > step
 
 
 def _fsync_dir(d: Path) -> None:

@@ -3,7 +3,8 @@
 Errors that are the user's (bad options, bad data, a bad checkpoint) print
 `bptt: error: ...` on one line and exit 2; an unexpected internal error prints
 one line with a hint to re-run with --debug (which shows the traceback) and
-exits 1. Ctrl-C exits 130.
+exits 1. SIGINT (Ctrl-C) and SIGTERM during training save a checkpoint first and
+exit 130 and 143 (128 + the signal's number).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except Interrupted as e:
         print(f"bptt: interrupted: {e}", file=sys.stderr)
-        return 130
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("bptt: interrupted", file=sys.stderr)
         return 130

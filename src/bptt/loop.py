@@ -191,7 +191,7 @@ class Loop:
             if signalled:
                 self.save()
                 raise Interrupted(f"{signalled[0]} at step {s['step']}; checkpoint saved in {self.run_dir}; "
-                                  f"continue with: bptt train --resume {self.run_dir}")  # fmt: skip
+                                  f"continue with: bptt train --resume {self.run_dir}", signal.Signals[signalled[0]])  # fmt: skip
         s["stop_reason"] = stop_reason or "max epochs"
         return s
 
@@ -309,6 +309,8 @@ class Loop:
         """Continue from a loaded checkpoint (`bptt.checkpoint.load`)."""
         self.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": ckpt.train_state})
         self.good = self._snapshot()
+        if self.run_dir is not None:  # a kill between logging and committing: log those steps once
+            checkpoint.trim_metrics(self.run_dir / "metrics.jsonl", self.state["step"])
 
     def _rollback(self, what: str) -> None:
         s, o = self.state, self.opts

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 from dataclasses import fields
 from pathlib import Path
 
@@ -168,14 +167,26 @@ def choose_run_dir(args, corpus_name: str) -> Path:
     if out.exists() and any(out.iterdir()):
         from bptt import checkpoint
 
+        started = checkpoint.is_run_dir(out)
+        if not started and not all(_run_file(f) for f in out.iterdir()):
+            raise UsageError(f"--out {out}: is not a bptt run directory, refusing to {'overwrite' if args.overwrite else 'use'} it")
         if not args.overwrite:
+            if not started:
+                raise UsageError(f"--out {out}: holds no checkpoint yet (a run stopped before its first); "
+                                 "pass --overwrite to start it over")  # fmt: skip
             raise UsageError(f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it")
-        if not checkpoint.is_run_dir(out):
-            raise UsageError(f"--out {out}: is not a bptt run directory, refusing to overwrite it")
         for f in out.iterdir():
-            if f.name.startswith(RUN_FILES):
-                f.unlink() if f.is_file() else shutil.rmtree(f)
+            if _run_file(f):
+                f.unlink()
     return out
+
+
+def _run_file(path: Path) -> bool:
+    """A file a run writes, or the temporary file of one (a killed write leaves it behind)."""
+    name = path.name
+    if name.startswith(".") and name.endswith(".tmp"):
+        name = name[1:]
+    return path.is_file() and name.startswith(RUN_FILES + ("loss.png",))
 
 
 # ---- the command -----------------------------------------------------------
