@@ -106,6 +106,7 @@ def test_divergence_stops_after_max_rollbacks(corpus, tmp_path, monkeypatch, cap
     assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "r"), *SMALL, "--max-rollbacks", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training diverged: the loss is nan" in err[0] and "after 2 rollbacks" in err[0]
+    assert not (tmp_path / "r").exists()  # it failed before its first checkpoint: nothing is left behind
 
 
 def test_tbptt_windows_start_from_the_carried_state(corpus):

@@ -95,8 +95,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename in (str(tmp), tmp):
+            e.filename = str(path)  # name the file the user asked for, not the temporary one
         raise
     _fsync_dir(path.parent)
 

@@ -181,17 +181,24 @@ class Loop:
         start = time.perf_counter() - s["elapsed"]
         self._tick = (time.perf_counter(), s["tokens"])
         self.model.train()
+        created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: everything has been checked
         if self.good is None:
             self.good = self._snapshot()
         stop_reason = None
-        with _stop_signals() as signalled:
-            while s["step"] < total and not signalled and stop_reason is None:
-                stop_reason = self._one(total, start)
-            if signalled:
-                self.save()
-                raise Interrupted(f"{signalled[0]} at step {s['step']}; checkpoint saved in {self.run_dir}; "
-                                  f"continue with: bptt train --resume {self.run_dir}", signal.Signals[signalled[0]])  # fmt: skip
+        try:
+            # overflow to inf/nan is caught (rollback, then a one-line error), not printed as warnings
+            with _stop_signals() as signalled, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                while s["step"] < total and not signalled and stop_reason is None:
+                    stop_reason = self._one(total, start)
+                if signalled:
+                    self.save()
+                    raise Interrupted(f"{signalled[0]} at step {s['step']}; checkpoint saved in {self.run_dir}; "
+                                      f"continue with: bptt train --resume {self.run_dir}", signal.Signals[signalled[0]])  # fmt: skip
+        except BaseException:
+            if created and not any(self.run_dir.iterdir()):  # failed before its first checkpoint: leave nothing
+                self.run_dir.rmdir()
+            raise
         s["stop_reason"] = stop_reason or "max epochs"
         return s
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import UsageError
-from bptt.options import positive_float, positive_int
+from bptt.options import non_negative_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--temperature", type=positive_float, default=1.0)
     p.add_argument("--top-k", type=positive_int, default=None)
     p.add_argument("--greedy", action="store_true", help="always the most probable token")
-    p.add_argument("--seed", type=int, default=None, help="fixes the sample")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="fixes the sample")
     p.set_defaults(run=run)
 
 

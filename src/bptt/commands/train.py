@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import CheckpointError, UsageError
-from bptt.options import add_model_options, fraction, model_kwargs, positive_float, positive_int
+from bptt.errors import CheckpointError, DataError, UsageError
+from bptt.options import add_model_options, fraction, model_kwargs, non_negative_int, positive_float, positive_int
 
 RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt")
 
@@ -51,14 +52,14 @@ def add_parser(sub) -> None:
     o.add_argument("--lr", type=positive_float, default=2e-3)
     o.add_argument("--momentum", type=fraction, default=0.9, help="for --optimizer momentum")
     o.add_argument("--lr-decay", type=positive_float, default=1.0, help="multiply lr by this every epoch")
-    o.add_argument("--lr-decay-after", type=int, default=0, help="epochs before --lr-decay starts")
+    o.add_argument("--lr-decay-after", type=non_negative_int, default=0, help="epochs before --lr-decay starts")
     o.add_argument("--lr-plateau", action="store_true", help="halve lr when validation loss stops improving")
     o.add_argument("--clip-norm", type=positive_float, default=5.0, help="global gradient norm (Pascanu et al.)")
     o.add_argument("--no-clip-norm", action="store_true")
     o.add_argument("--clip-value", type=positive_float, default=None, help="element-wise clip (char-rnn)")
     o.add_argument("--clip-per-tensor", action="store_true", help="clip each tensor's norm separately")
     o.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    o.add_argument("--max-rollbacks", type=int, default=5)
+    o.add_argument("--max-rollbacks", type=non_negative_int, default=5)
     o.add_argument("--rollback-factor", type=fraction, default=0.5)
     b = p.add_argument_group("budget and output")
     b.add_argument("--max-epochs", type=positive_float, default=10.0)
@@ -69,7 +70,7 @@ def add_parser(sub) -> None:
     b.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run exactly")
     b.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     b.add_argument("--keep", type=positive_int, default=1, help="checkpoints kept")
-    b.add_argument("--samples", type=int, default=3, help="samples printed at the end")
+    b.add_argument("--samples", type=non_negative_int, default=3, help="samples printed at the end")
     b.add_argument("--sample-length", type=positive_int, default=200)
     b.add_argument("--temperature", type=positive_float, default=0.8)
     b.add_argument("--config", type=Path, default=None, help="TOML or JSON file of options")
@@ -160,8 +161,10 @@ def choose_run_dir(args, corpus_name: str) -> Path:
         out, n = base, 2
         while out.exists():
             out, n = Path(f"{base}-{n}"), n + 1
+        check_writable(out, f"run directory {out}")
         return out
     out = args.out
+    check_writable(out, f"--out {out}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, expected a directory")
     if out.exists() and any(out.iterdir()):
@@ -179,6 +182,17 @@ def choose_run_dir(args, corpus_name: str) -> Path:
             if _run_file(f):
                 f.unlink()
     return out
+
+
+def check_writable(out: Path, what: str) -> None:
+    """UsageError, before training starts, when `out` (or its nearest existing parent) cannot be written."""
+    d = out
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    if d != out and not d.is_dir():
+        raise UsageError(f"{what}: {d} is a file, expected a directory")
+    if d.is_dir() and not os.access(d, os.W_OK | os.X_OK):
+        raise UsageError(f"{what}: no permission to write in {d}")
 
 
 def _run_file(path: Path) -> bool:
@@ -210,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         vocab_kw = dict(lowercase=args.lowercase, min_freq=args.min_freq, max_size=args.vocab_size,
                         sentence_ends=not args.no_sentence_ends)  # fmt: skip
     vocab = Vocab(text, level=args.level, **vocab_kw)
+    check_vocab(vocab, args)
     ids = vocab.encode(text)
     if args.valid is not None:
         train_ids, valid_ids = ids, vocab.encode(read_text(args.valid, args.encoding))
@@ -225,12 +240,24 @@ def run(args: argparse.Namespace) -> int:
                   "valid_fraction": args.valid_fraction, "corpus_sha256": _sha(text),
                   "samples": args.samples, "sample_length": args.sample_length, "temperature": args.temperature}  # fmt: skip
     trainer = Trainer(model, train_ids, valid_ids, out, opts, progress=default_progress())
-    out.mkdir(parents=True, exist_ok=True)  # only once everything above has been checked
     print(f"corpus {name}: {len(ids):,} {args.level}s, vocabulary {len(vocab)}; train {len(train_ids):,}, "
           f"valid {0 if valid_ids is None else len(valid_ids):,}; run directory {out}")  # fmt: skip
     print(f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, "
           f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}")  # fmt: skip
     return finish(trainer, vocab)
+
+
+def check_vocab(vocab, args) -> None:
+    """A language model predicts one of at least two tokens: DataError naming what left fewer."""
+    if len(vocab) >= 2:
+        return
+    source = "the built-in corpus" if args.data is None else args.data
+    if args.level == "char":
+        raise DataError(f"{source}: only the character {vocab.itos[0]!r}, a language model needs at least 2 distinct characters")
+    limits = [f for f, given in (("--vocab-size", args.vocab_size is not None), ("--min-freq", args.min_freq > 1)) if given]
+    why = f" with {' and '.join(limits)}" if limits else ""
+    raise DataError(f"{source}: a vocabulary of only <unk>{why}, a language model needs at least 2 tokens; "
+                    "raise --vocab-size or lower --min-freq")  # fmt: skip
 
 
 def check_memory(args, vocab_size: int) -> None:
@@ -243,9 +270,9 @@ def check_memory(args, vocab_size: int) -> None:
         steps=(args.backprop_steps or args.seq_length) + (args.horizon or 1) - 1, batch_size=args.batch_size,
         optimizer=args.optimizer, dtype=args.dtype,
     )  # fmt: skip
-    fewer = "a smaller --vocab-size or a higher --min-freq" if args.level == "word" else "a smaller character set"
-    resources.check_memory(est, {"parameters": f"{fewer}, or a smaller --hidden-size or --embedding-size",
-                                 "outputs": f"{fewer}, or a smaller --batch-size or --seq-length"})  # fmt: skip
+    fewer = "a smaller --vocab-size or a higher --min-freq, or " if args.level == "word" else ""
+    resources.check_memory(est, {"parameters": f"{fewer}a smaller --hidden-size or --embedding-size",
+                                 "outputs": f"{fewer}a smaller --batch-size or --seq-length"})  # fmt: skip
 
 
 def build_model(args, vocab_size: int):
@@ -263,6 +290,7 @@ def resume(args) -> int:
 
     run_dir = args.resume
     model, ckpt = load_run(run_dir)
+    check_writable(run_dir, f"--resume {run_dir}")
     opts = resumed_options(args, ckpt)
     task = opts.extra.get("task", "lm")
     if task != "lm":
