@@ -97,8 +97,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename in (str(tmp), tmp):
-            e.filename = str(path)  # name the file the user asked for, not the temporary one
+        _name_file(e, path, tmp)
         raise
     _fsync_dir(path.parent)
 
@@ -115,14 +114,24 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     line, so only that partial line is lost.
     """
     line = json.dumps(record) + "\n"
-    with open(path, "a+b") as f:
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                line = "\n" + line
-        f.write(line.encode("utf-8"))
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a+b") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write(line.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        _name_file(e, path)
+        raise
+
+
+def _name_file(e: BaseException, path, tmp=None) -> None:
+    """An OS error (a full disk, no permission) names the file the user asked for, not a temporary one."""
+    if isinstance(e, OSError) and e.strerror and e.filename in (None, tmp, str(tmp)):
+        e.filename = str(path)
 
 
 def trim_metrics(path: str | os.PathLike, step: int) -> int:

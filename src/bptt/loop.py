@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -196,8 +197,8 @@ class Loop:
                     raise Interrupted(f"{signalled[0]} at step {s['step']}; checkpoint saved in {self.run_dir}; "
                                       f"continue with: bptt train --resume {self.run_dir}", signal.Signals[signalled[0]])  # fmt: skip
         except BaseException:
-            if created and not any(self.run_dir.iterdir()):  # failed before its first checkpoint: leave nothing
-                self.run_dir.rmdir()
+            if created and not checkpoint.is_run_dir(self.run_dir):  # failed before its first checkpoint: leave nothing
+                shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
         s["stop_reason"] = stop_reason or "max epochs"
         return s

@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     if prime == "":
         raise UsageError("--prime: expected at least one character")
     try:
-        ids = vocab.encode(prime)
+        ids = vocab.encode(prime, source="--prime")
     except ValueError as e:
-        raise UsageError(f"--prime: {e}") from None
+        raise UsageError(str(e)) from None
     if len(ids) == 0:
         raise UsageError("--prime: no token of the vocabulary in it")
     if args.greedy:

@@ -11,7 +11,9 @@ line win.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import os
 from dataclasses import fields
@@ -128,10 +130,13 @@ def parse_with_config(args: argparse.Namespace) -> argparse.Namespace:
     if args.config is not None:
         parser = args.parser
         from_file = config_argv(args.config, parser)
+        said = io.StringIO()
         try:
-            parser.parse_args(from_file)
+            with contextlib.redirect_stderr(said):  # argparse's one line, to name the config file in it
+                parser.parse_args(from_file)
         except SystemExit:
-            raise UsageError(f"{args.config}: an option value is out of range (see above)") from None
+            why = said.getvalue().strip().removeprefix("bptt: error: ").split(" (see: ")[0]
+            raise UsageError(f"{args.config}: {why or 'an option value is out of range'}") from None
         merged = parser.parse_args(from_file + list(args.argv))
         merged.argv = args.argv
         args = merged
@@ -227,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     check_vocab(vocab, args)
     ids = vocab.encode(text)
     if args.valid is not None:
-        train_ids, valid_ids = ids, vocab.encode(read_text(args.valid, args.encoding))
+        train_ids, valid_ids = ids, vocab.encode(read_text(args.valid, args.encoding), source=str(args.valid))
     else:
         train_ids, valid_ids = split(ids, args.valid_fraction) if args.valid_fraction > 0 else (ids, None)
     out = choose_run_dir(args, name)
@@ -307,7 +312,7 @@ def resume(args) -> int:
         raise UsageError(f"--resume {run_dir}: the training data {data or 'built-in corpus'} changed since the run started")
     ids = vocab.encode(text)
     if extra["valid"] is not None:
-        train_ids, valid_ids = ids, vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]))
+        train_ids, valid_ids = ids, vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]), source=extra["valid"])
     else:
         frac = extra["valid_fraction"]
         train_ids, valid_ids = split(ids, frac) if frac > 0 else (ids, None)
