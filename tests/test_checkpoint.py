@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -421,3 +422,32 @@ def test_no_module_uses_pickle():
     offenders = [f"{p.relative_to(SRC)}: {m.group(0).strip()}"
                  for p in sources for m in banned.finditer(p.read_text(encoding="utf-8"))]  # fmt: skip
     assert offenders == []
+
+
+def unsafe_loads(source: str) -> list[str]:
+    """Calls that can unpickle: np.load / numpy.load without allow_pickle=False, torch.load without
+    weights_only=True, and pickle-protocol readers (pickle/marshal/shelve.load(s), pandas.read_pickle)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+        kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+        name = f"{owner}.{node.func.attr}"
+        if node.func.attr == "load" and owner in ("np", "numpy") and kw.get("allow_pickle") is not False:
+            found.append(f"line {node.lineno}: {name} without allow_pickle=False")
+        elif node.func.attr == "load" and owner == "torch" and kw.get("weights_only") is not True:
+            found.append(f"line {node.lineno}: {name} without weights_only=True")
+        elif owner in ("pickle", "cPickle", "marshal", "shelve", "dill", "joblib") or node.func.attr == "read_pickle":
+            found.append(f"line {node.lineno}: {name}")
+    return found
+
+
+def test_no_load_can_unpickle():
+    assert unsafe_loads("np.load(f)\nnumpy.load(f, allow_pickle=True)\ntorch.load(p)\npd.read_pickle(p)\nmarshal.loads(b)") == [
+        "line 1: np.load without allow_pickle=False", "line 2: numpy.load without allow_pickle=False",
+        "line 3: torch.load without weights_only=True", "line 4: pd.read_pickle", "line 5: marshal.loads"]  # fmt: skip
+    assert unsafe_loads("np.load(f, allow_pickle=False)\ntorch.load(p, weights_only=True)\nst.load(data)") == []
+    offenders = [f"{p.relative_to(SRC)}: {hit}" for p in sorted(SRC.rglob("*.py")) for hit in unsafe_loads(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+

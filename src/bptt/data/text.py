@@ -109,6 +109,8 @@ class Vocab:
             raise UsageError(f"--level: got {level!r}, expected char or word")
         self.level, self.lowercase, self.sentence_ends = level, lowercase, sentence_ends
         self.itos = list(itos) if itos is not None else self._build(text or "", min_freq, max_size)
+        if not self.itos:
+            raise DataError("vocabulary: the text has no characters, expected at least one")
         self.stoi = {s: i for i, s in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
             dup = next(s for s, c in Counter(self.itos).items() if c > 1)
