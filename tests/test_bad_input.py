@@ -258,30 +258,25 @@ def test_the_table_covers_every_command():
 # ---- errors that are not the user's ---------------------------------------------
 
 
-def test_an_internal_error_is_one_line_with_a_hint_and_debug_shows_the_traceback(runs, monkeypatch, capsys):
+@pytest.mark.parametrize("error,code,line", [
+    (RuntimeError("a bug\nover two lines"), 1,
+     "bptt: internal error: RuntimeError: a bug over two lines (re-run with --debug for the traceback)"),
+    (MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)"), 2,
+     "bptt: error: out of memory (Unable to allocate 74.5 GiB for an array with shape (100000, 100000)); use smaller sizes"),
+])  # fmt: skip
+def test_errors_while_running_are_one_line_and_debug_shows_the_traceback(runs, monkeypatch, capsys, error, code, line):
     from bptt import generate
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("a bug\nover two lines")
+    def fail(*args, **kwargs):
+        raise error
 
-    monkeypatch.setattr(generate, "sample", broken)
-    assert main(["generate", str(runs["run"]), "--length", "3"]) == 1
+    monkeypatch.setattr(generate, "sample", fail)
+    argv = ["generate", str(runs["run"]), "--length", "3"]
+    assert main(argv) == code
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["bptt: internal error: RuntimeError: a bug over two lines (re-run with --debug for the traceback)"]
-    with pytest.raises(RuntimeError, match="a bug"):
-        main(["--debug", "generate", str(runs["run"]), "--length", "3"])
-
-
-def test_out_of_memory_while_running_is_one_line(runs, monkeypatch, capsys):
-    from bptt import generate
-
-    def oom(*args, **kwargs):
-        raise MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)")
-
-    monkeypatch.setattr(generate, "sample", oom)
-    assert main(["generate", str(runs["run"]), "--length", "3"]) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bptt: error: out of memory (Unable to allocate 74.5 GiB")
+    assert len(lines) == 1 and lines[0].startswith(line), lines
+    with pytest.raises(type(error)):
+        main(["--debug", *argv])
 
 
 def test_a_full_disk_while_saving_is_one_line_naming_the_file(runs, tmp_path, monkeypatch, capsys):

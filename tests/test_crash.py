@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from helpers import assert_same_run
 
 from bptt import checkpoint
 from bptt.runs import load_run
@@ -95,18 +96,6 @@ def assert_every_checkpoint_loads(run: Path) -> int:
         step = int(numbered.stem.split("-")[1])
         assert checkpoint.load(run, step=step).train_state["progress"]["step"] == step
     return ckpt.train_state["progress"]["step"]
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    """Bit-identical weights, and the same metrics (but for timings) with each step logged once."""
-    wa, wb = checkpoint.load(a).params, checkpoint.load(b).params
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
-    timing = {"tokens_per_s", "time"}
-    ma, mb = ([{k: v for k, v in json.loads(line).items() if k not in timing} for line in (r / "metrics.jsonl").read_text().splitlines()]
-              for r in (a, b))  # fmt: skip
-    assert ma == mb
 
 
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(corpus, straight, tmp_path):

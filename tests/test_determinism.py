@@ -5,13 +5,13 @@ is in README's Reliability section."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import assert_same_run
 
 from bptt import checkpoint
 from bptt.cli import main
@@ -20,21 +20,6 @@ TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 8 + "a stitch in time
 OPTIONS = ["--hidden-size", "16", "--num-layers", "2", "--embedding-size", "8", "--batch-size", "4", "--seq-length", "6",
            "--backprop-steps", "9", "--dropout", "0.3", "--eval-every", "7", "--samples", "2", "--sample-length", "40",
            "--max-epochs", "2"]  # fmt: skip
-TIMINGS = {"tokens_per_s", "time"}
-
-
-def metrics(run):
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMINGS} for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def assert_same(a, b):
-    wa, wb = checkpoint.load(a).params, checkpoint.load(b).params
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
-    assert metrics(a) == metrics(b)
-
-
 @pytest.mark.parametrize("level", ["char", "word"])
 def test_same_seed_same_run(tmp_path, level, capsys):
     corpus = tmp_path / "corpus.txt"
@@ -42,7 +27,7 @@ def test_same_seed_same_run(tmp_path, level, capsys):
     runs = {name: tmp_path / name for name in ("a", "b", "other")}
     for name, seed in (("a", "3"), ("b", "3"), ("other", "4")):
         assert main(["train", "--data", str(corpus), "--level", level, *OPTIONS, "--seed", seed, "--out", str(runs[name])]) == 0
-    assert_same(runs["a"], runs["b"])
+    assert_same_run(runs["a"], runs["b"])
     assert (runs["a"] / "samples.txt").read_text() == (runs["b"] / "samples.txt").read_text()
     other = checkpoint.load(runs["other"]).params
     assert not np.array_equal(other["head.V"], checkpoint.load(runs["a"]).params["head.V"])
@@ -58,4 +43,4 @@ def test_same_seed_same_run_in_separate_processes(tmp_path):
         argv = ["train", "--data", str(corpus), "--level", "word", *OPTIONS, "--out", str(tmp_path / name)]
         done = subprocess.run([sys.executable, "-m", "bptt.cli", *argv], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-    assert_same(tmp_path / "a", tmp_path / "b")
+    assert_same_run(tmp_path / "a", tmp_path / "b")
