@@ -48,8 +48,9 @@ def flip(p):
     p.write_bytes(bytes(data))
 
 
-def edit_index(**changes):
-    """Change fields of checkpoint.json ("a.b": value sets index["a"]["b"])."""
+def edit_index(sealed=True, **changes):
+    """Change fields of checkpoint.json ("a.b": value sets index["a"]["b"]); sealed: update its
+    checksum too, as a checkpoint written by another version of bptt would be."""
 
     def apply(p):
         index = json.loads(p.read_text())
@@ -59,6 +60,8 @@ def edit_index(**changes):
             for key in path:
                 node = node[key]
             node[last] = value
+        if sealed:
+            index["sha256"] = checkpoint.index_sha256(index)
         p.write_text(json.dumps(index))
 
     return apply
@@ -131,10 +134,19 @@ ROWS = [
     ("resume tampered", "train --resume {run}", {"{run}/@weights": flip}, 2, "sha256 mismatch (the file was modified or corrupted)"),
     ("resume no optimizer", "train --resume {run}", {"{run}/@optimizer": None}, 2, "safetensors: missing"),
     ("resume bad JSON", "train --resume {run}", {"{run}/checkpoint.json": '{"format": "bptt-'}, 2, "checkpoint.json: not valid JSON"),
+    ("resume edited JSON", "train --resume {run}", {"{run}/checkpoint.json": edit_index(False, **{"train.lr": 0.5})}, 2,
+     "checkpoint.json: sha256 mismatch (the file was modified or corrupted)"),  # fmt: skip
     ("resume new version", "train --resume {run}", {"{run}/checkpoint.json": edit_index(version=99)}, 2, "checkpoint format version 99"),
     ("resume other shape", "train --resume {run}", {"{run}/checkpoint.json": edit_index(**{"model.hidden_size": 9})}, 2, "run: tensor 'rnn0.U' has shape (8, 4), expected (9, 4)"),
     ("resume bad model", "train --resume {run}", {"{run}/checkpoint.json": edit_index(**{"model.nonlinearity": "gelu"})}, 2,
      "the model configuration in checkpoint.json is not usable"),  # fmt: skip
+    ("resume bad step", "train --resume {run}", {"{run}/checkpoint.json": edit_index(**{"train.progress.step": "7"})}, 2, "progress 'step' is '7', expected an integer"),
+    ("resume cursor", "train --resume {run}", {"{run}/checkpoint.json": edit_index(**{"train.progress.chunk": 10**6})}, 2, "an epoch of this run has"),
+    ("resume lr", "train --resume {run}", {"{run}/checkpoint.json": edit_index(**{"train.lr": -1})}, 2, "learning rate -1, expected a positive number"),
+    ("resume rng", "train --resume {run}", {"{run}/checkpoint.json": edit_index(**{"train.rng": {}})}, 2, "the training state does not fit this run"),
+    ("resume batch size", "train --resume {run}", {"{run}/checkpoint.json": edit_index(**{"train.options.batch_size": 3})}, 2, "state.h has shape (1, 4, 8), expected (1, 3, 8)"),
+    ("resume vocabulary", "train --resume {run}", {"{run}/checkpoint.json": edit_index(**{"train.options.extra.vocab.itos": ["a", "b"]})}, 2,
+     "a vocabulary of 2 tokens for a model of 29"),  # fmt: skip
     ("resume data changed", "train --resume {run}", {"corpus.txt": TEXT + "more\n"}, 2, "the training data"),
     ("resume data gone", "train --resume {run}", {"corpus.txt": None}, 2, "corpus.txt: no such file"),
     ("resume read-only", "train --resume {run}", {"{run}": READONLY}, 2, "run: no permission to write in"),
@@ -226,9 +238,7 @@ def test_bad_input(argv, files, code, message, runs, tmp_path, monkeypatch, caps
         if f"{{{name}}}" in argv or any(f"{{{name}}}" in k for k in files):
             shutil.copytree(runs[name], places[name])
             # the run remembers its corpus by path: point it at this test's copy
-            index = json.loads((places[name] / "checkpoint.json").read_text())
-            index["train"]["options"]["extra"]["data"] = str(tmp_path / "corpus.txt")
-            (places[name] / "checkpoint.json").write_text(json.dumps(index))
+            edit_index(**{"train.options.extra.data": str(tmp_path / "corpus.txt")})(places[name] / "checkpoint.json")
             (tmp_path / "corpus.txt").write_text(TEXT)
     make_files(tmp_path, files, places, monkeypatch)
     before = snapshot(tmp_path)

@@ -52,13 +52,19 @@ def weights_path(run_dir: Path) -> Path:
     return run_dir / index_of(run_dir)["weights"]
 
 
+def write_sealed(run_dir: Path, index: dict) -> None:
+    """Write checkpoint.json with its own checksum updated: an edit that passes the sha256 check."""
+    index["sha256"] = checkpoint.index_sha256(index)
+    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+
+
 def rewrite_file(run_dir: Path, role: str, data: bytes) -> None:
     """Replace a tensor file and make checkpoint.json agree with it, to reach the safetensors parser."""
     index = index_of(run_dir)
     name = index[role]
     (run_dir / name).write_bytes(data)
     index["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+    write_sealed(run_dir, index)
 
 
 # ---- round trips ---------------------------------------------------------------
@@ -92,7 +98,8 @@ def test_empty_arrays_and_layout(tmp_path, arrays):
     assert ck.arrays == {}
     assert ck.train_state["rng"]["state"]["state"] == 2**100 + 7  # big ints survive JSON
     index = index_of(tmp_path)
-    assert (index["format"], index["version"], index["step"]) == ("bptt-checkpoint", 1, 7)
+    assert (index["format"], index["version"], index["step"]) == ("bptt-checkpoint", 2, 7)
+    assert index["sha256"] == checkpoint.index_sha256(index) == checkpoint.index_sha256(json.loads(json.dumps(index, indent=3)))
     assert set(index["files"]) == {index["weights"], index["optimizer"]}
     assert re.fullmatch(r"weights-000000007-[0-9a-f]{16}\.safetensors", index["weights"])
     assert files(tmp_path) == sorted(["checkpoint.json", index["weights"], index["optimizer"]])
@@ -236,7 +243,21 @@ def malformed_json(run_dir):
 
 def wrong_version(run_dir):
     index = index_of(run_dir)
-    index["version"] = 2
+    index["version"] = 99
+    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+    return "checkpoint.json"
+
+
+def edited_json(run_dir):
+    index = index_of(run_dir)
+    index["train"]["progress"]["step"] = 6  # a one-character edit, checksum left as it was
+    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+    return "checkpoint.json"
+
+
+def edited_checksum(run_dir):
+    index = index_of(run_dir)
+    index["sha256"] = "0" * 64
     (run_dir / "checkpoint.json").write_text(json.dumps(index))
     return "checkpoint.json"
 
@@ -256,7 +277,7 @@ def path_outside(run_dir):
     spec = index["files"].pop(index["weights"])
     index["weights"] = "../elsewhere.safetensors"
     index["files"]["../elsewhere.safetensors"] = spec
-    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+    write_sealed(run_dir, index)
     return "checkpoint.json"
 
 
@@ -269,7 +290,8 @@ def bool_tensor(run_dir):
 
 DAMAGE = {truncate: "bytes, expected", flip_byte: "sha256 mismatch", delete_weights: "missing",
           delete_optimizer: "missing", malformed_json: "not valid JSON", no_index: "missing",
-          wrong_version: "version 2, written by bptt 0.1.0; this bptt reads version 1",
+          wrong_version: "version 99, written by bptt 0.1.0; this bptt reads version 2", edited_json: "sha256 mismatch",
+          edited_checksum: "sha256 mismatch",
           not_safetensors: "not a readable safetensors file", path_outside: "not a .safetensors file in the run directory",
           bool_tensor: "'state.mask' has dtype bool"}  # fmt: skip
 
@@ -371,9 +393,12 @@ def test_any_bytes_as_checkpoint_json(template, data):
 
 @PROPERTY
 @given(path=st.sampled_from([("format",), ("version",), ("model",), ("train",), ("files",), ("weights",), ("optimizer",),
-                             ("files", "W"), ("files", "W", "bytes"), ("files", "W", "sha256"), ("files", "new")]),
-       value=json_values)  # fmt: skip
-def test_any_json_in_any_field_of_checkpoint_json(template, path, value):
+                             ("files", "W"), ("files", "W", "bytes"), ("files", "W", "sha256"), ("files", "new"),
+                             ("sha256",)]),
+       value=json_values, sealed=st.booleans())  # fmt: skip
+def test_any_json_in_any_field_of_checkpoint_json(template, path, value, sealed):
+    """sealed: the checksum of checkpoint.json updated after the edit, to reach the checks behind it."""
+
     def mutate(run):
         index = index_of(run)
         path_ = [index["weights"] if p == "W" else p for p in path]
@@ -381,7 +406,10 @@ def test_any_json_in_any_field_of_checkpoint_json(template, path, value):
         for key in path_[:-1]:
             node = node[key]
         node[path_[-1]] = value
-        (run / "checkpoint.json").write_text(json.dumps(index))
+        if sealed and path != ("sha256",):
+            write_sealed(run, index)
+        else:
+            (run / "checkpoint.json").write_text(json.dumps(index))
 
     load_or_checkpoint_error(template, mutate)
 

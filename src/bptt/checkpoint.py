@@ -12,11 +12,16 @@ A run directory holds
 
 A checkpoint JSON is
 
-    {"format": "bptt-checkpoint", "version": 1, "bptt_version": "0.1.0", "step": 123,
+    {"format": "bptt-checkpoint", "version": 2, "bptt_version": "0.1.0", "step": 123,
      "model": {...RNNModel(**model)...}, "train": {...free JSON...},
      "weights": "weights-000000123-<sha>.safetensors",
      "optimizer": "optimizer-000000123-<sha>.safetensors",
-     "files": {"weights-...safetensors": {"sha256": "...", "bytes": 4096}, "optimizer-...": {...}}}
+     "files": {"weights-...safetensors": {"sha256": "...", "bytes": 4096}, "optimizer-...": {...}},
+     "sha256": "..."}
+
+"sha256" is `index_sha256` of the rest: the JSON itself is checksummed like the
+tensor files, so an edited or corrupted checkpoint.json is refused too (version 1
+had no such field).
 
 Guarantees
 
@@ -41,7 +46,7 @@ Guarantees
   writer per run directory (the trainer). A load racing a save can find a
   file already pruned: that is a CheckpointError, and a retry reads the new one.
 - `load` checks everything before anything is used: the directory, JSON
-  syntax, format and version, every listed file's size and sha256, the
+  syntax, format and version, the JSON's own sha256, every listed file's size and sha256, the
   safetensors parse, tensor dtypes (float32, float64, integers). Any problem
   is a one-line CheckpointError naming the file and what is wrong.
 - Nothing is ever pickled: tensors are safetensors, the rest JSON.
@@ -61,7 +66,7 @@ import numpy as np
 
 from bptt.errors import BpttError, CheckpointError
 
-FORMAT, VERSION = "bptt-checkpoint", 1
+FORMAT, VERSION = "bptt-checkpoint", 2
 INDEX = "checkpoint.json"
 ROLES = ("weights", "optimizer")
 _NUMBERED = re.compile(r"checkpoint-(\d+)\.json")
@@ -229,12 +234,20 @@ def save(
         atomic_write_bytes(run_dir / name, data)
         index[role] = name
         index["files"][name] = {"sha256": sha, "bytes": len(data)}
+    index["sha256"] = index_sha256(index)
     text = json.dumps(index, indent=1)
     if keep > 1:
         atomic_write_text(run_dir / _numbered_name(step), text)
     atomic_write_text(run_dir / INDEX, text)  # the commit point
     _prune(run_dir, keep, index)
     return run_dir / INDEX
+
+
+def index_sha256(index: dict) -> str:
+    """sha256 of a checkpoint JSON's content but its "sha256" field: canonical JSON (sorted keys,
+    no spaces), so it is the same for the file as written and as parsed back."""
+    body = {k: v for k, v in index.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def _step_of(train_state: dict) -> int:
@@ -333,6 +346,12 @@ def _read_index(index_path: Path) -> dict:
         by = index.get("bptt_version")
         by = f", written by bptt {by[:40]}" if isinstance(by, str) else ""
         raise CheckpointError(f"{index_path}: checkpoint format version {_short(version)}{by}; this bptt reads version {VERSION}")
+    try:
+        intact = index.get("sha256") == index_sha256(index)
+    except (ValueError, RecursionError):  # JSON that parses but does not serialise back (too deep)
+        intact = False
+    if not intact:
+        raise CheckpointError(f"{index_path}: sha256 mismatch (the file was modified or corrupted)")
     return index
 
 

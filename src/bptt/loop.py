@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt import checkpoint, clipping
-from bptt.errors import Interrupted, UsageError
+from bptt.errors import CheckpointError, Interrupted, UsageError
 from bptt.model import RNNModel
 from bptt.optim import make_optimizer
 from bptt.schedules import ReduceOnPlateau, StepDecay
@@ -314,8 +314,18 @@ class Loop:
         self.restore_carried({k[6:]: v.copy() for k, v in arrays.items() if k.startswith("state.")})
 
     def resume_from(self, ckpt) -> None:
-        """Continue from a loaded checkpoint (`bptt.checkpoint.load`)."""
-        self.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": ckpt.train_state})
+        """Continue from a loaded checkpoint (`bptt.checkpoint.load`); CheckpointError naming its
+        checkpoint.json when the training state in it does not fit this run."""
+        where = ckpt.path / checkpoint.INDEX
+        train = ckpt.train_state
+        check_progress(train.get("progress"), self.state, self.n_batches, where)
+        lr = train.get("lr")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+            raise CheckpointError(f"{where}: learning rate {lr!r}, expected a positive number")
+        try:
+            self.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": train})
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise CheckpointError(f"{where}: the training state does not fit this run ({type(e).__name__}: {e})") from None
         self.good = self._snapshot()
         if self.run_dir is not None:  # a kill between logging and committing: log those steps once
             checkpoint.trim_metrics(self.run_dir / "metrics.jsonl", self.state["step"])
@@ -334,6 +344,26 @@ class Loop:
         self.good = self._snapshot()
         self.log(f"warning: {what} at step {step + 1}; rolled back to step {self.state['step']}, "
                  f"lr {old_lr:.3g} -> {self.optimizer.lr:.3g} (rollback {rollbacks} of {o.max_rollbacks})")  # fmt: skip
+
+
+def check_progress(progress, template: dict, n_batches: int, where) -> None:
+    """A checkpoint's progress dict has every counter of a fresh `template`, of its kind
+    (counts: integers >= 0; sums and times: finite numbers; best_valid: a number or null),
+    and a cursor inside the epoch; CheckpointError naming the first that does not."""
+    if not isinstance(progress, dict):
+        raise CheckpointError(f"{where}: 'progress' missing or not a JSON object")
+    for key, fresh in template.items():
+        value = progress.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if isinstance(fresh, int):
+            ok = type(value) is int and value >= 0
+        else:
+            ok = number or (fresh is None and value is None)
+        if not ok:
+            raise CheckpointError(f"{where}: progress {key!r} is {value!r}, expected "
+                                  f"{'an integer >= 0' if isinstance(fresh, int) else 'a finite number'}")  # fmt: skip
+    if progress["chunk"] >= n_batches:
+        raise CheckpointError(f"{where}: progress 'chunk' is {progress['chunk']}, but an epoch of this run has {n_batches} batches")
 
 
 def summed_loss(model: RNNModel, loss: float, n_tokens: int, batch_size: int) -> float:

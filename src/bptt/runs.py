@@ -30,8 +30,12 @@ def vocab_of(ckpt, run_dir: Path):
     from bptt.data.text import Vocab
 
     try:
-        return Vocab.from_json(ckpt.train_state["options"]["extra"]["vocab"])
+        vocab = Vocab.from_json(ckpt.train_state["options"]["extra"]["vocab"])
     except (KeyError, TypeError):
         raise CheckpointError(f"{run_dir}: checkpoint.json has no vocabulary (not a language-model run)") from None
     except DataError as e:
         raise CheckpointError(f"{run_dir}: checkpoint.json: {e}") from None
+    if len(vocab) != ckpt.model_config.get("vocab_size"):
+        raise CheckpointError(f"{run_dir}: checkpoint.json: a vocabulary of {len(vocab)} tokens for a model of "
+                              f"{ckpt.model_config.get('vocab_size')!r}")  # fmt: skip
+    return vocab

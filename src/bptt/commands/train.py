@@ -289,8 +289,8 @@ def build_model(args, vocab_size: int):
 
 def resume(args) -> int:
     """Continue the run in args.resume exactly where its last checkpoint left it."""
-    from bptt.data.text import Vocab, builtin_corpus, read_text, split
-    from bptt.runs import load_run
+    from bptt.data.text import builtin_corpus, read_text, split
+    from bptt.runs import load_run, vocab_of
     from bptt.train import Trainer, default_progress
 
     run_dir = args.resume
@@ -305,7 +305,10 @@ def resume(args) -> int:
             raise UsageError(f"--resume {run_dir}: the run is of task {task!r}, which this bptt does not know")
         return tasks.module(task).resume(args, model, ckpt, opts)
     extra = opts.extra
-    vocab = Vocab.from_json(extra["vocab"])
+    vocab = vocab_of(ckpt, run_dir)
+    missing = [k for k in ("data", "encoding", "corpus_sha256", "valid", "valid_fraction", "level") if k not in extra]
+    if missing:
+        raise CheckpointError(f"{run_dir}: checkpoint.json: training options without {', '.join(missing)}")
     data = extra["data"]
     text = builtin_corpus() if data is None else read_text(Path(data), extra["encoding"])
     if _sha(text) != extra["corpus_sha256"]:
@@ -330,6 +333,8 @@ def resumed_options(args, ckpt):
         opts = TrainOptions(**ckpt.train_state["options"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{args.resume}: checkpoint.json has no usable training options ({e})") from None
+    if not isinstance(opts.extra, dict):
+        raise CheckpointError(f"{args.resume}: checkpoint.json: training options 'extra' is not a JSON object")
     for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
         if flag in args.argv:
             setattr(opts, name, getattr(args, name))
