@@ -235,3 +235,15 @@ def test_word_level_with_unk_and_perplexity(corpus, tmp_path, capsys):
     assert record["valid_ppl"] == pytest.approx(np.exp(record["valid_loss"]))
     assert main(["generate", str(out), "--prime", "The zebra", "--length", "6", "--seed", "0"]) == 0  # zebra -> <unk>
     assert capsys.readouterr().out.startswith("The zebra ")
+
+
+def test_nesterov_and_step_decay_from_the_command_line(corpus, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(corpus), "--out", str(out), *SMALL, "--max-epochs", "4",
+                 "--optimizer", "momentum", "--nesterov", "--lr", "0.1", "--lr-decay", "0.5", "--lr-decay-every", "2"]) == 0  # fmt: skip
+    train_state = checkpoint.load(out).train_state
+    assert train_state["optimizer"]["nesterov"] is True
+    assert train_state["lr"] == pytest.approx(0.1 * 0.5 * 0.5)  # after epochs 2 and 4
+    assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "s"), *SMALL, "--nesterov"]) == 2
+    assert "--nesterov: needs --optimizer momentum, got --optimizer adam" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
