@@ -37,3 +37,18 @@ def make_batch(model: RNNModel, rng: np.random.Generator, B: int = 3, T: int = 4
 
 def random_h0(model: RNNModel, rng: np.random.Generator, B: int) -> np.ndarray:
     return 0.5 * rng.standard_normal((model.num_layers * model.num_directions, B, model.hidden_size))
+
+
+def poison_gradient(monkeypatch, call: int, tensor: str, value: float = np.nan) -> None:
+    """Make RNNModel.backward put `value` into grads[tensor] on its `call`-th call (1-based)."""
+    original = RNNModel.backward
+    calls = {"n": 0}
+
+    def backward(self, fwd, dZ, horizon=None):
+        grads, dh0 = original(self, fwd, dZ, horizon)
+        calls["n"] += 1
+        if calls["n"] == call:
+            grads[tensor][(0,) * grads[tensor].ndim] = value
+        return grads, dh0
+
+    monkeypatch.setattr(RNNModel, "backward", backward)
