@@ -56,3 +56,18 @@ def assert_same_run(a: Path, b: Path) -> None:
     ma, mb = ([{k: v for k, v in json.loads(line).items() if k not in timings} for line in (r / "metrics.jsonl").read_text().splitlines()]
               for r in (a, b))  # fmt: skip
     assert ma == mb
+
+
+def poison_gradient(monkeypatch, call: int, tensor: str, value: float = np.nan) -> None:
+    """Make RNNModel.backward put `value` into grads[tensor] on its `call`-th call (1-based)."""
+    original = RNNModel.backward
+    calls = {"n": 0}
+
+    def backward(self, fwd, dZ, horizon=None):
+        grads, dh0 = original(self, fwd, dZ, horizon)
+        calls["n"] += 1
+        if calls["n"] == call:
+            grads[tensor][(0,) * grads[tensor].ndim] = value
+        return grads, dh0
+
+    monkeypatch.setattr(RNNModel, "backward", backward)

@@ -55,8 +55,10 @@ class TrainOptions:
     optimizer: str = "adam"
     lr: float = 2e-3
     momentum: float = 0.9
-    lr_decay: float = 1.0  # factor per epoch (step decay), 1 = off
+    nesterov: bool = False  # Nesterov momentum (optimizer "momentum")
+    lr_decay: float = 1.0  # factor per lr_decay_every epochs (step decay; exponential at 1), 1 = off
     lr_decay_after: int = 0  # epochs before decay starts
+    lr_decay_every: int = 1
     lr_plateau: bool = False  # halve lr when the monitored metric stalls
     clip_norm: float | None = 5.0
     clip_value: float | None = None
@@ -101,12 +103,14 @@ class Loop:
         self.model, self.opts, self.log = model, opts, log
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.progress = progress
-        kw = {"momentum": opts.momentum} if opts.optimizer == "momentum" else {}
+        if opts.nesterov and opts.optimizer != "momentum":
+            raise UsageError(f"--nesterov: needs --optimizer momentum, got --optimizer {opts.optimizer}")
+        kw = {"momentum": opts.momentum, "nesterov": opts.nesterov} if opts.optimizer == "momentum" else {}
         self.optimizer = make_optimizer(opts.optimizer, opts.lr, **kw)
         if opts.lr_plateau:
             self.schedule = ReduceOnPlateau(self.optimizer, factor=0.5, patience=1)
         elif opts.lr_decay != 1.0:
-            self.schedule = StepDecay(self.optimizer, opts.lr_decay, every=1, start=opts.lr_decay_after)
+            self.schedule = StepDecay(self.optimizer, opts.lr_decay, every=opts.lr_decay_every, start=opts.lr_decay_after)
         else:
             self.schedule = None
         self.state = {"step": 0, "epoch": 0, "chunk": 0, "tokens": 0, "elapsed": 0.0, "best_valid": None,
