@@ -176,7 +176,8 @@ def test_atomic_write_keeps_the_old_file_on_error(tmp_path, monkeypatch):
 
 def test_stale_temporaries_of_a_killed_save_are_removed(tmp_path):
     save_at(tmp_path, 1)
-    for name in (".weights-000000002-ab.safetensors.1234.tmp", ".checkpoint.json.99.tmp", "weights-000000009-ff.safetensors"):
+    for name in (".weights-000000002-ab.safetensors.1234.tmp", ".checkpoint.json.99.tmp", "weights-000000009-ff.safetensors",
+                 ".metrics.jsonl.3c4d.tmp"):  # fmt: skip
         (tmp_path / name).write_bytes(b"partial")
     (tmp_path / ".plot.png.5.tmp").write_bytes(b"someone else's")
     save_at(tmp_path, 2)

@@ -40,7 +40,7 @@ Guarantees
        the new ones, already durable (their renames were fsynced first);
     4. only then deletes the numbered checkpoints beyond the last `keep`,
        the tensor files that none of the remaining checkpoints names, and
-       temporary files a killed save left behind.
+       temporary files a killed save (or `trim_metrics`) left behind.
   A crash before 3 leaves the previous checkpoint plus orphan files (removed
   by the next save); a crash during 4 leaves orphans only. This assumes one
   writer per run directory (the trainer). A load racing a save can find a
@@ -288,7 +288,7 @@ def _prune(run_dir: Path, keep: int, current: dict) -> None:
     for p in run_dir.iterdir():
         name = p.name
         unreferenced = name.startswith(tuple(f"{r}-" for r in ROLES)) and name.endswith(".safetensors") and name not in wanted
-        stale = name.startswith((".weights-", ".optimizer-", ".checkpoint")) and name.endswith(".tmp")
+        stale = name.startswith((".weights-", ".optimizer-", ".checkpoint", ".metrics.jsonl.")) and name.endswith(".tmp")
         if (unreferenced or stale) and p.is_file():
             p.unlink(missing_ok=True)
 
