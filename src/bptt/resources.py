@@ -130,17 +130,19 @@ DEFAULT_HINTS = {"parameters": "a smaller --hidden-size or --num-layers",
                  "outputs": "a smaller --batch-size or --seq-length, or fewer outputs"}  # fmt: skip
 
 
-def check_memory(est: MemoryEstimate, hints: dict[str, str] | None = None, available: int | None = None) -> None:
+def check_memory(est: MemoryEstimate, hints: dict[str, str] | None = None, available: int | None = None,
+                 what: str = "training") -> None:  # fmt: skip
     """UsageError, before anything is allocated, when `est` exceeds USABLE_FRACTION of the
     available memory (default: `available_memory()`; no check where it is unknown).
 
-    The message names the largest part of the estimate and suggests what to lower:
-    hints[part] for part in parameters, states, outputs (DEFAULT_HINTS for those not given).
+    The message ("`what` needs about ...") names the largest part of the estimate and suggests
+    what to lower: hints[part] for part in parameters, states, outputs (DEFAULT_HINTS for those
+    not given).
     """
     have = available_memory() if available is None else available
     if have is None or est.total <= USABLE_FRACTION * have:
         return
-    part, what = est.largest()
+    part, size = est.largest()
     hint = {**DEFAULT_HINTS, **(hints or {})}[part]
-    raise UsageError(f"training needs about {est.total / GIB:.1f} GiB of memory ({what}) but {have / GIB:.1f} GiB "
+    raise UsageError(f"{what} needs about {est.total / GIB:.1f} GiB of memory ({size}) but {have / GIB:.1f} GiB "
                      f"is available; use {hint}")  # fmt: skip

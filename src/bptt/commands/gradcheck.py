@@ -60,7 +60,7 @@ def check_memory(args, K: int, kw: dict) -> None:
         batch_size=args.batch_size, sequence_outputs=args.mode in ("many-to-many", "one-to-many"),
         optimizer="sgd", dtype="float64",  # weights, gradients and the finite-difference copy
     )  # fmt: skip
-    resources.check_memory(est)
+    resources.check_memory(est, what="the gradient check")
 
 
 def run(args: argparse.Namespace) -> int:
