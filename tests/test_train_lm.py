@@ -97,6 +97,7 @@ def test_divergence_stops_after_max_rollbacks(corpus, tmp_path, monkeypatch, cap
     assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "r"), *SMALL, "--max-rollbacks", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training diverged: the loss is nan" in err[0] and "after 2 rollbacks" in err[0]
+    assert not (tmp_path / "r").exists()  # it failed before its first checkpoint: nothing is left behind
 
 
 def test_tbptt_windows_start_from_the_carried_state(corpus):
@@ -205,9 +206,9 @@ def test_corpus_shorter_than_one_chunk_per_stream(tmp_path, capsys):
 
 
 def test_a_vocabulary_too_big_for_memory_is_refused_before_training(tmp_path, capsys, monkeypatch):
-    from bptt.commands import train as train_command
+    from bptt import resources
 
-    monkeypatch.setattr(train_command, "available_memory", lambda: 64 * 2**20)  # a 64 MiB machine
+    monkeypatch.setattr(resources, "available_memory", lambda: 64 * 2**20)  # a 64 MiB machine
     words = " ".join(f"w{i}" for i in range(20000)) + "\n"
     path = tmp_path / "words.txt"
     path.write_text(words * 2)
