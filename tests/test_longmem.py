@@ -168,6 +168,17 @@ def test_task_resume_is_exact(tmp_path, capsys):
     assert len((cut / "grad-norms.jsonl").read_text().splitlines()) == 20
 
 
+def test_overwrite_removes_the_old_runs_logs(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--task", "adding", "--length", "10", *TINY, "--max-epochs", "1", "--diagnostics", "--out", str(out)]
+    assert main(args) == 0
+    assert main(["diagnose", str(out), "--no-plot"]) == 0
+    assert main([*args[:-2], "--max-epochs", "2", "--out", str(out), "--overwrite", "--no-clip-norm"]) == 0
+    assert len((out / "grad-norms.jsonl").read_text().splitlines()) == 10  # the new run's only
+    assert json.loads((out / "result.json").read_text())["updates"] == 10
+    assert not (out / "diagnose.json").exists()
+
+
 def test_task_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--task", "copy", "--variant", "sum", "--out", str(tmp_path / "x")]) == 2
     assert "--variant: only for --task adding" in capsys.readouterr().err
@@ -202,3 +213,8 @@ def test_measure_agrees_with_predict_and_mean_loss(name, variant):
     m = s.measure(model, batches)
     assert m["error"] == wrong / 40
     assert m["loss"] == pytest.approx(mean_loss(model, batches), rel=1e-12)
+
+
+def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert main(["train", "--task", "copy", "--length", "100000000", "--out", str(tmp_path / "big")]) == 2
+    assert "a smaller --length" in capsys.readouterr().err and not (tmp_path / "big").exists()

@@ -25,7 +25,7 @@ import numpy as np
 from bptt.errors import CheckpointError, DataError, UsageError
 from bptt.options import add_model_options, fraction, model_kwargs, non_negative_int, positive_float, positive_int
 
-RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt")
+RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt", "grad-norms.jsonl", "result.json", "diagnose.", "grad-norms.png")
 
 
 def add_parser(sub) -> None:
