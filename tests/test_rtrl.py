@@ -69,3 +69,13 @@ def test_gradcheck_cli_with_rtrl(capsys):
     assert "--method rtrl: computes the full gradient" in capsys.readouterr().err
     assert main(["gradcheck", "--method", "rtrl", "--num-layers", "2"]) == 2
     assert "one recurrent layer only" in capsys.readouterr().err
+
+
+def test_rtrl_refuses_a_network_too_big_for_memory(monkeypatch):
+    from bptt import resources
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 1000)  # bytes; the sensitivities need 4,608
+    model = make_model("features", hidden_size=4)
+    x, y, _ = make_batch(model, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="RTRL is for small networks"):
+        rtrl.loss_and_grads(model, x, y)

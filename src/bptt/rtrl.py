@@ -48,6 +48,18 @@ def check_supported(model, horizon=None) -> None:
         raise ValueError("rtrl: computes the full gradient; a per-output horizon is a truncated objective")
 
 
+def _check_memory(B: int, H: int, n: int, dtype) -> None:
+    """ValueError before allocating when the (B, H, n) sensitivities (three live copies:
+    P, the immediate Jacobian, the new P) would not fit in the available memory."""
+    from bptt import resources
+
+    need = 3 * B * H * n * np.dtype(dtype).itemsize
+    have = resources.available_memory()
+    if have is not None and need > resources.USABLE_FRACTION * have:
+        raise ValueError(f"rtrl: the sensitivities dh_t/dtheta need {need / 2**30:.1f} GiB ({B} x {H} x {n:,}), "
+                         f"{have / 2**30:.1f} GiB is available: RTRL is for small networks")  # fmt: skip
+
+
 def _blocks(model, D: int) -> list[tuple[str, int]]:
     """(name, size) of the columns of P: the layer's U, W, b, then the embedding and the h_0 map."""
     H, p = model.hidden_size, model.params
@@ -85,6 +97,7 @@ def loss_and_grads(model, inputs, targets, mask=None, h0=None, *, cond=None, los
     D = X.shape[2]
     blocks = _blocks(model, D)
     n = sum(size for _, size in blocks)
+    _check_memory(B, H, n, W.dtype)
     start = {}
     col = 0
     for name, size in blocks:
