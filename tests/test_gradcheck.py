@@ -81,7 +81,7 @@ def test_dropout_replayed():
 
 def test_init_schemes_and_no_bias():
     rng = np.random.default_rng(7)
-    for init in ("xavier", "orthogonal", "identity"):
+    for init in ("xavier", "orthogonal", "identity", "spectral"):
         model = make_model("features", init=init, init_scale=0.9, bias=False, nonlinearity="relu" if init == "identity" else "tanh")
         assert not any(k.endswith(".b") for k in model.params)
         x, y, _ = make_batch(model, rng)

@@ -64,7 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import BpttError, CheckpointError
+from bptt.errors import BpttError, CheckpointError, DataError
 
 FORMAT, VERSION = "bptt-checkpoint", 2
 INDEX = "checkpoint.json"
@@ -168,6 +168,24 @@ def _after(line: bytes, step: int) -> bool:
     except (ValueError, RecursionError):
         return False
     return isinstance(record, dict) and type(record.get("step")) is int and record["step"] > step
+
+
+def read_jsonl(path: str | os.PathLike, required: tuple[str, ...]) -> list[dict]:
+    """The records of a JSON-lines file written by `append_jsonl`, each an object with the
+    `required` keys; DataError naming the file and line otherwise. Blank lines are skipped."""
+    path = Path(path)
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except ValueError:
+            raise DataError(f"{path}:{n}: not a JSON line") from None
+        if not isinstance(r, dict) or not set(required) <= set(r):
+            raise DataError(f"{path}:{n}: expected an object with {', '.join(required[:-1])} and {required[-1]}")
+        records.append(r)
+    return records
 
 
 def _fsync_dir(d: Path) -> None:

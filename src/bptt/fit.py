@@ -68,15 +68,17 @@ class Batch:
 
 
 class BatchTrainer(Loop):
-    """Trains `model` on batches from `source`; `evaluate(model) -> {"valid_loss": ..., ...}`."""
+    """Trains `model` on batches from `source`; `evaluate(model) -> {"valid_loss": ..., ...}`;
+    `stop(record) -> reason or None` may end the run after an evaluation."""
 
     def __init__(self, model: RNNModel, source, evaluate: Callable[[RNNModel], dict] | None, run_dir,
-                 opts: TrainOptions, progress=None, log=print):  # fmt: skip
+                 opts: TrainOptions, progress=None, log=print, stop: Callable[[dict], str | None] | None = None):  # fmt: skip
         super().__init__(model, run_dir, opts, progress, log)
         if source.n_batches < 1:
             raise ValueError("source: no batches, expected at least one per epoch")
         self.source = source
         self._evaluate = evaluate
+        self._stop = stop
 
     @property
     def n_batches(self) -> int:
@@ -101,6 +103,9 @@ class BatchTrainer(Loop):
 
     def evaluate(self) -> dict:
         return {} if self._evaluate is None else self._evaluate(self.model)
+
+    def stop_reason(self, record: dict) -> str | None:
+        return None if self._stop is None else self._stop(record)
 
 
 def mean_loss(model: RNNModel, batches: Iterable[Batch]) -> float:

@@ -20,7 +20,13 @@ state, multiplies the learning rate by `rollback_factor`, names the tensor
 SIGINT and SIGTERM finish the current update, save, and exit with a message
 that says how to resume. Everything needed to continue exactly (weights,
 optimizer buffers, schedule, RNG, data cursor, carried state) is in each
-checkpoint (`bptt.checkpoint`).
+checkpoint (`bptt.checkpoint`). A subclass may also stop the run after an
+evaluation (`stop_reason`: a synthetic task that is solved).
+
+With `diagnostics` on, every update's gradient norm per tensor (before
+clipping), the global norm and whether clipping fired are kept and appended
+to RUN_DIR/grad-norms.jsonl at each checkpoint, so the file always matches
+the last checkpoint and a resumed run neither loses nor repeats a line.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class TrainOptions:
     monitor: str = "valid_loss"  # the metric that decides "best" and early stopping
     monitor_mode: str = "min"  # min | max
     extra: dict = field(default_factory=dict)  # task data saved with the run (vocab, labels, ...)
+    diagnostics: bool = False  # record every update's gradient norm per tensor to grad-norms.jsonl
 
     def window(self) -> int:
         """k2, the number of steps one backward pass spans."""
@@ -117,6 +124,7 @@ class Loop:
                       "evals_since_best": 0, "rollbacks": 0, "loss_sum": 0.0, "loss_tokens": 0,
                       "clipped": 0, "grad_norm": 0.0}  # fmt: skip
         self.good = None  # in-memory copy of the last checkpoint, for rollbacks
+        self._grad_log: list[dict] = []  # diagnostics records not yet written (see `save`)
 
     # ---- what a subclass provides -----------------------------------------
 
@@ -148,6 +156,10 @@ class Loop:
     def restore_carried(self, arrays: dict[str, np.ndarray]) -> None:
         """Put back what `carried_arrays` saved."""
 
+    def stop_reason(self, record: dict) -> str | None:
+        """After an evaluation: a reason to stop now (the metrics `record` says the task is done), or None."""
+        return None
+
     def display(self, record: dict) -> list[str]:
         """The metrics of a record worth a place in the printed line, as "name value" parts."""
         parts = [f"train loss {record['train_loss']:.4f}"]
@@ -163,6 +175,9 @@ class Loop:
 
     def _clip(self, grads) -> None:
         o = self.opts
+        if o.diagnostics:
+            clipped_before = self.state["clipped"]
+            norms = {k: clipping.tensor_norm(g) for k, g in grads.items()}
         if o.clip_value is not None:
             self.state["clipped"] += int(clipping.clip_value(grads, o.clip_value) > 0)
         if o.clip_norm is not None:
@@ -176,6 +191,9 @@ class Loop:
                 self.state["clipped"] += int(clipped)
         else:
             self.state["grad_norm"] = float(clipping.global_norm(grads))
+        if o.diagnostics:
+            self._grad_log.append({"step": self.state["step"] + 1, "grad_norm": self.state["grad_norm"],
+                                   "clipped": self.state["clipped"] > clipped_before, "norms": norms})  # fmt: skip
 
     # ---- the loop ----------------------------------------------------------
 
@@ -224,8 +242,9 @@ class Loop:
         if self.progress is not None:
             self.progress(s, loss, total)
         if s["step"] % o.eval_every == 0 or s["step"] == total:
-            if self._evaluate_and_save():
-                return f"early stopping ({o.early_stopping} evaluations without improvement)"
+            reason = self._evaluate_and_save()
+            if reason:
+                return reason
         if o.max_time is not None and s["elapsed"] >= o.max_time:
             if s["loss_tokens"]:
                 self._evaluate_and_save()
@@ -247,8 +266,8 @@ class Loop:
             return True
         return value < best if self.opts.monitor_mode == "min" else value > best
 
-    def _evaluate_and_save(self) -> bool:
-        """Log a metrics line, checkpoint; True when early stopping says stop."""
+    def _evaluate_and_save(self) -> str | None:
+        """Log a metrics line, checkpoint; a reason when early stopping (or `stop_reason`) says stop."""
         s, o = self.state, self.opts
         now = time.perf_counter()
         rate = (s["tokens"] - self._tick[1]) / max(now - self._tick[0], 1e-9)
@@ -264,14 +283,15 @@ class Loop:
         finally:
             self.model.train(training)
         record.update(valid)
-        stop = False
+        stop = None
         if o.monitor in record and o.monitor in valid:
             value = float(record[o.monitor])
             if self.is_better(value, s["best_valid"]):
                 s["best_valid"], s["evals_since_best"] = value, 0
             else:
                 s["evals_since_best"] += 1
-                stop = o.early_stopping is not None and s["evals_since_best"] >= o.early_stopping
+                if o.early_stopping is not None and s["evals_since_best"] >= o.early_stopping:
+                    stop = f"early stopping ({o.early_stopping} evaluations without improvement)"
             if isinstance(self.schedule, ReduceOnPlateau):
                 self.schedule.step(value if o.monitor_mode == "min" else -value)
         s["loss_sum"], s["loss_tokens"], s["clipped"] = 0.0, 0, 0
@@ -279,7 +299,7 @@ class Loop:
         self.log_metrics(record)
         self.save()
         self._tick = (time.perf_counter(), s["tokens"])
-        return stop
+        return self.stop_reason(record) or stop
 
     def log_metrics(self, r: dict) -> None:
         parts = [f"step {r['step']}", f"epoch {r['epoch']:.2f}", *self.display(r)]
@@ -302,6 +322,9 @@ class Loop:
     def save(self) -> None:
         self.good = self._snapshot()
         checkpoint.save(self.run_dir, self.good["params"], self.model.config, self.good["train"], self.good["arrays"], keep=self.opts.keep)
+        for record in self._grad_log:  # after the checkpoint: a crash in between loses lines, never repeats them
+            checkpoint.append_jsonl(self.run_dir / "grad-norms.jsonl", record)
+        self._grad_log.clear()
 
     def restore(self, snap: dict) -> None:
         """Put the trainer back exactly where `snap` (a snapshot or a loaded checkpoint) was."""
@@ -343,6 +366,7 @@ class Loop:
                              "try a lower --lr or --clip-norm")  # fmt: skip
         old_lr = self.optimizer.lr
         self.restore(self.good)
+        self._grad_log.clear()  # updates after the checkpoint are undone
         self.state["rollbacks"] = rollbacks
         self.optimizer.lr = old_lr * o.rollback_factor
         self.good = self._snapshot()

@@ -393,22 +393,19 @@ class RNNModel:
 
     # ---- backward ----------------------------------------------------------
 
-    def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None):
-        """BPTT from dL/dZ back to every parameter and to h_0.
+    def head_backward(self, fwd: Forward, dZ: np.ndarray):
+        """The head's part of the backward pass, no recursion through time.
 
-        Returns (grads, dh0): grads keyed like `params`, dh0 (L * dirs, B, H).
-        horizon: per-output truncation (see `bptt.truncation`), or None for exact BPTT.
+        Returns (grads {"head.V", "head.c"}, dtop, dhn): dtop (T, B, F) = dL/dh^L_t
+        from the head on every step (None for "last" pooling), dhn (L * dirs, B, H)
+        the gradient on the final states (nonzero only for "last" pooling).
         """
-        p, H, nd = self.params, self.hidden_size, self.num_directions
-        grads: dict[str, np.ndarray] = {}
-        V = p["head.V"]
-        K = V.shape[0]
-        Zf = dZ.reshape(-1, K)
-        grads["head.V"] = Zf.T @ fwd.feat
-        grads["head.c"] = Zf.sum(axis=0)
+        H, nd = self.hidden_size, self.num_directions
+        V = self.params["head.V"]
+        Zf = dZ.reshape(-1, V.shape[0])
+        grads = {"head.V": Zf.T @ fwd.feat, "head.c": Zf.sum(axis=0)}
         dfeat = Zf @ V
-        T = fwd.T
-        B = fwd.h0.shape[1]
+        T, B = fwd.T, fwd.h0.shape[1]
         dtop, dhn = None, np.zeros_like(fwd.hn)
         if fwd.pool is None:
             dtop = dfeat.reshape(T, B, -1)
@@ -422,6 +419,20 @@ class RNNModel:
                 dtop = pooling_layer.mean_backward(dfeat, info)
             else:
                 dtop = pooling_layer.max_backward(dfeat, info, T)
+        return grads, dtop, dhn
+
+    def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None, *, taps: dict | None = None):
+        """BPTT from dL/dZ back to every parameter and to h_0.
+
+        Returns (grads, dh0): grads keyed like `params`, dh0 (L * dirs, B, H).
+        horizon: per-output truncation (see `bptt.truncation`), or None for exact BPTT.
+        taps: if a dict, receives taps[(layer, direction)] = (dout, dhn), the
+        gradients that enter each layer direction from above (what
+        `bptt.diagnostics` and `bptt.rtrl` need).
+        """
+        p, H, nd = self.params, self.hidden_size, self.num_directions
+        grads, dtop, dhn = self.head_backward(fwd, dZ)
+        B = fwd.h0.shape[1]
         dh0 = np.zeros_like(fwd.h0)
         for layer in range(self.num_layers - 1, -1, -1):
             if fwd.drops[layer] is not None and dtop is not None:
@@ -431,6 +442,8 @@ class RNNModel:
             for d, name in enumerate(self.layer_names(layer)):
                 dout = None if dtop is None else dtop[:, :, d * H : (d + 1) * H]
                 k = layer * nd + d
+                if taps is not None:
+                    taps[(layer, d)] = (dout, dhn[k].copy())
                 dX, g, dh0[k] = elman.backward(dout, dhn[k], fwd.caches[layer][d], need_dX, horizon)
                 grads[f"{name}.U"], grads[f"{name}.W"] = g["U"], g["W"]
                 if self.bias:

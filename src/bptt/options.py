@@ -48,8 +48,9 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--dropout", type=fraction, default=defaults.get("dropout", 0.0), help="between layers, training only")
     g.add_argument("--embedding-size", type=positive_int, default=defaults.get("embedding_size"),
                    help="an embedding table for token inputs (default: one-hot inputs)")  # fmt: skip
-    g.add_argument("--init", choices=["pytorch", "xavier", "orthogonal", "identity"], default="pytorch")
-    g.add_argument("--init-scale", type=positive_float, default=1.0, help="gain of orthogonal / scale of identity init")
+    g.add_argument("--init", choices=["pytorch", "xavier", "orthogonal", "identity", "spectral"], default="pytorch")
+    g.add_argument("--init-scale", type=positive_float, default=1.0,
+                   help="gain of orthogonal / scale of identity / spectral radius of spectral init")  # fmt: skip
     g.add_argument("--no-bias", action="store_true", help="drop b (and keep c)")
     g.add_argument("--seed", type=non_negative_int, default=defaults.get("seed", 0))
 

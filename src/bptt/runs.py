@@ -39,3 +39,18 @@ def vocab_of(ckpt, run_dir: Path):
         raise CheckpointError(f"{run_dir}: checkpoint.json: a vocabulary of {len(vocab)} tokens for a model of "
                               f"{ckpt.model_config.get('vocab_size')!r}")  # fmt: skip
     return vocab
+
+
+def lm_text_ids(ckpt, run_dir: Path, data: Path | None = None, encoding: str = "utf-8"):
+    """(ids, name) of the text a language-model run is evaluated on: `data` if
+    given, else the run's own validation text (its --valid file or held-out split)."""
+    from bptt.data.text import builtin_corpus, read_text, split
+
+    vocab = vocab_of(ckpt, run_dir)
+    if data is not None:
+        return vocab.encode(read_text(data, encoding), source=str(data)), str(data)
+    extra = ckpt.train_state["options"]["extra"]
+    if extra.get("valid"):
+        return vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]), source=extra["valid"]), extra["valid"]
+    text = builtin_corpus() if extra["data"] is None else read_text(Path(extra["data"]), extra["encoding"])
+    return split(vocab.encode(text), extra["valid_fraction"])[1], "the run's held-out split"

@@ -20,23 +20,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bptt.data.text import builtin_corpus, read_text, split
-    from bptt.runs import load_run, vocab_of
+    from bptt.runs import lm_text_ids, load_run, vocab_of
     from bptt.train import evaluate_stream
 
     model, ckpt = load_run(args.run_dir)
     vocab = vocab_of(ckpt, args.run_dir)
-    if args.data is not None:
-        ids, name = vocab.encode(read_text(args.data, args.encoding), source=str(args.data)), str(args.data)
-    else:
-        extra = ckpt.train_state["options"]["extra"]
-        if extra.get("valid"):
-            name = extra["valid"]
-            ids = vocab.encode(read_text(Path(name), extra["encoding"]), source=name)
-        else:
-            text = builtin_corpus() if extra["data"] is None else read_text(Path(extra["data"]), extra["encoding"])
-            ids = split(vocab.encode(text), extra["valid_fraction"])[1]
-            name = "the run's held-out split"
+    ids, name = lm_text_ids(ckpt, args.run_dir, args.data, args.encoding)
     if len(ids) < 2:
         raise DataError(f"{name}: {len(ids)} tokens, expected at least 2 to evaluate")
     nats = evaluate_stream(model, ids)

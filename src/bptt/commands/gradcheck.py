@@ -1,9 +1,11 @@
-"""`bptt gradcheck`: check BPTT by finite differences on a model built from training options.
+"""`bptt gradcheck`: check BPTT by finite differences (or RTRL) on a model built from training options.
 
 Builds a small random problem for the architecture the options describe
 (layers, directions, activation, head, mode, uneven lengths, h_0, and a
 truncation: chunked/TBPTT(k1, k2) windows or a per-output horizon), runs
 `bptt.gradcheck` in float64 and prints the max relative error per tensor.
+With --method rtrl the reference is real-time recurrent learning
+(`bptt.rtrl`, forward-mode exact gradients) instead of finite differences.
 Exit status 1 when any tensor is above the threshold.
 """
 
@@ -41,7 +43,9 @@ def add_parser(sub) -> None:
                    help="TBPTT(k1, k2): a window of k2 steps from a fixed state, loss on its last k1 = --seq-length")  # fmt: skip
     t.add_argument("--horizon", type=positive_int, default=None, help="per-output horizon tau (one layer)")
     c = p.add_argument_group("check")
-    c.add_argument("--threshold", type=positive_float, default=1e-6)
+    c.add_argument("--method", choices=["fd", "rtrl"], default="fd",
+                   help="compare BPTT with finite differences (fd) or with real-time recurrent learning (rtrl)")  # fmt: skip
+    c.add_argument("--threshold", type=positive_float, default=None, help="max relative error (default: 1e-6 fd, 1e-9 rtrl)")
     c.add_argument("--eps", type=positive_float, default=1e-3)
     c.add_argument("--max-entries", type=positive_int, default=200, help="entries per tensor, sampled beyond")
     c.add_argument("--json", action="store_true", help="print one JSON object")
@@ -103,12 +107,17 @@ def run(args: argparse.Namespace) -> int:
     if args.h0 and args.mode != "one-to-many":
         h0 = 0.5 * rng.standard_normal((args.num_layers * nd, B, args.hidden_size))
     cond = rng.standard_normal((B, 2)) if args.mode == "one-to-many" else None
-    report = gradcheck(model, x, y, mask, h0, cond=cond, loss_mask=loss_mask, horizon=args.horizon,
-                       eps=args.eps, max_entries=args.max_entries, seed=args.seed)  # fmt: skip
+    if args.method == "rtrl":
+        report = _against_rtrl(model, x, y, mask, h0, cond, loss_mask, args.horizon)
+    else:
+        report = gradcheck(model, x, y, mask, h0, cond=cond, loss_mask=loss_mask, horizon=args.horizon,
+                           eps=args.eps, max_entries=args.max_entries, seed=args.seed)  # fmt: skip
+    if args.threshold is None:
+        args.threshold = 1e-9 if args.method == "rtrl" else 1e-6
     worst = max(report.values())
     ok = worst < args.threshold
     if args.json:
-        print(json.dumps({"ok": ok, "threshold": args.threshold, "max_relative_error": report}))
+        print(json.dumps({"ok": ok, "method": args.method, "threshold": args.threshold, "max_relative_error": report}))
     else:
         width = max(map(len, report))
         for name, err in report.items():
@@ -116,3 +125,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  {err:.2e}  {mark}")
         print(f"max relative error {worst:.2e} ({'below' if ok else 'ABOVE'} threshold {args.threshold:g})")
     return 0 if ok else 1
+
+
+def _against_rtrl(model, x, y, mask, h0, cond, loss_mask, horizon) -> dict[str, float]:
+    """Max relative error per tensor between BPTT and RTRL (`bptt.rtrl`), both in float64."""
+    from bptt import rtrl
+    from bptt.gradcheck import relative_error
+
+    try:
+        rtrl.check_supported(model, horizon)
+    except ValueError as e:
+        raise UsageError(f"--method rtrl: {str(e).removeprefix('rtrl: ')}") from None
+    m = model.astype(np.float64)
+    _, bptt_grads, bptt_state = m.loss_and_grads(x, y, mask, h0, cond=cond, loss_mask=loss_mask, return_state=True)
+    _, rtrl_grads, rtrl_state = rtrl.loss_and_grads(m, x, y, mask, h0, cond=cond, loss_mask=loss_mask, return_state=True)
+    report = {k: relative_error(bptt_grads[k], rtrl_grads[k]) for k in m.params}
+    if h0 is not None:
+        report["h0"] = relative_error(bptt_state["dh0"], rtrl_state["dh0"])
+    return report

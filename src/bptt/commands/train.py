@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -24,7 +25,7 @@ import numpy as np
 from bptt.errors import CheckpointError, DataError, UsageError
 from bptt.options import add_model_options, fraction, model_kwargs, non_negative_int, positive_float, positive_int
 
-RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt")
+RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt", "grad-norms.jsonl", "result.json", "diagnose.", "grad-norms.png")
 
 
 def add_parser(sub) -> None:
@@ -78,8 +79,10 @@ def add_parser(sub) -> None:
     b.add_argument("--sample-length", type=positive_int, default=200)
     b.add_argument("--temperature", type=positive_float, default=0.8)
     b.add_argument("--config", type=Path, default=None, help="TOML or JSON file of options")
-    for name in tasks.TASKS:
-        tasks.module(name).add_options(p)
+    b.add_argument("--diagnostics", action="store_true",
+                   help="record every update's gradient norm per tensor and clipping to RUN_DIR/grad-norms.jsonl")  # fmt: skip
+    for module in dict.fromkeys(tasks.TASKS.values()):  # a module may serve several tasks
+        importlib.import_module(module).add_options(p)
     p.set_defaults(run=run, parser=p)
 
 
@@ -161,10 +164,11 @@ def task_defaults(args: argparse.Namespace, **defaults) -> None:
 # ---- run directories -------------------------------------------------------
 
 
-def choose_run_dir(args, corpus_name: str) -> Path:
-    """--out, refused if it already holds something (unless --overwrite); else runs/<name>[-N]."""
+def choose_run_dir(args, corpus_name: str, suffix: str | None = None) -> Path:
+    """--out, refused if it already holds something (unless --overwrite); else
+    runs/<name>-<suffix>[-N] (suffix: the text level unless given)."""
     if args.out is None:
-        base = Path("runs") / f"{corpus_name}-{args.level}"
+        base = Path("runs") / f"{corpus_name}-{args.level if suffix is None else suffix}"
         out, n = base, 2
         while out.exists():
             out, n = Path(f"{base}-{n}"), n + 1

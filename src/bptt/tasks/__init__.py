@@ -21,7 +21,11 @@ from __future__ import annotations
 import importlib
 
 # name -> module; "lm" (language modelling, the default) lives in bptt.commands.train itself.
-TASKS: dict[str, str] = {}
+TASKS: dict[str, str] = {
+    "adding": "bptt.tasks.longmem",  # the three long-memory benchmarks share one module
+    "copy": "bptt.tasks.longmem",
+    "temporal-order": "bptt.tasks.longmem",
+}
 
 
 def names() -> list[str]:
