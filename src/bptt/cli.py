@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:
-    from bptt.commands import evaluate, generate, plot, train
+    from bptt.commands import evaluate, generate, plot, predict, train
 
-    return [train, generate, evaluate, plot]
+    return [train, generate, evaluate, predict, plot]
 
 
 def main(argv: list[str] | None = None) -> int:

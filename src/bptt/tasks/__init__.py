@@ -21,7 +21,12 @@ from __future__ import annotations
 import importlib
 
 # name -> module; "lm" (language modelling, the default) lives in bptt.commands.train itself.
-TASKS: dict[str, str] = {}
+TASKS: dict[str, str] = {
+    "tag": "bptt.tasks.tag",
+    "classify": "bptt.tasks.classify",
+    "regress": "bptt.tasks.regress",
+    "spell": "bptt.tasks.spell",
+}
 
 
 def names() -> list[str]:
