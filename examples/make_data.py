@@ -105,9 +105,9 @@ def clause(lex, rng):
     return words
 
 
-def sentence(lex, rng):
+def sentence(lex, rng, p_conj=0.25):
     words = clause(lex, rng)
-    if rng.random() < 0.25:
+    if rng.random() < p_conj:
         words += [(",", "PUNCT", None), (rng.choice(CCONJ), "CCONJ", None)] + clause(lex, rng)
     return words + [(rng.choice([".", ".", ".", "!"]), "PUNCT", None)]
 
@@ -129,10 +129,10 @@ def conllu_sentence(words, sent_id: str, empty_node: bool) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def tagged(n: int, seed: int, prefix: str, lex=None) -> str:
+def tagged(n: int, seed: int, prefix: str, lex=None, p_conj=0.25) -> str:
     rng = np.random.default_rng(seed)
     lex = lex or Lexicon(np.random.default_rng(0))
-    return "".join(conllu_sentence(sentence(lex, rng), f"{prefix}-{k + 1}", rng.random() < 0.02) for k in range(n))
+    return "".join(conllu_sentence(sentence(lex, rng, p_conj), f"{prefix}-{k + 1}", rng.random() < 0.02) for k in range(n))
 
 
 POSITIVE = "good great excellent wonderful fun charming moving brilliant enjoyable clever".split()
@@ -202,8 +202,8 @@ def main() -> None:
     files: dict[str, str] = {}
     if args.scale == "ewt":  # UD English-EWT: 12,544 training sentences (204k words), 2,001 dev
         lex = Lexicon(np.random.default_rng(0), n_noun=12000, n_verb=5000, n_adj=3000, n_propn=5000, shared=800)
-        files["ewt-train.conllu"] = tagged(12544, 1, "train", lex)
-        files["ewt-dev.conllu"] = tagged(2001, 2, "dev", lex)
+        files["ewt-train.conllu"] = tagged(12544, 1, "train", lex, p_conj=0.9)  # ~16 words a sentence, as EWT
+        files["ewt-dev.conllu"] = tagged(2001, 2, "dev", lex, p_conj=0.9)
     elif args.scale == "sst2":  # GLUE SST-2: 67,349 training sentences, 872 dev
         files["sst2-train.tsv"] = sentiment_tsv(67349, 1)
         files["sst2-dev.tsv"] = sentiment_tsv(872, 2)

@@ -16,6 +16,8 @@ when the word itself is unknown ("-ing", "Xxxx", "dd.d").
 from __future__ import annotations
 
 import re
+import unicodedata
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -42,10 +44,23 @@ def add_options(p) -> None:
 # ---- words and features ----------------------------------------------------
 
 
+def _char_class(c: str) -> str:
+    if c.isupper():
+        return "X"
+    if c.islower():
+        return "x"
+    if c.isdigit():
+        return "d"
+    if c.isalpha():  # caseless scripts: the first word of the Unicode name (CJK, HIRAGANA, ARABIC, ...)
+        script = unicodedata.name(c, "LETTER").split()[0]
+        return chr(0xE000 + zlib.crc32(script.encode()) % 4096)  # one private-use character per script
+    return c
+
+
 def shape(word: str) -> str:
-    """Xxxx for "Paris", dd.d for "12.5", x-x for "well-known": character classes, runs cut to 2."""
-    s = "".join("X" if c.isupper() else "x" if c.isalpha() else "d" if c.isdigit() else c for c in word)
-    return _SHAPE_RUNS.sub(r"\1\1", s)
+    """Xxx for "Paris", dd.d for "12.5", x-x for "well-known": character classes (a symbol per script
+    for caseless letters, e.g. kanji vs katakana), runs longer than 2 cut to 2."""
+    return _SHAPE_RUNS.sub(r"\1\1", "".join(map(_char_class, word)))
 
 
 def feature(name: str, word: str, n: int) -> str:
