@@ -55,6 +55,20 @@ def read_labelled(path: Path | str, text_column: str | None = None, label_column
     return _read_tsv(path, text)
 
 
+def read_texts(path: Path | str, text_column: str | None = None, encoding: str = "utf-8") -> list[str]:
+    """The texts to classify, labels not needed: a CSV's (or a headed TSV's) text column, else every
+    non-blank line (a TEXT<TAB>LABEL line's text; a GLUE-style header is skipped)."""
+    path = Path(path)
+    text = read_text(path, encoding)
+    if is_csv(path) or text_column is not None:
+        rows = _rows(path, text, "," if is_csv(path) else "\t")
+        return [fields[0] for fields, _ in _columns(path, rows, [text_column or "text"])]
+    lines = [line for line in text.split("\n") if line.strip()]
+    if lines and {f.strip().lower() for f in lines[0].rsplit("\t", 1)} in TSV_HEADERS:
+        lines = lines[1:]
+    return [line.rsplit("\t", 1)[0] for line in lines]
+
+
 def _read_tsv(path: Path, text: str) -> list[Example]:
     lines = text.split("\n")
     while lines and not lines[-1].strip():

@@ -165,13 +165,9 @@ def _score_texts(model, extra: dict, texts: list[str]) -> np.ndarray:
 
 def predict(model, extra: dict, path: Path, args) -> str:
     """One line per input line: the predicted label, then P(label) for each label, tab-separated."""
-    from bptt.data.tabular import is_csv, read_labelled
-    from bptt.data.text import read_text
+    from bptt.data.tabular import read_texts
 
-    if is_csv(path) or extra["text_column"]:
-        texts = [e.text for e in read_labelled(path, extra["text_column"], extra["label_column"], args.encoding)]
-    else:
-        texts = [line.rsplit("\t", 1)[0] if "\t" in line else line for line in read_text(path, args.encoding).split("\n") if line.strip()]
+    texts = read_texts(path, extra["text_column"], args.encoding)
     scores = _score_texts(model, extra, texts)
     labels = extra["labels"]
     probs = np.concatenate([1 - scores, scores], axis=1) if len(labels) == 2 else scores

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -109,12 +109,6 @@ def eval_batches(lengths: np.ndarray, batch_size: int, make: Callable) -> list:
     from bptt.data.batching import sorted_batches
 
     return [make(idx) for idx in sorted_batches(np.asarray(lengths), max(batch_size, 64))]
-
-
-def predict_batches(model, batches: Iterable, with_index: bool = True):
-    """(indices, y^ batch-first) of each batch, in evaluation mode (no dropout)."""
-    for idx, batch in batches:
-        yield idx, model.predict(batch.inputs, batch.mask, cond=batch.cond)
 
 
 def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) -> int:

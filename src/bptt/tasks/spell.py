@@ -131,7 +131,10 @@ def run(args) -> int:
         raise UsageError(f"--max-number: got {args.max_number}, expected less than 1,000,000")
     if args.bidirectional:
         raise UsageError("--bidirectional: a one-to-many model generates left to right; drop the flag")
-    task_defaults(args, hidden_size=128, num_layers=1, embedding_size=16, max_epochs=60.0, lr=5e-3)
+    # relu with identity-initialised W (Le et al. 2015's IRNN) carries the digits through the ~25 steps
+    # of "seven hundred seventy-seven" far better than tanh (measured: README)
+    task_defaults(args, hidden_size=128, num_layers=1, embedding_size=16, max_epochs=150.0, lr=1e-3, nonlinearity="relu",
+                  init="identity")  # fmt: skip
     extra = common.data_extra(args, "spell")
     extra.update(max_number=args.max_number, batch_size=args.batch_size, seed=args.seed)
     data = load(extra, fresh=True)
