@@ -141,8 +141,9 @@ NEUTRAL = ("the movie film plot actors story scenes music it was is and but with
            "script ending cast").split()  # fmt: skip
 
 
-def review(rng) -> tuple[str, int]:
-    """A review and its score: the sum of +1/-1 sentiment words, each flipped by a 'not' before it."""
+def review(rng, lex=None) -> tuple[str, int]:
+    """A review and its score: the sum of +1/-1 sentiment words, each flipped by a 'not' before it.
+    With a lexicon, half the neutral words are its made-up words (a realistic vocabulary size)."""
     words, score = [], 0
     for _ in range(rng.integers(4, 18)):
         r = rng.random()
@@ -152,16 +153,18 @@ def review(rng) -> tuple[str, int]:
             w = rng.choice(POSITIVE if pos else NEGATIVE)
             words += ["not", w] if negate else [w]
             score += (1 if pos else -1) * (-1 if negate else 1)
+        elif lex is not None and rng.random() < 0.5:
+            words.append(lex.noun_word(rng))
         else:
             words.append(rng.choice(NEUTRAL))
     return " ".join(words), score
 
 
-def sentiment_tsv(n: int, seed: int) -> str:
+def sentiment_tsv(n: int, seed: int, lex=None) -> str:
     rng = np.random.default_rng(seed)
     rows = ["sentence\tlabel"]
     for _ in range(n):
-        text, score = review(rng)
+        text, score = review(rng, lex)
         rows.append(f"{text}\t{int(score > 0)}")
     return "\n".join(rows) + "\n"
 
@@ -205,8 +208,9 @@ def main() -> None:
         files["ewt-train.conllu"] = tagged(12544, 1, "train", lex, p_conj=0.9)  # ~16 words a sentence, as EWT
         files["ewt-dev.conllu"] = tagged(2001, 2, "dev", lex, p_conj=0.9)
     elif args.scale == "sst2":  # GLUE SST-2: 67,349 training sentences, 872 dev
-        files["sst2-train.tsv"] = sentiment_tsv(67349, 1)
-        files["sst2-dev.tsv"] = sentiment_tsv(872, 2)
+        lex = Lexicon(np.random.default_rng(0))
+        files["sst2-train.tsv"] = sentiment_tsv(67349, 1, lex)  # vocabulary ~15k words, as SST-2's
+        files["sst2-dev.tsv"] = sentiment_tsv(872, 2, lex)
     else:
         files["tag-train.conllu"] = tagged(300, 1, "train")
         files["tag-dev.conllu"] = tagged(100, 2, "dev")
