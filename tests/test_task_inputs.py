@@ -105,6 +105,8 @@ def test_options_that_do_not_fit(tmp_path, capsys):
 def test_predict_refuses_and_writes_nothing(tmp_path, capsys):
     r = tmp_path / "r"
     assert main(["train", "--task", "regress", "--data", str(EX / "regress.csv"), "--out", str(r), "--max-epochs", "1", "--hidden-size", "4"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(r)]) == 2 and "a --task regress run generates nothing" in capsys.readouterr().err
     (tmp_path / "wide.csv").write_text("input\n0.1:2 0.3:1\n")
     capsys.readouterr()
     code = main(["predict", str(r), "--data", str(tmp_path / "wide.csv"), "--out", str(tmp_path / "pred.txt")])

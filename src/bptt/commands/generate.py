@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.cond is not None:
         raise UsageError("--cond: only for one-to-many runs (--task spell)")
+    if extra.get("task", "lm") != "lm":
+        raise UsageError(f"{args.run_dir}: a --task {extra['task']} run generates nothing; use bptt predict or bptt evaluate")
     vocab = vocab_of(ckpt, args.run_dir)
     prime = args.prime
     if prime is None:
