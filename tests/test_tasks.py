@@ -176,3 +176,18 @@ def test_spell_train_generate_evaluate(tmp_path, capsys):
     assert code == 2 and "expected a number in 0..99" in err
     code, out, _ = cli(capsys, "evaluate", run, "--json")
     assert code == 0 and json.loads(out)["n"] == 10
+
+
+@pytest.mark.parametrize("task", [
+    ["--task", "classify", "--data", EX / "sentiment3.csv", "--pooling", "max", "--bidirectional"],
+    ["--task", "regress", "--data", EX / "regress-steps.csv"],
+    ["--task", "spell", "--max-number", "99"],
+], ids=["classify", "regress", "spell"])  # fmt: skip
+def test_resume_is_exact_for_every_task(tmp_path, capsys, task):
+    common = ["train", *task, "--hidden-size", "8", "--batch-size", "16"]
+    assert cli(capsys, *common, "--out", tmp_path / "a", "--max-epochs", "2")[0] == 0
+    assert cli(capsys, *common, "--out", tmp_path / "b", "--max-epochs", "1")[0] == 0
+    assert cli(capsys, "train", "--resume", tmp_path / "b", "--max-epochs", "2")[0] == 0
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
