@@ -72,6 +72,9 @@ def test_tag_train_predict_evaluate(tmp_path, capsys):
     code, out, _ = cli(capsys, "evaluate", run, "--json")
     report = json.loads(out)
     assert code == 0 and 0 < report["accuracy"] <= 1 and "NOUN" in report["per_class"]
+    code, out, _ = cli(capsys, "evaluate", run / "best", "--json")  # the best epoch's checkpoint
+    best_state = checkpoint.load(run / "best").train_state["progress"]
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(best_state["best_valid"])
     assert np.array(report["confusion"]).sum() == report["n"] == 1017
     pytest.importorskip("matplotlib")
     code, out, _ = cli(capsys, "evaluate", run, "--plot", tmp_path / "cm.png")

@@ -22,7 +22,7 @@ import numpy as np
 from bptt.errors import CheckpointError, UsageError
 from bptt.options import add_model_options, fraction, model_kwargs, positive_float, positive_int
 
-RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt")
+RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt", "best")
 
 
 def add_parser(sub) -> None:
@@ -70,6 +70,8 @@ def add_parser(sub) -> None:
     b.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run exactly")
     b.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     b.add_argument("--keep", type=positive_int, default=1, help="checkpoints kept")
+    b.add_argument("--keep-best", action="store_true",
+                   help="also keep the best evaluation's checkpoint in RUN_DIR/best (on by default for --task runs)")
     b.add_argument("--samples", type=int, default=3, help="samples printed at the end")
     b.add_argument("--sample-length", type=positive_int, default=200)
     b.add_argument("--temperature", type=positive_float, default=0.8)

@@ -60,6 +60,8 @@ def train_options(args, extra: dict, monitor: str, monitor_mode: str) -> TrainOp
     if args.no_clip_norm:
         opts.clip_norm = None
     opts.extra, opts.monitor, opts.monitor_mode = extra, monitor, monitor_mode
+    # the best evaluation's checkpoint in RUN_DIR/best whenever there is an evaluation
+    opts.keep_best = opts.keep_best or bool(extra.get("valid")) or extra["task"] == "spell"
     return opts
 
 
