@@ -1,14 +1,15 @@
 """The tasks `bptt train --task NAME` trains, beyond the default language model.
 
 Each task is a module that the registry below names, imported only when used,
-with three functions:
+with three functions (and, for `bptt predict` / `bptt evaluate`, `predict(model,
+extra, path, args) -> str` and `evaluate(model, extra, path, args) -> dict`):
 
     add_options(parser)          its own flags, as an argument group of `bptt train`
                                  (the shared model, optimization and budget flags
                                  are already there)
     run(args) -> int             read or generate the data, build the model, train
                                  with `bptt.fit.BatchTrainer`, print the results
-    resume(args, model, ckpt) -> int
+    resume(args, model, ckpt, opts) -> int
                                  continue a run of this task from its checkpoint
 
 A task that wants other defaults for shared flags than the language model's
