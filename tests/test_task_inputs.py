@@ -114,3 +114,14 @@ def test_predict_refuses_and_writes_nothing(tmp_path, capsys):
     assert code == 2 and "wide.csv:2: 2 input features per step, expected 1" in err
     assert not (tmp_path / "pred.txt").exists()
 
+
+
+@pytest.mark.parametrize("task", [["--task", "tag", "--data", EX / "tag-dev.conllu"],
+                                  ["--task", "classify", "--data", EX / "sentiment3.csv"],
+                                  ["--task", "regress", "--data", EX / "regress.csv"],
+                                  ["--task", "spell"]], ids=["tag", "classify", "regress", "spell"])  # fmt: skip
+def test_a_model_too_big_for_memory_is_refused_first(tmp_path, capsys, monkeypatch, task):
+    from bptt import resources
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 2**20)  # 1 MiB
+    assert "training needs about" in run(capsys, tmp_path, "train", *task)

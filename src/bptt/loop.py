@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt import checkpoint, clipping
-from bptt.errors import Interrupted, UsageError
+from bptt.errors import CheckpointError, Interrupted, UsageError
 from bptt.model import RNNModel
 from bptt.optim import make_optimizer
 from bptt.schedules import ReduceOnPlateau, StepDecay
@@ -54,8 +55,10 @@ class TrainOptions:
     optimizer: str = "adam"
     lr: float = 2e-3
     momentum: float = 0.9
-    lr_decay: float = 1.0  # factor per epoch (step decay), 1 = off
+    nesterov: bool = False  # Nesterov momentum (optimizer "momentum")
+    lr_decay: float = 1.0  # factor per lr_decay_every epochs (step decay; exponential at 1), 1 = off
     lr_decay_after: int = 0  # epochs before decay starts
+    lr_decay_every: int = 1
     lr_plateau: bool = False  # halve lr when the monitored metric stalls
     clip_norm: float | None = 5.0
     clip_value: float | None = None
@@ -101,12 +104,14 @@ class Loop:
         self.model, self.opts, self.log = model, opts, log
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.progress = progress
-        kw = {"momentum": opts.momentum} if opts.optimizer == "momentum" else {}
+        if opts.nesterov and opts.optimizer != "momentum":
+            raise UsageError(f"--nesterov: needs --optimizer momentum, got --optimizer {opts.optimizer}")
+        kw = {"momentum": opts.momentum, "nesterov": opts.nesterov} if opts.optimizer == "momentum" else {}
         self.optimizer = make_optimizer(opts.optimizer, opts.lr, **kw)
         if opts.lr_plateau:
             self.schedule = ReduceOnPlateau(self.optimizer, factor=0.5, patience=1)
         elif opts.lr_decay != 1.0:
-            self.schedule = StepDecay(self.optimizer, opts.lr_decay, every=1, start=opts.lr_decay_after)
+            self.schedule = StepDecay(self.optimizer, opts.lr_decay, every=opts.lr_decay_every, start=opts.lr_decay_after)
         else:
             self.schedule = None
         self.state = {"step": 0, "epoch": 0, "chunk": 0, "tokens": 0, "elapsed": 0.0, "best_valid": None,
@@ -182,17 +187,24 @@ class Loop:
         start = time.perf_counter() - s["elapsed"]
         self._tick = (time.perf_counter(), s["tokens"])
         self.model.train()
+        created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: everything has been checked
         if self.good is None:
             self.good = self._snapshot()
         stop_reason = None
-        with _stop_signals() as signalled:
-            while s["step"] < total and not signalled and stop_reason is None:
-                stop_reason = self._one(total, start)
-            if signalled:
-                self.save()
-                raise Interrupted(f"{signalled[0]} at step {s['step']}; checkpoint saved in {self.run_dir}; "
-                                  f"continue with: bptt train --resume {self.run_dir}")  # fmt: skip
+        try:
+            # overflow to inf/nan is caught (rollback, then a one-line error), not printed as warnings
+            with _stop_signals() as signalled, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                while s["step"] < total and not signalled and stop_reason is None:
+                    stop_reason = self._one(total, start)
+                if signalled:
+                    self.save()
+                    raise Interrupted(f"{signalled[0]} at step {s['step']}; checkpoint saved in {self.run_dir}; "
+                                      f"continue with: bptt train --resume {self.run_dir}", signal.Signals[signalled[0]])  # fmt: skip
+        except BaseException:
+            if created and not checkpoint.is_run_dir(self.run_dir):  # failed before its first checkpoint: leave nothing
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         s["stop_reason"] = stop_reason or "max epochs"
         return s
 
@@ -315,9 +327,21 @@ class Loop:
         self.restore_carried({k[6:]: v.copy() for k, v in arrays.items() if k.startswith("state.")})
 
     def resume_from(self, ckpt) -> None:
-        """Continue from a loaded checkpoint (`bptt.checkpoint.load`)."""
-        self.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": ckpt.train_state})
+        """Continue from a loaded checkpoint (`bptt.checkpoint.load`); CheckpointError naming its
+        checkpoint.json when the training state in it does not fit this run."""
+        where = ckpt.path / checkpoint.INDEX
+        train = ckpt.train_state
+        check_progress(train.get("progress"), self.state, self.n_batches, where)
+        lr = train.get("lr")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+            raise CheckpointError(f"{where}: learning rate {lr!r}, expected a positive number")
+        try:
+            self.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": train})
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise CheckpointError(f"{where}: the training state does not fit this run ({type(e).__name__}: {e})") from None
         self.good = self._snapshot()
+        if self.run_dir is not None:  # a kill between logging and committing: log those steps once
+            checkpoint.trim_metrics(self.run_dir / "metrics.jsonl", self.state["step"])
 
     def _rollback(self, what: str) -> None:
         s, o = self.state, self.opts
@@ -333,6 +357,26 @@ class Loop:
         self.good = self._snapshot()
         self.log(f"warning: {what} at step {step + 1}; rolled back to step {self.state['step']}, "
                  f"lr {old_lr:.3g} -> {self.optimizer.lr:.3g} (rollback {rollbacks} of {o.max_rollbacks})")  # fmt: skip
+
+
+def check_progress(progress, template: dict, n_batches: int, where) -> None:
+    """A checkpoint's progress dict has every counter of a fresh `template`, of its kind
+    (counts: integers >= 0; sums and times: finite numbers; best_valid: a number or null),
+    and a cursor inside the epoch; CheckpointError naming the first that does not."""
+    if not isinstance(progress, dict):
+        raise CheckpointError(f"{where}: 'progress' missing or not a JSON object")
+    for key, fresh in template.items():
+        value = progress.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if isinstance(fresh, int):
+            ok = type(value) is int and value >= 0
+        else:
+            ok = number or (fresh is None and value is None)
+        if not ok:
+            raise CheckpointError(f"{where}: progress {key!r} is {value!r}, expected "
+                                  f"{'an integer >= 0' if isinstance(fresh, int) else 'a finite number'}")  # fmt: skip
+    if progress["chunk"] >= n_batches:
+        raise CheckpointError(f"{where}: progress 'chunk' is {progress['chunk']}, but an epoch of this run has {n_batches} batches")
 
 
 def summed_loss(model: RNNModel, loss: float, n_tokens: int, batch_size: int) -> float:

@@ -114,8 +114,16 @@ class Trainer(Loop):
         return {"h": self.h, "history": self.history}
 
     def restore_carried(self, arrays: dict[str, np.ndarray]) -> None:
-        self.h = arrays["h"].copy()
-        self.history = arrays["history"].astype(np.int64).copy()
+        h, history = arrays["h"], arrays["history"]
+        B, k = self.opts.batch_size, self.opts.window() - self.opts.seq_length
+        if h.shape != self.model.zero_state(B).shape or h.dtype.kind != "f":
+            raise ValueError(f"state.h has shape {h.shape}, expected {self.model.zero_state(B).shape}")
+        if history.ndim != 3 or history.shape[0] != B or history.shape[1] > k or history.shape[2] != 2 or history.dtype.kind not in "iu":
+            raise ValueError(f"state.history has shape {history.shape}, expected ({B}, at most {k}, 2) integers")
+        if history.size and (history.min() < 0 or history.max() >= self.model.vocab_size):
+            raise ValueError(f"state.history holds ids outside 0..{self.model.vocab_size - 1}")
+        self.h = h.astype(self.model.dtype)
+        self.history = history.astype(np.int64)
 
     def evaluate(self) -> dict:
         if self.valid_ids is None:

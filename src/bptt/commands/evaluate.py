@@ -41,12 +41,12 @@ def run(args: argparse.Namespace) -> int:
     model, ckpt = load_run(args.run_dir)
     vocab = vocab_of(ckpt, args.run_dir)
     if args.data is not None:
-        ids, name = vocab.encode(read_text(args.data, args.encoding)), str(args.data)
+        ids, name = vocab.encode(read_text(args.data, args.encoding), source=str(args.data)), str(args.data)
     else:
         extra = ckpt.train_state["options"]["extra"]
         if extra.get("valid"):
             name = extra["valid"]
-            ids = vocab.encode(read_text(Path(name), extra["encoding"]))
+            ids = vocab.encode(read_text(Path(name), extra["encoding"]), source=name)
         else:
             text = builtin_corpus() if extra["data"] is None else read_text(Path(extra["data"]), extra["encoding"])
             ids = split(vocab.encode(text), extra["valid_fraction"])[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import UsageError
-from bptt.options import positive_float, positive_int
+from bptt.options import non_negative_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--temperature", type=positive_float, default=1.0)
     p.add_argument("--top-k", type=positive_int, default=None)
     p.add_argument("--greedy", action="store_true", help="always the most probable token")
-    p.add_argument("--seed", type=int, default=None, help="fixes the sample")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="fixes the sample")
     p.add_argument("--cond", default=None, help="one-to-many runs (--task spell): the number(s) to spell, e.g. 42 or '7 42'")
     p.set_defaults(run=run)
 
@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if prime == "":
         raise UsageError("--prime: expected at least one character")
     try:
-        ids = vocab.encode(prime)
+        ids = vocab.encode(prime, source="--prime")
     except ValueError as e:
-        raise UsageError(f"--prime: {e}") from None
+        raise UsageError(str(e)) from None
     if len(ids) == 0:
         raise UsageError("--prime: no token of the vocabulary in it")
     if args.greedy:

@@ -49,6 +49,21 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def check_memory(args, K: int, kw: dict) -> None:
+    """Refuse sizes whose float64 check would not fit in memory, before allocating (`bptt.resources`)."""
+    from bptt import resources
+
+    tokens = args.input == "tokens"
+    est = resources.estimate_memory(
+        input_size=args.vocab_size if tokens else args.input_size, tokens=tokens, embedding_size=kw.get("embedding_size"),
+        hidden_size=args.hidden_size, num_layers=args.num_layers, num_directions=2 if args.bidirectional else 1,
+        output_size=K, cond_size=kw.get("cond_size"), steps=args.backprop_steps or args.seq_length,
+        batch_size=args.batch_size, sequence_outputs=args.mode in ("many-to-many", "one-to-many"),
+        optimizer="sgd", dtype="float64",  # weights, gradients and the finite-difference copy
+    )  # fmt: skip
+    resources.check_memory(est, what="the gradient check")
+
+
 def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     tokens = args.input == "tokens"
@@ -63,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if not tokens or args.embedding_size is None:
             raise UsageError("--feature-columns: needs --input tokens and --embedding-size")
         kw.update(feature_vocab_sizes=[5] * F, feature_embedding_size=2)
+    check_memory(args, K, kw)
     model = RNNModel(
         **kw, **({"vocab_size": args.vocab_size} if tokens else {"input_size": args.input_size}),
         output_size=K, head=args.head, mode=args.mode, pooling=args.pooling, reduction=args.reduction,

@@ -138,11 +138,10 @@ def run(args) -> int:
     out = common.default_run_dir(args, f"{Path(args.data).stem}-classify")
     K = len(extra["labels"])
     binary = K == 2
-    model = RNNModel(vocab_size=len(extra["vocab"]["itos"]), output_size=1 if binary else K, mode="many-to-one",
-                     head="sigmoid" if binary else "softmax", pooling=args.pooling, reduction="mean", dtype=args.dtype,
-                     **model_kwargs(args))  # fmt: skip
-    common.check_memory(common.n_params(model), args.batch_size, int(data.source.lengths.max()),
-                        2 * args.hidden_size * args.num_layers, args.dtype)  # fmt: skip
+    kw = dict(model_kwargs(args), vocab_size=len(extra["vocab"]["itos"]), output_size=1 if binary else K, mode="many-to-one",
+              head="sigmoid" if binary else "softmax", pooling=args.pooling, reduction="mean", dtype=args.dtype)  # fmt: skip
+    common.check_memory(kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
+    model = RNNModel(**kw)
     opts = common.train_options(args, extra, "valid_accuracy" if extra["valid"] else "valid_loss", "max" if extra["valid"] else "min")
     return common.fit_and_report(model, data, out, opts)
 

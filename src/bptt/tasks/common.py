@@ -90,16 +90,25 @@ def check_labels(labels: list[str], known: dict[str, int], path, lines: list[int
             raise DataError(f"{path}:{line}: {what} {label!r} does not occur in the training data, expected one of: {shown}")
 
 
-def check_memory(n_params: int, batch_size: int, T: int, width: int, dtype: str) -> None:
-    """Refuse a model that would not fit in memory: parameters x 4 (weights, gradients, Adam's
-    two moments) plus one batch's activations (B x T x width, x 3 for buffers and gradients)."""
-    from bptt.commands.train import available_memory
+def check_memory(model_kw: dict, steps: int, batch_size: int, optimizer: str) -> None:
+    """Refuse, before the model is built, one that would not fit in memory (`bptt.resources`).
+    model_kw: the RNNModel keyword arguments; steps: the longest training sequence."""
+    from bptt import resources
+    from bptt.model import SEQUENCE_MODES
 
-    need = (4 * n_params + 3 * batch_size * T * width) * (8 if dtype == "float64" else 4)
-    have = available_memory()
-    if have is not None and need > 0.8 * have:
-        raise UsageError(f"the model needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB is available; "
-                         "use a higher --min-freq, a smaller --vocab-size, --hidden-size or --batch-size")  # fmt: skip
+    tokens = model_kw.get("vocab_size") is not None
+    E = model_kw.get("embedding_size")
+    if E is not None and model_kw.get("feature_vocab_sizes"):  # the feature columns widen x_t
+        E += len(model_kw["feature_vocab_sizes"]) * model_kw.get("feature_embedding_size", 16)
+    est = resources.estimate_memory(
+        input_size=model_kw["vocab_size"] if tokens else model_kw["input_size"], tokens=tokens, embedding_size=E,
+        hidden_size=model_kw["hidden_size"], num_layers=model_kw["num_layers"],
+        num_directions=2 if model_kw.get("bidirectional") else 1, output_size=model_kw["output_size"],
+        cond_size=model_kw.get("cond_size"), steps=steps, batch_size=batch_size,
+        sequence_outputs=model_kw["mode"] in SEQUENCE_MODES, optimizer=optimizer, dtype=model_kw["dtype"],
+    )  # fmt: skip
+    resources.check_memory(est, {"parameters": "a higher --min-freq, a smaller --vocab-size, --hidden-size or --embedding-size",
+                                 "states": "a smaller --batch-size or --hidden-size"})  # fmt: skip
 
 
 def n_params(model) -> int:

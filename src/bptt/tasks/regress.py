@@ -132,8 +132,10 @@ def run(args) -> int:
     out = common.default_run_dir(args, f"{Path(args.data).stem}-regress")
     kw = model_kwargs(args)
     kw.pop("embedding_size")
-    model = RNNModel(input_size=extra["input_size"], output_size=extra["output_size"], mode=extra["mode"], head="linear",
-                     pooling=args.pooling, reduction="mean", dtype=args.dtype, **kw)  # fmt: skip
+    kw.update(input_size=extra["input_size"], output_size=extra["output_size"], mode=extra["mode"], head="linear",
+              pooling=args.pooling, reduction="mean", dtype=args.dtype)  # fmt: skip
+    common.check_memory(kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
+    model = RNNModel(**kw)
     opts = common.train_options(args, extra, "valid_mse" if extra["valid"] else "valid_loss", "min")
     return common.fit_and_report(model, data, out, opts)
 

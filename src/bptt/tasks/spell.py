@@ -142,8 +142,10 @@ def run(args) -> int:
         args.eval_every = 10 * data.source.n_batches
     out = common.default_run_dir(args, "spell")
     V = len(extra["vocab"])
-    model = RNNModel(vocab_size=V, output_size=V, mode="one-to-many", cond_size=10 * extra["n_digits"], head="softmax",
-                     reduction="mean", dtype=args.dtype, **model_kwargs(args))  # fmt: skip
+    kw = dict(model_kwargs(args), vocab_size=V, output_size=V, mode="one-to-many", cond_size=10 * extra["n_digits"],
+              head="softmax", reduction="mean", dtype=args.dtype)  # fmt: skip
+    common.check_memory(kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
+    model = RNNModel(**kw)
     opts = common.train_options(args, extra, "valid_exact", "max")
     return common.fit_and_report(model, data, out, opts)
 

@@ -198,10 +198,10 @@ def run(args) -> int:
     if extra["features"]:
         kw.update(feature_vocab_sizes=[len(v["itos"]) for v in extra["feature_vocabs"]],
                   feature_embedding_size=args.feature_embedding_size)  # fmt: skip
-    V, K = len(extra["vocab"]["itos"]), len(extra["labels"])
-    model = RNNModel(vocab_size=V, output_size=K, mode="many-to-many", head="softmax", reduction="mean", dtype=args.dtype, **kw)
-    common.check_memory(common.n_params(model), args.batch_size, int(data.source.lengths.max()),
-                        2 * args.hidden_size * args.num_layers + K, args.dtype)  # fmt: skip
+    kw.update(vocab_size=len(extra["vocab"]["itos"]), output_size=len(extra["labels"]), mode="many-to-many", head="softmax",
+              reduction="mean", dtype=args.dtype)  # fmt: skip
+    common.check_memory(kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
+    model = RNNModel(**kw)
     opts = common.train_options(args, extra, "valid_accuracy" if extra["valid"] else "valid_loss", "max" if extra["valid"] else "min")
     return common.fit_and_report(model, data, out, opts)
 
