@@ -123,5 +123,5 @@ def test_predict_refuses_and_writes_nothing(tmp_path, capsys):
 def test_a_model_too_big_for_memory_is_refused_first(tmp_path, capsys, monkeypatch, task):
     from bptt import resources
 
-    monkeypatch.setattr(resources, "available_memory", lambda: 2**20)  # 1 MiB
+    monkeypatch.setattr(resources, "available_memory", lambda: 2**12)  # 4 KiB
     assert "training needs about" in run(capsys, tmp_path, "train", *task)
