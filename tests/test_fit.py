@@ -93,3 +93,22 @@ def test_n_targets_counts_valid_steps():
     targets = np.array([[1, 2, -1, 3], [0, 0, 0, 0]])
     assert Batch(ids, targets, mask=np.array([4, 2])).n_targets(model) == 3 + 2
     assert Batch(ids, targets).n_targets(model) == 7
+
+
+def test_keep_best_holds_the_best_evaluation(tmp_path):
+    """RUN_DIR/best is a loadable checkpoint of the evaluation with the best monitored value,
+    not the last one; without keep_best there is none."""
+    losses = iter([0.5, 0.3, 0.4, 0.6, 0.7])  # evaluations at steps 5, 10, 15, 20, 24: the best is step 10
+    t = make(tmp_path, "best", keep_best=True)
+    t._evaluate = lambda m: {"valid_loss": next(losses)}
+    seen = {}
+    t.progress = lambda state, loss, total: seen.update({state["step"]: {k: v.copy() for k, v in t.model.params.items()}})
+    t.fit()
+    best = checkpoint.load(tmp_path / "best" / "best")
+    assert best.train_state["progress"]["step"] == 10 and best.train_state["progress"]["best_valid"] == 0.3
+    for k, v in best.params.items():
+        np.testing.assert_array_equal(v, seen[10][k], err_msg=k)
+    assert not np.array_equal(best.params["head.V"], t.model.params["head.V"])
+    plain = make(tmp_path, "plain")
+    plain.fit()
+    assert not (tmp_path / "plain" / "best").exists()

@@ -76,6 +76,7 @@ class TrainOptions:
     max_rollbacks: int = 5
     rollback_factor: float = 0.5
     keep: int = 1  # checkpoints kept
+    keep_best: bool = False  # also keep the best evaluation's checkpoint in run_dir/best
     monitor: str = "valid_loss"  # the metric that decides "best" and early stopping
     monitor_mode: str = "min"  # min | max
     extra: dict = field(default_factory=dict)  # task data saved with the run (vocab, labels, ...)
@@ -283,11 +284,12 @@ class Loop:
         finally:
             self.model.train(training)
         record.update(valid)
-        stop = None
+        stop, improved = None, False
         if o.monitor in record and o.monitor in valid:
             value = float(record[o.monitor])
             if self.is_better(value, s["best_valid"]):
                 s["best_valid"], s["evals_since_best"] = value, 0
+                improved = True
             else:
                 s["evals_since_best"] += 1
                 if o.early_stopping is not None and s["evals_since_best"] >= o.early_stopping:
@@ -298,6 +300,8 @@ class Loop:
         checkpoint.append_jsonl(self.run_dir / "metrics.jsonl", record)
         self.log_metrics(record)
         self.save()
+        if improved and o.keep_best:
+            self.save_best()
         self._tick = (time.perf_counter(), s["tokens"])
         return self.stop_reason(record) or stop
 
@@ -325,6 +329,11 @@ class Loop:
         for record in self._grad_log:  # after the checkpoint: a crash in between loses lines, never repeats them
             checkpoint.append_jsonl(self.run_dir / "grad-norms.jsonl", record)
         self._grad_log.clear()
+
+    def save_best(self) -> None:
+        """The checkpoint just saved, also as run_dir/best: a complete run directory of its own
+        (`bptt predict RUN_DIR/best`), replaced whenever the monitored metric improves."""
+        checkpoint.save(self.run_dir / "best", self.good["params"], self.model.config, self.good["train"], self.good["arrays"])
 
     def restore(self, snap: dict) -> None:
         """Put the trainer back exactly where `snap` (a snapshot or a loaded checkpoint) was."""

@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
     g.add_argument("--input", choices=["tokens", "features"], default="tokens")
     g.add_argument("--vocab-size", type=positive_int, default=7, help="for --input tokens")
     g.add_argument("--input-size", type=positive_int, default=3, help="for --input features")
+    g.add_argument("--feature-columns", type=int, default=0, help="tokens: this many extra id columns (tagger affixes), 5 ids each")
     g.add_argument("--output-size", type=positive_int, default=None, help="K (default: vocab size, or 3)")
     g.add_argument("--head", choices=["softmax", "sigmoid", "linear"], default="softmax")
     g.add_argument("--mode", choices=["many-to-many", "many-to-one", "one-to-many", "one-to-one"], default="many-to-many")
@@ -76,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         kw.pop("embedding_size")
     if args.mode == "one-to-many":
         kw["cond_size"] = 2
+    F = args.feature_columns
+    if F:
+        if not tokens or args.embedding_size is None:
+            raise UsageError("--feature-columns: needs --input tokens and --embedding-size")
+        kw.update(feature_vocab_sizes=[5] * F, feature_embedding_size=2)
     check_memory(args, K, kw)
     model = RNNModel(
         **kw, **({"vocab_size": args.vocab_size} if tokens else {"input_size": args.input_size}),
@@ -87,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--backprop-steps: got {k2}, expected k2 >= --seq-length (k1 = {k1})")
     B, T = args.batch_size, (1 if args.mode == "one-to-one" else k2)
     x = rng.integers(0, args.vocab_size, (B, T)) if tokens else rng.standard_normal((B, T, args.input_size))
+    if F:
+        x = np.concatenate([x[:, :, None], rng.integers(0, 5, (B, T, F))], axis=2)
     seq = args.mode in ("many-to-many", "one-to-many")
     lead = (B, T) if seq else (B,)
     if args.head == "softmax":

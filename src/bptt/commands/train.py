@@ -25,7 +25,8 @@ import numpy as np
 from bptt.errors import CheckpointError, DataError, UsageError
 from bptt.options import add_model_options, fraction, model_kwargs, non_negative_int, positive_float, positive_int
 
-RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt", "grad-norms.jsonl", "result.json", "diagnose.", "grad-norms.png")
+RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt", "best", "grad-norms.jsonl",
+             "result.json", "diagnose.", "grad-norms.png")
 
 
 def add_parser(sub) -> None:
@@ -75,6 +76,8 @@ def add_parser(sub) -> None:
     b.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run exactly")
     b.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     b.add_argument("--keep", type=positive_int, default=1, help="checkpoints kept")
+    b.add_argument("--keep-best", action="store_true",
+                   help="also keep the best evaluation's checkpoint in RUN_DIR/best (on by default for --task runs)")
     b.add_argument("--samples", type=non_negative_int, default=3, help="samples printed at the end")
     b.add_argument("--sample-length", type=positive_int, default=200)
     b.add_argument("--temperature", type=positive_float, default=0.8)
