@@ -1,6 +1,10 @@
-"""Small random problems shared by the tests: a model, inputs, targets, mask and h0 that fit it."""
+"""Shared by the tests: small random problems (a model, inputs, targets, mask and h0 that fit
+it), and a comparison of two training runs."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -37,3 +41,33 @@ def make_batch(model: RNNModel, rng: np.random.Generator, B: int = 3, T: int = 4
 
 def random_h0(model: RNNModel, rng: np.random.Generator, B: int) -> np.ndarray:
     return 0.5 * rng.standard_normal((model.num_layers * model.num_directions, B, model.hidden_size))
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Two run directories hold bit-identical weights and the same metrics but for timings,
+    each evaluation logged once."""
+    from bptt import checkpoint
+
+    wa, wb = checkpoint.load(a).params, checkpoint.load(b).params
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    timings = {"tokens_per_s", "time"}
+    ma, mb = ([{k: v for k, v in json.loads(line).items() if k not in timings} for line in (r / "metrics.jsonl").read_text().splitlines()]
+              for r in (a, b))  # fmt: skip
+    assert ma == mb
+
+
+def poison_gradient(monkeypatch, call: int, tensor: str, value: float = np.nan) -> None:
+    """Make RNNModel.backward put `value` into grads[tensor] on its `call`-th call (1-based)."""
+    original = RNNModel.backward
+    calls = {"n": 0}
+
+    def backward(self, fwd, dZ, horizon=None):
+        grads, dh0 = original(self, fwd, dZ, horizon)
+        calls["n"] += 1
+        if calls["n"] == call:
+            grads[tensor][(0,) * grads[tensor].ndim] = value
+        return grads, dh0
+
+    monkeypatch.setattr(RNNModel, "backward", backward)

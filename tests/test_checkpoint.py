@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -51,13 +52,19 @@ def weights_path(run_dir: Path) -> Path:
     return run_dir / index_of(run_dir)["weights"]
 
 
+def write_sealed(run_dir: Path, index: dict) -> None:
+    """Write checkpoint.json with its own checksum updated: an edit that passes the sha256 check."""
+    index["sha256"] = checkpoint.index_sha256(index)
+    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+
+
 def rewrite_file(run_dir: Path, role: str, data: bytes) -> None:
     """Replace a tensor file and make checkpoint.json agree with it, to reach the safetensors parser."""
     index = index_of(run_dir)
     name = index[role]
     (run_dir / name).write_bytes(data)
     index["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+    write_sealed(run_dir, index)
 
 
 # ---- round trips ---------------------------------------------------------------
@@ -91,7 +98,8 @@ def test_empty_arrays_and_layout(tmp_path, arrays):
     assert ck.arrays == {}
     assert ck.train_state["rng"]["state"]["state"] == 2**100 + 7  # big ints survive JSON
     index = index_of(tmp_path)
-    assert (index["format"], index["version"], index["step"]) == ("bptt-checkpoint", 1, 7)
+    assert (index["format"], index["version"], index["step"]) == ("bptt-checkpoint", 2, 7)
+    assert index["sha256"] == checkpoint.index_sha256(index) == checkpoint.index_sha256(json.loads(json.dumps(index, indent=3)))
     assert set(index["files"]) == {index["weights"], index["optimizer"]}
     assert re.fullmatch(r"weights-000000007-[0-9a-f]{16}\.safetensors", index["weights"])
     assert files(tmp_path) == sorted(["checkpoint.json", index["weights"], index["optimizer"]])
@@ -168,7 +176,8 @@ def test_atomic_write_keeps_the_old_file_on_error(tmp_path, monkeypatch):
 
 def test_stale_temporaries_of_a_killed_save_are_removed(tmp_path):
     save_at(tmp_path, 1)
-    for name in (".weights-000000002-ab.safetensors.1234.tmp", ".checkpoint.json.99.tmp", "weights-000000009-ff.safetensors"):
+    for name in (".weights-000000002-ab.safetensors.1234.tmp", ".checkpoint.json.99.tmp", "weights-000000009-ff.safetensors",
+                 ".metrics.jsonl.3c4d.tmp"):  # fmt: skip
         (tmp_path / name).write_bytes(b"partial")
     (tmp_path / ".plot.png.5.tmp").write_bytes(b"someone else's")
     save_at(tmp_path, 2)
@@ -184,6 +193,19 @@ def test_append_jsonl(tmp_path):
     lines = path.read_text().splitlines()
     assert json.loads(lines[0]) == {"step": 1, "loss": 2.5} and json.loads(lines[-1]) == {"step": 3}
     assert len(lines) == 3
+
+
+def test_trim_metrics_drops_what_a_killed_run_logged_past_its_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert checkpoint.trim_metrics(path, 5) == 0 and not path.exists()  # no metrics yet: nothing to do
+    lines = ['{"step": 2}', "a note someone wrote", '{"step": 4, "x": [1]}', '{"step": 6}', '{"step": 5}', '["step", 9]']
+    path.write_text("\n".join(lines) + '\n{"step": 8, "lo')  # killed mid-line
+    assert checkpoint.trim_metrics(path, 5) == 2
+    assert path.read_text().splitlines() == [x for x in lines if x != '{"step": 6}']
+    before = path.stat().st_mtime_ns, path.read_bytes()
+    assert checkpoint.trim_metrics(path, 5) == 0
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == before  # untouched when nothing is dropped
+    assert checkpoint.trim_metrics(path, 0) == 3 and path.read_text().splitlines() == [lines[1], lines[5]]
 
 
 # ---- damage ------------------------------------------------------------------------
@@ -222,7 +244,21 @@ def malformed_json(run_dir):
 
 def wrong_version(run_dir):
     index = index_of(run_dir)
-    index["version"] = 2
+    index["version"] = 99
+    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+    return "checkpoint.json"
+
+
+def edited_json(run_dir):
+    index = index_of(run_dir)
+    index["train"]["progress"]["step"] = 6  # a one-character edit, checksum left as it was
+    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+    return "checkpoint.json"
+
+
+def edited_checksum(run_dir):
+    index = index_of(run_dir)
+    index["sha256"] = "0" * 64
     (run_dir / "checkpoint.json").write_text(json.dumps(index))
     return "checkpoint.json"
 
@@ -242,7 +278,7 @@ def path_outside(run_dir):
     spec = index["files"].pop(index["weights"])
     index["weights"] = "../elsewhere.safetensors"
     index["files"]["../elsewhere.safetensors"] = spec
-    (run_dir / "checkpoint.json").write_text(json.dumps(index))
+    write_sealed(run_dir, index)
     return "checkpoint.json"
 
 
@@ -255,7 +291,8 @@ def bool_tensor(run_dir):
 
 DAMAGE = {truncate: "bytes, expected", flip_byte: "sha256 mismatch", delete_weights: "missing",
           delete_optimizer: "missing", malformed_json: "not valid JSON", no_index: "missing",
-          wrong_version: "version 2, written by bptt 0.1.0; this bptt reads version 1",
+          wrong_version: "version 99, written by bptt 0.1.0; this bptt reads version 2", edited_json: "sha256 mismatch",
+          edited_checksum: "sha256 mismatch",
           not_safetensors: "not a readable safetensors file", path_outside: "not a .safetensors file in the run directory",
           bool_tensor: "'state.mask' has dtype bool"}  # fmt: skip
 
@@ -357,9 +394,12 @@ def test_any_bytes_as_checkpoint_json(template, data):
 
 @PROPERTY
 @given(path=st.sampled_from([("format",), ("version",), ("model",), ("train",), ("files",), ("weights",), ("optimizer",),
-                             ("files", "W"), ("files", "W", "bytes"), ("files", "W", "sha256"), ("files", "new")]),
-       value=json_values)  # fmt: skip
-def test_any_json_in_any_field_of_checkpoint_json(template, path, value):
+                             ("files", "W"), ("files", "W", "bytes"), ("files", "W", "sha256"), ("files", "new"),
+                             ("sha256",)]),
+       value=json_values, sealed=st.booleans())  # fmt: skip
+def test_any_json_in_any_field_of_checkpoint_json(template, path, value, sealed):
+    """sealed: the checksum of checkpoint.json updated after the edit, to reach the checks behind it."""
+
     def mutate(run):
         index = index_of(run)
         path_ = [index["weights"] if p == "W" else p for p in path]
@@ -367,7 +407,10 @@ def test_any_json_in_any_field_of_checkpoint_json(template, path, value):
         for key in path_[:-1]:
             node = node[key]
         node[path_[-1]] = value
-        (run / "checkpoint.json").write_text(json.dumps(index))
+        if sealed and path != ("sha256",):
+            write_sealed(run, index)
+        else:
+            (run / "checkpoint.json").write_text(json.dumps(index))
 
     load_or_checkpoint_error(template, mutate)
 
@@ -408,3 +451,32 @@ def test_no_module_uses_pickle():
     offenders = [f"{p.relative_to(SRC)}: {m.group(0).strip()}"
                  for p in sources for m in banned.finditer(p.read_text(encoding="utf-8"))]  # fmt: skip
     assert offenders == []
+
+
+def unsafe_loads(source: str) -> list[str]:
+    """Calls that can unpickle: np.load / numpy.load without allow_pickle=False, torch.load without
+    weights_only=True, and pickle-protocol readers (pickle/marshal/shelve.load(s), pandas.read_pickle)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+        kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+        name = f"{owner}.{node.func.attr}"
+        if node.func.attr == "load" and owner in ("np", "numpy") and kw.get("allow_pickle") is not False:
+            found.append(f"line {node.lineno}: {name} without allow_pickle=False")
+        elif node.func.attr == "load" and owner == "torch" and kw.get("weights_only") is not True:
+            found.append(f"line {node.lineno}: {name} without weights_only=True")
+        elif owner in ("pickle", "cPickle", "marshal", "shelve", "dill", "joblib") or node.func.attr == "read_pickle":
+            found.append(f"line {node.lineno}: {name}")
+    return found
+
+
+def test_no_load_can_unpickle():
+    assert unsafe_loads("np.load(f)\nnumpy.load(f, allow_pickle=True)\ntorch.load(p)\npd.read_pickle(p)\nmarshal.loads(b)") == [
+        "line 1: np.load without allow_pickle=False", "line 2: numpy.load without allow_pickle=False",
+        "line 3: torch.load without weights_only=True", "line 4: pd.read_pickle", "line 5: marshal.loads"]  # fmt: skip
+    assert unsafe_loads("np.load(f, allow_pickle=False)\ntorch.load(p, weights_only=True)\nst.load(data)") == []
+    offenders = [f"{p.relative_to(SRC)}: {hit}" for p in sorted(SRC.rglob("*.py")) for hit in unsafe_loads(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+

@@ -81,7 +81,7 @@ def test_dropout_replayed():
 
 def test_init_schemes_and_no_bias():
     rng = np.random.default_rng(7)
-    for init in ("xavier", "orthogonal", "identity"):
+    for init in ("xavier", "orthogonal", "identity", "spectral"):
         model = make_model("features", init=init, init_scale=0.9, bias=False, nonlinearity="relu" if init == "identity" else "tanh")
         assert not any(k.endswith(".b") for k in model.params)
         x, y, _ = make_batch(model, rng)
@@ -118,3 +118,16 @@ def test_relative_error_floor():
     assert relative_error(np.array([1.0, 0.0]), n) < 1e-6  # a noise-level entry is judged against 1e-3 * max
     assert relative_error(np.array([1.0 + 1e-5, 1e-10]), n) > 1e-6
     assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_identity_nonlinearity(mode):
+    """f = identity (a linear RNN) in every mode, with masks, h0 and two layers."""
+    rng = np.random.default_rng(11)
+    bi = mode != "one-to-many"
+    model = make_model("features", nonlinearity="identity", mode=mode, num_layers=2, bidirectional=bi)
+    x, y, cond = make_batch(model, rng)
+    mask = None if mode == "one-to-one" else np.array([4, 2, 1])
+    h0 = None if mode == "one-to-many" else random_h0(model, rng, 3)
+    report = gradcheck(model, x, y, mask, h0, cond=cond)
+    assert max(report.values()) < TOL, report

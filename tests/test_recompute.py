@@ -72,6 +72,8 @@ def test_state_after_is_recomputed_from_the_checkpoint_before_it():
     f1, f2 = full.forward(x, [8, 5]), ckpt.forward(x, [8, 5])
     for steps in range(9):
         np.testing.assert_array_equal(ckpt.state_after(f2, steps), full.state_after(f1, steps))
+    for c1, c2 in zip(f1.caches, f2.caches):  # all states at once, for diagnostics and RTRL
+        np.testing.assert_array_equal(c2[0].Hs, c1[0].Hs)
 
 
 def test_only_checkpoints_and_not_every_state_are_kept():
@@ -98,3 +100,18 @@ def test_horizon_is_refused_with_checkpointing():
 
 def test_auto_segment_length_is_ceil_sqrt_t():
     assert [recompute.resolve_every("auto", T) for T in (1, 2, 4, 5, 100, 101, 10_000)] == [1, 2, 2, 3, 10, 11, 100]
+
+
+def test_diagnostics_read_the_recomputed_states():
+    from bptt import diagnostics
+
+    rng = np.random.default_rng(4)
+    full = make_model("features", num_layers=2, bidirectional=True, mode="many-to-one", pooling="mean", hidden_size=4, dtype="float64")
+    ckpt = make_model("features", num_layers=2, bidirectional=True, mode="many-to-one", pooling="mean", hidden_size=4, dtype="float64",
+                      checkpoint_every=2)  # fmt: skip
+    ckpt.params = full.params
+    x, y, _ = make_batch(full, rng, B=3, T=6)
+    r1, r2 = (diagnostics.diagnose(m, x, y, np.array([6, 2, 4]), heatmap=False) for m in (full, ckpt))
+    for l1, l2 in zip(r1["layers"], r2["layers"]):
+        for t in ("W", "U", "b"):
+            np.testing.assert_allclose(l2["lag_sums"][t], l1["lag_sums"][t], rtol=0, atol=1e-12)

@@ -7,6 +7,7 @@ import signal
 
 import numpy as np
 import pytest
+from helpers import poison_gradient
 
 from bptt import checkpoint, train
 from bptt.cli import main
@@ -84,17 +85,7 @@ def test_resume_after_sigint_is_bit_identical(corpus, tmp_path, monkeypatch, cap
 
 
 def test_nan_rolls_back_lowers_lr_and_names_the_tensor(corpus, tmp_path, monkeypatch, capsys):
-    original = RNNModel.backward
-    calls = {"n": 0}
-
-    def once_nan(self, fwd, dZ, horizon=None):
-        grads, dh0 = original(self, fwd, dZ, horizon)
-        calls["n"] += 1
-        if calls["n"] == 8:
-            grads["rnn0.W"][0, 0] = np.nan
-        return grads, dh0
-
-    monkeypatch.setattr(RNNModel, "backward", once_nan)
+    poison_gradient(monkeypatch, 8, "rnn0.W")
     assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "r"), *SMALL]) == 0
     out = capsys.readouterr().out
     assert "the gradient of rnn0.W is not finite at step 8; rolled back to step 5, lr 0.002 -> 0.001" in out
@@ -106,6 +97,7 @@ def test_divergence_stops_after_max_rollbacks(corpus, tmp_path, monkeypatch, cap
     assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "r"), *SMALL, "--max-rollbacks", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training diverged: the loss is nan" in err[0] and "after 2 rollbacks" in err[0]
+    assert not (tmp_path / "r").exists()  # it failed before its first checkpoint: nothing is left behind
 
 
 def test_tbptt_windows_start_from_the_carried_state(corpus):
@@ -214,9 +206,9 @@ def test_corpus_shorter_than_one_chunk_per_stream(tmp_path, capsys):
 
 
 def test_a_vocabulary_too_big_for_memory_is_refused_before_training(tmp_path, capsys, monkeypatch):
-    from bptt.commands import train as train_command
+    from bptt import resources
 
-    monkeypatch.setattr(train_command, "available_memory", lambda: 64 * 2**20)  # a 64 MiB machine
+    monkeypatch.setattr(resources, "available_memory", lambda: 64 * 2**20)  # a 64 MiB machine
     words = " ".join(f"w{i}" for i in range(20000)) + "\n"
     path = tmp_path / "words.txt"
     path.write_text(words * 2)
@@ -235,3 +227,15 @@ def test_word_level_with_unk_and_perplexity(corpus, tmp_path, capsys):
     assert record["valid_ppl"] == pytest.approx(np.exp(record["valid_loss"]))
     assert main(["generate", str(out), "--prime", "The zebra", "--length", "6", "--seed", "0"]) == 0  # zebra -> <unk>
     assert capsys.readouterr().out.startswith("The zebra ")
+
+
+def test_nesterov_and_step_decay_from_the_command_line(corpus, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(corpus), "--out", str(out), *SMALL, "--max-epochs", "4",
+                 "--optimizer", "momentum", "--nesterov", "--lr", "0.1", "--lr-decay", "0.5", "--lr-decay-every", "2"]) == 0  # fmt: skip
+    train_state = checkpoint.load(out).train_state
+    assert train_state["optimizer"]["nesterov"] is True
+    assert train_state["lr"] == pytest.approx(0.1 * 0.5 * 0.5)  # after epochs 2 and 4
+    assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "s"), *SMALL, "--nesterov"]) == 2
+    assert "--nesterov: needs --optimizer momentum, got --optimizer adam" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -72,7 +72,8 @@ def single_thread_when_small(method):
         if hasattr(first, "X"):  # a Forward
             rows = first.X.shape[0] * first.X.shape[1]
         else:
-            rows = np.size(first) // (1 if self.uses_tokens else self.input_size)
+            shape = np.shape(first)  # ids (B, T[, 1 + F]) or (B,); features (B, T, D) or (B, D)
+            rows = int(np.prod(shape[:2] if self.uses_tokens else shape[:-1]))
         with threads_for(rows * self.hidden_size * max(self.hidden_size, self.output_size), STEP_SMALL):
             return method(self, first, *args, **kwargs)
 

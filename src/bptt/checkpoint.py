@@ -7,14 +7,21 @@ A run directory holds
     weights-<step>-<sha>.safetensors        model parameters (names as in model.params)
     optimizer-<step>-<sha>.safetensors      optimizer buffers and other arrays ("opt.*", "state.*")
     metrics.jsonl                           one JSON line per evaluation, appended by the trainer
+                                            (before it commits that checkpoint; `trim_metrics`
+                                            drops what a killed run logged past its checkpoint)
 
 A checkpoint JSON is
 
-    {"format": "bptt-checkpoint", "version": 1, "bptt_version": "0.1.0", "step": 123,
+    {"format": "bptt-checkpoint", "version": 2, "bptt_version": "0.1.0", "step": 123,
      "model": {...RNNModel(**model)...}, "train": {...free JSON...},
      "weights": "weights-000000123-<sha>.safetensors",
      "optimizer": "optimizer-000000123-<sha>.safetensors",
-     "files": {"weights-...safetensors": {"sha256": "...", "bytes": 4096}, "optimizer-...": {...}}}
+     "files": {"weights-...safetensors": {"sha256": "...", "bytes": 4096}, "optimizer-...": {...}},
+     "sha256": "..."}
+
+"sha256" is `index_sha256` of the rest: the JSON itself is checksummed like the
+tensor files, so an edited or corrupted checkpoint.json is refused too (version 1
+had no such field).
 
 Guarantees
 
@@ -33,13 +40,13 @@ Guarantees
        the new ones, already durable (their renames were fsynced first);
     4. only then deletes the numbered checkpoints beyond the last `keep`,
        the tensor files that none of the remaining checkpoints names, and
-       temporary files a killed save left behind.
+       temporary files a killed save (or `trim_metrics`) left behind.
   A crash before 3 leaves the previous checkpoint plus orphan files (removed
   by the next save); a crash during 4 leaves orphans only. This assumes one
   writer per run directory (the trainer). A load racing a save can find a
   file already pruned: that is a CheckpointError, and a retry reads the new one.
 - `load` checks everything before anything is used: the directory, JSON
-  syntax, format and version, every listed file's size and sha256, the
+  syntax, format and version, the JSON's own sha256, every listed file's size and sha256, the
   safetensors parse, tensor dtypes (float32, float64, integers). Any problem
   is a one-line CheckpointError naming the file and what is wrong.
 - Nothing is ever pickled: tensors are safetensors, the rest JSON.
@@ -57,9 +64,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import BpttError, CheckpointError
+from bptt.errors import BpttError, CheckpointError, DataError
 
-FORMAT, VERSION = "bptt-checkpoint", 1
+FORMAT, VERSION = "bptt-checkpoint", 2
 INDEX = "checkpoint.json"
 ROLES = ("weights", "optimizer")
 _NUMBERED = re.compile(r"checkpoint-(\d+)\.json")
@@ -93,8 +100,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        _name_file(e, path, tmp)
         raise
     _fsync_dir(path.parent)
 
@@ -111,14 +119,73 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     line, so only that partial line is lost.
     """
     line = json.dumps(record) + "\n"
-    with open(path, "a+b") as f:
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                line = "\n" + line
-        f.write(line.encode("utf-8"))
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a+b") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write(line.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        _name_file(e, path)
+        raise
+
+
+def _name_file(e: BaseException, path, tmp=None) -> None:
+    """An OS error (a full disk, no permission) names the file the user asked for, not a temporary one."""
+    if isinstance(e, OSError) and e.strerror and e.filename in (None, tmp, str(tmp)):
+        e.filename = str(path)
+
+
+def trim_metrics(path: str | os.PathLike, step: int) -> int:
+    """Make a metrics.jsonl agree with a checkpoint at `step`; returns the lines dropped.
+
+    The trainer appends a record, then commits the checkpoint. A run killed in
+    between leaves a record (or a partial line) past its last checkpoint, which the
+    resumed run would log again. Dropped: records whose "step" is after `step`, and
+    an unterminated last line. Every other line is kept as it is. Rewritten
+    atomically, and only when something is dropped.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline, else a partial line
+    kept = [line for line in lines if not _after(line, step)]
+    dropped = len(lines) - len(kept) + (1 if tail else 0)
+    if dropped:
+        atomic_write_bytes(path, b"".join(line + b"\n" for line in kept))
+    return dropped
+
+
+def _after(line: bytes, step: int) -> bool:
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and type(record.get("step")) is int and record["step"] > step
+
+
+def read_jsonl(path: str | os.PathLike, required: tuple[str, ...]) -> list[dict]:
+    """The records of a JSON-lines file written by `append_jsonl`, each an object with the
+    `required` keys; DataError naming the file and line otherwise. Blank lines are skipped."""
+    path = Path(path)
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except ValueError:
+            raise DataError(f"{path}:{n}: not a JSON line") from None
+        if not isinstance(r, dict) or not set(required) <= set(r):
+            raise DataError(f"{path}:{n}: expected an object with {', '.join(required[:-1])} and {required[-1]}")
+        records.append(r)
+    return records
 
 
 def _fsync_dir(d: Path) -> None:
@@ -185,12 +252,20 @@ def save(
         atomic_write_bytes(run_dir / name, data)
         index[role] = name
         index["files"][name] = {"sha256": sha, "bytes": len(data)}
+    index["sha256"] = index_sha256(index)
     text = json.dumps(index, indent=1)
     if keep > 1:
         atomic_write_text(run_dir / _numbered_name(step), text)
     atomic_write_text(run_dir / INDEX, text)  # the commit point
     _prune(run_dir, keep, index)
     return run_dir / INDEX
+
+
+def index_sha256(index: dict) -> str:
+    """sha256 of a checkpoint JSON's content but its "sha256" field: canonical JSON (sorted keys,
+    no spaces), so it is the same for the file as written and as parsed back."""
+    body = {k: v for k, v in index.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def _step_of(train_state: dict) -> int:
@@ -231,7 +306,7 @@ def _prune(run_dir: Path, keep: int, current: dict) -> None:
     for p in run_dir.iterdir():
         name = p.name
         unreferenced = name.startswith(tuple(f"{r}-" for r in ROLES)) and name.endswith(".safetensors") and name not in wanted
-        stale = name.startswith((".weights-", ".optimizer-", ".checkpoint")) and name.endswith(".tmp")
+        stale = name.startswith((".weights-", ".optimizer-", ".checkpoint", ".metrics.jsonl.")) and name.endswith(".tmp")
         if (unreferenced or stale) and p.is_file():
             p.unlink(missing_ok=True)
 
@@ -289,6 +364,12 @@ def _read_index(index_path: Path) -> dict:
         by = index.get("bptt_version")
         by = f", written by bptt {by[:40]}" if isinstance(by, str) else ""
         raise CheckpointError(f"{index_path}: checkpoint format version {_short(version)}{by}; this bptt reads version {VERSION}")
+    try:
+        intact = index.get("sha256") == index_sha256(index)
+    except (ValueError, RecursionError):  # JSON that parses but does not serialise back (too deep)
+        intact = False
+    if not intact:
+        raise CheckpointError(f"{index_path}: sha256 mismatch (the file was modified or corrupted)")
     return index
 
 

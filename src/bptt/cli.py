@@ -1,9 +1,11 @@
 """The `bptt` command: parse, dispatch to a subcommand, and turn errors into one line.
 
-Errors that are the user's (bad options, bad data, a bad checkpoint) print
-`bptt: error: ...` on one line and exit 2; an unexpected internal error prints
+Errors that are the user's (bad options, bad data, a bad checkpoint, a file
+that cannot be read or written, not enough memory) print `bptt: error: ...` on
+one line and exit 2; an unexpected internal error prints
 one line with a hint to re-run with --debug (which shows the traceback) and
-exits 1. Ctrl-C exits 130.
+exits 1. SIGINT (Ctrl-C) and SIGTERM during training save a checkpoint first and
+exit 130 and 143 (128 + the signal's number).
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:
-    from bptt.commands import bench, evaluate, generate, plot, train
+    from bptt.commands import bench, diagnose, evaluate, generate, plot, predict, train
 
-    return [train, generate, evaluate, plot, bench]
+    return [train, generate, evaluate, predict, plot, diagnose, bench]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except Interrupted as e:
         print(f"bptt: interrupted: {e}", file=sys.stderr)
-        return 130
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("bptt: interrupted", file=sys.stderr)
         return 130
@@ -61,6 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"bptt: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file that cannot be read or written: permissions, a full disk, a missing directory
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"bptt: error: {where}{_one_line(e) if not e.strerror else e.strerror}", file=sys.stderr)
+        return 2
+    except MemoryError as e:
+        if debug:
+            raise
+        print(f"bptt: error: out of memory ({_one_line(e)}); use smaller sizes (--hidden-size, --batch-size, "
+              "--seq-length, --vocab-size)", file=sys.stderr)  # fmt: skip
         return 2
     except Exception as e:  # noqa: BLE001 - the last line of defence
         if debug:

@@ -29,4 +29,9 @@ def where(path, line: int | None = None) -> str:
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped a command after it saved its work (exit 130)."""
+    """SIGINT or SIGTERM stopped a command after it saved its work; the CLI exits 128 + signum
+    (130 for SIGINT, 143 for SIGTERM), as a shell reports a process the signal ended."""
+
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message)
+        self.signum = int(signum)

@@ -7,6 +7,10 @@
                  U Xavier, b = 0.
     "identity"   W = scale * I (IRNN, Le, Jaitly & Hinton 2015: use with relu),
                  U ~ normal(0, 0.001), b = 0.
+    "spectral"   W ~ normal(0, 1/H), then rescaled so that its spectral radius
+                 max |eig(W)| is exactly `scale` (the echo-state / Pascanu et
+                 al. 2013 recipe; below 1/gamma to start away from explosion),
+                 U Xavier, b = 0.
 
 Every draw comes from the numpy Generator passed in, so a seed fixes all.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SCHEMES = ("pytorch", "xavier", "orthogonal", "identity")
+SCHEMES = ("pytorch", "xavier", "orthogonal", "identity", "spectral")
 
 
 def uniform(rng: np.random.Generator, shape, bound: float, dtype) -> np.ndarray:
@@ -34,6 +38,12 @@ def orthogonal(rng: np.random.Generator, n: int, scale: float, dtype) -> np.ndar
     return (scale * Q).astype(dtype)
 
 
+def spectral_radius_scaled(rng: np.random.Generator, n: int, radius: float, dtype) -> np.ndarray:
+    """A Gaussian (n, n) matrix (entries N(0, 1/n)) rescaled to spectral radius `radius`."""
+    W = rng.standard_normal((n, n)) / np.sqrt(n)
+    return (W * (radius / np.abs(np.linalg.eigvals(W)).max())).astype(dtype)
+
+
 def recurrent_layer(rng: np.random.Generator, H: int, D: int, scheme: str, scale: float, dtype) -> dict:
     """Initial {"U": (H, D), "W": (H, H), "b": (H,)} for one layer and direction."""
     k = 1.0 / np.sqrt(H)
@@ -50,6 +60,8 @@ def recurrent_layer(rng: np.random.Generator, H: int, D: int, scheme: str, scale
     if scheme == "identity":
         U = (0.001 * rng.standard_normal((H, D))).astype(dtype)
         return {"U": U, "W": (scale * np.eye(H)).astype(dtype), "b": b}
+    if scheme == "spectral":
+        return {"U": xavier(rng, (H, D), dtype), "W": spectral_radius_scaled(rng, H, scale, dtype), "b": b}
     raise ValueError(f"init: got {scheme!r}, expected one of {', '.join(SCHEMES)}")
 
 

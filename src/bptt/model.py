@@ -3,7 +3,8 @@
 The whole network, for layers l = 1..L (and a reverse direction if
 bidirectional, whose outputs are concatenated with the forward ones):
 
-    x_t            = E[id_t] (embedding), the one-hot of id_t, or the float features
+    x_t            = E[id_t] (embedding), the one-hot of id_t, or the float features;
+                     with feature columns f = 1..F, x_t = [E[id_t]; E_1[f1_t]; ...; E_F[fF_t]]
     h^l_t          = f(U^l h^{l-1}_t + W^l h^l_{t-1} + b^l),   h^0_t = x_t
     z_t            = V h^L_t + c                    (many-to-many, one-to-many)
     z              = V pool(h^L_1..h^L_T) + c       (many-to-one, one-to-one)
@@ -11,10 +12,12 @@ bidirectional, whose outputs are concatenated with the forward ones):
 
 `loss_and_grads` runs the forward pass once and BPTT once (O(T)) and returns
 dL/dtheta for every parameter, keyed exactly like `params`: "embed.E",
+"embed{f}.E" for the feature columns f = 1..F (suffix, shape, ... ids),
 "rnn{l}.U/W/b", "rnn{l}_reverse.U/W/b", "head.V", "head.c" and, for
 one-to-many, "h0map.Q", "h0map.q" (h_0 = tanh(Q cond + q), one block per layer).
 
-Inputs are batch-first, as users pass them: ids (B, T), features (B, T, D),
+Inputs are batch-first, as users pass them: ids (B, T) (or (B, T, 1 + F) with
+feature columns: column 0 the token, column f the f-th feature's id), features (B, T, D),
 masks (B, T) or lengths (B,). Inside, everything is time-major (T, B, ...).
 """
 
@@ -47,7 +50,7 @@ class Forward:
     Z: np.ndarray
     hn: np.ndarray
     h0: np.ndarray
-    X: np.ndarray  # first-layer input, time-major: ids (T, B) or floats (T, B, D)
+    X: np.ndarray  # first-layer input, time-major: ids (T, B) or (T, B, 1 + F), or floats (T, B, D)
     ids: np.ndarray | None  # token ids (T, B) when an embedding was used
     mask: np.ndarray | None  # (T, B) bool
     caches: list = field(default_factory=list)  # [layer][direction] elman.Cache
@@ -68,6 +71,9 @@ class RNNModel:
     input_size      features per step for float inputs (B, T, D); or
     vocab_size      for token ids (B, T); with embedding_size an embedding
                     table E (V, E), without it one-hot inputs (U is (H, V))
+    feature_vocab_sizes   token models with an embedding: sizes of F more id columns
+                    (affixes, word shape, ...), each with a table E_f (size_f, feature_embedding_size)
+                    whose rows are concatenated to E[id_t]; inputs are then (B, T, 1 + F)
     hidden_size     H;  num_layers: L;  bidirectional: two directions per layer
     nonlinearity    f: tanh | relu | sigmoid | identity;  bias: b on or off
     dropout         inverted dropout between layers, training only
@@ -90,6 +96,8 @@ class RNNModel:
         input_size: int | None = None,
         vocab_size: int | None = None,
         embedding_size: int | None = None,
+        feature_vocab_sizes: list[int] | None = None,
+        feature_embedding_size: int = 16,
         hidden_size: int = 64,
         output_size: int | None = None,
         num_layers: int = 1,
@@ -117,6 +125,14 @@ class RNNModel:
         validate.positive_int("embedding_size", embedding_size, allow_none=True)
         if embedding_size is not None and vocab_size is None:
             raise ValueError("embedding_size: needs vocab_size (an embedding is for token ids)")
+        if feature_vocab_sizes is not None:
+            if embedding_size is None:
+                raise ValueError("feature_vocab_sizes: needs embedding_size (feature columns are embedded next to the token)")
+            feature_vocab_sizes = [int(n) for n in feature_vocab_sizes]
+            for f, n in enumerate(feature_vocab_sizes, 1):
+                validate.positive_int(f"feature_vocab_sizes[{f - 1}]", n)
+            validate.positive_int("feature_embedding_size", feature_embedding_size)
+            feature_vocab_sizes = feature_vocab_sizes or None
         validate.positive_int("hidden_size", hidden_size)
         validate.positive_int("num_layers", num_layers)
         if output_size is None and head == "softmax" and vocab_size is not None and mode in SEQUENCE_MODES:
@@ -143,6 +159,7 @@ class RNNModel:
             raise ValueError(f"output_size: got {output_size}, a softmax head needs at least 2 classes")
         self.config = dict(
             input_size=input_size, vocab_size=vocab_size, embedding_size=embedding_size,
+            feature_vocab_sizes=feature_vocab_sizes, feature_embedding_size=int(feature_embedding_size),
             hidden_size=hidden_size, output_size=output_size, num_layers=num_layers,
             nonlinearity=nonlinearity, bias=bool(bias), bidirectional=bool(bidirectional),
             dropout=float(dropout), head=head, mode=mode, pooling=pooling, cond_size=cond_size,
@@ -182,6 +199,9 @@ class RNNModel:
         if self.embedding_size is not None:
             params["embed.E"] = rng.standard_normal((self.vocab_size, self.embedding_size)).astype(dt)
             D = self.embedding_size
+            for f, n in enumerate(self.feature_vocab_sizes or (), 1):
+                params[f"embed{f}.E"] = rng.standard_normal((n, self.feature_embedding_size)).astype(dt)
+                D += self.feature_embedding_size
         else:
             D = self.vocab_size if self.uses_tokens else self.input_size
         for layer in range(self.num_layers):
@@ -222,7 +242,15 @@ class RNNModel:
     def _prepare(self, inputs, mask, h0, cond):
         """Validate batch-first inputs and return them time-major: (X, mask, h0, cond)."""
         one = self.mode == "one-to-one"
-        if self.uses_tokens:
+        if self.uses_tokens and self.feature_vocab_sizes:
+            ids = validate.array("inputs", inputs, (2, 3) if one else (3,), "int")
+            if ids.ndim == 2:
+                ids = ids[:, None, :]
+            validate.shape("inputs", ids, (None, None, 1 + len(self.feature_vocab_sizes)))
+            for f, n in enumerate([self.vocab_size, *self.feature_vocab_sizes]):
+                validate.in_range(f"inputs[..., {f}]", ids[..., f], 0, n)
+            X = np.ascontiguousarray(ids.transpose(1, 0, 2))
+        elif self.uses_tokens:
             ids = validate.array("inputs", inputs, (1, 2) if one else (2,), "int")
             if ids.ndim == 1:
                 ids = ids[:, None]
@@ -301,7 +329,7 @@ class RNNModel:
         fwd.h0 = h0
         if self.embedding_size is not None:
             fwd.ids = X
-            layer_in = embedding.forward(p["embed.E"], X)
+            layer_in = self._embed(X)
         else:
             layer_in = X
         hn = []
@@ -335,6 +363,29 @@ class RNNModel:
         last_only = self.mode == "one-to-one" or (self.mode not in SEQUENCE_MODES and self.pooling == "last")
         keep_out = layer < self.num_layers - 1 or not last_only
         return functools.partial(recompute.forward, every=self.checkpoint_every, keep_out=keep_out)
+
+    def _tables(self) -> list[tuple[str, int, int]]:
+        """(parameter name, vocabulary size, width) of each embedding table, in input-column order."""
+        tables = [("embed.E", self.vocab_size, self.embedding_size)]
+        for f, n in enumerate(self.feature_vocab_sizes or (), 1):
+            tables.append((f"embed{f}.E", n, self.feature_embedding_size))
+        return tables
+
+    def _embed(self, X: np.ndarray) -> np.ndarray:
+        """x_t = [E[id_t]; E_1[f1_t]; ...]: X (T, B) or (T, B, 1 + F) ids -> (T, B, D)."""
+        if X.ndim == 2:
+            return embedding.forward(self.params["embed.E"], X)
+        return np.concatenate([embedding.forward(self.params[name], X[..., f]) for f, (name, _, _) in enumerate(self._tables())], axis=2)
+
+    def _embed_backward(self, dX: np.ndarray, X: np.ndarray, grads: dict) -> None:
+        """dL/dE and dL/dE_f: each table gets the scatter-add of its slice of dL/dx."""
+        if X.ndim == 2:
+            grads["embed.E"] = embedding.backward(dX, X, self.vocab_size)
+            return
+        start = 0
+        for f, (name, n, width) in enumerate(self._tables()):
+            grads[name] = embedding.backward(dX[..., start : start + width], X[..., f], n)
+            start += width
 
     def _head_forward(self, fwd: Forward, top: np.ndarray | None) -> None:
         """Z = V h + c on every step, or on the pooled vector (many-to-one, one-to-one)."""
@@ -410,23 +461,19 @@ class RNNModel:
 
     # ---- backward ----------------------------------------------------------
 
-    @blas.single_thread_when_small
-    def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None):
-        """BPTT from dL/dZ back to every parameter and to h_0.
+    def head_backward(self, fwd: Forward, dZ: np.ndarray):
+        """The head's part of the backward pass, no recursion through time.
 
-        Returns (grads, dh0): grads keyed like `params`, dh0 (L * dirs, B, H).
-        horizon: per-output truncation (see `bptt.truncation`), or None for exact BPTT.
+        Returns (grads {"head.V", "head.c"}, dtop, dhn): dtop (T, B, F) = dL/dh^L_t
+        from the head on every step (None for "last" pooling), dhn (L * dirs, B, H)
+        the gradient on the final states (nonzero only for "last" pooling).
         """
-        p, H, nd = self.params, self.hidden_size, self.num_directions
-        grads: dict[str, np.ndarray] = {}
-        V = p["head.V"]
-        K = V.shape[0]
-        Zf = dZ.reshape(-1, K)
-        grads["head.V"] = Zf.T @ fwd.feat
-        grads["head.c"] = Zf.sum(axis=0)
+        H, nd = self.hidden_size, self.num_directions
+        V = self.params["head.V"]
+        Zf = dZ.reshape(-1, V.shape[0])
+        grads = {"head.V": Zf.T @ fwd.feat, "head.c": Zf.sum(axis=0)}
         dfeat = Zf @ V
-        T = fwd.T
-        B = fwd.h0.shape[1]
+        T, B = fwd.T, fwd.h0.shape[1]
         dtop, dhn = None, np.zeros_like(fwd.hn)
         if fwd.pool is None:
             dtop = dfeat.reshape(T, B, -1)
@@ -440,6 +487,21 @@ class RNNModel:
                 dtop = pooling_layer.mean_backward(dfeat, info)
             else:
                 dtop = pooling_layer.max_backward(dfeat, info, T)
+        return grads, dtop, dhn
+
+    @blas.single_thread_when_small
+    def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None, *, taps: dict | None = None):
+        """BPTT from dL/dZ back to every parameter and to h_0.
+
+        Returns (grads, dh0): grads keyed like `params`, dh0 (L * dirs, B, H).
+        horizon: per-output truncation (see `bptt.truncation`), or None for exact BPTT.
+        taps: if a dict, receives taps[(layer, direction)] = (dout, dhn), the
+        gradients that enter each layer direction from above (what
+        `bptt.diagnostics` and `bptt.rtrl` need).
+        """
+        p, H, nd = self.params, self.hidden_size, self.num_directions
+        grads, dtop, dhn = self.head_backward(fwd, dZ)
+        B = fwd.h0.shape[1]
         dh0 = np.zeros_like(fwd.h0)
         for layer in range(self.num_layers - 1, -1, -1):
             if fwd.drops[layer] is not None and dtop is not None:
@@ -449,6 +511,8 @@ class RNNModel:
             for d, name in enumerate(self.layer_names(layer)):
                 dout = None if dtop is None else dtop[:, :, d * H : (d + 1) * H]
                 k = layer * nd + d
+                if taps is not None:
+                    taps[(layer, d)] = (dout, dhn[k].copy())
                 cache = fwd.caches[layer][d]
                 layer_backward = recompute.backward if isinstance(cache, recompute.Cache) else elman.backward
                 dX, g, dh0[k] = layer_backward(dout, dhn[k], cache, need_dX, horizon)
@@ -459,7 +523,7 @@ class RNNModel:
                     dX_total = dX if dX_total is None else dX_total + dX
             dtop = dX_total
         if self.embedding_size is not None:
-            grads["embed.E"] = embedding.backward(dtop, fwd.ids, self.vocab_size)
+            self._embed_backward(dtop, fwd.ids, grads)
         if fwd.cond is not None:
             dh = dh0.transpose(1, 0, 2).reshape(B, -1)
             da = dh * (1.0 - fwd.h0map**2)
@@ -505,6 +569,8 @@ class RNNModel:
         with no dropout. Token models only; unidirectional only.
         """
         p = self.params
+        if self.feature_vocab_sizes:
+            raise ValueError("step: generation feeds back tokens alone, a model with feature columns cannot")
         if self.embedding_size is not None:
             x = p["embed.E"][ids]
         new = np.empty_like(h)

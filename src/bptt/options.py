@@ -26,6 +26,10 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
+def non_negative_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
 def positive_float(text: str) -> float:
     return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a positive finite number")
 
@@ -48,10 +52,11 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--dropout", type=fraction, default=defaults.get("dropout", 0.0), help="between layers, training only")
     g.add_argument("--embedding-size", type=positive_int, default=defaults.get("embedding_size"),
                    help="an embedding table for token inputs (default: one-hot inputs)")  # fmt: skip
-    g.add_argument("--init", choices=["pytorch", "xavier", "orthogonal", "identity"], default="pytorch")
-    g.add_argument("--init-scale", type=positive_float, default=1.0, help="gain of orthogonal / scale of identity init")
+    g.add_argument("--init", choices=["pytorch", "xavier", "orthogonal", "identity", "spectral"], default="pytorch")
+    g.add_argument("--init-scale", type=positive_float, default=1.0,
+                   help="gain of orthogonal / scale of identity / spectral radius of spectral init")  # fmt: skip
     g.add_argument("--no-bias", action="store_true", help="drop b (and keep c)")
-    g.add_argument("--seed", type=int, default=defaults.get("seed", 0))
+    g.add_argument("--seed", type=non_negative_int, default=defaults.get("seed", 0))
     g.add_argument("--checkpoint-every", type=checkpoint_every, default=None, metavar="K|auto",
                    help="memory-saving BPTT: keep every K-th hidden state and recompute the rest (auto: sqrt(T))")  # fmt: skip
 

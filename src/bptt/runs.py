@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bptt import checkpoint
-from bptt.errors import CheckpointError
+from bptt.errors import CheckpointError, DataError
 from bptt.model import RNNModel
 
 
@@ -16,7 +16,7 @@ def load_run(run_dir: Path):
         model = RNNModel(**ckpt.model_config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{run_dir}: the model configuration in checkpoint.json is not usable ({e})") from None
-    checkpoint.check_params(ckpt.params, {k: v.shape for k, v in model.params.items()})
+    checkpoint.check_params(ckpt.params, {k: v.shape for k, v in model.params.items()}, source=str(run_dir))
     for k, v in ckpt.params.items():
         if v.dtype != model.params[k].dtype:
             raise CheckpointError(f"{run_dir}: tensor {k} is {v.dtype}, expected {model.params[k].dtype}")
@@ -30,6 +30,27 @@ def vocab_of(ckpt, run_dir: Path):
     from bptt.data.text import Vocab
 
     try:
-        return Vocab.from_json(ckpt.train_state["options"]["extra"]["vocab"])
+        vocab = Vocab.from_json(ckpt.train_state["options"]["extra"]["vocab"])
     except (KeyError, TypeError):
         raise CheckpointError(f"{run_dir}: checkpoint.json has no vocabulary (not a language-model run)") from None
+    except DataError as e:
+        raise CheckpointError(f"{run_dir}: checkpoint.json: {e}") from None
+    if len(vocab) != ckpt.model_config.get("vocab_size"):
+        raise CheckpointError(f"{run_dir}: checkpoint.json: a vocabulary of {len(vocab)} tokens for a model of "
+                              f"{ckpt.model_config.get('vocab_size')!r}")  # fmt: skip
+    return vocab
+
+
+def lm_text_ids(ckpt, run_dir: Path, data: Path | None = None, encoding: str = "utf-8"):
+    """(ids, name) of the text a language-model run is evaluated on: `data` if
+    given, else the run's own validation text (its --valid file or held-out split)."""
+    from bptt.data.text import builtin_corpus, read_text, split
+
+    vocab = vocab_of(ckpt, run_dir)
+    if data is not None:
+        return vocab.encode(read_text(data, encoding), source=str(data)), str(data)
+    extra = ckpt.train_state["options"]["extra"]
+    if extra.get("valid"):
+        return vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]), source=extra["valid"]), extra["valid"]
+    text = builtin_corpus() if extra["data"] is None else read_text(Path(extra["data"]), extra["encoding"])
+    return split(vocab.encode(text), extra["valid_fraction"])[1], "the run's held-out split"

@@ -42,7 +42,7 @@ class StepDecay:
 
     def __init__(self, optimizer, factor: float, every: int = 1, start: int = 0):
         _check("--lr-decay", factor, _is_real(factor) and math.isfinite(factor) and factor > 0, "a positive finite number")
-        _check("every", every, _is_int(every) and every >= 1, "an integer >= 1")
+        _check("--lr-decay-every", every, _is_int(every) and every >= 1, "an integer >= 1")
         _check("--lr-decay-after", start, _is_int(start) and start >= 0, "an integer >= 0")
         self.optimizer = optimizer
         self.factor, self.every, self.start = float(factor), every, start

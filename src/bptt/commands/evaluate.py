@@ -1,4 +1,11 @@
-"""`bptt evaluate RUN_DIR --data FILE`: loss, bits per character or perplexity on a text."""
+"""`bptt evaluate RUN_DIR --data FILE`: how well a trained model does on labelled data.
+
+Language models: loss, bits per character or perplexity on a text. Taggers
+and classifiers: accuracy, precision/recall/F1 per tag or label and macro, a
+confusion matrix (text; a PNG with --plot), ROC AUC for two labels, and for
+taggers the accuracy on words the vocabulary lacks. Regressors: MSE and MAE.
+The speller: exact match and character accuracy of its generated words.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +14,32 @@ import json
 import math
 from pathlib import Path
 
-from bptt.errors import DataError
+from bptt.errors import DataError, UsageError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a language model on a text", description=__doc__)
+    p = sub.add_parser("evaluate", help="evaluate a trained model on labelled data", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("--data", type=Path, default=None, help="text file (default: the run's validation data)")
+    p.add_argument("--data", type=Path, default=None, help="data file (default: the run's validation data)")
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="tag/classify: the confusion matrix as a PNG")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bptt.data.text import builtin_corpus, read_text, split
-    from bptt.runs import load_run, vocab_of
+    from bptt.runs import lm_text_ids, load_run, vocab_of
     from bptt.train import evaluate_stream
 
+    from bptt.commands.predict import task_of
+
+    model, extra, module = task_of(args.run_dir)
+    if module is not None:
+        return run_task(args, model, extra, module)
     model, ckpt = load_run(args.run_dir)
     vocab = vocab_of(ckpt, args.run_dir)
-    if args.data is not None:
-        ids, name = vocab.encode(read_text(args.data, args.encoding)), str(args.data)
-    else:
-        extra = ckpt.train_state["options"]["extra"]
-        if extra.get("valid"):
-            name = extra["valid"]
-            ids = vocab.encode(read_text(Path(name), extra["encoding"]))
-        else:
-            text = builtin_corpus() if extra["data"] is None else read_text(Path(extra["data"]), extra["encoding"])
-            ids = split(vocab.encode(text), extra["valid_fraction"])[1]
-            name = "the run's held-out split"
+    ids, name = lm_text_ids(ckpt, args.run_dir, args.data, args.encoding)
     if len(ids) < 2:
         raise DataError(f"{name}: {len(ids)} tokens, expected at least 2 to evaluate")
     nats = evaluate_stream(model, ids)
@@ -49,4 +52,35 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(" | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+    return 0
+
+
+def run_task(args, model, extra: dict, module) -> int:
+    from bptt import metrics
+
+    path = args.data
+    if path is None and extra["task"] != "spell":
+        if not extra.get("valid"):
+            raise UsageError(f"{args.run_dir}: the run had no validation data; pass --data FILE")
+        path = Path(extra["valid"])
+    report = module.evaluate(model, extra, path, args)
+    if args.plot is not None:
+        if "confusion" not in report:
+            raise UsageError(f"--plot: a confusion matrix is for tag and classify runs, not {extra['task']}")
+        metrics.plot_confusion(report["confusion"], extra["labels"], args.plot)
+    if args.json:
+        print(json.dumps({"data": None if path is None else str(path), **report}))
+        return 0
+    if "confusion" in report:
+        print(metrics.format_report(report))
+        if "unknown_word_accuracy" in report:
+            print(f"words not in the vocabulary: {report['unknown_words']:,}, accuracy {report['unknown_word_accuracy']:.4f}")
+        print("confusion matrix (rows: true, columns: predicted):")
+        print(metrics.format_confusion(report["confusion"], extra["labels"]))
+    else:
+        print(" | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items() if k != "examples"))
+        for line in report.get("examples", []):
+            print(line)
+    if args.plot is not None:
+        print(f"wrote {args.plot}")
     return 0

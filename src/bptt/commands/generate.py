@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import UsageError
-from bptt.options import positive_float, positive_int
+from bptt.options import non_negative_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--temperature", type=positive_float, default=1.0)
     p.add_argument("--top-k", type=positive_int, default=None)
     p.add_argument("--greedy", action="store_true", help="always the most probable token")
-    p.add_argument("--seed", type=int, default=None, help="fixes the sample")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="fixes the sample")
+    p.add_argument("--cond", default=None, help="one-to-many runs (--task spell): the number(s) to spell, e.g. 42 or '7 42'")
     p.set_defaults(run=run)
 
 
@@ -33,6 +34,20 @@ def run(args: argparse.Namespace) -> int:
     from bptt.runs import load_run, vocab_of
 
     model, ckpt = load_run(args.run_dir)
+    extra = ckpt.train_state.get("options", {}).get("extra", {})
+    if extra.get("task") == "spell":
+        from bptt.tasks import spell
+
+        if args.cond is None:
+            raise UsageError(f"{args.run_dir}: a one-to-many run generates from a condition; pass --cond NUMBER")
+        numbers = spell.parse_numbers(args.cond, extra)
+        for n, words in zip(numbers, spell.generate(model, extra, numbers, args.length)):
+            print(f"{n}\t{words}")
+        return 0
+    if args.cond is not None:
+        raise UsageError("--cond: only for one-to-many runs (--task spell)")
+    if extra.get("task", "lm") != "lm":
+        raise UsageError(f"{args.run_dir}: a --task {extra['task']} run generates nothing; use bptt predict or bptt evaluate")
     vocab = vocab_of(ckpt, args.run_dir)
     prime = args.prime
     if prime is None:
@@ -40,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if prime == "":
         raise UsageError("--prime: expected at least one character")
     try:
-        ids = vocab.encode(prime)
+        ids = vocab.encode(prime, source="--prime")
     except ValueError as e:
-        raise UsageError(f"--prime: {e}") from None
+        raise UsageError(str(e)) from None
     if len(ids) == 0:
         raise UsageError("--prime: no token of the vocabulary in it")
     if args.greedy:

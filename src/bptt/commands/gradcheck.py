@@ -1,9 +1,11 @@
-"""`bptt gradcheck`: check BPTT by finite differences on a model built from training options.
+"""`bptt gradcheck`: check BPTT by finite differences (or RTRL) on a model built from training options.
 
 Builds a small random problem for the architecture the options describe
 (layers, directions, activation, head, mode, uneven lengths, h_0, and a
 truncation: chunked/TBPTT(k1, k2) windows or a per-output horizon), runs
 `bptt.gradcheck` in float64 and prints the max relative error per tensor.
+With --method rtrl the reference is real-time recurrent learning
+(`bptt.rtrl`, forward-mode exact gradients) instead of finite differences.
 Exit status 1 when any tensor is above the threshold.
 """
 
@@ -27,6 +29,7 @@ def add_parser(sub) -> None:
     g.add_argument("--input", choices=["tokens", "features"], default="tokens")
     g.add_argument("--vocab-size", type=positive_int, default=7, help="for --input tokens")
     g.add_argument("--input-size", type=positive_int, default=3, help="for --input features")
+    g.add_argument("--feature-columns", type=int, default=0, help="tokens: this many extra id columns (tagger affixes), 5 ids each")
     g.add_argument("--output-size", type=positive_int, default=None, help="K (default: vocab size, or 3)")
     g.add_argument("--head", choices=["softmax", "sigmoid", "linear"], default="softmax")
     g.add_argument("--mode", choices=["many-to-many", "many-to-one", "one-to-many", "one-to-one"], default="many-to-many")
@@ -41,11 +44,28 @@ def add_parser(sub) -> None:
                    help="TBPTT(k1, k2): a window of k2 steps from a fixed state, loss on its last k1 = --seq-length")  # fmt: skip
     t.add_argument("--horizon", type=positive_int, default=None, help="per-output horizon tau (one layer)")
     c = p.add_argument_group("check")
-    c.add_argument("--threshold", type=positive_float, default=1e-6)
+    c.add_argument("--method", choices=["fd", "rtrl"], default="fd",
+                   help="compare BPTT with finite differences (fd) or with real-time recurrent learning (rtrl)")  # fmt: skip
+    c.add_argument("--threshold", type=positive_float, default=None, help="max relative error (default: 1e-6 fd, 1e-9 rtrl)")
     c.add_argument("--eps", type=positive_float, default=1e-3)
     c.add_argument("--max-entries", type=positive_int, default=200, help="entries per tensor, sampled beyond")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
+
+
+def check_memory(args, K: int, kw: dict) -> None:
+    """Refuse sizes whose float64 check would not fit in memory, before allocating (`bptt.resources`)."""
+    from bptt import resources
+
+    tokens = args.input == "tokens"
+    est = resources.estimate_memory(
+        input_size=args.vocab_size if tokens else args.input_size, tokens=tokens, embedding_size=kw.get("embedding_size"),
+        hidden_size=args.hidden_size, num_layers=args.num_layers, num_directions=2 if args.bidirectional else 1,
+        output_size=K, cond_size=kw.get("cond_size"), steps=args.backprop_steps or args.seq_length,
+        batch_size=args.batch_size, sequence_outputs=args.mode in ("many-to-many", "one-to-many"),
+        optimizer="sgd", dtype="float64",  # weights, gradients and the finite-difference copy
+    )  # fmt: skip
+    resources.check_memory(est, what="the gradient check")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
         kw.pop("embedding_size")
     if args.mode == "one-to-many":
         kw["cond_size"] = 2
+    F = args.feature_columns
+    if F:
+        if not tokens or args.embedding_size is None:
+            raise UsageError("--feature-columns: needs --input tokens and --embedding-size")
+        kw.update(feature_vocab_sizes=[5] * F, feature_embedding_size=2)
+    check_memory(args, K, kw)
     model = RNNModel(
         **kw, **({"vocab_size": args.vocab_size} if tokens else {"input_size": args.input_size}),
         output_size=K, head=args.head, mode=args.mode, pooling=args.pooling, reduction=args.reduction,
@@ -67,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--backprop-steps: got {k2}, expected k2 >= --seq-length (k1 = {k1})")
     B, T = args.batch_size, (1 if args.mode == "one-to-one" else k2)
     x = rng.integers(0, args.vocab_size, (B, T)) if tokens else rng.standard_normal((B, T, args.input_size))
+    if F:
+        x = np.concatenate([x[:, :, None], rng.integers(0, 5, (B, T, F))], axis=2)
     seq = args.mode in ("many-to-many", "one-to-many")
     lead = (B, T) if seq else (B,)
     if args.head == "softmax":
@@ -87,12 +115,17 @@ def run(args: argparse.Namespace) -> int:
     if args.h0 and args.mode != "one-to-many":
         h0 = 0.5 * rng.standard_normal((args.num_layers * nd, B, args.hidden_size))
     cond = rng.standard_normal((B, 2)) if args.mode == "one-to-many" else None
-    report = gradcheck(model, x, y, mask, h0, cond=cond, loss_mask=loss_mask, horizon=args.horizon,
-                       eps=args.eps, max_entries=args.max_entries, seed=args.seed)  # fmt: skip
+    if args.method == "rtrl":
+        report = _against_rtrl(model, x, y, mask, h0, cond, loss_mask, args.horizon)
+    else:
+        report = gradcheck(model, x, y, mask, h0, cond=cond, loss_mask=loss_mask, horizon=args.horizon,
+                           eps=args.eps, max_entries=args.max_entries, seed=args.seed)  # fmt: skip
+    if args.threshold is None:
+        args.threshold = 1e-9 if args.method == "rtrl" else 1e-6
     worst = max(report.values())
     ok = worst < args.threshold
     if args.json:
-        print(json.dumps({"ok": ok, "threshold": args.threshold, "max_relative_error": report}))
+        print(json.dumps({"ok": ok, "method": args.method, "threshold": args.threshold, "max_relative_error": report}))
     else:
         width = max(map(len, report))
         for name, err in report.items():
@@ -100,3 +133,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  {err:.2e}  {mark}")
         print(f"max relative error {worst:.2e} ({'below' if ok else 'ABOVE'} threshold {args.threshold:g})")
     return 0 if ok else 1
+
+
+def _against_rtrl(model, x, y, mask, h0, cond, loss_mask, horizon) -> dict[str, float]:
+    """Max relative error per tensor between BPTT and RTRL (`bptt.rtrl`), both in float64."""
+    from bptt import rtrl
+    from bptt.gradcheck import relative_error
+
+    try:
+        rtrl.check_supported(model, horizon)
+    except ValueError as e:
+        raise UsageError(f"--method rtrl: {str(e).removeprefix('rtrl: ')}") from None
+    m = model.astype(np.float64)
+    _, bptt_grads, bptt_state = m.loss_and_grads(x, y, mask, h0, cond=cond, loss_mask=loss_mask, return_state=True)
+    _, rtrl_grads, rtrl_state = rtrl.loss_and_grads(m, x, y, mask, h0, cond=cond, loss_mask=loss_mask, return_state=True)
+    report = {k: relative_error(bptt_grads[k], rtrl_grads[k]) for k in m.params}
+    if h0 is not None:
+        report["h0"] = relative_error(bptt_state["dh0"], rtrl_state["dh0"])
+    return report

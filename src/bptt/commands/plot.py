@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 from pathlib import Path
 
@@ -27,17 +26,9 @@ def add_parser(sub) -> None:
 def read_metrics(path: Path) -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path}: missing (no evaluation was logged in this run yet)")
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except ValueError:
-            raise DataError(f"{path}:{n}: not a JSON line") from None
-        if not isinstance(r, dict) or "step" not in r or "train_loss" not in r:
-            raise DataError(f"{path}:{n}: expected an object with step and train_loss")
-        records.append(r)
+    from bptt.checkpoint import read_jsonl
+
+    records = read_jsonl(path, ("step", "train_loss"))
     if not records:
         raise DataError(f"{path}: empty (no evaluation was logged in this run yet)")
     return records

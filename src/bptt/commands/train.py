@@ -1,32 +1,40 @@
-"""`bptt train`: train a character- or word-level language model, char-rnn style.
+"""`bptt train`: train a model; by default a character- or word-level language model, char-rnn style.
 
 With no arguments it trains a character model on a corpus that ships with
 Python (the standard library's help topics), evaluates on a held-out tail,
-and prints bits per character and samples. Options may also come from a TOML
-or JSON file (`--config`), whose keys are the option names; flags given on
-the command line win.
+and prints bits per character and samples. `--task NAME` trains one of the
+other tasks (`bptt.tasks`). Options may also come from a TOML or JSON file
+(`--config`), whose keys are the option names; flags given on the command
+line win.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import importlib
+import io
 import json
-import shutil
+import os
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import UsageError
-from bptt.options import add_model_options, fraction, model_kwargs, positive_float, positive_int
+from bptt.errors import CheckpointError, DataError, UsageError
+from bptt.options import add_model_options, fraction, model_kwargs, non_negative_int, positive_float, positive_int
 
-RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt")
+RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt", "best", "grad-norms.jsonl",
+             "result.json", "diagnose.", "grad-norms.png")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a language model (default: characters of Python's help text)",
+    from bptt import tasks
+
+    p = sub.add_parser("train", help="train a model (default: a character language model on Python's help text)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--task", choices=tasks.names(), default="lm", help="what to train (default: lm, a language model)")
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="a UTF-8 text file (default: the built-in corpus)")
     d.add_argument("--valid", type=Path, help="validation text (default: the last --valid-fraction of --data)")
@@ -47,15 +55,17 @@ def add_parser(sub) -> None:
     o.add_argument("--optimizer", choices=["sgd", "momentum", "adagrad", "rmsprop", "adam"], default="adam")
     o.add_argument("--lr", type=positive_float, default=2e-3)
     o.add_argument("--momentum", type=fraction, default=0.9, help="for --optimizer momentum")
-    o.add_argument("--lr-decay", type=positive_float, default=1.0, help="multiply lr by this every epoch")
-    o.add_argument("--lr-decay-after", type=int, default=0, help="epochs before --lr-decay starts")
+    o.add_argument("--nesterov", action="store_true", help="Nesterov momentum, for --optimizer momentum")
+    o.add_argument("--lr-decay", type=positive_float, default=1.0, help="multiply lr by this every --lr-decay-every epochs")
+    o.add_argument("--lr-decay-every", type=positive_int, default=1, help="epochs between decays (1: exponential decay)")
+    o.add_argument("--lr-decay-after", type=non_negative_int, default=0, help="epochs before --lr-decay starts")
     o.add_argument("--lr-plateau", action="store_true", help="halve lr when validation loss stops improving")
     o.add_argument("--clip-norm", type=positive_float, default=5.0, help="global gradient norm (Pascanu et al.)")
     o.add_argument("--no-clip-norm", action="store_true")
     o.add_argument("--clip-value", type=positive_float, default=None, help="element-wise clip (char-rnn)")
     o.add_argument("--clip-per-tensor", action="store_true", help="clip each tensor's norm separately")
     o.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    o.add_argument("--max-rollbacks", type=int, default=5)
+    o.add_argument("--max-rollbacks", type=non_negative_int, default=5)
     o.add_argument("--rollback-factor", type=fraction, default=0.5)
     b = p.add_argument_group("budget and output")
     b.add_argument("--max-epochs", type=positive_float, default=10.0)
@@ -66,10 +76,16 @@ def add_parser(sub) -> None:
     b.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run exactly")
     b.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     b.add_argument("--keep", type=positive_int, default=1, help="checkpoints kept")
-    b.add_argument("--samples", type=int, default=3, help="samples printed at the end")
+    b.add_argument("--keep-best", action="store_true",
+                   help="also keep the best evaluation's checkpoint in RUN_DIR/best (on by default for --task runs)")
+    b.add_argument("--samples", type=non_negative_int, default=3, help="samples printed at the end")
     b.add_argument("--sample-length", type=positive_int, default=200)
     b.add_argument("--temperature", type=positive_float, default=0.8)
     b.add_argument("--config", type=Path, default=None, help="TOML or JSON file of options")
+    b.add_argument("--diagnostics", action="store_true",
+                   help="record every update's gradient norm per tensor and clipping to RUN_DIR/grad-norms.jsonl")  # fmt: skip
+    for module in dict.fromkeys(tasks.TASKS.values()):  # a module may serve several tasks
+        importlib.import_module(module).add_options(p)
     p.set_defaults(run=run, parser=p)
 
 
@@ -113,45 +129,92 @@ def config_argv(path: Path, parser: argparse.ArgumentParser) -> list[str]:
 
 
 def parse_with_config(args: argparse.Namespace) -> argparse.Namespace:
-    """Re-parse the command line on top of the config file's options (flags win)."""
-    if args.config is None:
-        return args
-    parser = args.parser
-    from_file = config_argv(args.config, parser)
-    try:
-        parser.parse_args(from_file)
-    except SystemExit:
-        raise UsageError(f"{args.config}: an option value is out of range (see above)") from None
-    merged = parser.parse_args(from_file + list(args.argv))
-    merged.argv = args.argv
-    return merged
+    """Re-parse the command line on top of the config file's options (flags win).
+
+    Sets args.given: the destinations of every option given explicitly, on the
+    command line or in the config file (see `task_defaults`).
+    """
+    from_file: list[str] = []
+    if args.config is not None:
+        parser = args.parser
+        from_file = config_argv(args.config, parser)
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):  # argparse's one line, to name the config file in it
+                parser.parse_args(from_file)
+        except SystemExit:
+            why = said.getvalue().strip().removeprefix("bptt: error: ").split(" (see: ")[0]
+            raise UsageError(f"{args.config}: {why or 'an option value is out of range'}") from None
+        merged = parser.parse_args(from_file + list(args.argv))
+        merged.argv = args.argv
+        args = merged
+    args.given = _given(args.parser, from_file + list(args.argv))
+    return args
+
+
+def _given(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    flags = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    return {a.dest for a in parser._actions if flags & set(a.option_strings)}
+
+
+def task_defaults(args: argparse.Namespace, **defaults) -> None:
+    """A task's own defaults for shared options, for every option the user did not give."""
+    for dest, value in defaults.items():
+        if dest not in args.given:
+            setattr(args, dest, value)
 
 
 # ---- run directories -------------------------------------------------------
 
 
-def choose_run_dir(args, corpus_name: str) -> Path:
-    """--out, refused if it already holds something (unless --overwrite); else runs/<name>[-N]."""
+def choose_run_dir(args, corpus_name: str, suffix: str | None = None) -> Path:
+    """--out, refused if it already holds something (unless --overwrite); else
+    runs/<name>-<suffix>[-N] (suffix: the text level unless given)."""
     if args.out is None:
-        base = Path("runs") / f"{corpus_name}-{args.level}"
+        base = Path("runs") / f"{corpus_name}-{args.level if suffix is None else suffix}"
         out, n = base, 2
         while out.exists():
             out, n = Path(f"{base}-{n}"), n + 1
+        check_writable(out, f"run directory {out}")
         return out
     out = args.out
+    check_writable(out, f"--out {out}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, expected a directory")
     if out.exists() and any(out.iterdir()):
         from bptt import checkpoint
 
+        started = checkpoint.is_run_dir(out)
+        if not started and not all(_run_file(f) for f in out.iterdir()):
+            raise UsageError(f"--out {out}: is not a bptt run directory, refusing to {'overwrite' if args.overwrite else 'use'} it")
         if not args.overwrite:
+            if not started:
+                raise UsageError(f"--out {out}: holds no checkpoint yet (a run stopped before its first); "
+                                 "pass --overwrite to start it over")  # fmt: skip
             raise UsageError(f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it")
-        if not checkpoint.is_run_dir(out):
-            raise UsageError(f"--out {out}: is not a bptt run directory, refusing to overwrite it")
         for f in out.iterdir():
-            if f.name.startswith(RUN_FILES):
-                f.unlink() if f.is_file() else shutil.rmtree(f)
+            if _run_file(f):
+                f.unlink()
     return out
+
+
+def check_writable(out: Path, what: str) -> None:
+    """UsageError, before training starts, when `out` (or its nearest existing parent) cannot be written."""
+    d = out
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    if d != out and not d.is_dir():
+        raise UsageError(f"{what}: {d} is a file, expected a directory")
+    if d.is_dir() and not os.access(d, os.W_OK | os.X_OK):
+        raise UsageError(f"{what}: no permission to write in {d}")
+
+
+def _run_file(path: Path) -> bool:
+    """A file a run writes, or the temporary file of one (a killed write leaves it behind)."""
+    name = path.name
+    if name.startswith(".") and name.endswith(".tmp"):
+        name = name[1:]
+    return path.is_file() and name.startswith(RUN_FILES + ("loss.png",))
 
 
 # ---- the command -----------------------------------------------------------
@@ -164,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
     args = parse_with_config(args)
     if args.resume is not None:
         return resume(args)
+    if args.task != "lm":
+        from bptt import tasks
+
+        return tasks.module(args.task).run(args)
     text = builtin_corpus() if args.data is None else read_text(args.data, args.encoding)
     name = BUILTIN_NAME if args.data is None else args.data.stem
     vocab_kw = {}
@@ -171,9 +238,10 @@ def run(args: argparse.Namespace) -> int:
         vocab_kw = dict(lowercase=args.lowercase, min_freq=args.min_freq, max_size=args.vocab_size,
                         sentence_ends=not args.no_sentence_ends)  # fmt: skip
     vocab = Vocab(text, level=args.level, **vocab_kw)
+    check_vocab(vocab, args)
     ids = vocab.encode(text)
     if args.valid is not None:
-        train_ids, valid_ids = ids, vocab.encode(read_text(args.valid, args.encoding))
+        train_ids, valid_ids = ids, vocab.encode(read_text(args.valid, args.encoding), source=str(args.valid))
     else:
         train_ids, valid_ids = split(ids, args.valid_fraction) if args.valid_fraction > 0 else (ids, None)
     out = choose_run_dir(args, name)
@@ -181,12 +249,11 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
     if args.no_clip_norm:
         opts.clip_norm = None
-    opts.extra = {"level": args.level, "vocab": vocab.to_json(), "data": None if args.data is None else str(args.data),
+    opts.extra = {"task": "lm", "level": args.level, "vocab": vocab.to_json(), "data": None if args.data is None else str(args.data),
                   "valid": None if args.valid is None else str(args.valid), "encoding": args.encoding,
                   "valid_fraction": args.valid_fraction, "corpus_sha256": _sha(text),
                   "samples": args.samples, "sample_length": args.sample_length, "temperature": args.temperature}  # fmt: skip
     trainer = Trainer(model, train_ids, valid_ids, out, opts, progress=default_progress())
-    out.mkdir(parents=True, exist_ok=True)  # only once everything above has been checked
     print(f"corpus {name}: {len(ids):,} {args.level}s, vocabulary {len(vocab)}; train {len(train_ids):,}, "
           f"valid {0 if valid_ids is None else len(valid_ids):,}; run directory {out}")  # fmt: skip
     print(f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, "
@@ -194,36 +261,32 @@ def run(args: argparse.Namespace) -> int:
     return finish(trainer, vocab)
 
 
+def check_vocab(vocab, args) -> None:
+    """A language model predicts one of at least two tokens: DataError naming what left fewer."""
+    if len(vocab) >= 2:
+        return
+    source = "the built-in corpus" if args.data is None else args.data
+    if args.level == "char":
+        raise DataError(f"{source}: only the character {vocab.itos[0]!r}, a language model needs at least 2 distinct characters")
+    limits = [f for f, given in (("--vocab-size", args.vocab_size is not None), ("--min-freq", args.min_freq > 1)) if given]
+    why = f" with {' and '.join(limits)}" if limits else ""
+    raise DataError(f"{source}: a vocabulary of only <unk>{why}, a language model needs at least 2 tokens; "
+                    "raise --vocab-size or lower --min-freq")  # fmt: skip
+
+
 def check_memory(args, vocab_size: int) -> None:
-    """Refuse, before allocating anything, a model that would not fit in this machine's memory.
+    """Refuse, before allocating anything, a language model that would not fit in memory (`bptt.resources`)."""
+    from bptt import resources
 
-    Estimate: parameters x 4 copies (weights, gradients, two Adam moments) plus the
-    activations of one window (states of every layer and the V-wide softmax, x 3
-    for forward buffers, their gradients and temporaries).
-    """
-    H, L, E = args.hidden_size, args.num_layers, args.embedding_size
-    D = E or vocab_size
-    n_params = (vocab_size * E if E else 0) + H * (D + H + 1) + (L - 1) * H * (2 * H + 1) + vocab_size * (H + 1)
-    T = (args.backprop_steps or args.seq_length) + (args.horizon or 1) - 1
-    activations = T * args.batch_size * (L * H + vocab_size) * 3
-    need = (4 * n_params + activations) * (8 if args.dtype == "float64" else 4)
-    have = available_memory()
-    if have is not None and need > 0.8 * have:
-        raise UsageError(f"the model needs about {need / 2**30:.1f} GiB ({n_params:,} parameters, vocabulary {vocab_size:,}) "
-                         f"but {have / 2**30:.1f} GiB is available; use a smaller --vocab-size or a higher --min-freq, "
-                         "--hidden-size or --batch-size")  # fmt: skip
-
-
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo in bytes, or None where there is no such file."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    est = resources.estimate_memory(
+        input_size=vocab_size, embedding_size=args.embedding_size, hidden_size=args.hidden_size,
+        num_layers=args.num_layers, output_size=vocab_size, bias=not args.no_bias,
+        steps=(args.backprop_steps or args.seq_length) + (args.horizon or 1) - 1, batch_size=args.batch_size,
+        optimizer=args.optimizer, dtype=args.dtype,
+    )  # fmt: skip
+    fewer = "a smaller --vocab-size or a higher --min-freq, or " if args.level == "word" else ""
+    resources.check_memory(est, {"parameters": f"{fewer}a smaller --hidden-size or --embedding-size",
+                                 "outputs": f"{fewer}a smaller --batch-size or --seq-length"})  # fmt: skip
 
 
 def build_model(args, vocab_size: int):
@@ -235,34 +298,56 @@ def build_model(args, vocab_size: int):
 
 def resume(args) -> int:
     """Continue the run in args.resume exactly where its last checkpoint left it."""
-    from bptt.data.text import Vocab, builtin_corpus, read_text, split
-    from bptt.runs import load_run
-    from bptt.train import TrainOptions, Trainer, default_progress
+    from bptt.data.text import builtin_corpus, read_text, split
+    from bptt.runs import load_run, vocab_of
+    from bptt.train import Trainer, default_progress
 
     run_dir = args.resume
     model, ckpt = load_run(run_dir)
-    saved = ckpt.train_state["options"]
-    opts = TrainOptions(**saved)
-    for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
-        if flag in args.argv:  # a longer budget is the one change a resume may make
-            setattr(opts, name, getattr(args, name))
+    check_writable(run_dir, f"--resume {run_dir}")
+    opts = resumed_options(args, ckpt)
+    task = opts.extra.get("task", "lm")
+    if task != "lm":
+        from bptt import tasks
+
+        if task not in tasks.TASKS:
+            raise UsageError(f"--resume {run_dir}: the run is of task {task!r}, which this bptt does not know")
+        return tasks.module(task).resume(args, model, ckpt, opts)
     extra = opts.extra
-    vocab = Vocab.from_json(extra["vocab"])
+    vocab = vocab_of(ckpt, run_dir)
+    missing = [k for k in ("data", "encoding", "corpus_sha256", "valid", "valid_fraction", "level") if k not in extra]
+    if missing:
+        raise CheckpointError(f"{run_dir}: checkpoint.json: training options without {', '.join(missing)}")
     data = extra["data"]
     text = builtin_corpus() if data is None else read_text(Path(data), extra["encoding"])
     if _sha(text) != extra["corpus_sha256"]:
         raise UsageError(f"--resume {run_dir}: the training data {data or 'built-in corpus'} changed since the run started")
     ids = vocab.encode(text)
     if extra["valid"] is not None:
-        train_ids, valid_ids = ids, vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]))
+        train_ids, valid_ids = ids, vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]), source=extra["valid"])
     else:
         frac = extra["valid_fraction"]
         train_ids, valid_ids = split(ids, frac) if frac > 0 else (ids, None)
     trainer = Trainer(model, train_ids, valid_ids, run_dir, opts, progress=default_progress())
-    trainer.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": ckpt.train_state})
-    trainer.good = trainer._snapshot()
+    trainer.resume_from(ckpt)
     print(f"resuming {run_dir} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
     return finish(trainer, vocab)
+
+
+def resumed_options(args, ckpt):
+    """The saved TrainOptions of a run, with the one change a resume may make: a longer budget."""
+    from bptt.train import TrainOptions
+
+    try:
+        opts = TrainOptions(**ckpt.train_state["options"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{args.resume}: checkpoint.json has no usable training options ({e})") from None
+    if not isinstance(opts.extra, dict):
+        raise CheckpointError(f"{args.resume}: checkpoint.json: training options 'extra' is not a JSON object")
+    for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
+        if flag in args.argv:
+            setattr(opts, name, getattr(args, name))
+    return opts
 
 
 def finish(trainer, vocab) -> int:

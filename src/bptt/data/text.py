@@ -27,7 +27,6 @@ from bptt.errors import DataError, UsageError, where
 BUILTIN_NAME = "python-help"
 UNK, EOS = "<unk>", "<eos>"
 LEVELS = ("char", "word")
-_BINARY_SNIFF = 65536  # bytes searched for NUL
 
 
 def builtin_corpus() -> str:
@@ -48,8 +47,9 @@ def read_text(path: Path | str, encoding: str = "utf-8") -> str:
     path = Path(path)
     codec = _codec_name(path, encoding)
     data = _read_bytes(path)
-    if b"\x00" in data[:_BINARY_SNIFF] and not codec.startswith(("utf-16", "utf-32")):
-        raise DataError(f"{path}: looks like a binary file (NUL bytes), expected text")
+    nul = -1 if codec.startswith(("utf-16", "utf-32")) else data.find(b"\x00")  # the whole file: one memchr
+    if nul >= 0:
+        raise DataError(f"{path}: looks like a binary file (a NUL byte at offset {nul}), expected text")
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
@@ -109,6 +109,8 @@ class Vocab:
             raise UsageError(f"--level: got {level!r}, expected char or word")
         self.level, self.lowercase, self.sentence_ends = level, lowercase, sentence_ends
         self.itos = list(itos) if itos is not None else self._build(text or "", min_freq, max_size)
+        if not self.itos:
+            raise DataError("vocabulary: the text has no characters, expected at least one")
         self.stoi = {s: i for i, s in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
             dup = next(s for s, c in Counter(self.itos).items() if c > 1)

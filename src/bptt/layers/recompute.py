@@ -77,6 +77,17 @@ class Cache:
         elman.recur(Hs, self.W, self.nonlinearity, None if self.pad is None else self.pad[s:e])
         return s, e, Hs
 
+    @property
+    def Hs(self) -> np.ndarray:
+        """Every state, (T+1, B, H), recomputed: what code that wants all of them at once
+        (diagnostics, RTRL) reads from a full-BPTT cache. O(T) memory, by request."""
+        n = len(self.checkpoints)
+        Hs = np.empty((self.T + 1,) + self.checkpoints.shape[1:], dtype=self.W.dtype)
+        for i in range(n):
+            s, e, seg = self.segment(i)
+            Hs[s : e + 1] = seg
+        return Hs
+
     def state(self, t: int) -> np.ndarray:
         """h_t in processing order, (B, H), recomputed from the checkpoint before it."""
         i = min(t // self.every, len(self.checkpoints) - 1)

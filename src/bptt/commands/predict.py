@@ -1,0 +1,57 @@
+"""`bptt predict RUN_DIR --data FILE`: a trained task model's outputs for every input.
+
+    tag       CoNLL-U (or plain text, one sentence per line) in, CoNLL-U out with the
+              predicted tags in the run's column (UPOS or XPOS)
+    classify  TSV/CSV or one text per line in; per line the predicted label and the
+              probability of every label, tab-separated, under a header line
+    regress   CSV in; per row the predicted value(s), steps by spaces, features by ':'
+    spell     one number per line in; per line the number and its generated words
+
+Output goes to stdout, or with --out to a file written atomically (all or nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bptt.errors import UsageError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="outputs of a trained tagger, classifier, regressor or speller",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--data", type=Path, required=True, help="the inputs")
+    p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    p.add_argument("--encoding", default="utf-8")
+    p.set_defaults(run=run)
+
+
+def task_of(run_dir: Path):
+    """(model, extra, task module) of a run of a task other than the language model."""
+    from bptt import tasks
+    from bptt.runs import load_run
+
+    model, ckpt = load_run(run_dir)
+    extra = ckpt.train_state.get("options", {}).get("extra", {})
+    task = extra.get("task", "lm")
+    if task not in tasks.TASKS:
+        return model, extra, None
+    return model, extra, tasks.module(task)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bptt.checkpoint import atomic_write_text
+
+    model, extra, module = task_of(args.run_dir)
+    if module is None:
+        raise UsageError(f"{args.run_dir}: a language-model run; use bptt generate or bptt evaluate for it")
+    text = module.predict(model, extra, args.data, args)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,125 @@
+"""Training on datasets of whole sequences: one batch of (inputs, targets, mask) per update.
+
+Tagging, classification, regression, one-to-many generation and the synthetic
+long-memory tasks all train this way: every update takes the next batch from a
+`Source`, runs the forward pass over the whole (padded) sequences, the loss of
+the model's mode and head, and exact BPTT:
+
+    loss, grads = model.loss_and_grads(batch.inputs, batch.targets, batch.mask, cond=batch.cond)
+
+The loop around it (clipping, optimizer, evaluation, checkpoints, rollback,
+signals) is `bptt.loop.Loop`. A source is anything with
+
+    n_batches                  updates per epoch
+    batch(epoch, k) -> Batch   the k-th batch of an epoch, a pure function of
+                               (epoch, k) and the source's seed
+
+so the data cursor of a checkpoint is just (epoch, k) and a resumed run sees
+exactly the batches an uninterrupted one would (shuffling, bucketing, word
+dropout and on-the-fly generation are all seeded by (seed, epoch, k)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bptt.loop import Loop, TrainOptions, check_finite, summed_loss
+from bptt.model import SEQUENCE_MODES, RNNModel
+
+
+@dataclass
+class Batch:
+    """One batch, batch-first as RNNModel takes it.
+
+    inputs: ids (B, T) or features (B, T, D); targets: what `RNNModel.loss` takes
+    for the model's mode and head; mask: (B, T) bool or lengths (B,), or None;
+    cond: (B, cond_size) for one-to-many; loss_mask: (B, T) bool, the steps
+    that carry a loss (None: every valid step).
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray | None = None
+    cond: np.ndarray | None = None
+    loss_mask: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.inputs)
+
+    def n_targets(self, model: RNNModel) -> int:
+        """How many loss terms the batch has: valid target steps for sequence
+        outputs (padding, loss_mask and ignore_index excluded), else sequences."""
+        if model.mode not in SEQUENCE_MODES:
+            return self.size
+        B, T = self.inputs.shape[:2]
+        valid = np.ones((B, T), bool)
+        if self.mask is not None:
+            m = np.asarray(self.mask)
+            valid &= m.astype(bool) if m.ndim == 2 else np.arange(T)[None, :] < m[:, None]
+        if self.loss_mask is not None:
+            valid &= np.asarray(self.loss_mask, bool)
+        if model.head == "softmax":
+            valid &= np.asarray(self.targets) != model.ignore_index
+        return int(valid.sum())
+
+
+class BatchTrainer(Loop):
+    """Trains `model` on batches from `source`; `evaluate(model) -> {"valid_loss": ..., ...}`;
+    `stop(record) -> reason or None` may end the run after an evaluation."""
+
+    def __init__(self, model: RNNModel, source, evaluate: Callable[[RNNModel], dict] | None, run_dir,
+                 opts: TrainOptions, progress=None, log=print, stop: Callable[[dict], str | None] | None = None):  # fmt: skip
+        super().__init__(model, run_dir, opts, progress, log)
+        if source.n_batches < 1:
+            raise ValueError("source: no batches, expected at least one per epoch")
+        self.source = source
+        self._evaluate = evaluate
+        self._stop = stop
+
+    @property
+    def n_batches(self) -> int:
+        return self.source.n_batches
+
+    def train_step(self) -> tuple[float, int]:
+        s = self.state
+        batch = self.source.batch(s["epoch"], s["chunk"])
+        return self.update(batch)
+
+    def update(self, batch: Batch) -> tuple[float, int]:
+        """One update on `batch`; returns (mean loss per loss term in nats, number of loss terms)."""
+        m = self.model
+        fwd = m.forward(batch.inputs, batch.mask, cond=batch.cond)
+        loss, dZ = m.loss(fwd, batch.targets, batch.loss_mask)
+        check_finite(loss, {})
+        grads, _ = m.backward(fwd, dZ)
+        check_finite(loss, grads)
+        self.apply_update(grads)
+        n = max(batch.n_targets(m), 1)
+        return summed_loss(m, loss, n, batch.size) / n, n
+
+    def evaluate(self) -> dict:
+        return {} if self._evaluate is None else self._evaluate(self.model)
+
+    def stop_reason(self, record: dict) -> str | None:
+        return None if self._stop is None else self._stop(record)
+
+
+def mean_loss(model: RNNModel, batches: Iterable[Batch]) -> float:
+    """Mean loss per loss term (nats for cross-entropies) over batches, in evaluation mode."""
+    training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for batch in batches:
+            fwd = model.forward(batch.inputs, batch.mask, cond=batch.cond)
+            loss, _ = model.loss(fwd, batch.targets, batch.loss_mask)
+            n = batch.n_targets(model)
+            total += summed_loss(model, loss, n, batch.size)
+            count += n
+    finally:
+        model.train(training)
+    return total / max(count, 1)

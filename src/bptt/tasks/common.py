@@ -1,0 +1,156 @@
+"""What every dataset task shares: options -> TrainOptions, data fingerprints, vocabularies,
+batches of padded sequences, the memory estimate, and the train / resume / report sequence.
+
+A task module provides `load(extra, fresh)` -> a `Data` (train source, evaluation
+function, summary line) built from the JSON `extra` saved in the run, so that a
+resumed run rebuilds exactly the same batches from the same files (their
+sha256 is checked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from bptt.errors import DataError, UsageError
+from bptt.loop import TrainOptions
+
+
+@dataclass
+class Data:
+    source: object  # bptt.data.batching.SequenceSource
+    evaluate: Callable | None  # model -> {"valid_loss": ..., ...}
+    summary: str  # printed before training
+
+
+def file_sha(path: str | Path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+
+
+def check_unchanged(extra: dict, run_dir) -> None:
+    """On resume: every data file the run was trained on is still what it was."""
+    for key in ("data", "valid"):
+        path, sha = extra.get(key), extra.get(f"{key}_sha256")
+        if path is not None and file_sha(path) != sha:
+            raise UsageError(f"--resume {run_dir}: {path} changed since the run started")
+
+
+def data_extra(args, task: str) -> dict:
+    """The data part of a run's saved options: task, files and their fingerprints."""
+    if args.data is None and task != "spell":
+        raise UsageError(f"--task {task}: --data FILE is required")
+    extra = {"task": task, "encoding": args.encoding}
+    for key in ("data", "valid"):
+        path = getattr(args, key)
+        extra[key] = None if path is None else str(path)
+        extra[f"{key}_sha256"] = None if path is None else file_sha(path)
+    return extra
+
+
+def train_options(args, extra: dict, monitor: str, monitor_mode: str) -> TrainOptions:
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
+    if args.no_clip_norm:
+        opts.clip_norm = None
+    opts.extra, opts.monitor, opts.monitor_mode = extra, monitor, monitor_mode
+    # the best evaluation's checkpoint in RUN_DIR/best whenever there is an evaluation
+    opts.keep_best = opts.keep_best or bool(extra.get("valid")) or extra["task"] == "spell"
+    return opts
+
+
+def vocab_json(counts: Counter, min_freq: int = 1, max_size: int | None = None) -> dict:
+    """A word-level `bptt.data.text.Vocab` JSON: "<unk>" (id 0) then tokens seen >= min_freq times,
+    most frequent first (ties alphabetically), at most max_size entries."""
+    from bptt.data.text import UNK, Vocab
+
+    ranked = sorted((w for w, c in counts.items() if c >= min_freq and w != UNK), key=lambda w: (-counts[w], w))
+    if max_size is not None:
+        ranked = ranked[: max(max_size - 1, 0)]
+    return Vocab(level="word", sentence_ends=False, itos=[UNK, *ranked]).to_json()
+
+
+def lookup(vocab: dict) -> dict[str, int]:
+    from bptt.data.text import Vocab
+
+    return Vocab.from_json(vocab).stoi
+
+
+def check_labels(labels: list[str], known: dict[str, int], path, lines: list[int], what: str = "label") -> None:
+    """DataError at the first label that the training data never had."""
+    for label, line in zip(labels, lines):
+        if label not in known:
+            shown = ", ".join(list(known)[:12]) + (", ..." if len(known) > 12 else "")
+            raise DataError(f"{path}:{line}: {what} {label!r} does not occur in the training data, expected one of: {shown}")
+
+
+def check_memory(model_kw: dict, steps: int, batch_size: int, optimizer: str) -> None:
+    """Refuse, before the model is built, one that would not fit in memory (`bptt.resources`).
+    model_kw: the RNNModel keyword arguments; steps: the longest training sequence."""
+    from bptt import resources
+    from bptt.model import SEQUENCE_MODES
+
+    tokens = model_kw.get("vocab_size") is not None
+    E = model_kw.get("embedding_size")
+    if E is not None and model_kw.get("feature_vocab_sizes"):  # the feature columns widen x_t
+        E += len(model_kw["feature_vocab_sizes"]) * model_kw.get("feature_embedding_size", 16)
+    est = resources.estimate_memory(
+        input_size=model_kw["vocab_size"] if tokens else model_kw["input_size"], tokens=tokens, embedding_size=E,
+        hidden_size=model_kw["hidden_size"], num_layers=model_kw["num_layers"],
+        num_directions=2 if model_kw.get("bidirectional") else 1, output_size=model_kw["output_size"],
+        cond_size=model_kw.get("cond_size"), steps=steps, batch_size=batch_size,
+        sequence_outputs=model_kw["mode"] in SEQUENCE_MODES, optimizer=optimizer, dtype=model_kw["dtype"],
+    )  # fmt: skip
+    resources.check_memory(est, {"parameters": "a higher --min-freq, a smaller --vocab-size, --hidden-size or --embedding-size",
+                                 "states": "a smaller --batch-size or --hidden-size"})  # fmt: skip
+
+
+def n_params(model) -> int:
+    return sum(p.size for p in model.params.values())
+
+
+def eval_batches(lengths: np.ndarray, batch_size: int, make: Callable) -> list:
+    """The evaluation batches, built once: examples sorted by length."""
+    from bptt.data.batching import sorted_batches
+
+    return [make(idx) for idx in sorted_batches(np.asarray(lengths), max(batch_size, 64))]
+
+
+def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) -> int:
+    """Train (or continue from ckpt), print how it stopped and the best validation metric."""
+    from bptt.fit import BatchTrainer
+    from bptt.loop import default_progress
+
+    trainer = BatchTrainer(model, data.source, data.evaluate, run_dir, opts, progress=default_progress())
+    if ckpt is not None:
+        trainer.resume_from(ckpt)
+        print(f"resuming {run_dir} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
+    else:
+        print(data.summary)
+        print(f"model: {'bidirectional ' if model.bidirectional else ''}{model.num_layers} x {model.hidden_size} "
+              f"{model.nonlinearity} RNN, {model.mode}, {model.head} head, {n_params(model):,} parameters; "
+              f"run directory {run_dir}")  # fmt: skip
+    state = trainer.fit()
+    print(f"stopped after {state['step']} updates ({state['stop_reason']}), {state['elapsed']:.1f} s; "
+          f"checkpoint in {run_dir}")  # fmt: skip
+    if state.get("best_valid") is not None:
+        print(f"best {opts.monitor.replace('_', ' ')}: {state['best_valid']:.4f}")
+    return 0
+
+
+def default_run_dir(args, name: str) -> Path:
+    from bptt.commands.train import choose_run_dir
+
+    if args.out is None:
+        base = Path("runs") / name
+        out, n = base, 2
+        while out.exists():
+            out, n = Path(f"{base}-{n}"), n + 1
+        return out
+    return choose_run_dir(args, name)

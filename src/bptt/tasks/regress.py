@@ -1,0 +1,178 @@
+"""`bptt train --task regress`: float sequences -> numbers, with the identity head and MSE.
+
+    many-to-one  (one target per sequence):  y^ = V pool(h) + c
+    many-to-many (one target per step):      y^_t = V h_t + c
+    L = mean of 1/2 (y^ - y)^2 (RNNModel's squared error; MSE is reported)
+
+The data is a CSV (see `bptt.data.tabular`): an input column of steps and a
+target column with one value (or vector) per sequence or per step; which of
+the two the file holds decides the mode, and every line must agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bptt.errors import DataError
+from bptt.tasks import common
+
+
+def add_options(p) -> None:
+    g = p.add_argument_group("regression (--task regress)")
+    g.add_argument("--input-column", default="input", help="CSV column of the input steps")
+    g.add_argument("--target-column", default="target", help="CSV column of the targets")
+
+
+def read(path, extra: dict, need_targets: bool = True):
+    from bptt.data.tabular import read_sequences
+
+    return read_sequences(path, extra["input_column"], extra["target_column"], extra["encoding"], need_targets)
+
+
+def mode_of(rows, path) -> str:
+    """many-to-one if every target is one value (vector), many-to-many if every target has one per step."""
+    per_step = [y.shape[0] == x.shape[0] and x.shape[0] > 1 for x, y, _ in rows]
+    one = [y.shape[0] == 1 for x, y, _ in rows]
+    if all(one):
+        return "many-to-one"
+    if all(p or o and x.shape[0] == 1 for p, o, (x, _, _) in zip(per_step, one, rows)):
+        return "many-to-many"
+    x, y, n = next(r for r, o in zip(rows, one) if not o and r[1].shape[0] != r[0].shape[0])
+    raise DataError(f"{path}:{n}: {y.shape[0]} target steps for {x.shape[0]} input steps, expected 1 (many-to-one) or "
+                    f"{x.shape[0]} (many-to-many) as the file's other lines")  # fmt: skip
+
+
+def check_like(rows, extra: dict, path) -> None:
+    """Inputs and targets of the width the run was trained on, targets in its mode."""
+    for x, y, n in rows:
+        if x.shape[1] != extra["input_size"]:
+            raise DataError(f"{path}:{n}: {x.shape[1]} input features per step, expected {extra['input_size']}")
+        if y is None:
+            continue
+        if y.shape[1] != extra["output_size"]:
+            raise DataError(f"{path}:{n}: {y.shape[1]} target values per step, expected {extra['output_size']}")
+        want = 1 if extra["mode"] == "many-to-one" else x.shape[0]
+        if y.shape[0] != want:
+            raise DataError(f"{path}:{n}: {y.shape[0]} target steps, expected {want} ({extra['mode']})")
+
+
+def make_batch(rows, idx, mode: str):
+    from bptt.data.batching import pad
+    from bptt.fit import Batch
+
+    inputs, lengths = pad([rows[i][0] for i in idx])
+    K = rows[idx[0]][1].shape[1] if rows[idx[0]][1] is not None else 1
+    if rows[idx[0]][1] is None:
+        targets = np.zeros((len(idx), K) if mode == "many-to-one" else inputs.shape[:2] + (K,))
+    elif mode == "many-to-one":
+        targets = np.stack([rows[i][1][0] for i in idx])
+    else:
+        targets = pad([rows[i][1] for i in idx])[0]
+    return Batch(inputs, targets, mask=lengths)
+
+
+def load(extra: dict, fresh: bool) -> common.Data:
+    from bptt.data.batching import SequenceSource
+    from bptt.fit import mean_loss
+
+    train = read(extra["data"], extra)
+    if fresh:
+        extra["mode"] = mode_of(train, extra["data"])
+        extra["input_size"], extra["output_size"] = int(train[0][0].shape[1]), int(train[0][1].shape[1])
+    check_like(train, extra, extra["data"])
+    lengths = np.array([len(x) for x, _, _ in train])
+    source = SequenceSource(lengths, extra["batch_size"], lambda idx, rng: make_batch(train, idx, extra["mode"]), seed=extra["seed"])
+    evaluate = None
+    if extra["valid"] is not None:
+        valid = read(extra["valid"], extra)
+        check_like(valid, extra, extra["valid"])
+        batches = common.eval_batches([len(x) for x, _, _ in valid], extra["batch_size"], lambda idx: make_batch(valid, idx, extra["mode"]))
+
+        def evaluate(model):
+            r = {"valid_loss": mean_loss(model, batches)}
+            r.update({f"valid_{k}": v for k, v in errors(model, batches, extra["mode"]).items() if k != "n"})
+            return r
+
+    summary = (f"{extra['data']}: {len(train):,} sequences of {extra['input_size']} feature(s) per step, "
+               f"{lengths.min()}-{lengths.max()} steps, {extra['output_size']} target(s) {'per step' if extra['mode'] == 'many-to-many' else 'per sequence'}"
+               + ("" if extra["valid"] is None else f"; valid {extra['valid']}"))  # fmt: skip
+    return common.Data(source, evaluate, summary)
+
+
+def errors(model, batches, mode: str) -> dict:
+    """MSE and MAE over every target value (valid steps only)."""
+    from bptt import metrics
+
+    true, pred = [], []
+    for b in batches:
+        y = model.predict(b.inputs, b.mask)
+        if mode == "many-to-many":
+            valid = np.arange(y.shape[1])[None, :] < b.mask[:, None]
+            true.append(b.targets[valid])
+            pred.append(y[valid])
+        else:
+            true.append(b.targets)
+            pred.append(y)
+    return metrics.regression_report(np.concatenate(true), np.concatenate(pred))
+
+
+def run(args) -> int:
+    from bptt import RNNModel
+    from bptt.commands.train import task_defaults
+    from bptt.options import model_kwargs
+
+    task_defaults(args, hidden_size=32, num_layers=1, max_epochs=20.0)
+    extra = common.data_extra(args, "regress")
+    extra.update(input_column=args.input_column, target_column=args.target_column, batch_size=args.batch_size, seed=args.seed)
+    data = load(extra, fresh=True)
+    if "eval_every" not in args.given:
+        args.eval_every = data.source.n_batches
+    out = common.default_run_dir(args, f"{Path(args.data).stem}-regress")
+    kw = model_kwargs(args)
+    kw.pop("embedding_size")
+    kw.update(input_size=extra["input_size"], output_size=extra["output_size"], mode=extra["mode"], head="linear",
+              pooling=args.pooling, reduction="mean", dtype=args.dtype)  # fmt: skip
+    common.check_memory(kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
+    model = RNNModel(**kw)
+    opts = common.train_options(args, extra, "valid_mse" if extra["valid"] else "valid_loss", "min")
+    return common.fit_and_report(model, data, out, opts)
+
+
+def resume(args, model, ckpt, opts) -> int:
+    common.check_unchanged(opts.extra, args.resume)
+    return common.fit_and_report(model, load(opts.extra, fresh=False), args.resume, opts, ckpt)
+
+
+def _predicted(model, extra: dict, rows) -> list[np.ndarray]:
+    from bptt.data.batching import sorted_batches
+
+    out: list = [None] * len(rows)
+    for idx in sorted_batches(np.array([len(x) for x, _, _ in rows]), 64):
+        b = make_batch(rows, idx, extra["mode"])
+        y = model.predict(b.inputs, b.mask)
+        for row, i in enumerate(idx):
+            out[i] = y[row] if extra["mode"] == "many-to-one" else y[row, : len(rows[i][0])]
+    return out
+
+
+def predict(model, extra: dict, path: Path, args) -> str:
+    """One line per input row: the predicted value(s), in the input notation (steps by spaces, features by ':')."""
+    rows = read(path, extra, need_targets=False)
+    check_like(rows, extra, path)
+    lines = []
+    for y in _predicted(model, extra, rows):
+        steps = y[None] if y.ndim == 1 else y
+        lines.append(" ".join(":".join(f"{v:.6g}" for v in s) for s in steps))
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(model, extra: dict, path: Path, args) -> dict:
+    from bptt import metrics
+
+    rows = read(path, extra)
+    check_like(rows, extra, path)
+    pred = _predicted(model, extra, rows)
+    true = [y[0] if extra["mode"] == "many-to-one" else y for _, y, _ in rows]
+    return metrics.regression_report(np.concatenate([t.ravel() for t in true]), np.concatenate([p.ravel() for p in pred]))
