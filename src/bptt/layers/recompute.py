@@ -144,7 +144,7 @@ def backward(
 ) -> tuple[np.ndarray | None, dict[str, np.ndarray], np.ndarray]:
     """`elman.backward` over recomputed segments, last to first. Same arguments and returns."""
     if horizon is not None:
-        raise ValueError("horizon: per-output truncation needs every state at once; use checkpoint_every=None with it")
+        raise ValueError("horizon: per-output truncation needs every state at once; use checkpoint_every=None (no --checkpoint-every) with it")
     X, W, U, pad = cache.X, cache.W, cache.U, cache.pad
     if dout is not None and cache.reverse:
         dout = dout[::-1]
