@@ -65,12 +65,13 @@ def sigmoid(Z: np.ndarray) -> np.ndarray:
 def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
     """Z: (N, K) logits; y: (N,) class ids (any id where w = 0); w: (N,). Returns (L, dZ)."""
     N = Z.shape[0]
-    dZ = Z - Z.max(axis=1, keepdims=True)
+    m = Z.max(axis=1)
+    dZ = np.subtract(Z, m[:, None])
     np.exp(dZ, out=dZ)
     s = dZ.sum(axis=1)
     rows = np.arange(N)
     # -log softmax(z)[y] = log sum_k exp(z_k - m) - (z_y - m), with m = max_k z_k
-    zy = Z[rows, y] - Z.max(axis=1)
+    zy = Z[rows, y] - m
     loss = float(np.dot(w, np.log(s) - zy))
     dZ *= (w / s)[:, None]
     dZ[rows, y] -= w

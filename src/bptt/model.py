@@ -23,14 +23,15 @@ masks (B, T) or lengths (B,). Inside, everything is time-major (T, B, ...).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from bptt import activations, losses, validate
+from bptt import activations, blas, losses, validate
 from bptt import init as initializers
 from bptt.layers import dropout as dropout_layer
-from bptt.layers import elman, embedding
+from bptt.layers import elman, embedding, recompute
 from bptt.layers import pooling as pooling_layer
 
 MODES = ("many-to-many", "many-to-one", "one-to-many", "one-to-one")
@@ -85,6 +86,8 @@ class RNNModel:
     ignore_index    softmax targets equal to it carry no loss (torch's -100)
     init, init_scale  pytorch | xavier | orthogonal | identity (see bptt.init)
     dtype           float32 (default) | float64;  seed: every random draw
+    checkpoint_every  memory-saving BPTT: keep every k-th state, recompute the rest
+                    (k, or "auto" for sqrt(T); see bptt.layers.recompute); None: keep all
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class RNNModel:
         init_scale: float = 1.0,
         dtype: str = "float32",
         seed: int = 0,
+        checkpoint_every: int | str | None = None,
     ):
         dtype = np.dtype(dtype).name
         if (input_size is None) == (vocab_size is None):
@@ -144,6 +148,7 @@ class RNNModel:
         validate.choice("reduction", reduction, losses.REDUCTIONS)
         validate.choice("init", init, initializers.SCHEMES)
         validate.choice("dtype", dtype, DTYPES)
+        recompute.check_every(checkpoint_every)
         if mode == "one-to-many":
             validate.positive_int("cond_size", cond_size)
             if bidirectional:
@@ -159,7 +164,7 @@ class RNNModel:
             nonlinearity=nonlinearity, bias=bool(bias), bidirectional=bool(bidirectional),
             dropout=float(dropout), head=head, mode=mode, pooling=pooling, cond_size=cond_size,
             reduction=reduction, ignore_index=int(ignore_index), init=init,
-            init_scale=float(init_scale), dtype=dtype, seed=int(seed),
+            init_scale=float(init_scale), dtype=dtype, seed=int(seed), checkpoint_every=checkpoint_every,
         )  # fmt: skip
         self.rng = np.random.default_rng(seed)
         self.training = True
@@ -304,6 +309,7 @@ class RNNModel:
 
     # ---- forward -----------------------------------------------------------
 
+    @blas.single_thread_when_small
     def forward(self, inputs, mask=None, h0=None, *, cond=None, rng=None) -> Forward:
         """Run the network; return a `Forward` holding logits Z, final states hn and caches.
 
@@ -331,14 +337,14 @@ class RNNModel:
         for layer in range(self.num_layers):
             outs, caches = [], []
             for d, name in enumerate(self.layer_names(layer)):
-                out, h_last, cache = elman.forward(
+                out, h_last, cache = self._layer_forward(layer)(
                     p[f"{name}.U"], p[f"{name}.W"], p.get(f"{name}.b"), layer_in,
                     h0[layer * self.num_directions + d], self.nonlinearity, mask, reverse=d == 1,
                 )  # fmt: skip
                 outs.append(out)
                 caches.append(cache)
                 hn.append(h_last)
-            layer_in = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+            layer_in = outs[0] if len(outs) == 1 or outs[0] is None else np.concatenate(outs, axis=2)
             fwd.caches.append(caches)
             drop = None
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
@@ -348,6 +354,15 @@ class RNNModel:
         fwd.hn = np.stack(hn)
         self._head_forward(fwd, layer_in)
         return fwd
+
+    def _layer_forward(self, layer: int):
+        """elman.forward, or its memory-saving twin, which skips the top layer's output
+        when the head reads only the final states (pooling "last")."""
+        if self.checkpoint_every is None:
+            return elman.forward
+        last_only = self.mode == "one-to-one" or (self.mode not in SEQUENCE_MODES and self.pooling == "last")
+        keep_out = layer < self.num_layers - 1 or not last_only
+        return functools.partial(recompute.forward, every=self.checkpoint_every, keep_out=keep_out)
 
     def _tables(self) -> list[tuple[str, int, int]]:
         """(parameter name, vocabulary size, width) of each embedding table, in input-column order."""
@@ -372,13 +387,15 @@ class RNNModel:
             grads[name] = embedding.backward(dX[..., start : start + width], X[..., f], n)
             start += width
 
-    def _head_forward(self, fwd: Forward, top: np.ndarray) -> None:
+    def _head_forward(self, fwd: Forward, top: np.ndarray | None) -> None:
         """Z = V h + c on every step, or on the pooled vector (many-to-one, one-to-one)."""
         V, c = self.params["head.V"], self.params["head.c"]
-        T, B, F = top.shape
         if self.mode in SEQUENCE_MODES:
+            T, B, F = top.shape
             fwd.feat = top.reshape(T * B, F)
-            fwd.Z = (fwd.feat @ V.T + c).reshape(T, B, -1)
+            Z = fwd.feat @ V.T
+            Z += c  # in place: no second (T*B, K) array
+            fwd.Z = Z.reshape(T, B, -1)
             return
         kind = "last" if self.mode == "one-to-one" else self.pooling
         if kind == "last":
@@ -472,6 +489,7 @@ class RNNModel:
                 dtop = pooling_layer.max_backward(dfeat, info, T)
         return grads, dtop, dhn
 
+    @blas.single_thread_when_small
     def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None, *, taps: dict | None = None):
         """BPTT from dL/dZ back to every parameter and to h_0.
 
@@ -495,7 +513,9 @@ class RNNModel:
                 k = layer * nd + d
                 if taps is not None:
                     taps[(layer, d)] = (dout, dhn[k].copy())
-                dX, g, dh0[k] = elman.backward(dout, dhn[k], fwd.caches[layer][d], need_dX, horizon)
+                cache = fwd.caches[layer][d]
+                layer_backward = recompute.backward if isinstance(cache, recompute.Cache) else elman.backward
+                dX, g, dh0[k] = layer_backward(dout, dhn[k], cache, need_dX, horizon)
                 grads[f"{name}.U"], grads[f"{name}.W"] = g["U"], g["W"]
                 if self.bias:
                     grads[f"{name}.b"] = g["b"]
@@ -540,7 +560,7 @@ class RNNModel:
         what a truncated-BPTT window hands to the next one. Unidirectional only."""
         if self.bidirectional:
             raise ValueError("state_after: a bidirectional layer has no single state at step t")
-        return np.stack([caches[0].Hs[steps] for caches in fwd.caches])
+        return np.stack([caches[0].state(steps) for caches in fwd.caches])
 
     def step(self, ids: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One time step for generation: ids (B,) tokens, h (L, B, H) -> (logits (B, K), new h).

@@ -38,6 +38,10 @@ def fraction(text: str) -> float:
     return _number(text, float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
+def checkpoint_every(text: str) -> int | str:
+    return "auto" if text == "auto" else _number(text, int, lambda v: v >= 1, "a positive integer or 'auto'")
+
+
 def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     """The architecture: every option RNNModel takes, with the CLI's defaults."""
     g = p.add_argument_group("model")
@@ -53,6 +57,8 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="gain of orthogonal / scale of identity / spectral radius of spectral init")  # fmt: skip
     g.add_argument("--no-bias", action="store_true", help="drop b (and keep c)")
     g.add_argument("--seed", type=non_negative_int, default=defaults.get("seed", 0))
+    g.add_argument("--checkpoint-every", type=checkpoint_every, default=None, metavar="K|auto",
+                   help="memory-saving BPTT: keep every K-th hidden state and recompute the rest (auto: sqrt(T))")  # fmt: skip
 
 
 def model_kwargs(args: argparse.Namespace) -> dict:
@@ -61,4 +67,5 @@ def model_kwargs(args: argparse.Namespace) -> dict:
         hidden_size=args.hidden_size, num_layers=args.num_layers, nonlinearity=args.nonlinearity,
         bidirectional=args.bidirectional, dropout=args.dropout, embedding_size=args.embedding_size,
         init=args.init, init_scale=args.init_scale, bias=not args.no_bias, seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
     )  # fmt: skip

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bptt import activations
+from bptt import activations, blas
 from bptt.layers.embedding import scatter_add_rows
 
 
@@ -55,8 +55,12 @@ class Cache:
     nonlinearity: str
     reverse: bool
 
+    def state(self, t: int) -> np.ndarray:
+        """h_t in processing order, (B, H)."""
+        return self.Hs[t]
 
-def _is_ids(X: np.ndarray) -> bool:
+
+def is_ids(X: np.ndarray) -> bool:
     return X.dtype.kind in "iu"
 
 
@@ -66,8 +70,13 @@ def input_term(U: np.ndarray, b: np.ndarray | None, X: np.ndarray, out: np.ndarr
     X: (T, B, D) float or (T, B) ids; out: (T, B, H), contiguous.
     """
     T, B, H = out.shape
-    if _is_ids(X):
-        np.take(np.ascontiguousarray(U.T), X, axis=0, out=out)
+    if is_ids(X) and U.shape[1] > T * B:
+        # a large vocabulary: gather only the T*B columns used, not a copy of all of U^T
+        np.copyto(out.reshape(T * B, H), np.take(U, X.reshape(-1), axis=1, mode="clip").T)
+    elif is_ids(X):
+        # mode="clip": the ids are validated where they enter (RNNModel); "raise" with
+        # out= buffers the whole result and is several times slower
+        np.take(np.ascontiguousarray(U.T), X, axis=0, out=out, mode="clip")
     else:
         np.matmul(X.reshape(T * B, -1), U.T, out=out.reshape(T * B, H))
     if b is not None:
@@ -102,19 +111,34 @@ def forward(
     Hs = np.empty((T + 1, B, H), dtype=W.dtype)
     Hs[0] = h0
     input_term(U, b, X, out=Hs[1:])  # every step at once, before the time loop
-    pad = None if mask is None or mask.all() else ~mask[:, :, None]
-    WT = W.T
-    buf = np.empty((B, H), dtype=W.dtype)
-    for t in range(T):
-        a = Hs[t + 1]
-        np.matmul(Hs[t], WT, out=buf)
-        a += buf
-        activations.apply(nonlinearity, a, out=a)
-        if pad is not None:
-            np.copyto(a, Hs[t], where=pad[t])  # padded step: h_t = h_{t-1}
+    pad = padding(mask)
+    recur(Hs, W, nonlinearity, pad)
     out = Hs[1:][::-1] if reverse else Hs[1:]
     cache = Cache(X=X, Hs=Hs, pad=pad, U=U, W=W, nonlinearity=nonlinearity, reverse=reverse)
     return out, Hs[T], cache
+
+
+def padding(mask: np.ndarray | None) -> np.ndarray | None:
+    """(T, B) mask -> (T, B, 1) bool, True on padded steps; None when nothing is padded."""
+    return None if mask is None or mask.all() else ~mask[:, :, None]
+
+
+def recur(Hs: np.ndarray, W: np.ndarray, nonlinearity: str, pad: np.ndarray | None) -> None:
+    """The forward time loop, in place: Hs[0] = h_0 and Hs[t] holds U x_t + b on entry;
+    on exit Hs[t] = h_t = f(Hs[t] + W h_{t-1}) (h_{t-1} on padded steps).
+
+    Hs: (T+1, B, H); pad: (T, B, 1) bool or None.
+    """
+    WT = W.T
+    buf = np.empty(Hs.shape[1:], dtype=Hs.dtype)
+    with blas.loop_threads(*buf.shape):
+        for t in range(Hs.shape[0] - 1):
+            a = Hs[t + 1]
+            np.matmul(Hs[t], WT, out=buf)
+            a += buf
+            activations.apply(nonlinearity, a, out=a)
+            if pad is not None:
+                np.copyto(a, Hs[t], where=pad[t])  # padded step: h_t = h_{t-1}
 
 
 def backward(
@@ -135,35 +159,50 @@ def backward(
     or when need_dX is False), grads {"U", "W", "b"}, dh0 (B, H).
     """
     X, Hs, pad, W = cache.X, cache.Hs, cache.pad, cache.W
-    T, B, H = Hs.shape[0] - 1, Hs.shape[1], Hs.shape[2]
     if dout is not None and cache.reverse:
         dout = dout[::-1]
-    # delta starts as f'(a_t) * m_t for every step; the loop multiplies in dL/dh_t.
-    delta = activations.derivative(cache.nonlinearity, Hs[1:])
-    if pad is not None:
-        np.copyto(delta, 0, where=pad)
+    delta = local_derivative(cache.nonlinearity, Hs[1:], pad)
     if horizon is None:
-        dh0 = _sweep(delta, dout, dhn, W, pad)
+        dh0 = sweep(delta, dout, dhn, W, pad)
     else:
         from bptt.truncation import horizon_sweep
 
         dh0 = horizon_sweep(delta, dout, dhn, W, pad, horizon)
-    D2 = delta.reshape(T * B, H)
-    grads = {"W": D2.T @ Hs[:-1].reshape(T * B, H), "b": D2.sum(axis=0)}
-    dX = None
-    if _is_ids(X):
-        grads["U"] = scatter_add_rows(X.reshape(-1), D2, cache.U.shape[1]).T
-    else:
-        X2 = X.reshape(T * B, -1)
-        grads["U"] = D2.T @ X2
-        if need_dX:
-            dX = (D2 @ cache.U).reshape(T, B, -1)
-            if cache.reverse:
-                dX = dX[::-1]
+    grads, dX = param_grads(delta, Hs[:-1], X, cache.U, need_dX)
+    if dX is not None and cache.reverse:
+        dX = dX[::-1]
     return dX, grads, dh0
 
 
-def _sweep(delta, dout, dhn, W, pad) -> np.ndarray:
+def local_derivative(nonlinearity: str, Hs: np.ndarray, pad: np.ndarray | None) -> np.ndarray:
+    """f'(a_t) * m_t for a block of steps, (T, B, H) from h_t (T, B, H): what delta starts
+    as before the backward loop multiplies in dL/dh_t."""
+    delta = activations.derivative(nonlinearity, Hs)
+    if pad is not None:
+        np.copyto(delta, 0, where=pad)
+    return delta
+
+
+def param_grads(delta, Hprev, X, U, need_dX: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """dL/dW, dL/db, dL/dU (and dL/dx_t) from delta = dL/da over a block of steps.
+
+    delta, Hprev: (T, B, H), Hprev[t] = h_{t-1}; X: (T, B, D) or ids (T, B).
+    One GEMM each over all T*B rows. Returns ({"U", "W", "b"}, dX (T, B, D) or None).
+    """
+    T, B, H = delta.shape
+    D2 = delta.reshape(T * B, H)
+    grads = {"W": D2.T @ Hprev.reshape(T * B, H), "b": D2.sum(axis=0)}
+    dX = None
+    if is_ids(X):
+        grads["U"] = scatter_add_rows(X.reshape(-1), D2, U.shape[1]).T
+    else:
+        grads["U"] = D2.T @ X.reshape(T * B, -1)
+        if need_dX:
+            dX = (D2 @ U).reshape(T, B, -1)
+    return grads, dX
+
+
+def sweep(delta, dout, dhn, W, pad) -> np.ndarray:
     """The backward time loop of full BPTT; turns delta (f' * m) into dL/da in place.
 
     Returns dL/dh_0.
@@ -171,13 +210,14 @@ def _sweep(delta, dout, dhn, W, pad) -> np.ndarray:
     T, B, H = delta.shape
     dh = np.zeros((B, H), dtype=delta.dtype) if dhn is None else np.array(dhn, dtype=delta.dtype)
     nxt = np.empty_like(dh)
-    for t in range(T - 1, -1, -1):
-        if dout is not None:
-            dh += dout[t]  # dL/dh_t = g_t + W^T delta_{t+1}
-        d = delta[t]
-        np.multiply(d, dh, out=d)  # delta_t = dL/dh_t * f'(a_t) * m_t
-        np.matmul(d, W, out=nxt)  # W^T delta_t, as rows
-        if pad is not None:
-            np.copyto(nxt, dh, where=pad[t])  # padded step passes dL/dh straight through
-        dh, nxt = nxt, dh
+    with blas.loop_threads(B, H):
+        for t in range(T - 1, -1, -1):
+            if dout is not None:
+                dh += dout[t]  # dL/dh_t = g_t + W^T delta_{t+1}
+            d = delta[t]
+            np.multiply(d, dh, out=d)  # delta_t = dL/dh_t * f'(a_t) * m_t
+            np.matmul(d, W, out=nxt)  # W^T delta_t, as rows
+            if pad is not None:
+                np.copyto(nxt, dh, where=pad[t])  # padded step passes dL/dh straight through
+            dh, nxt = nxt, dh
     return dh

@@ -1,0 +1,80 @@
+"""BLAS threads for the time loops: one thread for a small per-step GEMM.
+
+Inside the forward and backward time loops every step is one small GEMM,
+(B, H) x (H, H). Splitting that over BLAS threads buys little below a few
+million multiply-adds and costs a hand-off per step; on a busy machine, where a
+BLAS thread has to wait for a core, the hand-off costs far more than the GEMM.
+Measured on this project's 2-core machine with other jobs running (OpenBLAS,
+float32, one step): 32x128x128 took 10.5 us on one thread against 213 us to
+24 ms on two; 20x256x256 40 us against 0.3 to 7 ms. So the loops run with one
+BLAS thread when B*H*H is at most SMALL (and above OWN, below which OpenBLAS
+already uses one thread and switching would only cost time); larger steps
+(and the big GEMMs outside the loops) keep every thread.
+
+The same holds for a whole step whose largest GEMM is small (batch 1: every
+GEMM is a few hundred thousand multiply-adds, each a thread hand-off), so
+`single_thread_when_small` runs RNNModel.forward and .backward on one thread
+when (T*B) * H * max(H, K) is at most STEP_SMALL. Measured in interleaved A/B
+rounds at load 7.8 on the 2 cores: char-small-B32 (dW 1600x128x128) ran 6.2x
+faster on one thread; long-many-to-one (dW 16000x128x128, above the bound)
+1.03x. (An idle machine was not available to measure the cost there.)
+
+This needs threadpoolctl (the `fast` extra, also in `train` and `test`); without
+it nothing changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numpy as np
+
+SMALL = 2**21  # multiply-adds per step (B*H*H) up to which the loop runs on one thread
+STEP_SMALL = 2**25  # multiply-adds of a step's largest GEMM up to which the whole step runs on one thread
+OWN = 2**18  # below this OpenBLAS already uses one thread (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD)
+
+_controller = None
+
+
+def _get_controller():
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            _controller = ThreadpoolController()
+    return _controller
+
+
+def threads_for(macs: int, small: int | None = None):
+    """A context for GEMMs of at most `macs` multiply-adds: one BLAS thread if at most
+    `small` (default SMALL)."""
+    controller = _get_controller() if OWN < macs <= (SMALL if small is None else small) else None
+    if not controller:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
+
+
+def loop_threads(B: int, H: int):
+    """A context for a time loop of (B, H) x (H, H) steps."""
+    return threads_for(B * H * H)
+
+
+def single_thread_when_small(method):
+    """Decorator for RNNModel.forward(inputs, ...) and .backward(fwd, ...): the whole
+    call on one BLAS thread when its largest GEMM, (T*B) x H x max(H, K), is small."""
+
+    @functools.wraps(method)
+    def wrapper(self, first, *args, **kwargs):
+        if hasattr(first, "X"):  # a Forward
+            rows = first.X.shape[0] * first.X.shape[1]
+        else:
+            shape = np.shape(first)  # ids (B, T[, 1 + F]) or (B,); features (B, T, D) or (B, D)
+            rows = int(np.prod(shape[:2] if self.uses_tokens else shape[:-1]))
+        with threads_for(rows * self.hidden_size * max(self.hidden_size, self.output_size), STEP_SMALL):
+            return method(self, first, *args, **kwargs)
+
+    return wrapper
