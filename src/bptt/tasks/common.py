@@ -29,10 +29,9 @@ class Data:
 
 
 def file_sha(path: str | Path) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    from bptt.data.text import read_bytes
+
+    return hashlib.sha256(read_bytes(Path(path))).hexdigest()
 
 
 def check_unchanged(extra: dict, run_dir) -> None:
