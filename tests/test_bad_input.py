@@ -452,7 +452,11 @@ def test_bad_input(argv, files, code, message, runs, tmp_path, monkeypatch, caps
 def test_the_table_covers_every_command():
     assert len(ROWS) >= 40 and len({r[0] for r in ROWS}) == len(ROWS)
     commands = {shlex.split(r[1].replace(T, "train"))[0] for r in ROWS}
-    assert {"train", "generate", "evaluate", "plot", "gradcheck"} <= commands
+    assert {"train", "generate", "evaluate", "predict", "plot", "diagnose", "gradcheck"} <= commands
+    from bptt import tasks
+
+    assert all(any(f"--task {name} " in r[1] for r in ROWS) for name in tasks.TASKS), "a task without rows"
+    assert all(any(f"{{{name}}}" in r[1] for r in ROWS) for name in TASK_RUNS), "a run fixture no row uses"
     assert any("--resume" in r[1] for r in ROWS) and any("--config" in r[1] for r in ROWS)
     assert any("--level word" in r[1] for r in ROWS)
 
