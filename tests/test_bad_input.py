@@ -240,6 +240,7 @@ ROWS = [
     ("tag valid missing", f"{TG} --valid {{tmp}}/v.conllu", {"a.conllu": GOOD}, 2, "v.conllu: no such file"),
     ("tag data missing", TG, {}, 2, "a.conllu: no such file"),
     ("tag data a directory", f"{TG} --data {{tmp}}", {}, 2, "is a directory, expected a text file"),
+    ("tag vocabulary of 1", f"{TG} --vocab-size 1", {"a.conllu": GOOD}, 2, "a.conllu: a vocabulary of only <unk> with --vocab-size 1"),
     ("tag features", f"{TG} --features suffix,stem", {"a.conllu": GOOD}, 2, "--features: got 'stem', expected a comma list of prefix, suffix, shape"),
     ("tag column", f"{TG} --column feats", {"a.conllu": GOOD}, 2, "argument --column: invalid choice: 'feats'"),
     ("tag word dropout 1", f"{TG} --word-dropout 1", {"a.conllu": GOOD}, 2, "argument --word-dropout: got 1"),
@@ -273,6 +274,7 @@ ROWS = [
     ("csv header only", f"{CL} {{tmp}}/a.csv", {"a.csv": "text,label\n"}, 2, "a.csv: a header and no rows"),
     ("csv column twice", f"{CL} {{tmp}}/a.csv", {"a.csv": "text,text,label\ngood,x,1\nbad,y,0\n"}, 2, "a.csv:1: column 'text' appears 2 times in the header"),
     ("csv same column", f"{CL} {{tmp}}/a.csv --label-column text", {"a.csv": "text,label\ngood,1\nbad,0\n"}, 2, "a.csv: column 'text' asked for twice"),
+    ("classify rare words", f"{CL} {{tmp}}/a.tsv --min-freq 5", {"a.tsv": TSV}, 2, "a.tsv: a vocabulary of only <unk> with --min-freq 5"),
     ("classify horizon", f"{CL} {{tmp}}/a.tsv --horizon 3", {"a.tsv": TSV}, 2, "--horizon: only for language models; --task classify"),
     ("classify pooling", f"{CL} {{tmp}}/a.tsv --pooling median", {"a.tsv": TSV}, 2, "argument --pooling: invalid choice: 'median'"),
     # ---- train --task regress: CSV of numbers ----

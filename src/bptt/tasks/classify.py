@@ -71,7 +71,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
     train = read(extra["data"], extra)
     toks = [tokens(e.text, extra) for e in train]
     if fresh:
-        extra["vocab"] = common.vocab_json(Counter(t for ts in toks for t in ts), extra["min_freq"], extra["vocab_size"])
+        extra["vocab"] = common.vocab_json(Counter(t for ts in toks for t in ts), extra["min_freq"], extra["vocab_size"], extra["data"])
         extra["labels"] = sorted({e.label for e in train})
         if len(extra["labels"]) < 2:
             raise DataError(f"{extra['data']}: every example has label {extra['labels'][0]!r}, expected at least two labels")

@@ -107,7 +107,7 @@ class Encoder:
 def build_vocabularies(extra: dict, sentences) -> None:
     """Word, feature and tag vocabularies from the training sentences, into extra."""
     words = Counter(w.lower() if extra["lowercase"] else w for s in sentences for w in s.words)
-    extra["vocab"] = common.vocab_json(words, extra["min_freq"], extra["vocab_size"])
+    extra["vocab"] = common.vocab_json(words, extra["min_freq"], extra["vocab_size"], extra["data"])
     extra["feature_vocabs"] = [common.vocab_json(Counter(feature(f, w, extra["affix_length"]) for s in sentences for w in s.words))
                                for f in extra["features"]]  # fmt: skip
     extra["labels"] = sorted({t for s in sentences for t in s.tags})
