@@ -4,14 +4,18 @@ no traceback, and nothing written or changed.
 A row is (id, argv, files, exit status, a substring of the one-line message):
 
     argv    the command line; {tmp} is the test's directory, {run} / {wrun} copies of
-            a trained character / word language-model run inside it
+            a trained character / word language-model run inside it, {tag}, {cls},
+            {reg}, {spell}, {add} copies of tiny trained task runs (a tagger, a binary
+            classifier, a many-to-one regressor, the speller, the adding problem)
     files   what to create first, {path: content}: bytes or str are written, None
             deletes, READONLY makes a directory nobody may write in, a function
             is called with the path (to damage a file of a run); "@weights" and
             "@optimizer" name a run's current tensor files
 
 Every file under {tmp} (the run copies included) must be byte for byte the same
-afterwards. Rows for CoNLL-U, TSV and CSV readers join this table when those tasks land.
+afterwards. The tasks' rows cover the CoNLL-U, TSV and CSV readers (malformed files,
+tags and labels that do not fit), `bptt predict`, `bptt evaluate` and `bptt generate
+--cond` on task runs, the long-memory tasks, `bptt diagnose` and `gradcheck --method rtrl`.
 """
 
 from __future__ import annotations
@@ -65,6 +69,27 @@ def edit_index(sealed=True, **changes):
         p.write_text(json.dumps(index))
 
     return apply
+
+
+TASK = "--hidden-size 4 --embedding-size 4 --max-epochs 1 --batch-size 8"
+TG = f"train --task tag {TASK} --out {{tmp}}/out --data {{tmp}}/a.conllu"  # + a file a.conllu in the row
+CL = f"train --task classify {TASK} --out {{tmp}}/out --data"  # + the file
+RG = "train --task regress --hidden-size 4 --max-epochs 1 --out {tmp}/out --data {tmp}/a.csv"
+LM = "train --task adding --length 20 --hidden-size 4 --max-epochs 1 --batches-per-epoch 2 --out {tmp}/out"
+
+
+def word(i, form: str, tag: str = "NOUN") -> str:
+    """One CoNLL-U word line: ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC."""
+    return f"{i}\t{form}\t{form.lower()}\t{tag}\t_\t_\t0\troot\t_\t_"
+
+
+def conllu(*lines: str) -> str:
+    return "\n".join(lines) + "\n\n"
+
+
+GOOD = conllu("# text = dogs bark", word(1, "dogs"), word(2, "bark", "VERB"))
+TSV = "great film\tpos\nawful film\tneg\n"
+REG = "input,target\n0.1 0.2,0.3\n0.4 0.5 0.6,0.1\n"
 
 
 ROWS = [
@@ -183,6 +208,165 @@ ROWS = [
     ("gradcheck bidir 1-to-many", "gradcheck --mode one-to-many --bidirectional", {}, 2, "bidirectional: a one-to-many model generates left to right"),
     ("gradcheck huge", f"gradcheck --hidden-size {GIANT}", {}, 2, "the gradient check needs about"),
     ("gradcheck mode", "gradcheck --mode some-to-some", {}, 2, "argument --mode: invalid choice"),
+    # ---- train --task tag: CoNLL-U ----
+    ("conllu 4 columns", TG, {"a.conllu": "# c\n1\tdogs\tdog\tNOUN\n\n"}, 2, "a.conllu:2: found 4 tab-separated columns, expected 10 (ID FORM"),
+    ("conllu 11 columns", TG, {"a.conllu": conllu(word(1, "dogs") + "\t_")}, 2, "a.conllu:1: found 11 tab-separated columns"),
+    ("conllu non-integer ID", TG, {"a.conllu": conllu(word(1, "dogs"), word("x", "bark"))}, 2, "a.conllu:2: ID 'x', expected an integer, a range like 1-2"),
+    ("conllu ID 0", TG, {"a.conllu": conllu(word(0, "dogs"))}, 2, "a.conllu:1: ID '0', expected an integer"),
+    ("conllu IDs out of order", TG, {"a.conllu": conllu(word(1, "dogs"), word(3, "bark"))}, 2, "a.conllu:2: word ID 3, expected 2"),
+    ("conllu tag missing", TG, {"a.conllu": GOOD + conllu(word(1, "dogs"), word(2, "bark", "_"))}, 2,
+     "a.conllu:6: word 'bark' has no UPOS (found '_'), expected a tag"),  # fmt: skip
+    ("conllu empty field", TG, {"a.conllu": conllu(word(1, "dogs"), word(2, "bark", ""))}, 2, "a.conllu:2: empty UPOS, expected a value or '_'"),
+    ("conllu blank FORM", TG, {"a.conllu": conllu(word(1, " "))}, 2, "a.conllu:1: empty FORM"),
+    ("conllu bad HEAD", TG, {"a.conllu": GOOD + conllu(word(1, "x").replace("\t0\t", "\tX\t"))}, 2,
+     "a.conllu:5: not valid CoNLL-U (Failed parsing field 'head'"),  # fmt: skip
+    ("conllu empty", TG, {"a.conllu": "\n\n"}, 2, "a.conllu: is empty"),
+    ("conllu only comments", TG, {"a.conllu": "# sent_id = 1\n# text = nothing\n\n"}, 2, "a.conllu:1: a sentence without words"),
+    ("conllu only a range", TG, {"a.conllu": conllu("1-2\tdon't" + "\t_" * 8)}, 2, "a.conllu:1: a sentence without words"),
+    ("conllu range backwards", TG, {"a.conllu": conllu("2-1\tdon't" + "\t_" * 8, word(1, "do"), word(2, "n't"))}, 2,
+     "a.conllu:1: range 2-1, expected 1-N with N > 1"),  # fmt: skip
+    ("conllu range not next", TG, {"a.conllu": conllu(word(1, "I"), "3-4\tdon't" + "\t_" * 8, word(2, "do"), word(3, "n't"))}, 2,
+     "a.conllu:2: range 3-4, expected 2-N"),  # fmt: skip
+    ("conllu range too long", TG, {"a.conllu": conllu("1-3\tdon't" + "\t_" * 8, word(1, "do"), word(2, "n't"))}, 2,
+     "a.conllu:1: range 1-3, but the sentence has 2 words"),  # fmt: skip
+    ("conllu binary", TG, {"a.conllu": b"\x00\x01\x02" * 20}, 2, "a.conllu: looks like a binary file"),
+    ("conllu latin-1", TG, {"a.conllu": conllu(word(1, "caf\xe9")).encode("latin-1")}, 2, "a.conllu: is not utf-8 text (invalid byte 0xe9"),
+    ("conllu huge line", TG, {"a.conllu": GOOD + HUGE_LINE}, 2, "a.conllu:5: found 1 tab-separated columns"),
+    ("conllu one tag", TG, {"a.conllu": conllu(word(1, "dogs"), word(2, "cats"))}, 2, "a.conllu: every word has UPOS tag 'NOUN', expected at least two tags"),
+    ("conllu no XPOS", f"{TG} --column xpos", {"a.conllu": GOOD}, 2, "a.conllu:2: word 'dogs' has no XPOS (found '_')"),
+    ("conllu plain text", TG, {"a.conllu": "dogs bark\n"}, 2, "a.conllu:1: found 1 tab-separated columns, expected 10"),
+    ("tag only in valid", f"{TG} --valid {{tmp}}/v.conllu", {"a.conllu": GOOD, "v.conllu": GOOD + conllu(word(1, "now", "ADV"))}, 2,
+     "v.conllu:5: UPOS tag 'ADV' does not occur in the training data, expected one of: NOUN, VERB"),  # fmt: skip
+    ("tag valid missing", f"{TG} --valid {{tmp}}/v.conllu", {"a.conllu": GOOD}, 2, "v.conllu: no such file"),
+    ("tag data missing", TG, {}, 2, "a.conllu: no such file"),
+    ("tag data a directory", f"{TG} --data {{tmp}}", {}, 2, "is a directory, expected a text file"),
+    ("tag vocabulary of 1", f"{TG} --vocab-size 1", {"a.conllu": GOOD}, 2, "a.conllu: a vocabulary of only <unk> with --vocab-size 1"),
+    ("tag features", f"{TG} --features suffix,stem", {"a.conllu": GOOD}, 2, "--features: got 'stem', expected a comma list of prefix, suffix, shape"),
+    ("tag column", f"{TG} --column feats", {"a.conllu": GOOD}, 2, "argument --column: invalid choice: 'feats'"),
+    ("tag word dropout 1", f"{TG} --word-dropout 1", {"a.conllu": GOOD}, 2, "argument --word-dropout: got 1"),
+    ("tag seq-length", f"{TG} --seq-length 5", {"a.conllu": GOOD}, 2, "--seq-length: only for language models; --task tag backpropagates"),
+    ("tag valid-fraction", f"{TG} --valid-fraction 0.2", {"a.conllu": GOOD}, 2, "--valid-fraction: only for language models; --task tag validates on --valid"),
+    ("tag out is a file", f"{TG} --out {{tmp}}/a.conllu", {"a.conllu": GOOD}, 2, "a.conllu: is a file, expected a directory"),
+    ("tag out read-only", f"{TG} --out {{tmp}}/ro/run", {"a.conllu": GOOD, "ro": READONLY}, 2, "ro/run: no permission to write in"),
+    # ---- train --task classify: TSV and CSV ----
+    ("tsv no tab", f"{CL} {{tmp}}/a.tsv", {"a.tsv": "great film\t1\nawful film\n"}, 2, "a.tsv:2: no tab, expected TEXT<TAB>LABEL"),
+    ("tsv empty line", f"{CL} {{tmp}}/a.tsv", {"a.tsv": "great film\t1\n\nawful\t0\n"}, 2, "a.tsv:2: empty line, expected TEXT<TAB>LABEL"),
+    ("tsv empty label", f"{CL} {{tmp}}/a.tsv", {"a.tsv": "great film\t1\nawful film\t \n"}, 2, "a.tsv:2: empty label, expected a label after the text"),
+    ("tsv empty text", f"{CL} {{tmp}}/a.tsv", {"a.tsv": "great film\t1\n\t0\n"}, 2, "a.tsv:2: empty text"),
+    ("tsv one label", f"{CL} {{tmp}}/a.tsv", {"a.tsv": "great film\t1\ngood\t1\n"}, 2, "every example has label '1', expected at least two labels"),
+    ("tsv header only", f"{CL} {{tmp}}/a.tsv", {"a.tsv": "sentence\tlabel\n"}, 2, "a.tsv: no examples, expected lines of TEXT<TAB>LABEL"),
+    ("tsv huge line", f"{CL} {{tmp}}/a.tsv", {"a.tsv": TSV + HUGE_LINE}, 2, "a.tsv:3: no tab"),
+    ("tsv binary", f"{CL} {{tmp}}/a.tsv", {"a.tsv": b"\xff\xfe\x00a\tb"}, 2, "a.tsv: looks like a binary file"),
+    ("tsv latin-1", f"{CL} {{tmp}}/a.tsv", {"a.tsv": "caf\xe9\tpos\nbad\tneg\n".encode("latin-1")}, 2, "a.tsv: is not utf-8 text"),
+    ("label only in valid", f"{CL} {{tmp}}/a.tsv --valid {{tmp}}/v.tsv", {"a.tsv": TSV, "v.tsv": "fine\tpos\nso so\tmeh\n"}, 2,
+     "v.tsv:2: label 'meh' does not occur in the training data, expected one of: neg, pos"),  # fmt: skip
+    ("classify a conllu", f"{CL} {{tmp}}/a.conllu", {"a.conllu": GOOD}, 2, "a.conllu: a CoNLL-U file (for taggers), expected texts"),
+    ("classify no data", f"train --task classify --out {{tmp}}/out", {}, 2, "--task classify: --data FILE is required"),
+    ("csv no such column", f"{CL} {{tmp}}/a.csv --label-column sentiment", {"a.csv": "id,text,label\n1,good,pos\n"}, 2,
+     "a.csv:1: no column 'sentiment' in the header (found: id, text, label)"),  # fmt: skip
+    ("csv short row", f"{CL} {{tmp}}/a.csv", {"a.csv": "text,label\ngood film,1\nbad film\n"}, 2, "a.csv:3: found 1 fields, expected 2"),
+    ("csv long row", f"{CL} {{tmp}}/a.csv", {"a.csv": "text,label\ngood,1,2\n"}, 2, "a.csv:2: found 3 fields, expected 2"),
+    ("csv empty line", f"{CL} {{tmp}}/a.csv", {"a.csv": "text,label\ngood,1\n\nbad,0\n"}, 2, "a.csv:3: empty line, expected a row with 2 fields"),
+    ("csv empty label", f"{CL} {{tmp}}/a.csv", {"a.csv": "text,label\ngood,1\nbad,\n"}, 2, "a.csv:3: empty 'label', expected a value"),
+    ("csv open quote", f"{CL} {{tmp}}/a.csv", {"a.csv": 'text,label\n"good,1\nbad,0\n'}, 2, "a.csv:3: unexpected end of data, expected CSV fields"),
+    ("csv stray quote", f"{CL} {{tmp}}/a.csv", {"a.csv": 'text,label\n"go"od,1\n'}, 2, "a.csv:2: ',' expected after '\"', expected CSV fields"),
+    ("csv huge field", f"{CL} {{tmp}}/a.csv", {"a.csv": "text,label\n" + HUGE_LINE + ",1\n"}, 2, "a.csv:2: field larger than field limit"),
+    ("csv header only", f"{CL} {{tmp}}/a.csv", {"a.csv": "text,label\n"}, 2, "a.csv: a header and no rows"),
+    ("csv column twice", f"{CL} {{tmp}}/a.csv", {"a.csv": "text,text,label\ngood,x,1\nbad,y,0\n"}, 2, "a.csv:1: column 'text' appears 2 times in the header"),
+    ("csv same column", f"{CL} {{tmp}}/a.csv --label-column text", {"a.csv": "text,label\ngood,1\nbad,0\n"}, 2, "a.csv: column 'text' asked for twice"),
+    ("classify rare words", f"{CL} {{tmp}}/a.tsv --min-freq 5", {"a.tsv": TSV}, 2, "a.tsv: a vocabulary of only <unk> with --min-freq 5"),
+    ("classify horizon", f"{CL} {{tmp}}/a.tsv --horizon 3", {"a.tsv": TSV}, 2, "--horizon: only for language models; --task classify"),
+    ("classify pooling", f"{CL} {{tmp}}/a.tsv --pooling median", {"a.tsv": TSV}, 2, "argument --pooling: invalid choice: 'median'"),
+    # ---- train --task regress: CSV of numbers ----
+    ("regress not a number", RG, {"a.csv": REG + "0.1 x,0.2\n"}, 2, "a.csv:4: input '0.1 x', expected numbers"),
+    ("regress target text", RG, {"a.csv": REG + "0.1,high\n"}, 2, "a.csv:4: target 'high', expected numbers"),
+    ("regress NaN", RG, {"a.csv": REG + "0.1 nan,0.2\n"}, 2, "a.csv:4: input holds NaN or infinity"),
+    ("regress ragged steps", RG, {"a.csv": "input,target\n0.1 0.2,0.3 0.1\n0.1 0.2 0.3,0.1 0.2\n"}, 2, "a.csv:3: 2 target steps for 3 input steps"),
+    ("regress ragged features", RG, {"a.csv": REG + "0.1:1 0.2,0.2\n"}, 2, "a.csv:4: input steps with [1, 2] features"),
+    ("regress features differ", RG, {"a.csv": REG + "0.1:1 0.2:1,0.2\n"}, 2, "a.csv:4: 2 input features per step, expected 1"),
+    ("regress no input column", RG, {"a.csv": "x,target\n0.1,0.3\n"}, 2, "a.csv:1: no column 'input' in the header (found: x, target)"),
+    ("regress target column", f"{RG} --target-column y", {"a.csv": REG}, 2, "a.csv:1: no column 'y'"),
+    ("regress binary", RG, {"a.csv": b"input,target\n\x00"}, 2, "a.csv: looks like a binary file"),
+    # ---- train --task spell and the long-memory tasks: generated data ----
+    ("spell bidirectional", f"train --task spell --bidirectional --out {{tmp}}/out", {}, 2, "--bidirectional: a one-to-many model generates left to right"),
+    ("spell max-number", f"train --task spell --max-number 1000000 --out {{tmp}}/out", {}, 2, "--max-number: got 1000000, expected less than 1,000,000"),
+    ("spell data", f"train --task spell --data {{tmp}}/c.txt --out {{tmp}}/out", {"c.txt": TEXT}, 2, "--data: only for language models; --task spell generates its data"),
+    ("length 0", f"{LM} --length 0", {}, 2, "argument --length: got 0, expected a positive integer"),
+    ("length negative", f"{LM} --length -3", {}, 2, "argument --length: got -3"),
+    ("variant unknown", f"{LM} --variant product", {}, 2, "argument --variant: invalid choice: 'product'"),
+    ("variant for copy", f"{LM} --task copy --variant sum", {}, 2, "--variant: only for --task adding, got --task copy"),
+    ("order too short", f"{LM} --task temporal-order --length 5", {}, 2, "T >= 10"),
+    ("longmem bidirectional", f"{LM} --bidirectional", {}, 2, "--bidirectional: the long-memory tasks are causal"),
+    ("longmem horizon", f"{LM} --task copy --horizon 5", {}, 2, "--horizon: only for language models; --task copy backpropagates through each whole sequence"),
+    ("longmem data", f"{LM} --valid {{tmp}}/c.txt", {"c.txt": TEXT}, 2, "--valid: only for language models; --task adding generates its validation data"),
+    ("longmem too long", f"{LM} --length {GIANT}", {}, 2, "use a smaller --length, --batch-size or --hidden-size"),
+    ("longmem valid-size", f"{LM} --valid-size 0", {}, 2, "argument --valid-size: got 0"),
+    # ---- predict ----
+    ("predict no run", "predict {tmp}/nowhere --data {tmp}/a.tsv", {"a.tsv": TSV}, 2, "nowhere: no such run directory"),
+    ("predict run is a file", "predict {tmp}/a.tsv --data {tmp}/a.tsv", {"a.tsv": TSV}, 2, "a.tsv: is a file, expected a run directory"),
+    ("predict no --data", "predict {cls}", {}, 2, "the following arguments are required: --data"),
+    ("predict truncated", "predict {tag} --data {tmp}/a.conllu", {"a.conllu": GOOD, "{tag}/@weights": cut(3)}, 2, "bytes, expected"),
+    ("predict tampered", "predict {cls} --data {tmp}/a.tsv", {"a.tsv": TSV, "{cls}/@weights": flip}, 2, "sha256 mismatch"),
+    ("predict no checkpoint", "predict {cls} --data {tmp}/a.tsv", {"a.tsv": TSV, "{cls}/checkpoint.json": None}, 2, "checkpoint.json: missing"),
+    ("predict LM run", "predict {run} --data {tmp}/c.txt", {"c.txt": TEXT}, 2, "a language-model run; use bptt generate or bptt evaluate"),
+    ("predict adding run", "predict {add} --data {tmp}/c.txt", {"c.txt": TEXT}, 2, "a --task adding run predicts nothing; its result is in result.json"),
+    ("predict classify conllu", "predict {cls} --data {tmp}/a.conllu", {"a.conllu": GOOD}, 2, "a.conllu: a CoNLL-U file (for taggers), expected texts"),
+    ("predict classify column", "predict {cls} --data {tmp}/a.csv", {"a.csv": "txt,label\nx,1\n"}, 2, "a.csv:1: no column 'text' in the header"),
+    ("predict classify binary", "predict {cls} --data {tmp}/a.tsv", {"a.tsv": b"\x00"}, 2, "a.tsv: looks like a binary file"),
+    ("predict tag csv", "predict {tag} --data {tmp}/a.csv", {"a.csv": "text,label\ngood,1\n"}, 2, "a.csv: a CSV file, expected CoNLL-U or plain text"),
+    ("predict tag tsv", "predict {tag} --data {tmp}/a.txt", {"a.txt": "good\t1\n"}, 2, "a.txt:1: found 2 tab-separated columns, expected 10"),
+    ("predict tag empty", "predict {tag} --data {tmp}/a.txt", {"a.txt": "\n \n"}, 2, "a.txt: is empty (only whitespace)"),
+    ("predict regress wide", "predict {reg} --data {tmp}/a.csv", {"a.csv": "input\n0.1:2 0.3:1\n"}, 2, "a.csv:2: 2 input features per step, expected 1"),
+    ("predict regress text", "predict {reg} --data {tmp}/a.csv", {"a.csv": "input\n0.1 x\n"}, 2, "a.csv:2: input '0.1 x', expected numbers"),
+    ("predict spell word", "predict {spell} --data {tmp}/n.txt", {"n.txt": "7\nseven\n"}, 2, "n.txt:2: got 'seven', expected whole numbers"),
+    ("predict spell range", "predict {spell} --data {tmp}/n.txt", {"n.txt": "7\n\n99\n"}, 2, "n.txt:3: got 99, expected a number in 0..20"),
+    ("predict out is a dir", "predict {cls} --data {tmp}/a.tsv --out {tmp}", {"a.tsv": TSV}, 2, "is a directory, expected a file"),
+    ("predict out under a file", "predict {cls} --data {tmp}/a.tsv --out {tmp}/a.tsv/p.txt", {"a.tsv": TSV}, 2, "a.tsv is a file, expected a directory"),
+    ("predict out read-only", "predict {cls} --data {tmp}/a.tsv --out {tmp}/ro/p.txt", {"a.tsv": TSV, "ro": READONLY}, 2, "no permission to write in"),
+    # ---- evaluate, by task ----
+    ("evaluate unknown label", "evaluate {cls} --data {tmp}/a.tsv", {"a.tsv": "good\tmeh\n"}, 2, "a.tsv:1: label 'meh' does not occur in the training data"),
+    ("evaluate no label", "evaluate {cls} --data {tmp}/a.tsv", {"a.tsv": "good\n"}, 2, "a.tsv:1: no tab, expected TEXT<TAB>LABEL"),
+    ("evaluate classify conllu", "evaluate {cls} --data {tmp}/a.conllu", {"a.conllu": GOOD}, 2, "a.conllu: a CoNLL-U file (for taggers)"),
+    ("evaluate unknown tag", "evaluate {tag} --data {tmp}/a.conllu", {"a.conllu": conllu(word(1, "x", "XX"))}, 2, "a.conllu:1: UPOS tag 'XX' does not occur"),
+    ("evaluate tag plain text", "evaluate {tag} --data {tmp}/a.txt", {"a.txt": "hello world\n"}, 2, "a.txt:1: found 1 tab-separated columns"),
+    ("evaluate regress steps", "evaluate {reg} --data {tmp}/a.csv", {"a.csv": "input,target\n0.1 0.2,0.3 0.4\n"}, 2, "a.csv:2: 2 target steps, expected 1 (many-to-one)"),
+    ("evaluate regress plot", "evaluate {reg} --data {tmp}/a.csv --plot {tmp}/x.png", {"a.csv": REG}, 2, "--plot: a confusion matrix is for tag and classify runs, not regress"),
+    ("evaluate spell range", "evaluate {spell} --data {tmp}/n.txt", {"n.txt": "500\n"}, 2, "n.txt:1: got 500, expected a number in 0..20"),
+    ("evaluate adding run", "evaluate {add}", {}, 2, "a --task adding run is tested when training ends; its result is in result.json"),
+    ("evaluate task truncated", "evaluate {reg}", {"{reg}/@weights": cut(5)}, 2, "bytes, expected"),
+    ("evaluate task bad JSON", "evaluate {cls}", {"{cls}/checkpoint.json": "{"}, 2, "checkpoint.json: not valid JSON"),
+    # ---- generate --cond ----
+    ("cond out of range", "generate {spell} --cond 21", {}, 2, "--cond: got 21, expected a number in 0..20 (the run's --max-number)"),
+    ("cond negative", "generate {spell} --cond=-1", {}, 2, "--cond: got -1, expected a number in 0..20"),
+    ("cond not a number", "generate {spell} --cond seven", {}, 2, "--cond: got 'seven', expected whole numbers"),
+    ("cond fraction", "generate {spell} --cond 1.5", {}, 2, "--cond: got '1.5', expected whole numbers"),
+    ("cond empty", "generate {spell} --cond=", {}, 2, "--cond: expected at least one number"),
+    ("cond missing", "generate {spell}", {}, 2, "a one-to-many run generates from a condition; pass --cond NUMBER"),
+    ("cond for a tagger", "generate {tag} --cond 3", {}, 2, "--cond: only for one-to-many runs (--task spell)"),
+    ("generate classify", "generate {cls}", {}, 2, "a --task classify run generates nothing; use bptt predict or bptt evaluate"),
+    ("generate regress", "generate {reg}", {}, 2, "a --task regress run generates nothing; use bptt predict or bptt evaluate"),
+    ("generate adding", "generate {add}", {}, 2, "a --task adding run generates nothing; its result is in result.json"),
+    # ---- diagnose ----
+    ("diagnose no run", "diagnose {tmp}/nowhere", {}, 2, "nowhere: no such run directory"),
+    ("diagnose a file", "diagnose {tmp}/c.txt", {"c.txt": TEXT}, 2, "c.txt: is a file, expected a run directory"),
+    ("diagnose truncated", "diagnose {add}", {"{add}/@weights": cut(4)}, 2, "bytes, expected"),
+    ("diagnose tampered", "diagnose {add}", {"{add}/@weights": flip}, 2, "sha256 mismatch"),
+    ("diagnose edited", "diagnose {add}", {"{add}/checkpoint.json": edit_index(**{"model.hidden_size": 9})}, 2, "tensor 'rnn0.U' has shape"),
+    ("diagnose data for a task", "diagnose {add} --data {tmp}/c.txt", {"c.txt": TEXT}, 2, "--data: only for language-model runs"),
+    ("diagnose binary data", "diagnose {run} --data {tmp}/b.bin", {"b.bin": b"\x00" * 9}, 2, "b.bin: looks like a binary file"),
+    ("diagnose unknown char", "diagnose {run} --data {tmp}/t.txt", {"t.txt": "the Zebra"}, 2, "t.txt:1:5: character 'Z'"),
+    ("diagnose one token", "diagnose {run} --data {tmp}/t.txt", {"t.txt": "a"}, 2, "t.txt: 1 tokens, expected at least 2 to diagnose"),
+    ("diagnose steps", "diagnose {add} --steps 5000", {}, 2, "--steps: got 5000, at most 1000"),
+    ("diagnose seed", "diagnose {add} --seed -1", {}, 2, "argument --seed: got -1"),
+    ("diagnose out is a file", "diagnose {add} --out {tmp}/c.txt", {"c.txt": TEXT}, 2, "c.txt: is a file, expected a directory"),
+    ("diagnose read-only run", "diagnose {add} --no-plot", {"{add}": READONLY}, 2, "add: no permission to write in"),
+    # ---- gradcheck: RTRL and feature columns ----
+    ("rtrl two layers", "gradcheck --method rtrl --num-layers 2", {}, 2, "--method rtrl: one recurrent layer only, got num_layers=2"),
+    ("rtrl bidirectional", "gradcheck --method rtrl --bidirectional", {}, 2, "--method rtrl: forward mode runs left to right"),
+    ("rtrl horizon", "gradcheck --method rtrl --horizon 2", {}, 2, "--method rtrl: computes the full gradient"),
+    ("gradcheck method", "gradcheck --method newton", {}, 2, "argument --method: invalid choice: 'newton'"),
+    ("feature columns negative", "gradcheck --feature-columns -1 --embedding-size 2", {}, 2, "argument --feature-columns: got -1"),
+    ("feature columns one-hot", "gradcheck --feature-columns 2", {}, 2, "--feature-columns: needs --input tokens and --embedding-size"),
     # ---- the command itself ----
     ("unknown command", "trian", {}, 2, "argument COMMAND: invalid choice: 'trian'"),
 ]
@@ -190,13 +374,23 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """A trained character run and a word run (with their corpus), to copy into each test."""
+    """A trained character run and a word run (with their corpus), and tiny task runs, to copy into each test."""
     base = tmp_path_factory.mktemp("runs")
     (base / "corpus.txt").write_text(TEXT)
     for name, extra in (("run", []), ("wrun", ["--level", "word", "--seq-length", "3"])):
         argv = ["train", *SMALL.split(), "--data", str(base / "corpus.txt"), "--out", str(base / name), "--eval-every", "10", *extra]
         assert main(argv) == 0
-    return {"run": base / "run", "wrun": base / "wrun", "corpus": base / "corpus.txt"}
+    (base / "a.conllu").write_text(GOOD + conllu(word(1, "cats", "NOUN"), word(2, "sleep", "VERB"), word(3, ".", "PUNCT")))
+    (base / "a.tsv").write_text(TSV * 3)
+    (base / "a.csv").write_text(REG + REG.split("\n", 1)[1] * 2)
+    for name, task in (("tag", f"tag {TASK} --data {{b}}/a.conllu --valid {{b}}/a.conllu"), ("cls", f"classify {TASK} --data {{b}}/a.tsv"),
+                       ("reg", f"regress {TASK} --data {{b}}/a.csv"), ("spell", f"spell {TASK} --max-number 20"),
+                       ("add", LM.replace("--out {tmp}/out", "--valid-size 20 --test-size 20").removeprefix("train --task "))):  # fmt: skip
+        assert main(f"train --task {task} --out {base / name}".format(b=base).split()) == 0, name
+    return {name: base / name for name in TASK_RUNS} | {"corpus": base / "corpus.txt"}
+
+
+TASK_RUNS = ("run", "wrun", "tag", "cls", "reg", "spell", "add")
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
@@ -233,13 +427,13 @@ def run_cli(argv: list[str]) -> int:
 
 @pytest.mark.parametrize("argv,files,code,message", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
 def test_bad_input(argv, files, code, message, runs, tmp_path, monkeypatch, capsys):
-    places = {"tmp": tmp_path, "run": tmp_path / "run", "wrun": tmp_path / "wrun"}
-    for name in ("run", "wrun"):
+    places = {"tmp": tmp_path} | {name: tmp_path / name for name in TASK_RUNS}
+    for name in TASK_RUNS:
         if f"{{{name}}}" in argv or any(f"{{{name}}}" in k for k in files):
             shutil.copytree(runs[name], places[name])
-            # the run remembers its corpus by path: point it at this test's copy
-            edit_index(**{"train.options.extra.data": str(tmp_path / "corpus.txt")})(places[name] / "checkpoint.json")
-            (tmp_path / "corpus.txt").write_text(TEXT)
+            if name in ("run", "wrun"):  # the run remembers its corpus by path: point it at this test's copy
+                edit_index(**{"train.options.extra.data": str(tmp_path / "corpus.txt")})(places[name] / "checkpoint.json")
+                (tmp_path / "corpus.txt").write_text(TEXT)
     make_files(tmp_path, files, places, monkeypatch)
     before = snapshot(tmp_path)
     try:
@@ -260,7 +454,11 @@ def test_bad_input(argv, files, code, message, runs, tmp_path, monkeypatch, caps
 def test_the_table_covers_every_command():
     assert len(ROWS) >= 40 and len({r[0] for r in ROWS}) == len(ROWS)
     commands = {shlex.split(r[1].replace(T, "train"))[0] for r in ROWS}
-    assert {"train", "generate", "evaluate", "plot", "gradcheck"} <= commands
+    assert {"train", "generate", "evaluate", "predict", "plot", "diagnose", "gradcheck"} <= commands
+    from bptt import tasks
+
+    assert all(any(f"--task {name} " in r[1] for r in ROWS) for name in tasks.TASKS), "a task without rows"
+    assert all(any(f"{{{name}}}" in r[1] for r in ROWS) for name in TASK_RUNS), "a run fixture no row uses"
     assert any("--resume" in r[1] for r in ROWS) and any("--config" in r[1] for r in ROWS)
     assert any("--level word" in r[1] for r in ROWS)
 

@@ -179,18 +179,6 @@ def test_overwrite_removes_the_old_runs_logs(tmp_path, capsys):
     assert not (out / "diagnose.json").exists()
 
 
-def test_task_errors_are_one_line(tmp_path, capsys):
-    assert main(["train", "--task", "copy", "--variant", "sum", "--out", str(tmp_path / "x")]) == 2
-    assert "--variant: only for --task adding" in capsys.readouterr().err
-    assert main(["train", "--task", "adding", "--bidirectional", "--out", str(tmp_path / "y")]) == 2
-    assert "causal" in capsys.readouterr().err
-    assert main(["train", "--task", "temporal-order", "--length", "5", "--out", str(tmp_path / "z")]) == 2
-    assert "T >= 10" in capsys.readouterr().err
-    assert main(["train", "--task", "copy", "--horizon", "5", "--out", str(tmp_path / "h")]) == 2
-    assert "--horizon: the long-memory tasks backpropagate through each whole sequence" in capsys.readouterr().err
-    assert not any((tmp_path / d).exists() for d in "xyzh")
-
-
 @pytest.mark.parametrize("name,variant", [("adding", "hochreiter"), ("adding", "mean"), ("copy", None), ("temporal-order", None)])
 def test_measure_agrees_with_predict_and_mean_loss(name, variant):
     from bptt import RNNModel

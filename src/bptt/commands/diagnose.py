@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import DataError, UsageError
-from bptt.options import positive_int
+from bptt.options import non_negative_int, positive_int
 
 MAX_STEPS = 1000  # above this the (t, k) heatmaps alone are T^2 x 3 x layers floats of JSON
 
@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=100,
                    help=f"T for language-model and random batches (at most {MAX_STEPS}); a task run uses its --length")  # fmt: skip
     p.add_argument("--jacobian-sequences", type=positive_int, default=8, help="sequences whose Jacobian products are measured")
-    p.add_argument("--seed", type=int, default=0, help="which text offsets / generated sequences")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="which text offsets / generated sequences")
     p.add_argument("--out", type=Path, default=None, help="directory for diagnose.json and the plots (default: RUN_DIR)")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the summary")
     p.add_argument("--no-plot", action="store_true", help="JSON only, even when matplotlib is installed")
@@ -124,9 +124,12 @@ def run(args: argparse.Namespace) -> int:
     model, ckpt = load_run(args.run_dir)
     batch, source = batch_for(model, ckpt, args)
     history = grad_history(args.run_dir)
+    from bptt.commands.train import check_writable
+
     out = args.out or args.run_dir
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, expected a directory")
+    check_writable(out, f"--out {out}" if args.out else str(out))  # before the work, not after it
     report = diagnostics.diagnose(model, batch["inputs"], batch["targets"], batch.get("mask"), cond=batch.get("cond"),
                                   max_sequences=args.jacobian_sequences)  # fmt: skip
     result = {"run_dir": str(args.run_dir), "data": source, **diagnostics.to_json(report)}

@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 def run_task(args, model, extra: dict, module) -> int:
     from bptt import metrics
 
+    if not hasattr(module, "evaluate"):
+        raise UsageError(f"{args.run_dir}: a --task {extra['task']} run is tested when training ends; its result is in result.json")
     path = args.data
     if path is None and extra["task"] != "spell":
         if not extra.get("valid"):

@@ -47,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
     if args.cond is not None:
         raise UsageError("--cond: only for one-to-many runs (--task spell)")
     if extra.get("task", "lm") != "lm":
-        raise UsageError(f"{args.run_dir}: a --task {extra['task']} run generates nothing; use bptt predict or bptt evaluate")
+        from bptt import tasks
+
+        judged = extra["task"] in tasks.TASKS and not hasattr(tasks.module(extra["task"]), "predict")  # long-memory tasks
+        use = "its result is in result.json" if judged else "use bptt predict or bptt evaluate"
+        raise UsageError(f"{args.run_dir}: a --task {extra['task']} run generates nothing; {use}")
     vocab = vocab_of(ckpt, args.run_dir)
     prime = args.prime
     if prime is None:

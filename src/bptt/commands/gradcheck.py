@@ -18,7 +18,7 @@ import numpy as np
 
 from bptt import RNNModel, gradcheck
 from bptt.errors import UsageError
-from bptt.options import add_model_options, model_kwargs, positive_float, positive_int
+from bptt.options import add_model_options, model_kwargs, non_negative_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
     g.add_argument("--input", choices=["tokens", "features"], default="tokens")
     g.add_argument("--vocab-size", type=positive_int, default=7, help="for --input tokens")
     g.add_argument("--input-size", type=positive_int, default=3, help="for --input features")
-    g.add_argument("--feature-columns", type=int, default=0, help="tokens: this many extra id columns (tagger affixes), 5 ids each")
+    g.add_argument("--feature-columns", type=non_negative_int, default=0, help="tokens: this many extra id columns (tagger affixes), 5 ids each")
     g.add_argument("--output-size", type=positive_int, default=None, help="K (default: vocab size, or 3)")
     g.add_argument("--head", choices=["softmax", "sigmoid", "linear"], default="softmax")
     g.add_argument("--mode", choices=["many-to-many", "many-to-one", "one-to-many", "one-to-one"], default="many-to-many")

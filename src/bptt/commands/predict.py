@@ -45,9 +45,17 @@ def task_of(run_dir: Path):
 def run(args: argparse.Namespace) -> int:
     from bptt.checkpoint import atomic_write_text
 
+    from bptt.commands.train import check_writable
+
     model, extra, module = task_of(args.run_dir)
     if module is None:
         raise UsageError(f"{args.run_dir}: a language-model run; use bptt generate or bptt evaluate for it")
+    if not hasattr(module, "predict"):
+        raise UsageError(f"{args.run_dir}: a --task {extra['task']} run predicts nothing; its result is in result.json")
+    if args.out is not None:  # before the work, and so that a failed write names --out, not its temporary file
+        check_writable(args.out, f"--out {args.out}")
+        if args.out.is_dir():
+            raise UsageError(f"--out {args.out}: is a directory, expected a file")
     text = module.predict(model, extra, args.data, args)
     if args.out is None:
         sys.stdout.write(text)

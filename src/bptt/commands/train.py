@@ -230,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     if args.task != "lm":
         from bptt import tasks
 
+        tasks.check_options(args)
         return tasks.module(args.task).run(args)
     text = builtin_corpus() if args.data is None else read_text(args.data, args.encoding)
     name = BUILTIN_NAME if args.data is None else args.data.stem

@@ -71,14 +71,15 @@ def read(path: Path | str, column: str = "upos", encoding: str = "utf-8") -> lis
     for start, lines in blocks:
         _check_block(path, start, lines)
     conllu = _conllu()
-    try:
-        parsed = conllu.parse(text)
-    except Exception as e:  # noqa: BLE001 - conllu raises several kinds; every one is the file's fault
-        raise DataError(f"{path}: not valid CoNLL-U ({' '.join(str(e).split())})") from None
-    if len(parsed) != len(blocks):
-        raise DataError(f"{path}: found {len(parsed)} sentences where {len(blocks)} blocks were expected")
     out = []
-    for (start, lines), tokens in zip(blocks, parsed):
+    for start, lines in blocks:
+        try:  # block by block, so that an error names its sentence's first line
+            parsed = conllu.parse("\n".join(lines) + "\n\n")
+        except Exception as e:  # noqa: BLE001 - conllu raises several kinds; every one is the file's fault
+            raise DataError(f"{path}:{start}: not valid CoNLL-U ({' '.join(str(e).split())})") from None
+        if len(parsed) != 1:
+            raise DataError(f"{path}:{start}: found {len(parsed)} sentences in one block, expected 1")
+        tokens = parsed[0]
         words, tags, where = [], [], []
         for (i, line), tok in zip(((i, l) for i, l in enumerate(lines) if not l.startswith("#")), tokens):
             if isinstance(tok["id"], int):
@@ -107,7 +108,7 @@ def _blocks(text: str):
 
 
 def _check_block(path: Path, start: int, lines: list[str]) -> None:
-    expected_id, n_words = 1, 0
+    expected_id, n_words, last_range = 1, 0, None
     for n, line in enumerate(lines, start):
         if line.startswith("#"):
             continue
@@ -115,18 +116,28 @@ def _check_block(path: Path, start: int, lines: list[str]) -> None:
         if len(cols) != 10:
             raise DataError(f"{path}:{n}: found {len(cols)} tab-separated columns, expected 10 "
                             f"({' '.join(c.upper() for c in COLUMNS)})")  # fmt: skip
+        empty = next((c for c, v in zip(COLUMNS, cols) if not v.strip()), None)
+        if empty is not None:
+            raise DataError(f"{path}:{n}: empty {empty.upper()}, expected a value or '_'")
         tid = cols[0]
         if _WORD_ID.match(tid):
             if int(tid) != expected_id:
                 raise DataError(f"{path}:{n}: word ID {tid}, expected {expected_id} (IDs count 1, 2, ... in each sentence)")
             expected_id += 1
             n_words += 1
-            if not cols[1]:
-                raise DataError(f"{path}:{n}: empty FORM, expected the word")
-        elif not (_RANGE_ID.match(tid) or _EMPTY_ID.match(tid)):
+        elif _RANGE_ID.match(tid):
+            first, last = map(int, tid.split("-"))
+            if first != expected_id or last <= first:
+                raise DataError(f"{path}:{n}: range {tid}, expected {expected_id}-N with N > {expected_id} "
+                                "(a multi-word token spans the words that follow it)")  # fmt: skip
+            last_range = (n, tid, last)
+        elif not _EMPTY_ID.match(tid):
             raise DataError(f"{path}:{n}: ID {tid!r}, expected an integer, a range like 1-2 or an empty node like 1.1")
     if n_words == 0:
         raise DataError(f"{path}:{start}: a sentence without words, expected at least one line with an integer ID")
+    if last_range is not None and last_range[2] > n_words:
+        n, tid, _ = last_range
+        raise DataError(f"{path}:{n}: range {tid}, but the sentence has {n_words} words")
 
 
 def require_tags(path: Path | str, sentences: list[Sentence], column: str) -> None:

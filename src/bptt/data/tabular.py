@@ -113,10 +113,16 @@ def _columns(path: Path, rows, names: list[str]):
     if header is None:
         raise DataError(f"{path}: empty, expected a header row")
     header = [h.strip() for h in header]
+    if len(set(names)) < len(names):
+        raise DataError(f"{path}: column {names[0]!r} asked for twice, expected two different columns "
+                        "(--text-column/--label-column or --input-column/--target-column)")  # fmt: skip
     index = []
     for name in names:
+        if header.count(name) > 1:
+            raise DataError(f"{path}:1: column {name!r} appears {header.count(name)} times in the header, expected once")
         if name not in header:
-            raise DataError(f"{path}:1: no column {name!r} in the header (found: {', '.join(header)}), "
+            found = ", ".join(" ".join(h.split())[:40] for h in header[:20]) + (", ..." if len(header) > 20 else "")  # one line
+            raise DataError(f"{path}:1: no column {name!r} in the header (found: {found}), "
                             "expected it (choose columns with --text-column/--label-column or --input-column/--target-column)")  # fmt: skip
         index.append(header.index(name))
     out = []

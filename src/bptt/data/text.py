@@ -46,7 +46,7 @@ def read_text(path: Path | str, encoding: str = "utf-8") -> str:
     empty or only whitespace."""
     path = Path(path)
     codec = _codec_name(path, encoding)
-    data = _read_bytes(path)
+    data = read_bytes(path)
     nul = -1 if codec.startswith(("utf-16", "utf-32")) else data.find(b"\x00")  # the whole file: one memchr
     if nul >= 0:
         raise DataError(f"{path}: looks like a binary file (a NUL byte at offset {nul}), expected text")
@@ -55,6 +55,7 @@ def read_text(path: Path | str, encoding: str = "utf-8") -> str:
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: is not {encoding} text (invalid byte 0x{data[e.start]:02x} at offset {e.start}); "
                         "pass --encoding to choose another encoding") from None  # fmt: skip
+    text = text.removeprefix("\ufeff")  # a byte-order mark (Excel's and Notepad's UTF-8) is not text
     if not text.strip():
         what = "0 bytes" if not data else "only whitespace"
         raise DataError(f"{path}: is empty ({what}), expected text")
@@ -68,7 +69,7 @@ def _codec_name(path: Path, encoding: str) -> str:
         raise DataError(f"{path}: --encoding {encoding}: unknown encoding name (e.g. utf-8, latin-1, cp1252)") from None
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a text file")
     try:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import importlib
 
+from bptt.errors import UsageError
+
 # name -> module; "lm" (language modelling, the default) lives in bptt.commands.train itself.
 TASKS: dict[str, str] = {
     "tag": "bptt.tasks.tag",
@@ -31,6 +33,22 @@ TASKS: dict[str, str] = {
     "copy": "bptt.tasks.longmem",
     "temporal-order": "bptt.tasks.longmem",
 }
+
+
+GENERATED = ("spell", "adding", "copy", "temporal-order")  # tasks that make their own data
+
+
+def check_options(args) -> None:
+    """UsageError for a flag the user gave that --task args.task would silently ignore."""
+    why = {"seq_length": "backpropagates through each whole sequence (full BPTT)",
+           "backprop_steps": "backpropagates through each whole sequence (full BPTT)",
+           "horizon": "backpropagates through each whole sequence (full BPTT)",
+           "valid_fraction": "validates on --valid FILE" if args.task not in GENERATED else "generates its validation data"}  # fmt: skip
+    if args.task in GENERATED:
+        why.update(data="generates its data", valid="generates its validation data")
+    for dest, reason in why.items():
+        if dest in args.given:
+            raise UsageError(f"--{dest.replace('_', '-')}: only for language models; --task {args.task} {reason}")
 
 
 def names() -> list[str]:

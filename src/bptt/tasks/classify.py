@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bptt.errors import DataError
 from bptt.tasks import common
 
 
@@ -50,9 +51,15 @@ def make_batch(X, y, idx, binary: bool):
     return Batch(inputs, targets, mask=lengths)
 
 
+def not_conllu(path) -> None:
+    if Path(path).suffix.lower() in (".conllu", ".conll"):
+        raise DataError(f"{path}: a CoNLL-U file (for taggers), expected texts for a classify run: TSV, CSV or one text per line")
+
+
 def read(path, extra: dict):
     from bptt.data.tabular import read_labelled
 
+    not_conllu(path)
     return read_labelled(path, extra["text_column"], extra["label_column"], extra["encoding"])
 
 
@@ -64,11 +71,9 @@ def load(extra: dict, fresh: bool) -> common.Data:
     train = read(extra["data"], extra)
     toks = [tokens(e.text, extra) for e in train]
     if fresh:
-        extra["vocab"] = common.vocab_json(Counter(t for ts in toks for t in ts), extra["min_freq"], extra["vocab_size"])
+        extra["vocab"] = common.vocab_json(Counter(t for ts in toks for t in ts), extra["min_freq"], extra["vocab_size"], extra["data"])
         extra["labels"] = sorted({e.label for e in train})
         if len(extra["labels"]) < 2:
-            from bptt.errors import DataError
-
             raise DataError(f"{extra['data']}: every example has label {extra['labels'][0]!r}, expected at least two labels")
     stoi, labels = common.lookup(extra["vocab"]), {l: i for i, l in enumerate(extra["labels"])}
     binary = len(labels) == 2
@@ -103,8 +108,6 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 
 def _check_nonempty(X, examples, path) -> None:
-    from bptt.errors import DataError
-
     for x, e in zip(X, examples):
         if len(x) == 0:
             raise DataError(f"{path}:{e.line}: no tokens in the text, expected at least one")
@@ -166,6 +169,7 @@ def predict(model, extra: dict, path: Path, args) -> str:
     """One line per input line: the predicted label, then P(label) for each label, tab-separated."""
     from bptt.data.tabular import read_texts
 
+    not_conllu(path)
     texts = read_texts(path, extra["text_column"], args.encoding)
     scores = _score_texts(model, extra, texts)
     labels = extra["labels"]

@@ -29,10 +29,9 @@ class Data:
 
 
 def file_sha(path: str | Path) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    from bptt.data.text import read_bytes
+
+    return hashlib.sha256(read_bytes(Path(path))).hexdigest()
 
 
 def check_unchanged(extra: dict, run_dir) -> None:
@@ -65,14 +64,19 @@ def train_options(args, extra: dict, monitor: str, monitor_mode: str) -> TrainOp
     return opts
 
 
-def vocab_json(counts: Counter, min_freq: int = 1, max_size: int | None = None) -> dict:
+def vocab_json(counts: Counter, min_freq: int = 1, max_size: int | None = None, source=None) -> dict:
     """A word-level `bptt.data.text.Vocab` JSON: "<unk>" (id 0) then tokens seen >= min_freq times,
-    most frequent first (ties alphabetically), at most max_size entries."""
+    most frequent first (ties alphabetically), at most max_size entries. With `source` (the
+    training file), DataError when the limits leave only "<unk>": every input would look the same."""
     from bptt.data.text import UNK, Vocab
 
     ranked = sorted((w for w, c in counts.items() if c >= min_freq and w != UNK), key=lambda w: (-counts[w], w))
     if max_size is not None:
         ranked = ranked[: max(max_size - 1, 0)]
+    if source is not None and not ranked:
+        limits = " and ".join(f for f, on in ((f"--min-freq {min_freq}", min_freq > 1), (f"--vocab-size {max_size}", max_size is not None)) if on)
+        raise DataError(f"{source}: a vocabulary of only <unk>{' with ' + limits if limits else ''}, expected at least one token "
+                        "besides it; lower --min-freq or raise --vocab-size")  # fmt: skip
     return Vocab(level="word", sentence_ends=False, itos=[UNK, *ranked]).to_json()
 
 

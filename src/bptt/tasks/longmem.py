@@ -159,10 +159,6 @@ def run(args) -> int:
                   clip_norm=1.0, max_epochs=100.0, eval_every=100)  # fmt: skip
     if args.bidirectional:
         raise UsageError("--bidirectional: the long-memory tasks are causal, a reverse direction would see the answer")
-    for dest in ("seq_length", "backprop_steps", "horizon"):
-        if dest in args.given:
-            flag = "--" + dest.replace("_", "-")
-            raise UsageError(f"{flag}: the long-memory tasks backpropagate through each whole sequence (full BPTT)")
     s = spec(args.task, args.length, args.variant)
     test_size = args.test_size or s.test_size
     opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})

@@ -154,16 +154,19 @@ def resume(args, model, ckpt, opts) -> int:
     return common.fit_and_report(model, load(opts.extra, fresh=False), args.resume, opts, ckpt)
 
 
-def parse_numbers(text: str, extra: dict) -> list[int]:
-    try:
-        numbers = [int(t) for t in text.replace(",", " ").split()]
-    except ValueError:
-        raise UsageError(f"--cond: got {text!r}, expected whole numbers (e.g. --cond 42 or --cond '7 42 615')") from None
-    for n in numbers:
-        if not 0 <= n <= extra["max_number"]:
-            raise UsageError(f"--cond: got {n}, expected a number in 0..{extra['max_number']} (the run's --max-number)")
+def parse_numbers(text: str, extra: dict, source: str = "--cond") -> list[int]:
+    """The numbers of --cond (or of a file, `source` its name: errors then name the line too)."""
+    numbers = []
+    for n, line in enumerate(text.split("\n"), 1):
+        where = source if source == "--cond" else f"{source}:{n}"
+        for t in line.replace(",", " ").split():
+            if not t.isdecimal() and not (t[0] == "-" and t[1:].isdecimal()):
+                raise UsageError(f"{where}: got {t[:40]!r}, expected whole numbers (e.g. --cond 42 or --cond '7 42 615')")
+            if not 0 <= int(t) <= extra["max_number"]:
+                raise UsageError(f"{where}: got {t[:40]}, expected a number in 0..{extra['max_number']} (the run's --max-number)")
+            numbers.append(int(t))
     if not numbers:
-        raise UsageError("--cond: expected at least one number")
+        raise UsageError(f"{source}: expected at least one number")
     return numbers
 
 
@@ -171,7 +174,7 @@ def predict(model, extra: dict, path: Path, args) -> str:
     """One number per line in, its words out: `N<TAB>words`."""
     from bptt.data.text import read_text
 
-    numbers = parse_numbers(read_text(path, args.encoding), extra)
+    numbers = parse_numbers(read_text(path, args.encoding), extra, str(path))
     return "".join(f"{n}\t{w}\n" for n, w in zip(numbers, generate(model, extra, numbers)))
 
 
@@ -179,7 +182,7 @@ def evaluate(model, extra: dict, path: Path | None, args) -> dict:
     """Exact match and character accuracy of greedy generation, on the held-out numbers or on a file's."""
     from bptt.data.text import read_text
 
-    numbers = split_numbers(extra)[1] if path is None else np.array(parse_numbers(read_text(path, args.encoding), extra))
+    numbers = split_numbers(extra)[1] if path is None else np.array(parse_numbers(read_text(path, args.encoding), extra, str(path)))
     said = generate(model, extra, numbers)
     truth = [words(int(n)) for n in numbers]
     chars = sum(sum(a == b for a, b in zip(s, t)) for s, t in zip(said, truth))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import UsageError
+from bptt.errors import DataError, UsageError
 from bptt.options import fraction, positive_int
 from bptt.tasks import common
 
@@ -107,10 +107,13 @@ class Encoder:
 def build_vocabularies(extra: dict, sentences) -> None:
     """Word, feature and tag vocabularies from the training sentences, into extra."""
     words = Counter(w.lower() if extra["lowercase"] else w for s in sentences for w in s.words)
-    extra["vocab"] = common.vocab_json(words, extra["min_freq"], extra["vocab_size"])
+    extra["vocab"] = common.vocab_json(words, extra["min_freq"], extra["vocab_size"], extra["data"])
     extra["feature_vocabs"] = [common.vocab_json(Counter(feature(f, w, extra["affix_length"]) for s in sentences for w in s.words))
                                for f in extra["features"]]  # fmt: skip
     extra["labels"] = sorted({t for s in sentences for t in s.tags})
+    if len(extra["labels"]) < 2:
+        raise DataError(f"{extra['data']}: every word has {extra['column'].upper()} tag {extra['labels'][0]!r}, "
+                        "expected at least two tags")  # fmt: skip
 
 
 # ---- data --------------------------------------------------------------------
@@ -231,6 +234,8 @@ def predict_tags(model, extra: dict, sentences) -> list[list[str]]:
 def predict(model, extra: dict, path: Path, args) -> str:
     from bptt.data import conllu
 
+    if Path(path).suffix.lower() in (".csv", ".tsv"):
+        raise DataError(f"{path}: a {Path(path).suffix[1:].upper()} file, expected CoNLL-U or plain text (one sentence per line) for a tag run")
     sentences, _ = conllu.read_any(path, extra["column"], args.encoding)
     return conllu.write(sentences, predict_tags(model, extra, sentences), extra["column"])
 
