@@ -133,6 +133,8 @@ ROWS = [
     ("level choice", f"{T} --level sentence", {}, 2, "argument --level: invalid choice: 'sentence'"),
     ("unknown flag", f"{T} --bogus 3", {}, 2, "unrecognized arguments: --bogus 3"),
     ("too big for memory", f"{T} --data {{tmp}}/c.txt --hidden-size {GIANT}", {"c.txt": TEXT}, 2, "GiB is available; use a smaller --hidden-size"),
+    ("overwrite too big", f"train {SMALL} --data {{tmp}}/c.txt --out {{run}} --overwrite --hidden-size {GIANT}", {"c.txt": TEXT}, 2,
+     "GiB is available; use a smaller --hidden-size"),  # the run it would replace stays as it was
     # ---- train: the run directory ----
     ("out is a file", f"{T} --data {{tmp}}/c.txt --out {{tmp}}/c.txt", {"c.txt": TEXT}, 2, "c.txt: is a file, expected a directory"),
     ("out under a file", f"{T} --data {{tmp}}/c.txt --out {{tmp}}/c.txt/run", {"c.txt": TEXT}, 2, "c.txt is a file, expected a directory"),
@@ -313,6 +315,8 @@ ROWS = [
     ("predict classify conllu", "predict {cls} --data {tmp}/a.conllu", {"a.conllu": GOOD}, 2, "a.conllu: a CoNLL-U file (for taggers), expected texts"),
     ("predict classify column", "predict {cls} --data {tmp}/a.csv", {"a.csv": "txt,label\nx,1\n"}, 2, "a.csv:1: no column 'text' in the header"),
     ("predict classify binary", "predict {cls} --data {tmp}/a.tsv", {"a.tsv": b"\x00"}, 2, "a.tsv: looks like a binary file"),
+    ("overwrite tag too big", f"train --task tag --data {{tmp}}/a.conllu --out {{tag}} --overwrite --hidden-size {GIANT}",
+     {"a.conllu": GOOD}, 2, "GiB is available; use a higher --min-freq"),  # the run it would replace stays as it was
     ("predict tag csv", "predict {tag} --data {tmp}/a.csv", {"a.csv": "text,label\ngood,1\n"}, 2, "a.csv: a CSV file, expected CoNLL-U or plain text"),
     ("predict tag tsv", "predict {tag} --data {tmp}/a.txt", {"a.txt": "good\t1\n"}, 2, "a.txt:1: found 2 tab-separated columns, expected 10"),
     ("predict tag empty", "predict {tag} --data {tmp}/a.txt", {"a.txt": "\n \n"}, 2, "a.txt: is empty (only whitespace)"),

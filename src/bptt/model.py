@@ -318,7 +318,7 @@ class RNNModel:
         """
         X, mask, h0, cond = self._prepare(inputs, mask, h0, cond)
         p, H, dt = self.params, self.hidden_size, np.dtype(self.dtype)
-        T, B = X.shape[0], X.shape[1]
+        B = X.shape[1]
         fwd = Forward(Z=None, hn=None, h0=None, X=X, ids=None, mask=mask, cond=cond)
         if cond is not None:
             a = cond @ p["h0map.Q"].T + p["h0map.q"]

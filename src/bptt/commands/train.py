@@ -167,11 +167,12 @@ def task_defaults(args: argparse.Namespace, **defaults) -> None:
 # ---- run directories -------------------------------------------------------
 
 
-def choose_run_dir(args, corpus_name: str, suffix: str | None = None) -> Path:
-    """--out, refused if it already holds something (unless --overwrite); else
-    runs/<name>-<suffix>[-N] (suffix: the text level unless given)."""
+def choose_run_dir(args, name: str) -> Path:
+    """--out, refused if it already holds something (unless --overwrite: then its run
+    files are deleted, so call this only once everything else has been checked);
+    else runs/<name>[-N]."""
     if args.out is None:
-        base = Path("runs") / f"{corpus_name}-{args.level if suffix is None else suffix}"
+        base = Path("runs") / name
         out, n = base, 2
         while out.exists():
             out, n = Path(f"{base}-{n}"), n + 1
@@ -222,7 +223,7 @@ def _run_file(path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.data.text import BUILTIN_NAME, Vocab, builtin_corpus, read_text, split
-    from bptt.train import TrainOptions, Trainer, default_progress
+    from bptt.train import Trainer, default_progress
 
     args = parse_with_config(args)
     if args.resume is not None:
@@ -245,11 +246,9 @@ def run(args: argparse.Namespace) -> int:
         train_ids, valid_ids = ids, vocab.encode(read_text(args.valid, args.encoding), source=str(args.valid))
     else:
         train_ids, valid_ids = split(ids, args.valid_fraction) if args.valid_fraction > 0 else (ids, None)
-    out = choose_run_dir(args, name)
-    model = build_model(args, len(vocab))
-    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
-    if args.no_clip_norm:
-        opts.clip_norm = None
+    model = build_model(args, len(vocab))  # refuses what does not fit in memory, before --overwrite deletes anything
+    out = choose_run_dir(args, f"{name}-{args.level}")
+    opts = options_from_args(args)
     opts.extra = {"task": "lm", "level": args.level, "vocab": vocab.to_json(), "data": None if args.data is None else str(args.data),
                   "valid": None if args.valid is None else str(args.valid), "encoding": args.encoding,
                   "valid_fraction": args.valid_fraction, "corpus_sha256": _sha(text),
@@ -288,6 +287,16 @@ def check_memory(args, vocab_size: int) -> None:
     fewer = "a smaller --vocab-size or a higher --min-freq, or " if args.level == "word" else ""
     resources.check_memory(est, {"parameters": f"{fewer}a smaller --hidden-size or --embedding-size",
                                  "outputs": f"{fewer}a smaller --batch-size or --seq-length"})  # fmt: skip
+
+
+def options_from_args(args):
+    """The TrainOptions of parsed `bptt train` options (every field that has a flag)."""
+    from bptt.loop import TrainOptions
+
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
+    if args.no_clip_norm:
+        opts.clip_norm = None
+    return opts
 
 
 def build_model(args, vocab_size: int):

@@ -126,7 +126,6 @@ def decide(scores: np.ndarray, binary: bool) -> np.ndarray:
 
 
 def run(args) -> int:
-    from bptt import RNNModel
     from bptt.commands.train import task_defaults
     from bptt.options import model_kwargs
 
@@ -136,22 +135,16 @@ def run(args) -> int:
                  text_column=args.text_column, label_column=args.label_column, batch_size=args.batch_size,
                  seed=args.seed)  # fmt: skip
     data = load(extra, fresh=True)
-    if "eval_every" not in args.given:
-        args.eval_every = data.source.n_batches
-    out = common.default_run_dir(args, f"{Path(args.data).stem}-classify")
     K = len(extra["labels"])
     binary = K == 2
     kw = dict(model_kwargs(args), vocab_size=len(extra["vocab"]["itos"]), output_size=1 if binary else K, mode="many-to-one",
               head="sigmoid" if binary else "softmax", pooling=args.pooling, reduction="mean", dtype=args.dtype)  # fmt: skip
-    common.check_memory(kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
-    model = RNNModel(**kw)
-    opts = common.train_options(args, extra, "valid_accuracy" if extra["valid"] else "valid_loss", "max" if extra["valid"] else "min")
-    return common.fit_and_report(model, data, out, opts)
+    monitor = ("valid_accuracy", "max") if extra["valid"] else ("valid_loss", "min")
+    return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-classify", *monitor)
 
 
 def resume(args, model, ckpt, opts) -> int:
-    common.check_unchanged(opts.extra, args.resume)
-    return common.fit_and_report(model, load(opts.extra, fresh=False), args.resume, opts, ckpt)
+    return common.resume_task(args, model, ckpt, opts, load)
 
 
 def _score_texts(model, extra: dict, texts: list[str]) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +55,9 @@ def data_extra(args, task: str) -> dict:
 
 
 def train_options(args, extra: dict, monitor: str, monitor_mode: str) -> TrainOptions:
-    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
-    if args.no_clip_norm:
-        opts.clip_norm = None
+    from bptt.commands.train import options_from_args
+
+    opts = options_from_args(args)
     opts.extra, opts.monitor, opts.monitor_mode = extra, monitor, monitor_mode
     # the best evaluation's checkpoint in RUN_DIR/best whenever there is an evaluation
     opts.keep_best = opts.keep_best or bool(extra.get("valid")) or extra["task"] == "spell"
@@ -148,13 +148,23 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
     return 0
 
 
-def default_run_dir(args, name: str) -> Path:
+def build_and_fit(args, extra: dict, data: Data, model_kw: dict, run_name: str, monitor: str, monitor_mode: str,
+                  epochs_per_eval: int = 1) -> int:
+    """The end of every dataset task's `run`: evaluate every `epochs_per_eval` epochs unless
+    --eval-every is given, refuse a model too big for memory, and only then take the run
+    directory (which --overwrite empties), build the model and train."""
+    from bptt import RNNModel
     from bptt.commands.train import choose_run_dir
 
-    if args.out is None:
-        base = Path("runs") / name
-        out, n = base, 2
-        while out.exists():
-            out, n = Path(f"{base}-{n}"), n + 1
-        return out
-    return choose_run_dir(args, name)
+    if "eval_every" not in args.given:
+        args.eval_every = epochs_per_eval * data.source.n_batches
+    check_memory(model_kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
+    out = choose_run_dir(args, run_name)
+    model = RNNModel(**model_kw)
+    return fit_and_report(model, data, out, train_options(args, extra, monitor, monitor_mode))
+
+
+def resume_task(args, model, ckpt, opts: TrainOptions, load: Callable) -> int:
+    """A dataset task's `resume`: the same files (their sha256 checked), the same batches."""
+    check_unchanged(opts.extra, args.resume)
+    return fit_and_report(model, load(opts.extra, fresh=False), args.resume, opts, ckpt)

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 
-import numpy as np
 
 from bptt.data import synthetic
 from bptt.errors import UsageError
@@ -151,8 +150,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from bptt import RNNModel
-    from bptt.commands.train import choose_run_dir, task_defaults
-    from bptt.loop import TrainOptions
+    from bptt.commands.train import choose_run_dir, options_from_args, task_defaults
     from bptt.options import model_kwargs
 
     task_defaults(args, hidden_size=64, num_layers=1, embedding_size=None, batch_size=32, lr=1e-3,
@@ -161,14 +159,12 @@ def run(args) -> int:
         raise UsageError("--bidirectional: the long-memory tasks are causal, a reverse direction would see the answer")
     s = spec(args.task, args.length, args.variant)
     test_size = args.test_size or s.test_size
-    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
-    if args.no_clip_norm:
-        opts.clip_norm = None
+    opts = options_from_args(args)
     opts.extra = {"task": args.task, "length": args.length, "variant": s.variant, "batches_per_epoch": args.batches_per_epoch,
                   "valid_size": args.valid_size, "test_size": test_size, "keep_training": args.keep_training}  # fmt: skip
     _check_memory(args, s)
     model = RNNModel(**model_kwargs(args), **s.model, reduction="mean", dtype=args.dtype)
-    out = choose_run_dir(args, args.task if s.variant is None else f"adding-{s.variant}", f"T{args.length}")
+    out = choose_run_dir(args, f"{args.task if s.variant is None else 'adding-' + s.variant}-T{args.length}")
     trainer = _trainer(s, model, out, opts)
     print(f"task {s.title}; run directory {out}")
     print(f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, init {model.init}, "

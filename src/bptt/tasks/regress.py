@@ -2,7 +2,8 @@
 
     many-to-one  (one target per sequence):  y^ = V pool(h) + c
     many-to-many (one target per step):      y^_t = V h_t + c
-    L = mean of 1/2 (y^ - y)^2 (RNNModel's squared error; MSE is reported)
+    L = mean of (y^ - y)^2 over valid steps and outputs: the MSE itself
+        (bptt.losses.squared_error with reduction="mean"; dL/dz = 2 (y^ - y) / n)
 
 The data is a CSV (see `bptt.data.tabular`): an input column of steps and a
 target column with one value (or vector) per sequence or per step; which of
@@ -119,7 +120,6 @@ def errors(model, batches, mode: str) -> dict:
 
 
 def run(args) -> int:
-    from bptt import RNNModel
     from bptt.commands.train import task_defaults
     from bptt.options import model_kwargs
 
@@ -127,22 +127,16 @@ def run(args) -> int:
     extra = common.data_extra(args, "regress")
     extra.update(input_column=args.input_column, target_column=args.target_column, batch_size=args.batch_size, seed=args.seed)
     data = load(extra, fresh=True)
-    if "eval_every" not in args.given:
-        args.eval_every = data.source.n_batches
-    out = common.default_run_dir(args, f"{Path(args.data).stem}-regress")
     kw = model_kwargs(args)
     kw.pop("embedding_size")
     kw.update(input_size=extra["input_size"], output_size=extra["output_size"], mode=extra["mode"], head="linear",
               pooling=args.pooling, reduction="mean", dtype=args.dtype)  # fmt: skip
-    common.check_memory(kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
-    model = RNNModel(**kw)
-    opts = common.train_options(args, extra, "valid_mse" if extra["valid"] else "valid_loss", "min")
-    return common.fit_and_report(model, data, out, opts)
+    monitor = "valid_mse" if extra["valid"] else "valid_loss"
+    return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-regress", monitor, "min")
 
 
 def resume(args, model, ckpt, opts) -> int:
-    common.check_unchanged(opts.extra, args.resume)
-    return common.fit_and_report(model, load(opts.extra, fresh=False), args.resume, opts, ckpt)
+    return common.resume_task(args, model, ckpt, opts, load)
 
 
 def _predicted(model, extra: dict, rows) -> list[np.ndarray]:

@@ -123,7 +123,6 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 
 def run(args) -> int:
-    from bptt import RNNModel
     from bptt.commands.train import task_defaults
     from bptt.options import model_kwargs
 
@@ -138,20 +137,14 @@ def run(args) -> int:
     extra = common.data_extra(args, "spell")
     extra.update(max_number=args.max_number, batch_size=args.batch_size, seed=args.seed)
     data = load(extra, fresh=True)
-    if "eval_every" not in args.given:
-        args.eval_every = 10 * data.source.n_batches
-    out = common.default_run_dir(args, "spell")
     V = len(extra["vocab"])
     kw = dict(model_kwargs(args), vocab_size=V, output_size=V, mode="one-to-many", cond_size=10 * extra["n_digits"],
               head="softmax", reduction="mean", dtype=args.dtype)  # fmt: skip
-    common.check_memory(kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
-    model = RNNModel(**kw)
-    opts = common.train_options(args, extra, "valid_exact", "max")
-    return common.fit_and_report(model, data, out, opts)
+    return common.build_and_fit(args, extra, data, kw, "spell", "valid_exact", "max", epochs_per_eval=10)
 
 
 def resume(args, model, ckpt, opts) -> int:
-    return common.fit_and_report(model, load(opts.extra, fresh=False), args.resume, opts, ckpt)
+    return common.resume_task(args, model, ckpt, opts, load)
 
 
 def parse_numbers(text: str, extra: dict, source: str = "--cond") -> list[int]:

@@ -183,7 +183,6 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 
 def run(args) -> int:
-    from bptt import RNNModel
     from bptt.commands.train import task_defaults
     from bptt.options import model_kwargs
 
@@ -194,24 +193,18 @@ def run(args) -> int:
                  word_dropout=args.word_dropout, features=parse_features(args.features), affix_length=args.affix_length,
                  batch_size=args.batch_size, seed=args.seed)  # fmt: skip
     data = load(extra, fresh=True)
-    if "eval_every" not in args.given:
-        args.eval_every = data.source.n_batches
-    out = common.default_run_dir(args, f"{Path(args.data).stem}-tag")
     kw = model_kwargs(args)
     if extra["features"]:
         kw.update(feature_vocab_sizes=[len(v["itos"]) for v in extra["feature_vocabs"]],
                   feature_embedding_size=args.feature_embedding_size)  # fmt: skip
     kw.update(vocab_size=len(extra["vocab"]["itos"]), output_size=len(extra["labels"]), mode="many-to-many", head="softmax",
               reduction="mean", dtype=args.dtype)  # fmt: skip
-    common.check_memory(kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
-    model = RNNModel(**kw)
-    opts = common.train_options(args, extra, "valid_accuracy" if extra["valid"] else "valid_loss", "max" if extra["valid"] else "min")
-    return common.fit_and_report(model, data, out, opts)
+    monitor = ("valid_accuracy", "max") if extra["valid"] else ("valid_loss", "min")
+    return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-tag", *monitor)
 
 
 def resume(args, model, ckpt, opts) -> int:
-    common.check_unchanged(opts.extra, args.resume)
-    return common.fit_and_report(model, load(opts.extra, fresh=False), args.resume, opts, ckpt)
+    return common.resume_task(args, model, ckpt, opts, load)
 
 
 # ---- predict and evaluate ------------------------------------------------------
