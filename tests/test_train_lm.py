@@ -239,3 +239,14 @@ def test_nesterov_and_step_decay_from_the_command_line(corpus, tmp_path, capsys)
     assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "s"), *SMALL, "--nesterov"]) == 2
     assert "--nesterov: needs --optimizer momentum, got --optimizer adam" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_evaluate_reads_the_checkpoint_once(corpus, tmp_path, monkeypatch, capsys):
+    """Finding the run's task and evaluating it share one load (every file's sha256 is checked on load)."""
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(corpus), "--out", str(out), *SMALL, "--max-epochs", "1"]) == 0
+    loads = []
+    real_load = checkpoint.load
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    assert main(["evaluate", str(out), "--data", str(corpus)]) == 0
+    assert "bits_per_char" in capsys.readouterr().out and len(loads) == 1

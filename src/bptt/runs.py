@@ -25,6 +25,13 @@ def load_run(run_dir: Path):
     return model, ckpt
 
 
+def task_extra(ckpt) -> dict:
+    """The task data saved with a run (TrainOptions.extra: its task, vocabulary, labels, files), {} if none."""
+    options = ckpt.train_state.get("options") if isinstance(ckpt.train_state, dict) else None
+    extra = options.get("extra") if isinstance(options, dict) else None
+    return extra if isinstance(extra, dict) else {}
+
+
 def vocab_of(ckpt, run_dir: Path):
     """The vocabulary saved with a language-model run."""
     from bptt.data.text import Vocab

@@ -54,7 +54,9 @@ def add_parser(sub) -> None:
 
 def batch_for(model, ckpt, args) -> tuple[dict, str]:
     """({inputs, targets, mask}, description) of the batch to diagnose."""
-    extra = ckpt.train_state.get("options", {}).get("extra", {}) or {}
+    from bptt.runs import task_extra
+
+    extra = task_extra(ckpt)
     task = extra.get("task", "lm")
     rng = np.random.default_rng([args.seed, 3])
     B = args.batch_size

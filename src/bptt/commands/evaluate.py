@@ -29,22 +29,20 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bptt.runs import lm_text_ids, load_run, vocab_of
+    from bptt.runs import lm_text_ids
     from bptt.train import evaluate_stream
 
     from bptt.commands.predict import task_of
 
-    model, extra, module = task_of(args.run_dir)
+    model, ckpt, extra, module = task_of(args.run_dir)  # loaded and checked once, for either kind of run
     if module is not None:
         return run_task(args, model, extra, module)
-    model, ckpt = load_run(args.run_dir)
-    vocab = vocab_of(ckpt, args.run_dir)
     ids, name = lm_text_ids(ckpt, args.run_dir, args.data, args.encoding)
     if len(ids) < 2:
         raise DataError(f"{name}: {len(ids)} tokens, expected at least 2 to evaluate")
     nats = evaluate_stream(model, ids)
     result = {"data": name, "tokens": int(len(ids)), "loss_nats": nats}
-    if vocab.level == "char":
+    if extra.get("level", "char") == "char":
         result["bits_per_char"] = nats / math.log(2)
     else:
         result["perplexity"] = math.exp(min(nats, 700))

@@ -31,10 +31,10 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.generate import sample
-    from bptt.runs import load_run, vocab_of
+    from bptt.runs import load_run, task_extra, vocab_of
 
     model, ckpt = load_run(args.run_dir)
-    extra = ckpt.train_state.get("options", {}).get("extra", {})
+    extra = task_extra(ckpt)
     if extra.get("task") == "spell":
         from bptt.tasks import spell
 

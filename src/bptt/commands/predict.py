@@ -30,16 +30,14 @@ def add_parser(sub) -> None:
 
 
 def task_of(run_dir: Path):
-    """(model, extra, task module) of a run of a task other than the language model."""
+    """(model, checkpoint, extra, task module) of a run; the module is None for a language model."""
     from bptt import tasks
-    from bptt.runs import load_run
+    from bptt.runs import load_run, task_extra
 
     model, ckpt = load_run(run_dir)
-    extra = ckpt.train_state.get("options", {}).get("extra", {})
+    extra = task_extra(ckpt)
     task = extra.get("task", "lm")
-    if task not in tasks.TASKS:
-        return model, extra, None
-    return model, extra, tasks.module(task)
+    return model, ckpt, extra, tasks.module(task) if task in tasks.TASKS else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bptt.commands.train import check_writable
 
-    model, extra, module = task_of(args.run_dir)
+    model, _, extra, module = task_of(args.run_dir)
     if module is None:
         raise UsageError(f"{args.run_dir}: a language-model run; use bptt generate or bptt evaluate for it")
     if not hasattr(module, "predict"):
