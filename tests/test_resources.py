@@ -37,6 +37,14 @@ def test_parameter_count_is_the_models(est_kw, model_kw):
     assert est.parameter_bytes == 7 * est.parameters * 4  # Adam, float32: weights, 2 moments, their snapshot, gradients
 
 
+
+@pytest.mark.parametrize("est_kw,model_kw", list(kinds()))
+def test_estimate_model_reads_the_models_own_keywords(est_kw, model_kw):
+    """The estimate every command uses, from the RNNModel keywords it is about to build with."""
+    est = resources.estimate_model(model_kw, steps=3, batch_size=2)
+    assert est.parameters == sum(p.size for p in RNNModel(**model_kw).params.values())
+    assert est == resources.estimate_memory(**est_kw, sequence_outputs=True)
+
 def test_activations_scale_with_t_b_and_dtype():
     base = dict(input_size=100, embedding_size=8, hidden_size=16, num_layers=2, output_size=100)
     a = resources.estimate_memory(**base, steps=10, batch_size=4)

@@ -1,6 +1,7 @@
 """Memory a training run needs, estimated from its options before anything is allocated.
 
-Every task calls `estimate_memory` with its sizes and `check_memory` with the
+Every task calls `estimate_model` with the keyword arguments of the RNNModel it
+is about to build (or `estimate_memory` with sizes) and `check_memory` with the
 result before it builds the model, so a run that cannot fit is refused with a
 message that says which options to lower, before training starts, not an hour in.
 
@@ -111,6 +112,26 @@ def estimate_memory(
     states = 3 * T * B * (L * d * H + x_width)
     outputs = 3 * (T if sequence_outputs else 1) * B * K
     return MemoryEstimate(P, (2 * (1 + m) + 1) * P * itemsize, states * itemsize, outputs * itemsize, T, B)
+
+
+def estimate_model(model_kw: dict, *, steps: int, batch_size: int, optimizer: str = "adam") -> MemoryEstimate:
+    """`estimate_memory` for the model RNNModel(**model_kw) would build (same keywords and
+    defaults), trained on windows of `steps` steps x `batch_size` sequences. Feature
+    columns are counted as a wider embedding (generous: their tables are smaller)."""
+    from bptt.model import SEQUENCE_MODES
+
+    tokens = model_kw.get("vocab_size") is not None
+    E = model_kw.get("embedding_size")
+    if E is not None and model_kw.get("feature_vocab_sizes"):  # the feature columns widen x_t
+        E += len(model_kw["feature_vocab_sizes"]) * model_kw.get("feature_embedding_size", 16)
+    return estimate_memory(
+        input_size=model_kw["vocab_size"] if tokens else model_kw["input_size"], tokens=tokens, embedding_size=E,
+        hidden_size=model_kw.get("hidden_size", 64), num_layers=model_kw.get("num_layers", 1),
+        num_directions=2 if model_kw.get("bidirectional") else 1, output_size=model_kw["output_size"],
+        bias=model_kw.get("bias", True), cond_size=model_kw.get("cond_size"), steps=steps, batch_size=batch_size,
+        sequence_outputs=model_kw.get("mode", "many-to-many") in SEQUENCE_MODES, optimizer=optimizer,
+        dtype=model_kw.get("dtype", "float32"),
+    )  # fmt: skip
 
 
 def available_memory() -> int | None:

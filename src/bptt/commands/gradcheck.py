@@ -53,18 +53,13 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def check_memory(args, K: int, kw: dict) -> None:
+def check_memory(args, model_kw: dict) -> None:
     """Refuse sizes whose float64 check would not fit in memory, before allocating (`bptt.resources`)."""
     from bptt import resources
 
-    tokens = args.input == "tokens"
-    est = resources.estimate_memory(
-        input_size=args.vocab_size if tokens else args.input_size, tokens=tokens, embedding_size=kw.get("embedding_size"),
-        hidden_size=args.hidden_size, num_layers=args.num_layers, num_directions=2 if args.bidirectional else 1,
-        output_size=K, cond_size=kw.get("cond_size"), steps=args.backprop_steps or args.seq_length,
-        batch_size=args.batch_size, sequence_outputs=args.mode in ("many-to-many", "one-to-many"),
-        optimizer="sgd", dtype="float64",  # weights, gradients and the finite-difference copy
-    )  # fmt: skip
+    # optimizer "sgd", float64: weights, gradients and the finite-difference copy
+    est = resources.estimate_model({**model_kw, "dtype": "float64"}, steps=args.backprop_steps or args.seq_length,
+                                   batch_size=args.batch_size, optimizer="sgd")  # fmt: skip
     resources.check_memory(est, what="the gradient check")
 
 
@@ -82,11 +77,10 @@ def run(args: argparse.Namespace) -> int:
         if not tokens or args.embedding_size is None:
             raise UsageError("--feature-columns: needs --input tokens and --embedding-size")
         kw.update(feature_vocab_sizes=[5] * F, feature_embedding_size=2)
-    check_memory(args, K, kw)
-    model = RNNModel(
-        **kw, **({"vocab_size": args.vocab_size} if tokens else {"input_size": args.input_size}),
-        output_size=K, head=args.head, mode=args.mode, pooling=args.pooling, reduction=args.reduction,
-    )  # fmt: skip
+    kw.update({"vocab_size": args.vocab_size} if tokens else {"input_size": args.input_size})
+    kw.update(output_size=K, head=args.head, mode=args.mode, pooling=args.pooling, reduction=args.reduction)
+    check_memory(args, kw)
+    model = RNNModel(**kw)
     k1 = args.seq_length
     k2 = args.backprop_steps or k1
     if k2 < k1:

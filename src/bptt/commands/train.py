@@ -274,16 +274,12 @@ def check_vocab(vocab, args) -> None:
                     "raise --vocab-size or lower --min-freq")  # fmt: skip
 
 
-def check_memory(args, vocab_size: int) -> None:
+def check_memory(args, model_kw: dict) -> None:
     """Refuse, before allocating anything, a language model that would not fit in memory (`bptt.resources`)."""
     from bptt import resources
 
-    est = resources.estimate_memory(
-        input_size=vocab_size, embedding_size=args.embedding_size, hidden_size=args.hidden_size,
-        num_layers=args.num_layers, output_size=vocab_size, bias=not args.no_bias,
-        steps=(args.backprop_steps or args.seq_length) + (args.horizon or 1) - 1, batch_size=args.batch_size,
-        optimizer=args.optimizer, dtype=args.dtype,
-    )  # fmt: skip
+    steps = (args.backprop_steps or args.seq_length) + (args.horizon or 1) - 1
+    est = resources.estimate_model(model_kw, steps=steps, batch_size=args.batch_size, optimizer=args.optimizer)
     fewer = "a smaller --vocab-size or a higher --min-freq, or " if args.level == "word" else ""
     resources.check_memory(est, {"parameters": f"{fewer}a smaller --hidden-size or --embedding-size",
                                  "outputs": f"{fewer}a smaller --batch-size or --seq-length"})  # fmt: skip
@@ -302,8 +298,9 @@ def options_from_args(args):
 def build_model(args, vocab_size: int):
     from bptt import RNNModel
 
-    check_memory(args, vocab_size)
-    return RNNModel(vocab_size=vocab_size, **model_kwargs(args), output_size=vocab_size, reduction="mean", dtype=args.dtype)
+    kw = dict(vocab_size=vocab_size, **model_kwargs(args), output_size=vocab_size, reduction="mean", dtype=args.dtype)
+    check_memory(args, kw)
+    return RNNModel(**kw)
 
 
 def resume(args) -> int:

@@ -98,19 +98,8 @@ def check_memory(model_kw: dict, steps: int, batch_size: int, optimizer: str) ->
     """Refuse, before the model is built, one that would not fit in memory (`bptt.resources`).
     model_kw: the RNNModel keyword arguments; steps: the longest training sequence."""
     from bptt import resources
-    from bptt.model import SEQUENCE_MODES
 
-    tokens = model_kw.get("vocab_size") is not None
-    E = model_kw.get("embedding_size")
-    if E is not None and model_kw.get("feature_vocab_sizes"):  # the feature columns widen x_t
-        E += len(model_kw["feature_vocab_sizes"]) * model_kw.get("feature_embedding_size", 16)
-    est = resources.estimate_memory(
-        input_size=model_kw["vocab_size"] if tokens else model_kw["input_size"], tokens=tokens, embedding_size=E,
-        hidden_size=model_kw["hidden_size"], num_layers=model_kw["num_layers"],
-        num_directions=2 if model_kw.get("bidirectional") else 1, output_size=model_kw["output_size"],
-        cond_size=model_kw.get("cond_size"), steps=steps, batch_size=batch_size,
-        sequence_outputs=model_kw["mode"] in SEQUENCE_MODES, optimizer=optimizer, dtype=model_kw["dtype"],
-    )  # fmt: skip
+    est = resources.estimate_model(model_kw, steps=steps, batch_size=batch_size, optimizer=optimizer)
     resources.check_memory(est, {"parameters": "a higher --min-freq, a smaller --vocab-size, --hidden-size or --embedding-size",
                                  "states": "a smaller --batch-size or --hidden-size"})  # fmt: skip
 

@@ -162,8 +162,9 @@ def run(args) -> int:
     opts = options_from_args(args)
     opts.extra = {"task": args.task, "length": args.length, "variant": s.variant, "batches_per_epoch": args.batches_per_epoch,
                   "valid_size": args.valid_size, "test_size": test_size, "keep_training": args.keep_training}  # fmt: skip
-    _check_memory(args, s)
-    model = RNNModel(**model_kwargs(args), **s.model, reduction="mean", dtype=args.dtype)
+    kw = dict(model_kwargs(args), **s.model, reduction="mean", dtype=args.dtype)
+    _check_memory(args, s, kw)
+    model = RNNModel(**kw)
     out = choose_run_dir(args, f"{args.task if s.variant is None else 'adding-' + s.variant}-T{args.length}")
     trainer = _trainer(s, model, out, opts)
     print(f"task {s.title}; run directory {out}")
@@ -172,19 +173,13 @@ def run(args) -> int:
     return _finish(trainer, s)
 
 
-def _check_memory(args, s: Spec) -> None:
+def _check_memory(args, s: Spec, model_kw: dict) -> None:
     """Refuse, before anything is allocated, a run that would not fit (`bptt.resources`): the
     longest sequence of the task, for a training batch or an evaluation batch, whichever is larger."""
     from bptt import resources
 
-    m = s.model
     longest = {"copy": s.length + 2 * synthetic.COPY_DATA}.get(s.name, s.length + s.length // 10)
-    est = resources.estimate_memory(
-        input_size=m.get("vocab_size") or m["input_size"], tokens="vocab_size" in m, embedding_size=args.embedding_size,
-        hidden_size=args.hidden_size, num_layers=args.num_layers, output_size=m["output_size"], bias=not args.no_bias,
-        steps=longest, batch_size=max(args.batch_size, EVAL_BATCH), sequence_outputs=m["mode"] == "many-to-many",
-        optimizer=args.optimizer, dtype=args.dtype,
-    )  # fmt: skip
+    est = resources.estimate_model(model_kw, steps=longest, batch_size=max(args.batch_size, EVAL_BATCH), optimizer=args.optimizer)
     resources.check_memory(est, {"states": "a smaller --length, --batch-size or --hidden-size",
                                  "outputs": "a smaller --length or --batch-size"})  # fmt: skip
 
