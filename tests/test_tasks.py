@@ -190,3 +190,13 @@ def test_resume_is_exact_for_every_task(tmp_path, capsys, task):
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_overwrite_removes_the_replaced_runs_best(tmp_path, capsys):
+    """--overwrite starts over: no best/ of the run it replaced is left to be predicted from."""
+    run = tmp_path / "tag"
+    train = ["train", "--task", "tag", "--data", EX / "tag-train.conllu", "--out", run, "--max-epochs", "1", *FAST]
+    assert cli(capsys, *train, "--valid", EX / "tag-dev.conllu")[0] == 0
+    assert checkpoint.is_run_dir(run / "best")
+    assert cli(capsys, *train, "--overwrite")[0] == 0  # no validation data: no best/ of its own
+    assert not (run / "best").exists()

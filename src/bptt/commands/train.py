@@ -17,6 +17,7 @@ import importlib
 import io
 import json
 import os
+import shutil
 from dataclasses import fields
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def choose_run_dir(args, name: str) -> Path:
             raise UsageError(f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it")
         for f in out.iterdir():
             if _run_file(f):
-                f.unlink()
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
     return out
 
 
@@ -211,8 +212,11 @@ def check_writable(out: Path, what: str) -> None:
 
 
 def _run_file(path: Path) -> bool:
-    """A file a run writes, or the temporary file of one (a killed write leaves it behind)."""
+    """A file a run writes, the temporary file of one (a killed write leaves it behind),
+    or the run's best/ directory (TrainOptions.keep_best)."""
     name = path.name
+    if path.is_dir():
+        return name == "best"
     if name.startswith(".") and name.endswith(".tmp"):
         name = name[1:]
     return path.is_file() and name.startswith(RUN_FILES + ("loss.png",))
