@@ -292,7 +292,7 @@ ROWS = [
     # ---- train --task spell and the long-memory tasks: generated data ----
     ("spell bidirectional", f"train --task spell --bidirectional --out {{tmp}}/out", {}, 2, "--bidirectional: a one-to-many model generates left to right"),
     ("spell max-number", f"train --task spell --max-number 1000000 --out {{tmp}}/out", {}, 2, "--max-number: got 1000000, expected less than 1,000,000"),
-    ("spell data", f"train --task spell --data {{tmp}}/c.txt --out {{tmp}}/out", {"c.txt": TEXT}, 2, "--data: only for language models; --task spell generates its data"),
+    ("spell data", f"train --task spell --data {{tmp}}/c.txt --out {{tmp}}/out", {"c.txt": TEXT}, 2, "--data: only for language models and --task tag, classify, regress; --task spell generates its data"),
     ("length 0", f"{LM} --length 0", {}, 2, "argument --length: got 0, expected a positive integer"),
     ("length negative", f"{LM} --length -3", {}, 2, "argument --length: got -3"),
     ("variant unknown", f"{LM} --variant product", {}, 2, "argument --variant: invalid choice: 'product'"),
@@ -300,7 +300,11 @@ ROWS = [
     ("order too short", f"{LM} --task temporal-order --length 5", {}, 2, "T >= 10"),
     ("longmem bidirectional", f"{LM} --bidirectional", {}, 2, "--bidirectional: the long-memory tasks are causal"),
     ("longmem horizon", f"{LM} --task copy --horizon 5", {}, 2, "--horizon: only for language models; --task copy backpropagates through each whole sequence"),
-    ("longmem data", f"{LM} --valid {{tmp}}/c.txt", {"c.txt": TEXT}, 2, "--valid: only for language models; --task adding generates its validation data"),
+    ("spell samples", "train --task spell --samples 2 --out {tmp}/out", {}, 2, "--samples: only for language models; --task spell does not use it"),
+    ("longmem temperature", f"{LM} --temperature 0.5", {}, 2, "--temperature: only for language models; --task adding does not use it"),
+    ("regress min-freq", f"{RG} --min-freq 2", {"a.csv": "x,y\n1 2,3\n"}, 2, "--min-freq: only for language models and --task tag, classify; --task regress"),
+    ("tag level", f"{TG} --level char", {"a.conllu": GOOD}, 2, "--level: only for language models and --task classify; --task tag does not use it"),
+    ("longmem data", f"{LM} --valid {{tmp}}/c.txt", {"c.txt": TEXT}, 2, "--valid: only for language models and --task tag, classify, regress; --task adding generates its validation data"),
     ("longmem too long", f"{LM} --length {GIANT}", {}, 2, "use a smaller --length, --batch-size or --hidden-size"),
     ("longmem valid-size", f"{LM} --valid-size 0", {}, 2, "argument --valid-size: got 0"),
     # ---- predict ----
