@@ -373,6 +373,8 @@ ROWS = [
     ("rtrl bidirectional", "gradcheck --method rtrl --bidirectional", {}, 2, "--method rtrl: forward mode runs left to right"),
     ("rtrl horizon", "gradcheck --method rtrl --horizon 2", {}, 2, "--method rtrl: computes the full gradient"),
     ("gradcheck method", "gradcheck --method newton", {}, 2, "argument --method: invalid choice: 'newton'"),
+    ("rtrl feature columns", "gradcheck --method rtrl --embedding-size 3 --feature-columns 2", {}, 2,
+     "rtrl: token inputs with one embedding table only; feature id columns are not supported"),
     ("feature columns negative", "gradcheck --feature-columns -1 --embedding-size 2", {}, 2, "argument --feature-columns: got -1"),
     ("feature columns one-hot", "gradcheck --feature-columns 2", {}, 2, "--feature-columns: needs --input tokens and --embedding-size"),
     # ---- the command itself ----

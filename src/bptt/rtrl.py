@@ -46,6 +46,8 @@ def check_supported(model, horizon=None) -> None:
         raise ValueError("rtrl: forward mode runs left to right, a bidirectional layer is not supported")
     if horizon is not None:
         raise ValueError("rtrl: computes the full gradient; a per-output horizon is a truncated objective")
+    if model.feature_vocab_sizes:
+        raise ValueError("rtrl: token inputs with one embedding table only; feature id columns are not supported")
 
 
 def _check_memory(B: int, H: int, n: int, dtype) -> None:
