@@ -66,9 +66,7 @@ def contributions(cache: elman.Cache, dout: np.ndarray | None, dhn: np.ndarray |
     ids = X.dtype.kind in "iu"
     D = cache.U.shape[1]
     Xf = None if ids else X.astype(np.float64)
-    fp = activations.derivative(cache.nonlinearity, Hs[1:])
-    if pad is not None:
-        np.copyto(fp, 0, where=pad)
+    fp = elman.local_derivative(cache.nonlinearity, Hs[1:], pad)  # f'(a_t), 0 on padded steps
     G = np.zeros((T, B, H))
     if dout is not None:
         G += dout[::-1] if cache.reverse else dout
