@@ -192,3 +192,25 @@ def test_diagnose_cli_on_a_run_without_data_uses_random_inputs(tmp_path, capsys)
     assert "--data: only for language-model runs" in capsys.readouterr().err
     assert main(["diagnose", str(tmp_path / "run"), "--steps", "5000"]) == 2
     assert "at most 1000" in capsys.readouterr().err
+
+
+def test_diagnose_cli_on_a_tagger_with_feature_columns(tmp_path, capsys):
+    """Random inputs for a run without data of its own have the run's feature columns too."""
+    from bptt.fit import Batch, BatchTrainer
+    from bptt.loop import TrainOptions
+    from bptt.model import RNNModel
+
+    class Tags:
+        n_batches = 2
+
+        def batch(self, epoch, k):
+            rng = np.random.default_rng([epoch, k])
+            return Batch(np.stack([rng.integers(0, n, (4, 6)) for n in (7, 3, 2)], axis=2), rng.integers(0, 4, (4, 6)))
+
+    model = RNNModel(vocab_size=7, embedding_size=3, feature_vocab_sizes=[3, 2], feature_embedding_size=2, hidden_size=4,
+                     output_size=4, bidirectional=True)  # fmt: skip
+    opts = TrainOptions(max_epochs=1, eval_every=2, extra={"task": "tag-like"})
+    BatchTrainer(model, Tags(), None, tmp_path / "run", opts, log=lambda s: None).fit()
+    assert main(["diagnose", str(tmp_path / "run"), "--steps", "6", "--json", "--no-plot"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert "random sequences" in r["data"] and [x["name"] for x in r["layers"]] == ["rnn0", "rnn0_reverse"]

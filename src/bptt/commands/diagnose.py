@@ -88,7 +88,12 @@ def batch_for(model, ckpt, args) -> tuple[dict, str]:
 def _random_batch(model, rng, B, T) -> dict:
     if model.mode == "one-to-one":
         T = 1
-    x = rng.integers(0, model.vocab_size, (B, T)) if model.uses_tokens else rng.standard_normal((B, T, model.input_size))
+    if model.uses_tokens and model.feature_vocab_sizes:  # the token and each feature column from its own vocabulary
+        x = np.stack([rng.integers(0, n, (B, T)) for n in (model.vocab_size, *model.feature_vocab_sizes)], axis=2)
+    elif model.uses_tokens:
+        x = rng.integers(0, model.vocab_size, (B, T))
+    else:
+        x = rng.standard_normal((B, T, model.input_size))
     lead = (B, T) if model.mode in ("many-to-many", "one-to-many") else (B,)
     K = model.output_size
     y = rng.integers(0, K, lead) if model.head == "softmax" else rng.random(lead + (K,))
