@@ -26,7 +26,15 @@ CONFIGS = {
     "--word-dropout 0.1": ["--word-dropout", "0.1"],
     "--features suffix": ["--features", "suffix"],
     "--features prefix,suffix,shape": ["--features", "prefix,suffix,shape"],
-    "all of the above": ["--lowercase", "--min-freq", "2", "--word-dropout", "0.1", "--features", "prefix,suffix,shape"],
+    "all of the above": [
+        "--lowercase",
+        "--min-freq",
+        "2",
+        "--word-dropout",
+        "0.1",
+        "--features",
+        "prefix,suffix,shape",
+    ],
 }
 
 
@@ -46,8 +54,26 @@ def main_(args) -> None:
         acc, unk, n_unk = [], [], []
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
-                run(["train", "--task", "tag", "--data", args.train, "--valid", args.dev, "--column", args.column,
-                     "--max-epochs", args.epochs, "--seed", seed, "--out", Path(tmp) / "r", *flags])  # fmt: skip
+                run(
+                    [
+                        "train",
+                        "--task",
+                        "tag",
+                        "--data",
+                        args.train,
+                        "--valid",
+                        args.dev,
+                        "--column",
+                        args.column,
+                        "--max-epochs",
+                        args.epochs,
+                        "--seed",
+                        seed,
+                        "--out",
+                        Path(tmp) / "r",
+                        *flags,
+                    ]
+                )
                 r = json.loads(run(["evaluate", Path(tmp) / "r", "--json"]))
                 acc.append(r["accuracy"])
                 unk.append(r.get("unknown_word_accuracy", float("nan")))

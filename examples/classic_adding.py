@@ -60,7 +60,9 @@ def main() -> int:
         results = [r for name, seed in chains for T in lengths if (r := _finished(args.out, name, seed, T))]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            for chain in pool.map(_chain, [c[0] for c in chains], [c[1] for c in chains], [lengths] * len(chains), [args] * len(chains)):
+            for chain in pool.map(
+                _chain, [c[0] for c in chains], [c[1] for c in chains], [lengths] * len(chains), [args] * len(chains)
+            ):
                 results += chain
     table = _table(results, configs, seeds, lengths)
     print(table)
@@ -75,10 +77,36 @@ def _chain(name: str, seed: str, lengths: list[int], args) -> list[dict]:
     results = []
     for T in lengths:
         run_dir = args.out / f"{name}-s{seed}-T{T}"
-        argv = ["train", "--task", "adding", "--variant", "sum", "--length", str(T), *CONFIGS[name],
-                "--hidden-size", "64", "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "32",
-                "--max-epochs", args.max_epochs, "--max-time", args.max_time, "--eval-every", "100",
-                "--seed", seed, "--diagnostics", "--out", str(run_dir), "--overwrite"]  # fmt: skip
+        argv = [
+            "train",
+            "--task",
+            "adding",
+            "--variant",
+            "sum",
+            "--length",
+            str(T),
+            *CONFIGS[name],
+            "--hidden-size",
+            "64",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "32",
+            "--max-epochs",
+            args.max_epochs,
+            "--max-time",
+            args.max_time,
+            "--eval-every",
+            "100",
+            "--seed",
+            seed,
+            "--diagnostics",
+            "--out",
+            str(run_dir),
+            "--overwrite",
+        ]
         start = time.time()
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
@@ -86,16 +114,23 @@ def _chain(name: str, seed: str, lengths: list[int], args) -> list[dict]:
         log = buf.getvalue()
         (args.out / f"{name}-s{seed}-T{T}.log").write_text(" ".join(["bptt", *argv]) + "\n" + log)
         if code != 0:
-            r = {"length": T, "solved": False, "error": f"exit {code}: {log.strip().splitlines()[-1] if log.strip() else ''}"}
+            r = {
+                "length": T,
+                "solved": False,
+                "error": f"exit {code}: {log.strip().splitlines()[-1] if log.strip() else ''}",
+            }
         else:
             r = json.loads((run_dir / "result.json").read_text())
             r["rollbacks"] = log.count("rolled back")
             r["clipped_updates"] = _clipped(run_dir)
         r.update(config=name, seed=seed, wall_seconds=round(time.time() - start, 1))
         results.append(r)
-        print(f"{name:10s} seed {seed} T={T:<4d} {'PASS' if r['solved'] else 'FAIL'}  test MSE {r.get('test_loss', float('nan')):.4f}  "
-              f"updates {r.get('updates', '-')}  clipped {r.get('clipped_updates', '-')}  rollbacks {r.get('rollbacks', '-')}  "
-              f"{r['wall_seconds']} s", flush=True)  # fmt: skip
+        print(
+            f"{name:10s} seed {seed} T={T:<4d} {'PASS' if r['solved'] else 'FAIL'}  test MSE {r.get('test_loss', float('nan')):.4f}  "
+            f"updates {r.get('updates', '-')}  clipped {r.get('clipped_updates', '-')}  rollbacks {r.get('rollbacks', '-')}  "
+            f"{r['wall_seconds']} s",
+            flush=True,
+        )
         if not r["solved"]:
             break
     return results
@@ -106,7 +141,13 @@ def _finished(out: Path, name: str, seed: str, T: int) -> dict | None:
     run_dir = out / f"{name}-s{seed}-T{T}"
     if not (run_dir / "result.json").exists():
         if (out / f"{name}-s{seed}-T{T}.log").exists() and (run_dir / "checkpoint.json").exists():
-            return {"config": name, "seed": seed, "length": T, "solved": False, "error": "stopped without a result, see its log"}
+            return {
+                "config": name,
+                "seed": seed,
+                "length": T,
+                "solved": False,
+                "error": "stopped without a result, see its log",
+            }
         return None  # not run (or still running)
     r = json.loads((run_dir / "result.json").read_text())
     r.update(config=name, seed=seed, clipped_updates=_clipped(run_dir))
@@ -123,8 +164,10 @@ def _clipped(run_dir: Path) -> int:
 def _table(results, configs, seeds, lengths) -> str:
     """One row per configuration: at each T, seeds that solved it / seeds that reached it (a chain
     stops at its first failure), and the median updates of those that solved it."""
-    rows = ["| configuration | " + " | ".join(f"T={T}" for T in lengths) + " | longest T solved (all seeds / any seed) |",
-            "|---|" + "---|" * (len(lengths) + 1)]  # fmt: skip
+    rows = [
+        "| configuration | " + " | ".join(f"T={T}" for T in lengths) + " | longest T solved (all seeds / any seed) |",
+        "|---|" + "---|" * (len(lengths) + 1),
+    ]
     for name in configs:
         cells, all_best, any_best = [], "none", "none"
         for T in lengths:
@@ -144,8 +187,11 @@ def _table(results, configs, seeds, lengths) -> str:
     timed = [r for r in results if not r["solved"] and "max time" in str(r.get("stop_reason"))]
     if timed:
         rows.append("")
-        rows.append("Failed at the time limit before the update limit: " + ", ".join(
-            f"{r['config']} seed {r['seed']} T={r['length']} ({r['updates']} updates)" for r in timed) + ".")  # fmt: skip
+        rows.append(
+            "Failed at the time limit before the update limit: "
+            + ", ".join(f"{r['config']} seed {r['seed']} T={r['length']} ({r['updates']} updates)" for r in timed)
+            + "."
+        )
     return "\n".join(rows)
 
 

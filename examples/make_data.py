@@ -132,13 +132,17 @@ def conllu_sentence(words, sent_id: str, empty_node: bool) -> str:
 def tagged(n: int, seed: int, prefix: str, lex=None, p_conj=0.25) -> str:
     rng = np.random.default_rng(seed)
     lex = lex or Lexicon(np.random.default_rng(0))
-    return "".join(conllu_sentence(sentence(lex, rng, p_conj), f"{prefix}-{k + 1}", rng.random() < 0.02) for k in range(n))
+    return "".join(
+        conllu_sentence(sentence(lex, rng, p_conj), f"{prefix}-{k + 1}", rng.random() < 0.02) for k in range(n)
+    )
 
 
 POSITIVE = "good great excellent wonderful fun charming moving brilliant enjoyable clever".split()
 NEGATIVE = "bad awful boring dull terrible weak clumsy tedious bland painful".split()
-NEUTRAL = ("the movie film plot actors story scenes music it was is and but with a an of this that its director "
-           "script ending cast").split()  # fmt: skip
+NEUTRAL = (
+    "the movie film plot actors story scenes music it was is and but with a an of this that its director "
+    "script ending cast"
+).split()
 
 
 def review(rng, lex=None) -> tuple[str, int]:

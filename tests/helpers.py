@@ -14,7 +14,11 @@ INPUT_KINDS = ("features", "one-hot", "embedding")
 
 
 def make_model(kind: str = "features", **options) -> RNNModel:
-    sizes = {"features": dict(input_size=3), "one-hot": dict(vocab_size=6), "embedding": dict(vocab_size=6, embedding_size=3)}
+    sizes = {
+        "features": dict(input_size=3),
+        "one-hot": dict(vocab_size=6),
+        "embedding": dict(vocab_size=6, embedding_size=3),
+    }
     options.setdefault("hidden_size", 3)
     options.setdefault("output_size", 3)
     if options.get("mode") == "one-to-many":
@@ -27,7 +31,11 @@ def make_batch(model: RNNModel, rng: np.random.Generator, B: int = 3, T: int = 4
     mode, K = model.mode, model.output_size
     if mode == "one-to-one":
         T = 1
-    x = rng.integers(0, model.vocab_size, (B, T)) if model.uses_tokens else rng.standard_normal((B, T, model.input_size))
+    x = (
+        rng.integers(0, model.vocab_size, (B, T))
+        if model.uses_tokens
+        else rng.standard_normal((B, T, model.input_size))
+    )
     lead = (B, T) if mode in ("many-to-many", "one-to-many") else (B,)
     if model.head == "softmax":
         y = rng.integers(0, K, lead)
@@ -53,8 +61,13 @@ def assert_same_run(a: Path, b: Path) -> None:
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
     timings = {"tokens_per_s", "time"}
-    ma, mb = ([{k: v for k, v in json.loads(line).items() if k not in timings} for line in (r / "metrics.jsonl").read_text().splitlines()]
-              for r in (a, b))  # fmt: skip
+    ma, mb = (
+        [
+            {k: v for k, v in json.loads(line).items() if k not in timings}
+            for line in (r / "metrics.jsonl").read_text().splitlines()
+        ]
+        for r in (a, b)
+    )
     assert ma == mb
 
 

@@ -46,15 +46,32 @@ def test_source_batches_are_pure_functions_of_epoch_and_k():
 
 
 def _tagger_batches(rng, bi=True):
-    extra = {"vocab": {"level": "word", "lowercase": False, "sentence_ends": False, "itos": ["<unk>", "a", "b", "c", "d"]},
-             "feature_vocabs": [{"level": "word", "lowercase": False, "sentence_ends": False, "itos": ["<unk>", "a", "b", "c", "d"]}],
-             "features": ["suffix"], "affix_length": 1, "lowercase": False, "labels": ["X", "Y", "Z"]}  # fmt: skip
+    extra = {
+        "vocab": {"level": "word", "lowercase": False, "sentence_ends": False, "itos": ["<unk>", "a", "b", "c", "d"]},
+        "feature_vocabs": [
+            {"level": "word", "lowercase": False, "sentence_ends": False, "itos": ["<unk>", "a", "b", "c", "d"]}
+        ],
+        "features": ["suffix"],
+        "affix_length": 1,
+        "lowercase": False,
+        "labels": ["X", "Y", "Z"],
+    }
     enc = tag.Encoder(extra)
     sents = [["a", "b", "c", "d", "a"], ["b", "x"], ["c", "c", "a", "q"]]
     X = [enc.ids(s) for s in sents]
     Y = [rng.integers(0, 3, len(s)) for s in sents]
-    model = RNNModel(vocab_size=5, embedding_size=3, feature_vocab_sizes=[5], feature_embedding_size=2, hidden_size=4,
-                     output_size=3, bidirectional=bi, num_layers=2, reduction="sum", dtype="float64")  # fmt: skip
+    model = RNNModel(
+        vocab_size=5,
+        embedding_size=3,
+        feature_vocab_sizes=[5],
+        feature_embedding_size=2,
+        hidden_size=4,
+        output_size=3,
+        bidirectional=bi,
+        num_layers=2,
+        reduction="sum",
+        dtype="float64",
+    )
     return model, X, Y
 
 

@@ -9,8 +9,26 @@ from bptt.cli import main
 
 
 def test_bench_runs_every_section_it_is_given(capsys):
-    assert main(["bench", "--sections", "step,generate,memory", "--configs", "char-small-B1",
-                 "--rounds", "1", "--seconds", "0.01", "--lengths", "30", "--gen-length", "10"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "bench",
+                "--sections",
+                "step,generate,memory",
+                "--configs",
+                "char-small-B1",
+                "--rounds",
+                "1",
+                "--seconds",
+                "0.01",
+                "--lengths",
+                "30",
+                "--gen-length",
+                "10",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     for expected in ("char-small-B1", "GEMM-only tok/s", "generation, batch 1", "ckpt MB"):
         assert expected in out

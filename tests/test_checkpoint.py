@@ -21,9 +21,11 @@ from bptt import RNNModel, checkpoint
 from bptt.errors import BpttError, CheckpointError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "bptt"
-TRAIN = {"progress": {"step": 3, "best_valid": None, "elapsed": 1.5},
-         "rng": {"bit_generator": "PCG64", "state": {"state": 2**100 + 7, "inc": 5}},
-         "options": {"extra": {"vocab": ["a", "b", "\u00e9", "\n"]}, "lrs": [0.1, 1e-3]}}  # fmt: skip
+TRAIN = {
+    "progress": {"step": 3, "best_valid": None, "elapsed": 1.5},
+    "rng": {"bit_generator": "PCG64", "state": {"state": 2**100 + 7, "inc": 5}},
+    "options": {"extra": {"vocab": ["a", "b", "\u00e9", "\n"]}, "lrs": [0.1, 1e-3]},
+}
 
 
 def model(dtype: str = "float32") -> RNNModel:
@@ -75,9 +77,13 @@ def test_round_trip(tmp_path, dtype):
     m = model(dtype)
     rng = np.random.default_rng(0)
     params = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in m.params.items()}
-    arrays = {"opt.exp_avg.head.V": rng.standard_normal((5, 4)).astype(dtype), "state.h": np.zeros((1, 2, 4), dtype),
-              "state.history": np.zeros((2, 0, 2), np.int64), "state.scalar": np.array(2.5, dtype),
-              "state.t": np.arange(3, dtype=np.int32)}  # fmt: skip
+    arrays = {
+        "opt.exp_avg.head.V": rng.standard_normal((5, 4)).astype(dtype),
+        "state.h": np.zeros((1, 2, 4), dtype),
+        "state.history": np.zeros((2, 0, 2), np.int64),
+        "state.scalar": np.array(2.5, dtype),
+        "state.t": np.arange(3, dtype=np.int32),
+    }
     checkpoint.save(tmp_path / "run", params, m.config, TRAIN, arrays)
     ck = checkpoint.load(tmp_path / "run")
     assert ck.path == tmp_path / "run"
@@ -99,7 +105,11 @@ def test_empty_arrays_and_layout(tmp_path, arrays):
     assert ck.train_state["rng"]["state"]["state"] == 2**100 + 7  # big ints survive JSON
     index = index_of(tmp_path)
     assert (index["format"], index["version"], index["step"]) == ("bptt-checkpoint", 2, 7)
-    assert index["sha256"] == checkpoint.index_sha256(index) == checkpoint.index_sha256(json.loads(json.dumps(index, indent=3)))
+    assert (
+        index["sha256"]
+        == checkpoint.index_sha256(index)
+        == checkpoint.index_sha256(json.loads(json.dumps(index, indent=3)))
+    )
     assert set(index["files"]) == {index["weights"], index["optimizer"]}
     assert re.fullmatch(r"weights-000000007-[0-9a-f]{16}\.safetensors", index["weights"])
     assert files(tmp_path) == sorted(["checkpoint.json", index["weights"], index["optimizer"]])
@@ -119,7 +129,9 @@ def test_save_refuses_what_load_would_refuse(tmp_path):
 def test_missing_safetensors_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
-    with pytest.raises(BpttError, match=re.escape("safetensors is needed to save checkpoints: pip install 'bptt[train]'")):
+    with pytest.raises(
+        BpttError, match=re.escape("safetensors is needed to save checkpoints: pip install 'bptt[train]'")
+    ):
         save_at(tmp_path, 1)
 
 
@@ -176,8 +188,12 @@ def test_atomic_write_keeps_the_old_file_on_error(tmp_path, monkeypatch):
 
 def test_stale_temporaries_of_a_killed_save_are_removed(tmp_path):
     save_at(tmp_path, 1)
-    for name in (".weights-000000002-ab.safetensors.1234.tmp", ".checkpoint.json.99.tmp", "weights-000000009-ff.safetensors",
-                 ".metrics.jsonl.3c4d.tmp"):  # fmt: skip
+    for name in (
+        ".weights-000000002-ab.safetensors.1234.tmp",
+        ".checkpoint.json.99.tmp",
+        "weights-000000009-ff.safetensors",
+        ".metrics.jsonl.3c4d.tmp",
+    ):
         (tmp_path / name).write_bytes(b"partial")
     (tmp_path / ".plot.png.5.tmp").write_bytes(b"someone else's")
     save_at(tmp_path, 2)
@@ -198,7 +214,14 @@ def test_append_jsonl(tmp_path):
 def test_trim_metrics_drops_what_a_killed_run_logged_past_its_checkpoint(tmp_path):
     path = tmp_path / "metrics.jsonl"
     assert checkpoint.trim_metrics(path, 5) == 0 and not path.exists()  # no metrics yet: nothing to do
-    lines = ['{"step": 2}', "a note someone wrote", '{"step": 4, "x": [1]}', '{"step": 6}', '{"step": 5}', '["step", 9]']
+    lines = [
+        '{"step": 2}',
+        "a note someone wrote",
+        '{"step": 4, "x": [1]}',
+        '{"step": 6}',
+        '{"step": 5}',
+        '["step", 9]',
+    ]
     path.write_text("\n".join(lines) + '\n{"step": 8, "lo')  # killed mid-line
     assert checkpoint.trim_metrics(path, 5) == 2
     assert path.read_text().splitlines() == [x for x in lines if x != '{"step": 6}']
@@ -289,12 +312,20 @@ def bool_tensor(run_dir):
     return index_of(run_dir)["optimizer"]
 
 
-DAMAGE = {truncate: "bytes, expected", flip_byte: "sha256 mismatch", delete_weights: "missing",
-          delete_optimizer: "missing", malformed_json: "not valid JSON", no_index: "missing",
-          wrong_version: "version 99, written by bptt 0.1.0; this bptt reads version 2", edited_json: "sha256 mismatch",
-          edited_checksum: "sha256 mismatch",
-          not_safetensors: "not a readable safetensors file", path_outside: "not a .safetensors file in the run directory",
-          bool_tensor: "'state.mask' has dtype bool"}  # fmt: skip
+DAMAGE = {
+    truncate: "bytes, expected",
+    flip_byte: "sha256 mismatch",
+    delete_weights: "missing",
+    delete_optimizer: "missing",
+    malformed_json: "not valid JSON",
+    no_index: "missing",
+    wrong_version: "version 99, written by bptt 0.1.0; this bptt reads version 2",
+    edited_json: "sha256 mismatch",
+    edited_checksum: "sha256 mismatch",
+    not_safetensors: "not a readable safetensors file",
+    path_outside: "not a .safetensors file in the run directory",
+    bool_tensor: "'state.mask' has dtype bool",
+}
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=[f.__name__ for f in DAMAGE])
@@ -320,8 +351,11 @@ def test_check_params_names_the_first_difference():
     expected = {"a": (2, 3), "b": (4,)}
     ok = {"a": np.zeros((2, 3)), "b": np.zeros(4)}
     checkpoint.check_params(ok, expected)
-    for params, what in ((dict(ok, c=np.zeros(1)), "unexpected tensor 'c'"), ({"a": ok["a"]}, "tensor 'b' missing"),
-                         (dict(ok, a=np.zeros((3, 2))), "tensor 'a' has shape (3, 2), expected (2, 3)")):  # fmt: skip
+    for params, what in (
+        (dict(ok, c=np.zeros(1)), "unexpected tensor 'c'"),
+        ({"a": ok["a"]}, "tensor 'b' missing"),
+        (dict(ok, a=np.zeros((3, 2))), "tensor 'a' has shape (3, 2), expected (2, 3)"),
+    ):
         with pytest.raises(CheckpointError, match=re.escape(f"w.safetensors: {what}")):
             checkpoint.check_params(params, expected, source="w.safetensors")
 
@@ -351,7 +385,9 @@ def test_keep_retains_exactly_n_checkpoints(tmp_path, keep):
 def test_saving_twice_at_one_step_replaces_that_checkpoint(tmp_path):
     save_at(tmp_path, 4, keep=2)
     m = model()
-    checkpoint.save(tmp_path, {k: np.full_like(v, 9) for k, v in m.params.items()}, m.config, {"progress": {"step": 4}}, keep=2)
+    checkpoint.save(
+        tmp_path, {k: np.full_like(v, 9) for k, v in m.params.items()}, m.config, {"progress": {"step": 4}}, keep=2
+    )
     assert (checkpoint.load(tmp_path).params["head.c"] == 9).all()
     assert (checkpoint.load(tmp_path, step=4).params["head.c"] == 9).all()
     assert len([n for n in files(tmp_path) if n.startswith("weights-")]) == 1
@@ -393,10 +429,26 @@ def test_any_bytes_as_checkpoint_json(template, data):
 
 
 @PROPERTY
-@given(path=st.sampled_from([("format",), ("version",), ("model",), ("train",), ("files",), ("weights",), ("optimizer",),
-                             ("files", "W"), ("files", "W", "bytes"), ("files", "W", "sha256"), ("files", "new"),
-                             ("sha256",)]),
-       value=json_values, sealed=st.booleans())  # fmt: skip
+@given(
+    path=st.sampled_from(
+        [
+            ("format",),
+            ("version",),
+            ("model",),
+            ("train",),
+            ("files",),
+            ("weights",),
+            ("optimizer",),
+            ("files", "W"),
+            ("files", "W", "bytes"),
+            ("files", "W", "sha256"),
+            ("files", "new"),
+            ("sha256",),
+        ]
+    ),
+    value=json_values,
+    sealed=st.booleans(),
+)
 def test_any_json_in_any_field_of_checkpoint_json(template, path, value, sealed):
     """sealed: the checksum of checkpoint.json updated after the edit, to reach the checks behind it."""
 
@@ -448,8 +500,11 @@ def test_no_module_uses_pickle():
     )
     sources = sorted(SRC.rglob("*.py"))
     assert len(sources) > 10
-    offenders = [f"{p.relative_to(SRC)}: {m.group(0).strip()}"
-                 for p in sources for m in banned.finditer(p.read_text(encoding="utf-8"))]  # fmt: skip
+    offenders = [
+        f"{p.relative_to(SRC)}: {m.group(0).strip()}"
+        for p in sources
+        for m in banned.finditer(p.read_text(encoding="utf-8"))
+    ]
     assert offenders == []
 
 
@@ -473,10 +528,19 @@ def unsafe_loads(source: str) -> list[str]:
 
 
 def test_no_load_can_unpickle():
-    assert unsafe_loads("np.load(f)\nnumpy.load(f, allow_pickle=True)\ntorch.load(p)\npd.read_pickle(p)\nmarshal.loads(b)") == [
-        "line 1: np.load without allow_pickle=False", "line 2: numpy.load without allow_pickle=False",
-        "line 3: torch.load without weights_only=True", "line 4: pd.read_pickle", "line 5: marshal.loads"]  # fmt: skip
+    assert unsafe_loads(
+        "np.load(f)\nnumpy.load(f, allow_pickle=True)\ntorch.load(p)\npd.read_pickle(p)\nmarshal.loads(b)"
+    ) == [
+        "line 1: np.load without allow_pickle=False",
+        "line 2: numpy.load without allow_pickle=False",
+        "line 3: torch.load without weights_only=True",
+        "line 4: pd.read_pickle",
+        "line 5: marshal.loads",
+    ]
     assert unsafe_loads("np.load(f, allow_pickle=False)\ntorch.load(p, weights_only=True)\nst.load(data)") == []
-    offenders = [f"{p.relative_to(SRC)}: {hit}" for p in sorted(SRC.rglob("*.py")) for hit in unsafe_loads(p.read_text(encoding="utf-8"))]
+    offenders = [
+        f"{p.relative_to(SRC)}: {hit}"
+        for p in sorted(SRC.rglob("*.py"))
+        for hit in unsafe_loads(p.read_text(encoding="utf-8"))
+    ]
     assert offenders == []
-

@@ -16,16 +16,35 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_same_run
-
 from bptt import checkpoint
 from bptt.runs import load_run
+from helpers import assert_same_run
 
 pytestmark = pytest.mark.slow
 
 WORDS = "the quick brown fox jumps over the lazy dog a stitch in time saves nine".split()
-OPTIONS = ["--hidden-size", "32", "--num-layers", "2", "--embedding-size", "8", "--batch-size", "8", "--seq-length", "20",
-           "--dropout", "0.1", "--valid-fraction", "0.02", "--eval-every", "2", "--keep", "3", "--samples", "0"]  # fmt: skip
+OPTIONS = [
+    "--hidden-size",
+    "32",
+    "--num-layers",
+    "2",
+    "--embedding-size",
+    "8",
+    "--batch-size",
+    "8",
+    "--seq-length",
+    "20",
+    "--dropout",
+    "0.1",
+    "--valid-fraction",
+    "0.02",
+    "--eval-every",
+    "2",
+    "--keep",
+    "3",
+    "--samples",
+    "0",
+]
 EPOCHS = ["--max-epochs", "3"]  # 639 updates, a checkpoint every 2: about 2 s uninterrupted on an idle machine
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
 TIMEOUT = 60
@@ -121,8 +140,13 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(corpus, straight
 
 def test_sigterm_saves_says_how_to_resume_and_exits_143(corpus, straight, tmp_path):
     run = tmp_path / "termed"
-    proc = subprocess.Popen(command("train", "--data", corpus, "--out", run, *OPTIONS, *EPOCHS), env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        command("train", "--data", corpus, "--out", run, *OPTIONS, *EPOCHS),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + TIMEOUT
     while committed_step(run) is None and proc.poll() is None:
         assert time.monotonic() < deadline

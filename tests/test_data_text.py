@@ -33,10 +33,14 @@ BAD_FILES = [
     ("empty.txt", b"", "utf-8", "empty.txt: is empty (0 bytes)"),
     ("blank.txt", b" \n\t\r\n", "utf-8", "blank.txt: is empty (only whitespace)"),
     ("binary.bin", b"\x00\x01\x02abc", "utf-8", "binary.bin: looks like a binary file"),
-    ("latin1.txt", "café\n".encode("latin-1"), "utf-8",
-     "latin1.txt: is not utf-8 text (invalid byte 0xe9 at offset 3); pass --encoding to choose another encoding"),
+    (
+        "latin1.txt",
+        "café\n".encode("latin-1"),
+        "utf-8",
+        "latin1.txt: is not utf-8 text (invalid byte 0xe9 at offset 3); pass --encoding to choose another encoding",
+    ),
     ("corpus.txt", b"hello\n", "nope", "corpus.txt: --encoding nope: unknown encoding name"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("name,data,encoding,message", BAD_FILES, ids=[b[0] for b in BAD_FILES])
@@ -213,8 +217,9 @@ def test_cursor_resumes_mid_epoch_exactly():
     assert len(list(b)) == b.n_chunks and b.cursor == {"epoch": 2, "chunk": 0}
 
 
-@pytest.mark.parametrize("cursor", [{"epoch": 0}, {"epoch": -1, "chunk": 0}, {"epoch": 0, "chunk": 7},
-                                    {"epoch": 0, "chunk": 1.0}, [0, 1]])  # fmt: skip
+@pytest.mark.parametrize(
+    "cursor", [{"epoch": 0}, {"epoch": -1, "chunk": 0}, {"epoch": 0, "chunk": 7}, {"epoch": 0, "chunk": 1.0}, [0, 1]]
+)
 def test_a_bad_cursor_is_a_data_error(cursor):
     with pytest.raises(DataError, match="cursor: found"):
         Streams(np.arange(200), 3, 10).cursor = cursor

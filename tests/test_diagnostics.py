@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_batch, make_model
 
 from bptt import diagnostics
 from bptt.cli import main
+from helpers import make_batch, make_model
 
 
 def _explicit_terms(model, x, y, mask):
@@ -65,15 +65,32 @@ def test_each_term_is_the_product_of_jacobians(kind, mode):
 
 
 @pytest.mark.parametrize("kind", ["features", "one-hot", "embedding"])
-@pytest.mark.parametrize("mode,pooling,bidirectional", [
-    ("many-to-many", "last", False), ("many-to-many", "last", True), ("many-to-one", "last", False),
-    ("many-to-one", "last", True), ("many-to-one", "mean", True), ("many-to-one", "max", False),
-    ("one-to-many", "last", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "mode,pooling,bidirectional",
+    [
+        ("many-to-many", "last", False),
+        ("many-to-many", "last", True),
+        ("many-to-one", "last", False),
+        ("many-to-one", "last", True),
+        ("many-to-one", "mean", True),
+        ("many-to-one", "max", False),
+        ("one-to-many", "last", False),
+    ],
+)
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu", "sigmoid"])
 def test_contributions_add_up_to_the_bptt_gradient(kind, mode, pooling, bidirectional, nonlinearity):
     rng = np.random.default_rng(0)
-    model = make_model(kind, mode=mode, pooling=pooling, num_layers=2, bidirectional=bidirectional,
-                       nonlinearity=nonlinearity, hidden_size=4, dtype="float64", seed=5)  # fmt: skip
+    model = make_model(
+        kind,
+        mode=mode,
+        pooling=pooling,
+        num_layers=2,
+        bidirectional=bidirectional,
+        nonlinearity=nonlinearity,
+        hidden_size=4,
+        dtype="float64",
+        seed=5,
+    )
     x, y, cond = make_batch(model, rng, B=3, T=6)
     mask = None if mode == "one-to-many" else np.array([6, 2, 4])
     report = diagnostics.diagnose(model, x, y, mask, cond=cond, heatmap=False)
@@ -88,7 +105,9 @@ def test_contributions_add_up_to_the_bptt_gradient(kind, mode, pooling, bidirect
 
 def test_jacobian_norms_and_rate_of_a_scaled_orthogonal_w():
     # identity f and W = 0.5 Q: ||dh_t/dh_k||_2 = 0.5^(t-k) exactly, Frobenius 0.5^(t-k) sqrt(H)
-    model = make_model("features", nonlinearity="identity", hidden_size=5, dtype="float64", init="orthogonal", init_scale=0.5)
+    model = make_model(
+        "features", nonlinearity="identity", hidden_size=5, dtype="float64", init="orthogonal", init_scale=0.5
+    )
     x, y, _ = make_batch(model, np.random.default_rng(0), B=2, T=12)
     j = diagnostics.diagnose(model, x, y, np.array([12, 7]))["layers"][0]["jacobian"]
     lag = np.array(j["lag"])
@@ -117,7 +136,9 @@ def test_lag_buckets_share():
     S["W"][50] = 2.0
     S["W"][110] = -2.0
     share = diagnostics.by_lag(S)["W"]["share_by_lag_bucket"]
-    assert share == pytest.approx({"0": 2 / 12, "1-9": 2 / 12, "10-99": 4 / 12, "100+": 4 / 12})  # Frobenius norms 2, 2, 4, 4
+    assert share == pytest.approx(
+        {"0": 2 / 12, "1-9": 2 / 12, "10-99": 4 / 12, "100+": 4 / 12}
+    )  # Frobenius norms 2, 2, 4, 4
 
 
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 40
@@ -127,9 +148,35 @@ def test_diagnose_cli_on_a_language_model_run(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text(TEXT)
     run = tmp_path / "lm"
-    assert main(["train", "--data", str(corpus), "--out", str(run), "--hidden-size", "8", "--num-layers", "2",
-                 "--embedding-size", "4", "--batch-size", "4", "--seq-length", "10", "--samples", "0",
-                 "--max-epochs", "1", "--eval-every", "5", "--diagnostics"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(corpus),
+                "--out",
+                str(run),
+                "--hidden-size",
+                "8",
+                "--num-layers",
+                "2",
+                "--embedding-size",
+                "4",
+                "--batch-size",
+                "4",
+                "--seq-length",
+                "10",
+                "--samples",
+                "0",
+                "--max-epochs",
+                "1",
+                "--eval-every",
+                "5",
+                "--diagnostics",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["diagnose", str(run), "--steps", "30", "--batch-size", "3", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -141,8 +188,22 @@ def test_diagnose_cli_on_a_language_model_run(tmp_path, capsys):
     assert len(layer["heatmap"]["W"]) == 30 and len(layer["jacobian"]["lag"]) == 30
     assert set(layer["contributions"]["W"]["share_by_lag_bucket"]) == {"0", "1-9", "10-99"}
     history = [json.loads(x) for x in (run / "grad-norms.jsonl").read_text().splitlines()]
-    assert r["training"]["updates"] == len(history) == json.loads((run / "checkpoint.json").read_text())["train"]["progress"]["step"]
-    assert set(history[0]["norms"]) == {"embed.E", "rnn0.U", "rnn0.W", "rnn0.b", "rnn1.U", "rnn1.W", "rnn1.b", "head.V", "head.c"}
+    assert (
+        r["training"]["updates"]
+        == len(history)
+        == json.loads((run / "checkpoint.json").read_text())["train"]["progress"]["step"]
+    )
+    assert set(history[0]["norms"]) == {
+        "embed.E",
+        "rnn0.U",
+        "rnn0.W",
+        "rnn0.b",
+        "rnn1.U",
+        "rnn1.W",
+        "rnn1.b",
+        "head.V",
+        "head.c",
+    }
     assert sum(h["clipped"] for h in history) == r["training"]["clipped"]
     assert json.loads((run / "diagnose.json").read_text()) == r
     pytest.importorskip("matplotlib")
@@ -163,11 +224,15 @@ def test_diagnose_refuses_bad_input(tmp_path, capsys):
 def test_spectral_init_sets_the_spectral_radius(radius):
     from bptt import RNNModel
 
-    model = RNNModel(input_size=3, hidden_size=32, output_size=2, init="spectral", init_scale=radius, dtype="float64", seed=1)
+    model = RNNModel(
+        input_size=3, hidden_size=32, output_size=2, init="spectral", init_scale=radius, dtype="float64", seed=1
+    )
     W = model.params["rnn0.W"]
     assert np.abs(np.linalg.eigvals(W)).max() == pytest.approx(radius, rel=1e-12)
     assert not model.params["rnn0.b"].any()
-    other = RNNModel(input_size=3, hidden_size=32, output_size=2, init="spectral", init_scale=radius, dtype="float64", seed=1)
+    other = RNNModel(
+        input_size=3, hidden_size=32, output_size=2, init="spectral", init_scale=radius, dtype="float64", seed=1
+    )
     np.testing.assert_array_equal(W, other.params["rnn0.W"])  # seeded
     x, y, _ = make_batch(make_model("features"), np.random.default_rng(0))
     assert diagnostics.spectrum(model.forward(x).caches[0][0])["spectral_radius_W"] == pytest.approx(radius, rel=1e-12)
@@ -179,8 +244,16 @@ def test_diagnose_cli_on_a_run_without_data_uses_random_inputs(tmp_path, capsys)
     from bptt.model import RNNModel
     from test_fit import SignOfSum
 
-    model = RNNModel(input_size=1, hidden_size=5, output_size=1, head="sigmoid", mode="many-to-one",
-                     num_layers=2, bidirectional=True, pooling="mean")  # fmt: skip
+    model = RNNModel(
+        input_size=1,
+        hidden_size=5,
+        output_size=1,
+        head="sigmoid",
+        mode="many-to-one",
+        num_layers=2,
+        bidirectional=True,
+        pooling="mean",
+    )
     opts = TrainOptions(max_epochs=1, eval_every=3, extra={"task": "sign-of-sum"})
     BatchTrainer(model, SignOfSum(), None, tmp_path / "run", opts, log=lambda s: None).fit()
     assert main(["diagnose", str(tmp_path / "run"), "--steps", "9", "--json", "--no-plot"]) == 0
@@ -207,8 +280,15 @@ def test_diagnose_cli_on_a_tagger_with_feature_columns(tmp_path, capsys):
             rng = np.random.default_rng([epoch, k])
             return Batch(np.stack([rng.integers(0, n, (4, 6)) for n in (7, 3, 2)], axis=2), rng.integers(0, 4, (4, 6)))
 
-    model = RNNModel(vocab_size=7, embedding_size=3, feature_vocab_sizes=[3, 2], feature_embedding_size=2, hidden_size=4,
-                     output_size=4, bidirectional=True)  # fmt: skip
+    model = RNNModel(
+        vocab_size=7,
+        embedding_size=3,
+        feature_vocab_sizes=[3, 2],
+        feature_embedding_size=2,
+        hidden_size=4,
+        output_size=4,
+        bidirectional=True,
+    )
     opts = TrainOptions(max_epochs=1, eval_every=2, extra={"task": "tag-like"})
     BatchTrainer(model, Tags(), None, tmp_path / "run", opts, log=lambda s: None).fit()
     assert main(["diagnose", str(tmp_path / "run"), "--steps", "6", "--json", "--no-plot"]) == 0

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from helpers import INPUT_KINDS, make_batch, make_model, random_h0
 
 
@@ -29,7 +30,15 @@ def _cases():
         if mode == "one-to-many" and bi:
             continue
         for pooling in ("mean", "max") if mode == "many-to-one" else ("last",):
-            yield pytest.param(kind, mode, layers, bi, every, pooling, id=f"{kind}-{mode}-{pooling}-L{layers}-{'bi' if bi else 'uni'}-k{every}")
+            yield pytest.param(
+                kind,
+                mode,
+                layers,
+                bi,
+                every,
+                pooling,
+                id=f"{kind}-{mode}-{pooling}-L{layers}-{'bi' if bi else 'uni'}-k{every}",
+            )
 
 
 @pytest.mark.parametrize("kind,mode,layers,bi,every,pooling", list(_cases()))

@@ -14,8 +14,15 @@ torch = pytest.importorskip("torch")
 
 def _model(**kw):
     kw.setdefault("dtype", "float64")
-    return RNNModel(vocab_size=6, embedding_size=3, feature_vocab_sizes=[4, 5], feature_embedding_size=2, hidden_size=3,
-                    output_size=3, **kw)  # fmt: skip
+    return RNNModel(
+        vocab_size=6,
+        embedding_size=3,
+        feature_vocab_sizes=[4, 5],
+        feature_embedding_size=2,
+        hidden_size=3,
+        output_size=3,
+        **kw,
+    )
 
 
 def _ids(rng, B=3, T=5):
@@ -58,8 +65,12 @@ def test_parity_with_torch(bi):
     for k in ("embed.E", "embed1.E", "embed2.E", "head.V", "head.c"):
         np.testing.assert_allclose(grads[k], P[k].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
     for suffix, name in [("", "rnn0"), ("_reverse", "rnn0_reverse")][: 1 + bi]:
-        np.testing.assert_allclose(grads[f"{name}.U"], getattr(rnn, f"weight_ih_l0{suffix}").grad.numpy(), rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(grads[f"{name}.W"], getattr(rnn, f"weight_hh_l0{suffix}").grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            grads[f"{name}.U"], getattr(rnn, f"weight_ih_l0{suffix}").grad.numpy(), rtol=1e-10, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            grads[f"{name}.W"], getattr(rnn, f"weight_hh_l0{suffix}").grad.numpy(), rtol=1e-10, atol=1e-12
+        )
 
 
 def test_rebuilt_from_its_config_and_refuses_bad_inputs():

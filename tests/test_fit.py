@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-from helpers import poison_gradient
 
 from bptt import checkpoint
 from bptt.errors import Interrupted
 from bptt.fit import Batch, BatchTrainer, mean_loss
 from bptt.loop import TrainOptions
 from bptt.model import RNNModel
+from helpers import poison_gradient
 
 
 class SignOfSum:
@@ -31,10 +31,14 @@ class SignOfSum:
 
 
 def make(tmp_path, name, **kw):
-    model = RNNModel(input_size=1, hidden_size=6, output_size=1, head="sigmoid", mode="many-to-one", dropout=0.0, seed=3)
+    model = RNNModel(
+        input_size=1, hidden_size=6, output_size=1, head="sigmoid", mode="many-to-one", dropout=0.0, seed=3
+    )
     opts = TrainOptions(batch_size=8, lr=0.02, max_epochs=4, eval_every=5, **kw)
     valid = [SignOfSum(seed=99).batch(0, k) for k in range(3)]
-    return BatchTrainer(model, SignOfSum(), lambda m: {"valid_loss": mean_loss(m, valid)}, tmp_path / name, opts, log=lambda s: None)
+    return BatchTrainer(
+        model, SignOfSum(), lambda m: {"valid_loss": mean_loss(m, valid)}, tmp_path / name, opts, log=lambda s: None
+    )
 
 
 def test_learns_and_logs(tmp_path):
@@ -102,7 +106,9 @@ def test_keep_best_holds_the_best_evaluation(tmp_path):
     t = make(tmp_path, "best", keep_best=True)
     t._evaluate = lambda m: {"valid_loss": next(losses)}
     seen = {}
-    t.progress = lambda state, loss, total: seen.update({state["step"]: {k: v.copy() for k, v in t.model.params.items()}})
+    t.progress = lambda state, loss, total: seen.update(
+        {state["step"]: {k: v.copy() for k, v in t.model.params.items()}}
+    )
     t.fit()
     best = checkpoint.load(tmp_path / "best" / "best")
     assert best.train_state["progress"]["step"] == 10 and best.train_state["progress"]["best_valid"] == 0.3

@@ -72,8 +72,15 @@ def test_read_text_any_bytes(data, encoding):
 
 
 @FUZZ
-@given(text=TEXTS, level=st.sampled_from(["char", "word"]), lowercase=st.booleans(), min_freq=st.integers(1, 3),
-       max_size=st.none() | st.integers(1, 10), ends=st.booleans(), other=TEXTS)  # fmt: skip
+@given(
+    text=TEXTS,
+    level=st.sampled_from(["char", "word"]),
+    lowercase=st.booleans(),
+    min_freq=st.integers(1, 3),
+    max_size=st.none() | st.integers(1, 10),
+    ends=st.booleans(),
+    other=TEXTS,
+)
 def test_vocab_build_encode_decode_any_text(text, level, lowercase, min_freq, max_size, ends, other):
     kw = dict(lowercase=lowercase, min_freq=min_freq, max_size=max_size, sentence_ends=ends) if level == "word" else {}
     vocab, error = outcome(lambda: Vocab(text, level=level, **kw), DataError)
@@ -94,8 +101,12 @@ def test_vocab_build_encode_decode_any_text(text, level, lowercase, min_freq, ma
 
 
 @FUZZ
-@given(d=JSON_VALUES | st.fixed_dictionaries({"level": JSON_VALUES, "lowercase": JSON_VALUES,
-                                              "sentence_ends": JSON_VALUES, "itos": JSON_VALUES}))  # fmt: skip
+@given(
+    d=JSON_VALUES
+    | st.fixed_dictionaries(
+        {"level": JSON_VALUES, "lowercase": JSON_VALUES, "sentence_ends": JSON_VALUES, "itos": JSON_VALUES}
+    )
+)
 @example(d={"level": "char", "lowercase": False, "sentence_ends": True, "itos": ["a", "a"]})
 @example(d={"level": "word", "lowercase": False, "sentence_ends": True, "itos": ["the"]})
 def test_vocab_from_any_json(d):
@@ -119,7 +130,10 @@ def test_split_any_fraction(n, fraction, minimum):
 
 
 @FUZZ
-@given(data=st.binary(max_size=300) | st.lists(JSON_VALUES, max_size=4).map(lambda rs: "\n".join(map(json.dumps, rs)).encode()))
+@given(
+    data=st.binary(max_size=300)
+    | st.lists(JSON_VALUES, max_size=4).map(lambda rs: "\n".join(map(json.dumps, rs)).encode())
+)
 def test_read_metrics_any_bytes(data):
     with written(data, "metrics.jsonl") as path:
         records, error = outcome(lambda: read_metrics(path), DataError)
@@ -140,9 +154,13 @@ TRAIN_PARSER = _train_parser()
 
 
 @FUZZ
-@given(data=st.binary(max_size=200) | st.dictionaries(st.sampled_from(["hidden-size", "lr", "lowercase", "data", "seed", "x"]),
-                                                      JSON_VALUES, max_size=4).map(lambda d: json.dumps(d).encode()),
-       suffix=st.sampled_from([".json", ".toml"]))  # fmt: skip
+@given(
+    data=st.binary(max_size=200)
+    | st.dictionaries(
+        st.sampled_from(["hidden-size", "lr", "lowercase", "data", "seed", "x"]), JSON_VALUES, max_size=4
+    ).map(lambda d: json.dumps(d).encode()),
+    suffix=st.sampled_from([".json", ".toml"]),
+)
 def test_config_any_bytes(data, suffix):
     with written(data, "cfg" + suffix) as path:
         argv, error = outcome(lambda: config_argv(path, TRAIN_PARSER), (UsageError, DataError))
@@ -155,9 +173,15 @@ def test_config_any_bytes(data, suffix):
 
 # ---- the tasks' readers ------------------------------------------------------------
 
-CONLLU_IDS = st.sampled_from(["1", "2", "3", "4", "1-2", "2-3", "3-2", "1-9", "1.1", "0.1", "0", "-1", "x", "", " ", "01"])
-CONLLU_FIELDS = st.sampled_from(["_", "NOUN", "VERB", "", " ", "0", "1", "X", "root", "0:root", "A=B", "a|b", "don't", "é", "#"])
-GOOD_FIELDS = st.sampled_from(["_", "dogs", "NOUN", "VERB", "Number=Plur", "0", "root", "0:root", "SpaceAfter=No", "é", "a b"])
+CONLLU_IDS = st.sampled_from(
+    ["1", "2", "3", "4", "1-2", "2-3", "3-2", "1-9", "1.1", "0.1", "0", "-1", "x", "", " ", "01"]
+)
+CONLLU_FIELDS = st.sampled_from(
+    ["_", "NOUN", "VERB", "", " ", "0", "1", "X", "root", "0:root", "A=B", "a|b", "don't", "é", "#"]
+)
+GOOD_FIELDS = st.sampled_from(
+    ["_", "dogs", "NOUN", "VERB", "Number=Plur", "0", "root", "0:root", "SpaceAfter=No", "é", "a b"]
+)
 
 
 @st.composite
@@ -188,7 +212,9 @@ def conllu_texts(draw) -> str:
         lines = draw(st.lists(st.sampled_from(["# sent_id = 1", "# text = a b", "#"]), max_size=2))
         lines += [draw(conllu_lines(i)) for i in range(1, draw(st.integers(0, 4)) + 1)]
         blocks.append("\n".join(lines))
-    return draw(st.sampled_from(["\n\n"] * 3 + ["\n\n\n", "\n \n"])).join(blocks) + draw(st.sampled_from(["", "\n", "\n\n"]))
+    return draw(st.sampled_from(["\n\n"] * 3 + ["\n\n\n", "\n \n"])).join(blocks) + draw(
+        st.sampled_from(["", "\n", "\n\n"])
+    )
 
 
 @FUZZ
@@ -232,13 +258,40 @@ def test_read_any_conllu_or_plain(data, suffix):
         one_line(error)
 
 
-TABLE_CELLS = st.sampled_from(["good film", "1", "0", "pos", "", " ", '"', '"a,b"', "a\tb", "x\ny", "é", "0.1 0.2", "0.1:2",
-                               "0.3", "-1 2", "nan", "inf", "1e999", "-3", "text", "input"])  # fmt: skip
-HEADERS = st.sampled_from([[], ["text", "label"], ["sentence", "label"], ["input", "target"], ["id", "text", "label"], ["x"]])
+TABLE_CELLS = st.sampled_from(
+    [
+        "good film",
+        "1",
+        "0",
+        "pos",
+        "",
+        " ",
+        '"',
+        '"a,b"',
+        "a\tb",
+        "x\ny",
+        "é",
+        "0.1 0.2",
+        "0.1:2",
+        "0.3",
+        "-1 2",
+        "nan",
+        "inf",
+        "1e999",
+        "-3",
+        "text",
+        "input",
+    ]
+)
+HEADERS = st.sampled_from(
+    [[], ["text", "label"], ["sentence", "label"], ["input", "target"], ["id", "text", "label"], ["x"]]
+)
 
 
-NUMBER_CELLS = (st.sampled_from(["0.1", "0.1 0.2", "-1 2 3", "7", "0.5 -0.5 1e3"]) |  # good ones, half the time
-                st.sampled_from(["0.1:2", "0.1:2 0.3:1", "1 2:3", "0.5 x", "nan", "1e999", "", " "]))  # fmt: skip
+NUMBER_CELLS = (
+    st.sampled_from(["0.1", "0.1 0.2", "-1 2 3", "7", "0.5 -0.5 1e3"])  # good ones, half the time
+    | st.sampled_from(["0.1:2", "0.1:2 0.3:1", "1 2:3", "0.5 x", "nan", "1e999", "", " "])
+)
 
 
 @st.composite
@@ -249,17 +302,25 @@ def tables(draw, cells=TABLE_CELLS, headers=HEADERS, seps=("\t", ",")) -> str:
     header = draw(headers)
     width = len(header) or draw(st.integers(1, 3))
     rows = [header] if header else []
-    rows += [[draw(cells) for _ in range(draw(st.sampled_from([width] * 6 + [width - 1, width + 1])))]
-             for _ in range(draw(st.integers(0, 5)))]  # fmt: skip
-    return "\n".join(draw(st.sampled_from([sep] * 6 + ["\t", ","])).join(r) for r in rows) + draw(st.sampled_from(["", "\n"]))
+    rows += [
+        [draw(cells) for _ in range(draw(st.sampled_from([width] * 6 + [width - 1, width + 1])))]
+        for _ in range(draw(st.integers(0, 5)))
+    ]
+    return "\n".join(draw(st.sampled_from([sep] * 6 + ["\t", ","])).join(r) for r in rows) + draw(
+        st.sampled_from(["", "\n"])
+    )
 
 
 COLUMN_NAMES = st.none() | st.sampled_from(["text", "label", "sentence", "input", "target", "x"])
 
 
 @FUZZ
-@given(data=st.binary(max_size=300) | tables().map(str.encode), suffix=st.sampled_from([".tsv", ".csv", ".txt"]),
-       text_column=COLUMN_NAMES, label_column=COLUMN_NAMES)  # fmt: skip
+@given(
+    data=st.binary(max_size=300) | tables().map(str.encode),
+    suffix=st.sampled_from([".tsv", ".csv", ".txt"]),
+    text_column=COLUMN_NAMES,
+    label_column=COLUMN_NAMES,
+)
 @example(data=b"\xef\xbb\xbftext,label\ngood,1\n", suffix=".csv", text_column=None, label_column=None)
 @example(data=b"text,text,label\ngood,x,1\n", suffix=".csv", text_column=None, label_column=None)
 def test_read_labelled_and_texts_any_bytes(data, suffix, text_column, label_column):
@@ -281,8 +342,13 @@ def test_read_labelled_and_texts_any_bytes(data, suffix, text_column, label_colu
 
 
 @FUZZ
-@given(data=st.binary(max_size=300) | tables(NUMBER_CELLS, st.sampled_from([["input", "target"]] * 4 + [[], ["input"], ["target", "input"]]), (",",)).map(str.encode),
-       need_targets=st.booleans())  # fmt: skip
+@given(
+    data=st.binary(max_size=300)
+    | tables(
+        NUMBER_CELLS, st.sampled_from([["input", "target"]] * 4 + [[], ["input"], ["target", "input"]]), (",",)
+    ).map(str.encode),
+    need_targets=st.booleans(),
+)
 @example(data=b"input,target\n0.1 0.2,0.3\n0.1:1 0.2,0.2\n", need_targets=True)
 @example(data=b"input,target\n1e999,0\n", need_targets=True)
 def test_read_sequences_any_bytes(data, need_targets):
@@ -303,7 +369,12 @@ def test_read_sequences_any_bytes(data, need_targets):
 
 
 @FUZZ
-@given(text=TEXTS | st.lists(st.integers(-5, 30).map(str) | st.sampled_from(["x", "1.5", "", "-", "٣", "1_0"]), max_size=6).map(" ".join))
+@given(
+    text=TEXTS
+    | st.lists(st.integers(-5, 30).map(str) | st.sampled_from(["x", "1.5", "", "-", "٣", "1_0"]), max_size=6).map(
+        " ".join
+    )
+)
 def test_spell_numbers_any_text(text):
     from bptt.tasks.spell import parse_numbers
 

@@ -6,10 +6,10 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import INPUT_KINDS, make_batch, make_model, random_h0
 
 from bptt import gradcheck
 from bptt.gradcheck import relative_error
+from helpers import INPUT_KINDS, make_batch, make_model, random_h0
 
 TOL = 1e-6
 MODES = ("many-to-many", "many-to-one", "one-to-one", "one-to-many")
@@ -17,13 +17,24 @@ MODES = ("many-to-many", "many-to-one", "one-to-one", "one-to-many")
 
 def _cases():
     for i, (layers, bi, f, head, mode, masked) in enumerate(
-        itertools.product((1, 2), (False, True), ("tanh", "relu", "sigmoid"), ("softmax", "sigmoid", "linear"), MODES, (False, True))
+        itertools.product(
+            (1, 2), (False, True), ("tanh", "relu", "sigmoid"), ("softmax", "sigmoid", "linear"), MODES, (False, True)
+        )
     ):
         if mode == "one-to-many" and bi:
             continue  # a generator runs left to right only
         if mode == "one-to-one" and masked:
             continue  # one step per example: nothing to mask
-        yield pytest.param(layers, bi, f, head, mode, masked, INPUT_KINDS[i % 3], id=f"L{layers}-{'bi' if bi else 'uni'}-{f}-{head}-{mode}-{'mask' if masked else 'full'}-{INPUT_KINDS[i % 3]}")
+        yield pytest.param(
+            layers,
+            bi,
+            f,
+            head,
+            mode,
+            masked,
+            INPUT_KINDS[i % 3],
+            id=f"L{layers}-{'bi' if bi else 'uni'}-{f}-{head}-{mode}-{'mask' if masked else 'full'}-{INPUT_KINDS[i % 3]}",
+        )
 
 
 @pytest.mark.parametrize("layers,bi,f,head,mode,masked,kind", list(_cases()))
@@ -82,7 +93,9 @@ def test_dropout_replayed():
 def test_init_schemes_and_no_bias():
     rng = np.random.default_rng(7)
     for init in ("xavier", "orthogonal", "identity", "spectral"):
-        model = make_model("features", init=init, init_scale=0.9, bias=False, nonlinearity="relu" if init == "identity" else "tanh")
+        model = make_model(
+            "features", init=init, init_scale=0.9, bias=False, nonlinearity="relu" if init == "identity" else "tanh"
+        )
         assert not any(k.endswith(".b") for k in model.params)
         x, y, _ = make_batch(model, rng)
         report = gradcheck(model, x, y)

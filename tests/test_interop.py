@@ -20,11 +20,18 @@ def torch_reference(mods, x, y, *, head, mode, pooling, reduction, lengths=None,
     emb, rnn, lin = mods
     xt = emb(torch.tensor(x)) if emb is not None else torch.tensor(x)
     if cond_map is not None:
-        h0t = torch.tanh(cond_map(torch.tensor(cond))).reshape(x.shape[0], rnn.num_layers, -1).permute(1, 0, 2).contiguous()
+        h0t = (
+            torch.tanh(cond_map(torch.tensor(cond)))
+            .reshape(x.shape[0], rnn.num_layers, -1)
+            .permute(1, 0, 2)
+            .contiguous()
+        )
     else:
         h0t = None if h0 is None else torch.tensor(h0, requires_grad=True)
     if lengths is not None:
-        packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            xt, torch.tensor(lengths), batch_first=True, enforce_sorted=False
+        )
         out, hn = rnn(packed, h0t)
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         valid = torch.arange(x.shape[1])[None, :] < torch.tensor(lengths)[:, None]
@@ -61,7 +68,9 @@ def torch_grads(mods, cond_map=None) -> dict:
         if base == "bias_hh":
             continue  # equal to bias_ih's gradient: b = bias_ih + bias_hh
         layer, _, reverse = rest.partition("_")
-        g[f"rnn{layer}{'_reverse' if reverse else ''}." + {"weight_ih": "U", "weight_hh": "W", "bias_ih": "b"}[base]] = p.grad
+        g[
+            f"rnn{layer}{'_reverse' if reverse else ''}." + {"weight_ih": "U", "weight_hh": "W", "bias_ih": "b"}[base]
+        ] = p.grad
     if emb is not None:
         g["embed.E"] = emb.weight.grad
     if cond_map is not None:
@@ -78,20 +87,66 @@ def make_targets(rng, head, lead):
 
 
 CASES = [
-    dict(layers=l, bi=bi, f=f, head=h, mode=m, pooling=p, reduction=r, masked=mk, tokens=tok, bias=bias, h0=h0, dtype=dt)
+    dict(
+        layers=l, bi=bi, f=f, head=h, mode=m, pooling=p, reduction=r, masked=mk, tokens=tok, bias=bias, h0=h0, dtype=dt
+    )
     for (l, bi, f, h, (m, p), r, mk, tok, bias, h0, dt) in itertools.product(
-        (1, 2), (False, True), ("tanh", "relu"), ("softmax", "sigmoid", "linear"),
+        (1, 2),
+        (False, True),
+        ("tanh", "relu"),
+        ("softmax", "sigmoid", "linear"),
         (("many-to-many", "last"), ("many-to-one", "last"), ("many-to-one", "mean"), ("many-to-one", "max")),
-        ("sum-over-time", "mean"), (False, True), (False, True), (True,), (True,), ("float64",),
+        ("sum-over-time", "mean"),
+        (False, True),
+        (False, True),
+        (True,),
+        (True,),
+        ("float64",),
     )
 ][::7] + [
-    dict(layers=2, bi=True, f="tanh", head="softmax", mode="many-to-many", pooling="last", reduction="mean", masked=True,
-         tokens=True, bias=False, h0=False, dtype="float64"),
-    dict(layers=2, bi=True, f="tanh", head="softmax", mode="many-to-many", pooling="last", reduction="mean", masked=True,
-         tokens=True, bias=True, h0=True, dtype="float32"),
-    dict(layers=1, bi=False, f="relu", head="sigmoid", mode="many-to-one", pooling="last", reduction="sum-over-time",
-         masked=True, tokens=False, bias=True, h0=True, dtype="float32"),
-]  # fmt: skip
+    dict(
+        layers=2,
+        bi=True,
+        f="tanh",
+        head="softmax",
+        mode="many-to-many",
+        pooling="last",
+        reduction="mean",
+        masked=True,
+        tokens=True,
+        bias=False,
+        h0=False,
+        dtype="float64",
+    ),
+    dict(
+        layers=2,
+        bi=True,
+        f="tanh",
+        head="softmax",
+        mode="many-to-many",
+        pooling="last",
+        reduction="mean",
+        masked=True,
+        tokens=True,
+        bias=True,
+        h0=True,
+        dtype="float32",
+    ),
+    dict(
+        layers=1,
+        bi=False,
+        f="relu",
+        head="sigmoid",
+        mode="many-to-one",
+        pooling="last",
+        reduction="sum-over-time",
+        masked=True,
+        tokens=False,
+        bias=True,
+        h0=True,
+        dtype="float32",
+    ),
+]
 
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
@@ -100,8 +155,16 @@ def test_loss_and_every_gradient_match_torch(c):
     rng = np.random.default_rng(0)
     dt = getattr(torch, c["dtype"])
     emb = torch.nn.Embedding(V, D, dtype=dt) if c["tokens"] else None
-    rnn = torch.nn.RNN(D, H, num_layers=c["layers"], nonlinearity=c["f"], bias=c["bias"], batch_first=True,
-                       bidirectional=c["bi"], dtype=dt)  # fmt: skip
+    rnn = torch.nn.RNN(
+        D,
+        H,
+        num_layers=c["layers"],
+        nonlinearity=c["f"],
+        bias=c["bias"],
+        batch_first=True,
+        bidirectional=c["bi"],
+        dtype=dt,
+    )
     lin = torch.nn.Linear(H * (2 if c["bi"] else 1), K, dtype=dt)
     model = from_torch(rnn, lin, emb, head=c["head"], mode=c["mode"], pooling=c["pooling"], reduction=c["reduction"])
     x = rng.integers(0, V, (B, T)) if c["tokens"] else rng.standard_normal((B, T, D)).astype(c["dtype"])
@@ -110,10 +173,21 @@ def test_loss_and_every_gradient_match_torch(c):
     if c["head"] != "softmax":
         y = y.astype(c["dtype"])
     lengths = LENGTHS if c["masked"] else None
-    h0 = (0.5 * rng.standard_normal((c["layers"] * (2 if c["bi"] else 1), B, H))).astype(c["dtype"]) if c["h0"] else None
+    h0 = (
+        (0.5 * rng.standard_normal((c["layers"] * (2 if c["bi"] else 1), B, H))).astype(c["dtype"]) if c["h0"] else None
+    )
     loss, grads, state = model.loss_and_grads(x, y, lengths, h0, return_state=True)
-    tloss, h0t = torch_reference((emb, rnn, lin), x, y, head=c["head"], mode=c["mode"], pooling=c["pooling"],
-                                 reduction=c["reduction"], lengths=lengths, h0=h0)  # fmt: skip
+    tloss, h0t = torch_reference(
+        (emb, rnn, lin),
+        x,
+        y,
+        head=c["head"],
+        mode=c["mode"],
+        pooling=c["pooling"],
+        reduction=c["reduction"],
+        lengths=lengths,
+        h0=h0,
+    )
     tloss.backward()
     rtol, atol = (1e-10, 1e-12) if c["dtype"] == "float64" else (1e-5, 1e-6)
     assert loss == pytest.approx(tloss.item(), rel=rtol)
@@ -131,7 +205,9 @@ def torch_hn(emb, rnn, x, lengths, h0):
     with torch.no_grad():
         xt = emb(torch.tensor(x)) if emb is not None else torch.tensor(x)
         if lengths is not None:
-            xt = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+            xt = torch.nn.utils.rnn.pack_padded_sequence(
+                xt, torch.tensor(lengths), batch_first=True, enforce_sorted=False
+            )
         return rnn(xt, torch.tensor(h0))[1].numpy()
 
 
@@ -149,8 +225,18 @@ def test_one_to_many_matches_torch(layers):
     model.params["h0map.q"][...] = cond_map.bias.detach().numpy()
     x, y, cond = rng.integers(0, V, (B, T)), rng.integers(0, K, (B, T)), rng.standard_normal((B, 2))
     loss, grads = model.loss_and_grads(x, y, LENGTHS, cond=cond)
-    tloss, _ = torch_reference((emb, rnn, lin), x, y, head="softmax", mode="one-to-many", pooling="last",
-                               reduction="sum-over-time", lengths=LENGTHS, cond_map=cond_map, cond=cond)  # fmt: skip
+    tloss, _ = torch_reference(
+        (emb, rnn, lin),
+        x,
+        y,
+        head="softmax",
+        mode="one-to-many",
+        pooling="last",
+        reduction="sum-over-time",
+        lengths=LENGTHS,
+        cond_map=cond_map,
+        cond=cond,
+    )
     tloss.backward()
     assert loss == pytest.approx(tloss.item(), rel=1e-10)
     expected = torch_grads((emb, rnn, lin), cond_map)
@@ -167,7 +253,9 @@ def test_ignore_index_matches_torch():
     x, y = rng.standard_normal((B, T, D)), rng.integers(0, K, (B, T))
     y[0, 2] = y[1, 4] = -100
     loss, grads = model.loss_and_grads(x, y)
-    tloss, _ = torch_reference((None, rnn, lin), x, y, head="softmax", mode="many-to-many", pooling="last", reduction="mean")
+    tloss, _ = torch_reference(
+        (None, rnn, lin), x, y, head="softmax", mode="many-to-many", pooling="last", reduction="mean"
+    )
     tloss.backward()
     assert loss == pytest.approx(tloss.item(), rel=1e-12)
     np.testing.assert_allclose(grads["rnn0.W"], rnn.weight_hh_l0.grad.numpy(), rtol=1e-10)
@@ -175,8 +263,17 @@ def test_ignore_index_matches_torch():
 
 @pytest.mark.parametrize("bi", [False, True])
 def test_round_trip_is_exact(bi):
-    model = RNNModel(vocab_size=V, embedding_size=D, hidden_size=H, output_size=K, num_layers=2, bidirectional=bi,
-                     nonlinearity="relu", dtype="float64", seed=3)  # fmt: skip
+    model = RNNModel(
+        vocab_size=V,
+        embedding_size=D,
+        hidden_size=H,
+        output_size=K,
+        num_layers=2,
+        bidirectional=bi,
+        nonlinearity="relu",
+        dtype="float64",
+        seed=3,
+    )
     mods = to_torch(model)
     back = from_torch(mods.rnn, mods.linear, mods.embedding)
     for k, v in model.params.items():

@@ -104,7 +104,11 @@ def test_pass_criteria():
     s = longmem.spec("adding", 50, "sum")
     assert s.solved({"loss": 0.009, "error": 0.9}) and not s.solved({"loss": 0.011, "error": 0.0})
     s = longmem.spec("adding", 50, "hochreiter")
-    assert s.test_size == 2000 and not s.solved({"loss": 0.001, "error": 1 / 2000}) and s.solved({"loss": 0.009, "error": 0})
+    assert (
+        s.test_size == 2000
+        and not s.solved({"loss": 0.001, "error": 1 / 2000})
+        and s.solved({"loss": 0.009, "error": 0})
+    )
     for name in ("temporal-order", "copy"):
         s = longmem.spec(name, 50)
         assert s.solved({"loss": 9.0, "error": 0.0099}) and not s.solved({"loss": 0.0, "error": 0.01})
@@ -124,12 +128,30 @@ def test_generators_refuse_what_has_no_definition():
         synthetic.temporal_order(np.random.default_rng(0), 2, 5)
 
 
-TINY = ["--hidden-size", "8", "--batch-size", "8", "--batches-per-epoch", "5", "--eval-every", "5",
-        "--valid-size", "50", "--test-size", "100"]  # fmt: skip
+TINY = [
+    "--hidden-size",
+    "8",
+    "--batch-size",
+    "8",
+    "--batches-per-epoch",
+    "5",
+    "--eval-every",
+    "5",
+    "--valid-size",
+    "50",
+    "--test-size",
+    "100",
+]
 
 
-@pytest.mark.parametrize("task,extra", [("adding", ["--variant", "hochreiter", "--length", "10"]),
-                                        ("copy", ["--length", "5"]), ("temporal-order", ["--length", "10"])])  # fmt: skip
+@pytest.mark.parametrize(
+    "task,extra",
+    [
+        ("adding", ["--variant", "hochreiter", "--length", "10"]),
+        ("copy", ["--length", "5"]),
+        ("temporal-order", ["--length", "10"]),
+    ],
+)
 def test_train_task_end_to_end(tmp_path, capsys, task, extra):
     out = tmp_path / task
     assert main(["train", "--task", task, *extra, *TINY, "--max-epochs", "2", "--out", str(out)]) == 0
@@ -144,9 +166,36 @@ def test_train_task_end_to_end(tmp_path, capsys, task, extra):
 
 def test_adding_task_learns_at_t10_and_stops_when_solved(tmp_path, capsys):
     out = tmp_path / "irnn"
-    assert main(["train", "--task", "adding", "--length", "10", "--nonlinearity", "relu", "--init", "identity",
-                 "--hidden-size", "32", "--lr", "0.003", "--max-epochs", "40", "--eval-every", "50",
-                 "--valid-size", "500", "--test-size", "2000", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "adding",
+                "--length",
+                "10",
+                "--nonlinearity",
+                "relu",
+                "--init",
+                "identity",
+                "--hidden-size",
+                "32",
+                "--lr",
+                "0.003",
+                "--max-epochs",
+                "40",
+                "--eval-every",
+                "50",
+                "--valid-size",
+                "500",
+                "--test-size",
+                "2000",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "result.json").read_text())
     assert r["solved"] and r["stop_reason"] == "solved" and r["test_loss"] < 0.01 and r["updates"] < 4000
     assert "PASS" in capsys.readouterr().out
@@ -162,7 +211,10 @@ def test_task_resume_is_exact(tmp_path, capsys):
     a, b = checkpoint.load(straight).params, checkpoint.load(cut).params
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    assert json.loads((straight / "result.json").read_text())["test_loss"] == json.loads((cut / "result.json").read_text())["test_loss"]
+    assert (
+        json.loads((straight / "result.json").read_text())["test_loss"]
+        == json.loads((cut / "result.json").read_text())["test_loss"]
+    )
     # the gradient-norm log of the resumed run is the uninterrupted one's, no line lost or repeated
     assert (straight / "grad-norms.jsonl").read_text() == (cut / "grad-norms.jsonl").read_text()
     assert len((cut / "grad-norms.jsonl").read_text().splitlines()) == 20
@@ -170,7 +222,19 @@ def test_task_resume_is_exact(tmp_path, capsys):
 
 def test_overwrite_removes_the_old_runs_logs(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--task", "adding", "--length", "10", *TINY, "--max-epochs", "1", "--diagnostics", "--out", str(out)]
+    args = [
+        "train",
+        "--task",
+        "adding",
+        "--length",
+        "10",
+        *TINY,
+        "--max-epochs",
+        "1",
+        "--diagnostics",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert main(["diagnose", str(out), "--no-plot"]) == 0
     assert main([*args[:-2], "--max-epochs", "2", "--out", str(out), "--overwrite", "--no-clip-norm"]) == 0
@@ -179,7 +243,9 @@ def test_overwrite_removes_the_old_runs_logs(tmp_path, capsys):
     assert not (out / "diagnose.json").exists()
 
 
-@pytest.mark.parametrize("name,variant", [("adding", "hochreiter"), ("adding", "mean"), ("copy", None), ("temporal-order", None)])
+@pytest.mark.parametrize(
+    "name,variant", [("adding", "hochreiter"), ("adding", "mean"), ("copy", None), ("temporal-order", None)]
+)
 def test_measure_agrees_with_predict_and_mean_loss(name, variant):
     from bptt import RNNModel
     from bptt.fit import mean_loss

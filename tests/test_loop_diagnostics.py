@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from test_fit import make
 
 from bptt import clipping
 from bptt.model import RNNModel
+from test_fit import make
 
 
 def _log(run_dir):

@@ -12,8 +12,12 @@ def test_precision_recall_f1_by_hand():
     r = metrics.classification_report(y, p, ["a", "b", "c"])
     assert r["accuracy"] == pytest.approx(3 / 6)
     assert r["confusion"] == [[1, 1, 0], [1, 2, 0], [0, 1, 0]]
-    assert r["per_class"]["a"]["precision"] == pytest.approx(1 / 2) and r["per_class"]["a"]["recall"] == pytest.approx(1 / 2)
-    assert r["per_class"]["b"]["precision"] == pytest.approx(2 / 4) and r["per_class"]["b"]["recall"] == pytest.approx(2 / 3)
+    assert r["per_class"]["a"]["precision"] == pytest.approx(1 / 2) and r["per_class"]["a"]["recall"] == pytest.approx(
+        1 / 2
+    )
+    assert r["per_class"]["b"]["precision"] == pytest.approx(2 / 4) and r["per_class"]["b"]["recall"] == pytest.approx(
+        2 / 3
+    )
     assert r["per_class"]["b"]["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
     assert r["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     f1s = [0.5, 2 * 0.5 * (2 / 3) / (0.5 + 2 / 3), 0.0]

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from helpers import make_batch, make_model
 
 from bptt import RNNModel
+from helpers import make_batch, make_model
 
 
 def test_float32_by_default_and_everywhere():
@@ -34,12 +34,21 @@ def test_parameter_names_and_shapes():
     shapes = {k: v.shape for k, v in model.params.items()}
     assert shapes == {
         "embed.E": (10, 4),
-        "rnn0.U": (5, 4), "rnn0.W": (5, 5), "rnn0.b": (5,),
-        "rnn0_reverse.U": (5, 4), "rnn0_reverse.W": (5, 5), "rnn0_reverse.b": (5,),
-        "rnn1.U": (5, 10), "rnn1.W": (5, 5), "rnn1.b": (5,),
-        "rnn1_reverse.U": (5, 10), "rnn1_reverse.W": (5, 5), "rnn1_reverse.b": (5,),
-        "head.V": (10, 10), "head.c": (10,),
-    }  # fmt: skip
+        "rnn0.U": (5, 4),
+        "rnn0.W": (5, 5),
+        "rnn0.b": (5,),
+        "rnn0_reverse.U": (5, 4),
+        "rnn0_reverse.W": (5, 5),
+        "rnn0_reverse.b": (5,),
+        "rnn1.U": (5, 10),
+        "rnn1.W": (5, 5),
+        "rnn1.b": (5,),
+        "rnn1_reverse.U": (5, 10),
+        "rnn1_reverse.W": (5, 5),
+        "rnn1_reverse.b": (5,),
+        "head.V": (10, 10),
+        "head.c": (10,),
+    }
     assert model.output_size == 10  # a token many-to-many softmax model predicts the vocabulary
 
 
@@ -155,7 +164,10 @@ def test_bad_arrays_name_the_argument():
         (lambda: tok.loss_and_grads(x, y, np.array([4, 5])), "mask (lengths): found 5, expected values in [0, 5)"),
         (lambda: tok.loss_and_grads(x, y, np.full((2, 4), 0.5)), "mask: got dtype float64, expected booleans"),
         (lambda: tok.loss_and_grads(x, y, h0=np.zeros((1, 3, 3))), "h0: got shape (1, 3, 3), expected (1, 2, 3)"),
-        (lambda: feat.loss_and_grads(rng.standard_normal((2, 4, 5)), y), "inputs: got 5 features per step, expected input_size=3"),
+        (
+            lambda: feat.loss_and_grads(rng.standard_normal((2, 4, 5)), y),
+            "inputs: got 5 features per step, expected input_size=3",
+        ),
         (lambda: feat.loss_and_grads(np.full((2, 4, 3), np.nan), y), "inputs: contains NaN"),
         (lambda: tok.loss_and_grads(np.zeros((2, 0), int), y[:, :0]), "expected at least one step"),
     ]

@@ -95,7 +95,9 @@ def test_matches_torch_optim(name, kw):
         for buf, tval in topt.state[t].items():
             if buf == "step" or tval is None:
                 continue
-            np.testing.assert_allclose(opt.state[f"{buf}.{k}"], tval.numpy(), rtol=1e-12, atol=1e-15, err_msg=f"{buf}.{k}")
+            np.testing.assert_allclose(
+                opt.state[f"{buf}.{k}"], tval.numpy(), rtol=1e-12, atol=1e-15, err_msg=f"{buf}.{k}"
+            )
     assert {s.split(".", 1)[0] for s in opt.state} <= set(type(opt).buffers)
 
 
@@ -441,12 +443,40 @@ def test_exponential_decay():
     assert lrs == pytest.approx([1, 1, 0.9, 0.81, 0.729], rel=1e-15)
 
 
-METRICS = [5.0, 4.0, 4.0, 3.9999, 4.1, 3.0, 3.0, float("nan"), 3.0, 3.0, 2.9999, 2.0, 2.5, 2.5, 2.5, 2.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+METRICS = [
+    5.0,
+    4.0,
+    4.0,
+    3.9999,
+    4.1,
+    3.0,
+    3.0,
+    float("nan"),
+    3.0,
+    3.0,
+    2.9999,
+    2.0,
+    2.5,
+    2.5,
+    2.5,
+    2.5,
+    1.0,
+    1.0,
+    1.0,
+    1.0,
+    1.0,
+    1.0,
+]
 
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"patience": 0}, {"factor": 0.1, "patience": 1, "min_lr": 0.002}, {"patience": 1, "cooldown": 2, "threshold": 0.1}],
+    [
+        {},
+        {"patience": 0},
+        {"factor": 0.1, "patience": 1, "min_lr": 0.002},
+        {"patience": 1, "cooldown": 2, "threshold": 0.1},
+    ],
 )
 def test_reduce_on_plateau_matches_torch(kw):
     torch = pytest.importorskip("torch")

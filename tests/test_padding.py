@@ -3,9 +3,9 @@ however much padding a batch carries and whichever sequences share the batch."""
 
 import numpy as np
 import pytest
-from helpers import make_model
 
 from bptt import RNNModel
+from helpers import make_model
 
 LENGTHS = np.array([5, 2, 4])
 
@@ -17,7 +17,9 @@ def _pad(x, extra, rng, vocab=None):
     return np.concatenate([x, junk], axis=1)
 
 
-@pytest.mark.parametrize("mode,pooling", [("many-to-many", "last"), ("many-to-one", "last"), ("many-to-one", "mean"), ("many-to-one", "max")])
+@pytest.mark.parametrize(
+    "mode,pooling", [("many-to-many", "last"), ("many-to-one", "last"), ("many-to-one", "mean"), ("many-to-one", "max")]
+)
 @pytest.mark.parametrize("bi", [False, True])
 @pytest.mark.parametrize("kind", ["features", "embedding"])
 def test_padding_amount_changes_nothing(mode, pooling, bi, kind):
@@ -51,8 +53,17 @@ def test_batch_composition_changes_nothing(mode, bi):
     """With reduction='sum', a batch's gradient is the sum of its sequences' gradients,
     each computed alone and unpadded; and each prediction is the same alone."""
     rng = np.random.default_rng(1)
-    model = RNNModel(vocab_size=6, embedding_size=3, hidden_size=4, output_size=3, mode=mode, bidirectional=bi,
-                     num_layers=2, reduction="sum", dtype="float64")  # fmt: skip
+    model = RNNModel(
+        vocab_size=6,
+        embedding_size=3,
+        hidden_size=4,
+        output_size=3,
+        mode=mode,
+        bidirectional=bi,
+        num_layers=2,
+        reduction="sum",
+        dtype="float64",
+    )
     B, T = 3, 5
     x = rng.integers(0, 6, (B, T))
     y = rng.integers(0, 3, (B, T) if mode == "many-to-many" else (B,))
@@ -68,7 +79,9 @@ def test_batch_composition_changes_nothing(mode, bi):
         for k in total:
             total[k] += gb[k]
         pb = model.predict(xb)
-        np.testing.assert_allclose(pred[b : b + 1, :n] if mode == "many-to-many" else pred[b : b + 1], pb, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            pred[b : b + 1, :n] if mode == "many-to-many" else pred[b : b + 1], pb, rtol=1e-12, atol=1e-14
+        )
     assert loss == pytest.approx(loss_sum, rel=1e-12)
     for k in grads:
         np.testing.assert_allclose(grads[k], total[k], rtol=1e-10, atol=1e-13, err_msg=k)
@@ -97,4 +110,6 @@ def test_reverse_direction_starts_at_each_sequence_own_last_step():
     mixed = model.forward(padded, np.array([3]))
     H = model.hidden_size
     np.testing.assert_allclose(alone.hn, mixed.hn, rtol=1e-14)
-    np.testing.assert_allclose(alone.feat.reshape(3, 1, -1)[:, :, H:], mixed.feat.reshape(7, 1, -1)[:3, :, H:], rtol=1e-14)
+    np.testing.assert_allclose(
+        alone.feat.reshape(3, 1, -1)[:, :, H:], mixed.feat.reshape(7, 1, -1)[:3, :, H:], rtol=1e-14
+    )

@@ -10,22 +10,32 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import INPUT_KINDS, make_batch, make_model, random_h0
 
 from bptt import gradcheck
 from bptt.cli import main as cli_main
 from bptt.layers import recompute
+from helpers import INPUT_KINDS, make_batch, make_model, random_h0
 
 MODES = ("many-to-many", "many-to-one", "one-to-one", "one-to-many")
 
 
 def _cases():
-    for i, (layers, bi, mode, masked, every) in enumerate(itertools.product((1, 2), (False, True), MODES, (False, True), (1, 3, "auto"))):
+    for i, (layers, bi, mode, masked, every) in enumerate(
+        itertools.product((1, 2), (False, True), MODES, (False, True), (1, 3, "auto"))
+    ):
         if mode == "one-to-many" and bi or mode == "one-to-one" and masked:
             continue
         pooling = ("last", "mean", "max")[i % 3]
-        yield pytest.param(layers, bi, mode, masked, every, INPUT_KINDS[i % 3], pooling,
-                           id=f"L{layers}-{'bi' if bi else 'uni'}-{mode}-{'mask' if masked else 'full'}-k{every}-{INPUT_KINDS[i % 3]}-{pooling}")  # fmt: skip
+        yield pytest.param(
+            layers,
+            bi,
+            mode,
+            masked,
+            every,
+            INPUT_KINDS[i % 3],
+            pooling,
+            id=f"L{layers}-{'bi' if bi else 'uni'}-{mode}-{'mask' if masked else 'full'}-k{every}-{INPUT_KINDS[i % 3]}-{pooling}",
+        )
 
 
 @pytest.mark.parametrize("layers,bi,mode,masked,every,kind,pooling", list(_cases()))
@@ -40,7 +50,10 @@ def test_checkpointed_bptt_equals_full_bptt(layers, bi, mode, masked, every, kin
     x, y, cond = make_batch(full, rng, B=3, T=7)
     mask = np.array([7, 4, 1]) if masked else None
     h0 = random_h0(full, rng, 3) if mode != "one-to-many" else None
-    results = [m.loss_and_grads(x, y, mask, h0, cond=cond, rng=np.random.default_rng(5), return_state=True) for m in (full, ckpt)]
+    results = [
+        m.loss_and_grads(x, y, mask, h0, cond=cond, rng=np.random.default_rng(5), return_state=True)
+        for m in (full, ckpt)
+    ]
     (l1, g1, s1), (l2, g2, s2) = results
     assert abs(l1 - l2) < 1e-12
     assert set(g1) == set(g2)
@@ -106,9 +119,19 @@ def test_diagnostics_read_the_recomputed_states():
     from bptt import diagnostics
 
     rng = np.random.default_rng(4)
-    full = make_model("features", num_layers=2, bidirectional=True, mode="many-to-one", pooling="mean", hidden_size=4, dtype="float64")
-    ckpt = make_model("features", num_layers=2, bidirectional=True, mode="many-to-one", pooling="mean", hidden_size=4, dtype="float64",
-                      checkpoint_every=2)  # fmt: skip
+    full = make_model(
+        "features", num_layers=2, bidirectional=True, mode="many-to-one", pooling="mean", hidden_size=4, dtype="float64"
+    )
+    ckpt = make_model(
+        "features",
+        num_layers=2,
+        bidirectional=True,
+        mode="many-to-one",
+        pooling="mean",
+        hidden_size=4,
+        dtype="float64",
+        checkpoint_every=2,
+    )
     ckpt.params = full.params
     x, y, _ = make_batch(full, rng, B=3, T=6)
     r1, r2 = (diagnostics.diagnose(m, x, y, np.array([6, 2, 4]), heatmap=False) for m in (full, ckpt))

@@ -16,17 +16,22 @@ GIB = 2**30
 
 def kinds():
     """(estimate_memory kwargs, RNNModel kwargs) over inputs, layers, directions, bias, cond."""
-    inputs = [({"input_size": 11, "embedding_size": 4}, {"vocab_size": 11, "embedding_size": 4}),
-              ({"input_size": 11}, {"vocab_size": 11}),
-              ({"input_size": 5, "tokens": False}, {"input_size": 5})]  # fmt: skip
-    for (est_in, model_in), L, bidir, bias, mode in itertools.product(inputs, [1, 3], [False, True], [True, False],
-                                                                       ["many-to-many", "one-to-many"]):  # fmt: skip
+    inputs = [
+        ({"input_size": 11, "embedding_size": 4}, {"vocab_size": 11, "embedding_size": 4}),
+        ({"input_size": 11}, {"vocab_size": 11}),
+        ({"input_size": 5, "tokens": False}, {"input_size": 5}),
+    ]
+    for (est_in, model_in), L, bidir, bias, mode in itertools.product(
+        inputs, [1, 3], [False, True], [True, False], ["many-to-many", "one-to-many"]
+    ):
         if mode == "one-to-many" and bidir:
             continue
         cond = 2 if mode == "one-to-many" else None
         shared = dict(hidden_size=6, num_layers=L, bias=bias, cond_size=cond)
-        yield ({**est_in, **shared, "output_size": 7, "num_directions": 2 if bidir else 1, "steps": 3, "batch_size": 2},
-               {**model_in, **shared, "output_size": 7, "bidirectional": bidir, "mode": mode})  # fmt: skip
+        yield (
+            {**est_in, **shared, "output_size": 7, "num_directions": 2 if bidir else 1, "steps": 3, "batch_size": 2},
+            {**model_in, **shared, "output_size": 7, "bidirectional": bidir, "mode": mode},
+        )
 
 
 @pytest.mark.parametrize("est_kw,model_kw", list(kinds()))
@@ -37,13 +42,13 @@ def test_parameter_count_is_the_models(est_kw, model_kw):
     assert est.parameter_bytes == 7 * est.parameters * 4  # Adam, float32: weights, 2 moments, their snapshot, gradients
 
 
-
 @pytest.mark.parametrize("est_kw,model_kw", list(kinds()))
 def test_estimate_model_reads_the_models_own_keywords(est_kw, model_kw):
     """The estimate every command uses, from the RNNModel keywords it is about to build with."""
     est = resources.estimate_model(model_kw, steps=3, batch_size=2)
     assert est.parameters == sum(p.size for p in RNNModel(**model_kw).params.values())
     assert est == resources.estimate_memory(**est_kw, sequence_outputs=True)
+
 
 def test_activations_scale_with_t_b_and_dtype():
     base = dict(input_size=100, embedding_size=8, hidden_size=16, num_layers=2, output_size=100)
@@ -72,14 +77,20 @@ def test_bad_sizes_are_value_errors(bad):
 
 
 def test_check_memory_names_the_largest_part_and_its_hint():
-    params = resources.estimate_memory(input_size=50_000, embedding_size=512, hidden_size=2048, output_size=50_000,
-                                       steps=2, batch_size=1)  # fmt: skip
-    outputs = resources.estimate_memory(input_size=50_000, embedding_size=16, hidden_size=16, output_size=50_000,
-                                        steps=500, batch_size=256)  # fmt: skip
-    states = resources.estimate_memory(input_size=5, hidden_size=4096, num_layers=4, output_size=5, steps=1000, batch_size=256)
-    for est, part, hint in ((params, "parameters and their copies", "--hidden-size or --num-layers"),
-                            (outputs, "outputs of 500 steps x 256 sequences", "fewer outputs"),
-                            (states, "hidden states of 1000 steps x 256 sequences", "--batch-size, --seq-length")):  # fmt: skip
+    params = resources.estimate_memory(
+        input_size=50_000, embedding_size=512, hidden_size=2048, output_size=50_000, steps=2, batch_size=1
+    )
+    outputs = resources.estimate_memory(
+        input_size=50_000, embedding_size=16, hidden_size=16, output_size=50_000, steps=500, batch_size=256
+    )
+    states = resources.estimate_memory(
+        input_size=5, hidden_size=4096, num_layers=4, output_size=5, steps=1000, batch_size=256
+    )
+    for est, part, hint in (
+        (params, "parameters and their copies", "--hidden-size or --num-layers"),
+        (outputs, "outputs of 500 steps x 256 sequences", "fewer outputs"),
+        (states, "hidden states of 1000 steps x 256 sequences", "--batch-size, --seq-length"),
+    ):
         with pytest.raises(UsageError) as e:
             resources.check_memory(est, available=GIB)
         message = str(e.value)
@@ -105,8 +116,9 @@ def test_available_memory_reads_proc_meminfo():
 
 def test_default_run_fits_in_a_gigabyte():
     """The default `bptt train` (2 x 256, embedding 64, 103 characters, 50 x 32 windows) is small."""
-    est = resources.estimate_memory(input_size=103, embedding_size=64, hidden_size=256, num_layers=2, output_size=103,
-                                    steps=50, batch_size=32)  # fmt: skip
+    est = resources.estimate_memory(
+        input_size=103, embedding_size=64, hidden_size=256, num_layers=2, output_size=103, steps=50, batch_size=32
+    )
     assert est.parameters == 246_567  # as `bptt train` prints
     assert est.total < GIB / 10
     assert np.isclose(est.parameter_bytes, 7 * 4 * 246_567)

@@ -7,15 +7,18 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import make_batch, make_model, random_h0
 
 from bptt import rtrl
 from bptt.cli import main
 from bptt.gradcheck import relative_error
+from helpers import make_batch, make_model, random_h0
 
-CASES = [(kind, mode, head) for kind in ("features", "one-hot", "embedding")
-         for mode in ("many-to-many", "many-to-one", "one-to-many", "one-to-one")
-         for head in ("softmax", "sigmoid", "linear")]  # fmt: skip
+CASES = [
+    (kind, mode, head)
+    for kind in ("features", "one-hot", "embedding")
+    for mode in ("many-to-many", "many-to-one", "one-to-many", "one-to-one")
+    for head in ("softmax", "sigmoid", "linear")
+]
 
 
 @pytest.mark.parametrize("kind,mode,head", CASES)
@@ -23,8 +26,16 @@ CASES = [(kind, mode, head) for kind in ("features", "one-hot", "embedding")
 def test_rtrl_equals_bptt(kind, mode, head, nonlinearity):
     rng = np.random.default_rng(zlib.crc32(f"{kind}{mode}{head}{nonlinearity}".encode()))
     pooling = {"softmax": "last", "sigmoid": "mean", "linear": "max"}[head]
-    model = make_model(kind, mode=mode, head=head, nonlinearity=nonlinearity, pooling=pooling,
-                       hidden_size=3, dtype="float64", seed=int(rng.integers(100)))  # fmt: skip
+    model = make_model(
+        kind,
+        mode=mode,
+        head=head,
+        nonlinearity=nonlinearity,
+        pooling=pooling,
+        hidden_size=3,
+        dtype="float64",
+        seed=int(rng.integers(100)),
+    )
     x, y, cond = make_batch(model, rng, B=3, T=5)
     mask = np.array([5, 2, 4]) if mode in ("many-to-many", "many-to-one") else None
     h0 = None if mode == "one-to-many" else random_h0(model, rng, 3)
@@ -48,8 +59,9 @@ def test_rtrl_with_a_loss_mask_and_no_bias():
     assert "rnn0.b" not in g_r and max(relative_error(g_r[k], g_b[k]) for k in g_b) < 1e-9
 
 
-@pytest.mark.parametrize("options,match", [(dict(num_layers=2), "one recurrent layer"),
-                                           (dict(bidirectional=True), "bidirectional")])  # fmt: skip
+@pytest.mark.parametrize(
+    "options,match", [(dict(num_layers=2), "one recurrent layer"), (dict(bidirectional=True), "bidirectional")]
+)
 def test_rtrl_refuses_what_it_does_not_cover(options, match):
     model = make_model("features", **options)
     x, y, _ = make_batch(model, np.random.default_rng(0))
@@ -58,8 +70,25 @@ def test_rtrl_refuses_what_it_does_not_cover(options, match):
 
 
 def test_gradcheck_cli_with_rtrl(capsys):
-    assert main(["gradcheck", "--method", "rtrl", "--uneven", "--h0", "--mode", "many-to-one", "--pooling", "max",
-                 "--nonlinearity", "relu", "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "gradcheck",
+                "--method",
+                "rtrl",
+                "--uneven",
+                "--h0",
+                "--mode",
+                "many-to-one",
+                "--pooling",
+                "max",
+                "--nonlinearity",
+                "relu",
+                "--json",
+            ]
+        )
+        == 0
+    )
     r = json.loads(capsys.readouterr().out)
     assert r["ok"] and r["method"] == "rtrl" and r["threshold"] == 1e-9
     assert set(r["max_relative_error"]) == {"rnn0.U", "rnn0.W", "rnn0.b", "head.V", "head.c", "h0"}

@@ -13,10 +13,16 @@ from bptt.cli import main
 EX = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("task", [["--task", "tag", "--data", EX / "tag-dev.conllu"],
-                                  ["--task", "classify", "--data", EX / "sentiment3.csv"],
-                                  ["--task", "regress", "--data", EX / "regress.csv"],
-                                  ["--task", "spell"]], ids=["tag", "classify", "regress", "spell"])  # fmt: skip
+@pytest.mark.parametrize(
+    "task",
+    [
+        ["--task", "tag", "--data", EX / "tag-dev.conllu"],
+        ["--task", "classify", "--data", EX / "sentiment3.csv"],
+        ["--task", "regress", "--data", EX / "regress.csv"],
+        ["--task", "spell"],
+    ],
+    ids=["tag", "classify", "regress", "spell"],
+)
 def test_a_model_too_big_for_memory_is_refused_first(tmp_path, capsys, monkeypatch, task):
     from bptt import resources
 

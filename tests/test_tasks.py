@@ -26,14 +26,107 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
 # ---- gradients of every task's configuration ---------------------------------
 
 GRADCHECKS = {
-    "tag (bidirectional, affix columns)": ["--embedding-size", "3", "--feature-columns", "2", "--bidirectional", "--uneven", "--reduction", "mean"],
-    "tag (two layers)": ["--embedding-size", "3", "--num-layers", "2", "--bidirectional", "--uneven", "--reduction", "mean"],
-    "classify two labels, last": ["--embedding-size", "3", "--mode", "many-to-one", "--head", "sigmoid", "--output-size", "1", "--uneven", "--reduction", "mean"],
-    "classify two labels, mean, bidirectional": ["--embedding-size", "3", "--mode", "many-to-one", "--head", "sigmoid", "--output-size", "1", "--pooling", "mean", "--bidirectional", "--uneven", "--reduction", "mean"],
-    "classify K labels, max": ["--embedding-size", "3", "--mode", "many-to-one", "--head", "softmax", "--output-size", "3", "--pooling", "max", "--uneven", "--reduction", "mean"],
-    "classify characters (one-hot)": ["--mode", "many-to-one", "--head", "softmax", "--output-size", "3", "--uneven", "--reduction", "mean"],
-    "regress many-to-one": ["--input", "features", "--mode", "many-to-one", "--head", "linear", "--output-size", "1", "--uneven", "--reduction", "mean"],
-    "regress many-to-many": ["--input", "features", "--mode", "many-to-many", "--head", "linear", "--output-size", "2", "--uneven", "--reduction", "mean"],
+    "tag (bidirectional, affix columns)": [
+        "--embedding-size",
+        "3",
+        "--feature-columns",
+        "2",
+        "--bidirectional",
+        "--uneven",
+        "--reduction",
+        "mean",
+    ],
+    "tag (two layers)": [
+        "--embedding-size",
+        "3",
+        "--num-layers",
+        "2",
+        "--bidirectional",
+        "--uneven",
+        "--reduction",
+        "mean",
+    ],
+    "classify two labels, last": [
+        "--embedding-size",
+        "3",
+        "--mode",
+        "many-to-one",
+        "--head",
+        "sigmoid",
+        "--output-size",
+        "1",
+        "--uneven",
+        "--reduction",
+        "mean",
+    ],
+    "classify two labels, mean, bidirectional": [
+        "--embedding-size",
+        "3",
+        "--mode",
+        "many-to-one",
+        "--head",
+        "sigmoid",
+        "--output-size",
+        "1",
+        "--pooling",
+        "mean",
+        "--bidirectional",
+        "--uneven",
+        "--reduction",
+        "mean",
+    ],
+    "classify K labels, max": [
+        "--embedding-size",
+        "3",
+        "--mode",
+        "many-to-one",
+        "--head",
+        "softmax",
+        "--output-size",
+        "3",
+        "--pooling",
+        "max",
+        "--uneven",
+        "--reduction",
+        "mean",
+    ],
+    "classify characters (one-hot)": [
+        "--mode",
+        "many-to-one",
+        "--head",
+        "softmax",
+        "--output-size",
+        "3",
+        "--uneven",
+        "--reduction",
+        "mean",
+    ],
+    "regress many-to-one": [
+        "--input",
+        "features",
+        "--mode",
+        "many-to-one",
+        "--head",
+        "linear",
+        "--output-size",
+        "1",
+        "--uneven",
+        "--reduction",
+        "mean",
+    ],
+    "regress many-to-many": [
+        "--input",
+        "features",
+        "--mode",
+        "many-to-many",
+        "--head",
+        "linear",
+        "--output-size",
+        "2",
+        "--uneven",
+        "--reduction",
+        "mean",
+    ],
     "spell (one-to-many)": ["--embedding-size", "3", "--mode", "one-to-many", "--uneven", "--reduction", "mean"],
 }
 
@@ -51,8 +144,27 @@ def test_task_model_passes_gradcheck(capsys, name):
 
 def test_tag_train_predict_evaluate(tmp_path, capsys):
     run = tmp_path / "tag"
-    code, out, _ = cli(capsys, "train", "--task", "tag", "--data", EX / "tag-train.conllu", "--valid", EX / "tag-dev.conllu",
-                       "--out", run, "--max-epochs", "2", "--features", "suffix,shape", "--word-dropout", "0.1", "--lr", "0.01", *FAST)  # fmt: skip
+    code, out, _ = cli(
+        capsys,
+        "train",
+        "--task",
+        "tag",
+        "--data",
+        EX / "tag-train.conllu",
+        "--valid",
+        EX / "tag-dev.conllu",
+        "--out",
+        run,
+        "--max-epochs",
+        "2",
+        "--features",
+        "suffix,shape",
+        "--word-dropout",
+        "0.1",
+        "--lr",
+        "0.01",
+        *FAST,
+    )
     assert code == 0 and "valid accuracy" in out and "features suffix, shape" in out
     cfg = checkpoint.load(run).model_config
     assert cfg["bidirectional"] and len(cfg["feature_vocab_sizes"]) == 2
@@ -87,8 +199,20 @@ def _weights(run):
 
 def test_tag_resume_is_exact(tmp_path, capsys):
     """2 epochs straight == 1 epoch, then --resume to 2 (word dropout and shuffling are seeded per batch)."""
-    common = ["train", "--task", "tag", "--data", EX / "tag-dev.conllu", "--word-dropout", "0.2", "--features", "prefix",
-              "--batch-size", "16", *FAST]  # fmt: skip
+    common = [
+        "train",
+        "--task",
+        "tag",
+        "--data",
+        EX / "tag-dev.conllu",
+        "--word-dropout",
+        "0.2",
+        "--features",
+        "prefix",
+        "--batch-size",
+        "16",
+        *FAST,
+    ]
     assert cli(capsys, *common, "--out", tmp_path / "a", "--max-epochs", "2")[0] == 0
     assert cli(capsys, *common, "--out", tmp_path / "b", "--max-epochs", "1")[0] == 0
     code, out, _ = cli(capsys, "train", "--resume", tmp_path / "b", "--max-epochs", "2")
@@ -99,8 +223,20 @@ def test_tag_resume_is_exact(tmp_path, capsys):
 
 
 def test_tag_unidirectional(tmp_path, capsys):
-    code, _, _ = cli(capsys, "train", "--task", "tag", "--data", EX / "tag-dev.conllu", "--unidirectional", "--out", tmp_path / "u",
-                     "--max-epochs", "1", *FAST)  # fmt: skip
+    code, _, _ = cli(
+        capsys,
+        "train",
+        "--task",
+        "tag",
+        "--data",
+        EX / "tag-dev.conllu",
+        "--unidirectional",
+        "--out",
+        tmp_path / "u",
+        "--max-epochs",
+        "1",
+        *FAST,
+    )
     assert code == 0 and not checkpoint.load(tmp_path / "u").model_config["bidirectional"]
 
 
@@ -109,8 +245,23 @@ def test_tag_unidirectional(tmp_path, capsys):
 
 def test_classify_binary_tsv(tmp_path, capsys):
     run = tmp_path / "c"
-    code, out, _ = cli(capsys, "train", "--task", "classify", "--data", EX / "sentiment-train.tsv", "--valid", EX / "sentiment-dev.tsv",
-                       "--out", run, "--max-epochs", "1", "--pooling", "mean", *FAST)  # fmt: skip
+    code, out, _ = cli(
+        capsys,
+        "train",
+        "--task",
+        "classify",
+        "--data",
+        EX / "sentiment-train.tsv",
+        "--valid",
+        EX / "sentiment-dev.tsv",
+        "--out",
+        run,
+        "--max-epochs",
+        "1",
+        "--pooling",
+        "mean",
+        *FAST,
+    )
     assert code == 0 and "valid auc" in out
     cfg = checkpoint.load(run).model_config
     assert cfg["head"] == "sigmoid" and cfg["output_size"] == 1 and cfg["pooling"] == "mean"
@@ -127,8 +278,23 @@ def test_classify_binary_tsv(tmp_path, capsys):
 
 def test_classify_three_labels_csv_char_level(tmp_path, capsys):
     run = tmp_path / "c3"
-    code, out, _ = cli(capsys, "train", "--task", "classify", "--data", EX / "sentiment3.csv", "--level", "char",
-                       "--out", run, "--max-epochs", "1", "--pooling", "max", *FAST)  # fmt: skip
+    code, out, _ = cli(
+        capsys,
+        "train",
+        "--task",
+        "classify",
+        "--data",
+        EX / "sentiment3.csv",
+        "--level",
+        "char",
+        "--out",
+        run,
+        "--max-epochs",
+        "1",
+        "--pooling",
+        "max",
+        *FAST,
+    )
     assert code == 0 and "3 labels (negative, neutral, positive), char level" in out
     assert checkpoint.load(run).model_config["head"] == "softmax"
     code, out, _ = cli(capsys, "evaluate", run, "--data", EX / "sentiment3.csv")
@@ -141,8 +307,22 @@ def test_classify_three_labels_csv_char_level(tmp_path, capsys):
 @pytest.mark.parametrize("name,mode", [("regress.csv", "many-to-one"), ("regress-steps.csv", "many-to-many")])
 def test_regress(tmp_path, capsys, name, mode):
     run = tmp_path / "r"
-    code, out, _ = cli(capsys, "train", "--task", "regress", "--data", EX / name, "--valid", EX / name, "--out", run,
-                       "--max-epochs", "3", "--hidden-size", "8")  # fmt: skip
+    code, out, _ = cli(
+        capsys,
+        "train",
+        "--task",
+        "regress",
+        "--data",
+        EX / name,
+        "--valid",
+        EX / name,
+        "--out",
+        run,
+        "--max-epochs",
+        "3",
+        "--hidden-size",
+        "8",
+    )
     assert code == 0 and "valid mse" in out
     assert checkpoint.load(run).model_config["mode"] == mode
     code, out, _ = cli(capsys, "evaluate", run, "--json")
@@ -169,7 +349,20 @@ def test_spell_number_words():
 
 def test_spell_train_generate_evaluate(tmp_path, capsys):
     run = tmp_path / "s"
-    code, out, _ = cli(capsys, "train", "--task", "spell", "--max-number", "99", "--out", run, "--max-epochs", "2", "--hidden-size", "16")
+    code, out, _ = cli(
+        capsys,
+        "train",
+        "--task",
+        "spell",
+        "--max-number",
+        "99",
+        "--out",
+        run,
+        "--max-epochs",
+        "2",
+        "--hidden-size",
+        "16",
+    )
     assert code == 0 and "0..99" in out and "valid exact" in out
     code, out, _ = cli(capsys, "generate", run, "--cond", "7 42")
     assert code == 0 and [line.split("\t")[0] for line in out.splitlines()] == ["7", "42"]
@@ -177,11 +370,15 @@ def test_spell_train_generate_evaluate(tmp_path, capsys):
     assert code == 0 and json.loads(out)["n"] == 10
 
 
-@pytest.mark.parametrize("task", [
-    ["--task", "classify", "--data", EX / "sentiment3.csv", "--pooling", "max", "--bidirectional"],
-    ["--task", "regress", "--data", EX / "regress-steps.csv"],
-    ["--task", "spell", "--max-number", "99"],
-], ids=["classify", "regress", "spell"])  # fmt: skip
+@pytest.mark.parametrize(
+    "task",
+    [
+        ["--task", "classify", "--data", EX / "sentiment3.csv", "--pooling", "max", "--bidirectional"],
+        ["--task", "regress", "--data", EX / "regress-steps.csv"],
+        ["--task", "spell", "--max-number", "99"],
+    ],
+    ids=["classify", "regress", "spell"],
+)
 def test_resume_is_exact_for_every_task(tmp_path, capsys, task):
     common = ["train", *task, "--hidden-size", "8", "--batch-size", "16"]
     assert cli(capsys, *common, "--out", tmp_path / "a", "--max-epochs", "2")[0] == 0

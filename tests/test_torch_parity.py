@@ -39,8 +39,16 @@ def modules(*, dtype, layers=1, bi=False, f="tanh", bias=True, tokens=False, one
     torch.manual_seed(seed)
     dt = getattr(torch, dtype)
     emb = nn.Embedding(V, E, dtype=dt) if tokens else None
-    rnn = nn.RNN(E if tokens else D, H, num_layers=layers, nonlinearity=f, bias=bias, batch_first=True,
-                 bidirectional=bi, dtype=dt)  # fmt: skip
+    rnn = nn.RNN(
+        E if tokens else D,
+        H,
+        num_layers=layers,
+        nonlinearity=f,
+        bias=bias,
+        batch_first=True,
+        bidirectional=bi,
+        dtype=dt,
+    )
     lin = nn.Linear(H * (2 if bi else 1), K, dtype=dt)
     cond_map = nn.Linear(C, layers * H, dtype=dt) if one_to_many else None
     return emb, rnn, lin, cond_map
@@ -53,8 +61,20 @@ def torch_loss_module(head, reduction, ignore_index=-100):
     return nn.BCEWithLogitsLoss(reduction=red) if head == "sigmoid" else nn.MSELoss(reduction=red)
 
 
-def torch_forward(mods, x, y, *, head, mode, pooling="last", reduction="sum-over-time", lengths=None, h0=None,
-                  cond=None, ignore_index=-100):  # fmt: skip
+def torch_forward(
+    mods,
+    x,
+    y,
+    *,
+    head,
+    mode,
+    pooling="last",
+    reduction="sum-over-time",
+    lengths=None,
+    h0=None,
+    cond=None,
+    ignore_index=-100,
+):
     """The loss computed by torch. Returns (loss, h0 leaf tensor or None, h_n, logits)."""
     emb, rnn, lin, cond_map = mods
     dt = rnn.weight_hh_l0.dtype
@@ -135,14 +155,22 @@ def targets(rng, head, lead, dtype):
     return rng.standard_normal(lead + (K,)).astype(dtype)
 
 
-def assert_parity(model, mods, x, y, *, mask=None, lengths=None, h0=None, cond=None, pooling="last",
-                  ignore_index=-100):  # fmt: skip
+def assert_parity(model, mods, x, y, *, mask=None, lengths=None, h0=None, cond=None, pooling="last", ignore_index=-100):
     """bptt's loss, every gradient, dh0 and hn equal torch's, to the dtype's tolerance."""
-    loss, grads, state = model.loss_and_grads(x, y, lengths if mask is None else mask, h0, cond=cond,
-                                              return_state=True)  # fmt: skip
-    tloss, h0t, hn, _ = torch_forward(mods, x, y, head=model.head, mode=model.mode, pooling=pooling,
-                                      reduction=model.reduction, lengths=lengths, h0=h0, cond=cond,
-                                      ignore_index=ignore_index)  # fmt: skip
+    loss, grads, state = model.loss_and_grads(x, y, lengths if mask is None else mask, h0, cond=cond, return_state=True)
+    tloss, h0t, hn, _ = torch_forward(
+        mods,
+        x,
+        y,
+        head=model.head,
+        mode=model.mode,
+        pooling=pooling,
+        reduction=model.reduction,
+        lengths=lengths,
+        h0=h0,
+        cond=cond,
+        ignore_index=ignore_index,
+    )
     tloss.backward()
     tol = TOL[model.dtype]
     np.testing.assert_allclose(loss, tloss.item(), rtol=tol["rtol"], atol=0, err_msg="loss")
@@ -187,8 +215,13 @@ def test_architectures(layers, bi, f, bias, tokens, dtype):
 
 # ---- heads x reductions x modes -------------------------------------------------------
 
-MODES = [("many-to-many", "last"), ("many-to-one", "last"), ("many-to-one", "mean"), ("many-to-one", "max"),
-         ("one-to-one", "last")]  # fmt: skip
+MODES = [
+    ("many-to-many", "last"),
+    ("many-to-one", "last"),
+    ("many-to-one", "mean"),
+    ("many-to-one", "max"),
+    ("one-to-one", "last"),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -332,8 +365,9 @@ def torch_predict(emb, rnn, lin, x, head="softmax", lengths=None):
         if not rnn.batch_first:
             xt = xt.transpose(0, 1)
         if lengths is not None:
-            xt = nn.utils.rnn.pack_padded_sequence(xt, torch.as_tensor(lengths), batch_first=rnn.batch_first,
-                                                   enforce_sorted=False)  # fmt: skip
+            xt = nn.utils.rnn.pack_padded_sequence(
+                xt, torch.as_tensor(lengths), batch_first=rnn.batch_first, enforce_sorted=False
+            )
         out, hn = rnn(xt)
         if lengths is not None:
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=rnn.batch_first, total_length=T)
@@ -354,8 +388,18 @@ def test_round_trip_is_exact(bi, bias, tokens, dtype):
     """model -> to_torch -> from_torch gives back every parameter bit for bit; the torch
     modules predict what the model predicts."""
     sizes = dict(vocab_size=V, embedding_size=E) if tokens else dict(input_size=D)
-    model = RNNModel(**sizes, hidden_size=H, output_size=K, num_layers=2, bidirectional=bi, bias=bias,
-                     nonlinearity="relu", head="sigmoid", dtype=dtype, seed=9)  # fmt: skip
+    model = RNNModel(
+        **sizes,
+        hidden_size=H,
+        output_size=K,
+        num_layers=2,
+        bidirectional=bi,
+        bias=bias,
+        nonlinearity="relu",
+        head="sigmoid",
+        dtype=dtype,
+        seed=9,
+    )
     mods = to_torch(model)
     assert isinstance(mods, TorchModules) and mods.rnn.batch_first
     assert (mods.embedding is None) == (not tokens)
@@ -393,8 +437,9 @@ def test_from_torch_computes_what_torch_computes(tokens, batch_first, dtype):
     torch.manual_seed(11)
     dt = getattr(torch, dtype)
     emb = nn.Embedding(V, E, dtype=dt) if tokens else None
-    rnn = nn.RNN(E if tokens else D, H, num_layers=2, nonlinearity="relu", bidirectional=True,
-                 batch_first=batch_first, dtype=dt)  # fmt: skip
+    rnn = nn.RNN(
+        E if tokens else D, H, num_layers=2, nonlinearity="relu", bidirectional=True, batch_first=batch_first, dtype=dt
+    )
     lin = nn.Linear(2 * H, K, dtype=dt)
     model = from_torch(rnn, lin, emb)
     assert model.dtype == dtype and model.uses_tokens == tokens and model.bidirectional and model.num_layers == 2
@@ -415,9 +460,17 @@ def test_from_torch_options():
     assert model.dropout == 0.25 and model.params["head.V"].shape == (K, H)  # head initialised by RNNModel
     lin = nn.Linear(H, K, bias=False, dtype=torch.float64)
     assert not from_torch(rnn, lin).params["head.c"].any()
-    for option, value in [("hidden_size", H + 1), ("num_layers", 1), ("nonlinearity", "relu"), ("bias", False),
-                          ("bidirectional", True), ("dtype", "float32"), ("input_size", D + 1), ("dropout", 0.0),
-                          ("output_size", K + 1)]:  # fmt: skip
+    for option, value in [
+        ("hidden_size", H + 1),
+        ("num_layers", 1),
+        ("nonlinearity", "relu"),
+        ("bias", False),
+        ("bidirectional", True),
+        ("dtype", "float32"),
+        ("input_size", D + 1),
+        ("dropout", 0.0),
+        ("output_size", K + 1),
+    ]:
         with pytest.raises(ValueError, match=f"^{option}: "):
             from_torch(rnn, lin, **{option: value})
     with pytest.raises(ValueError, match="output_size"):

@@ -7,16 +7,32 @@ import signal
 
 import numpy as np
 import pytest
-from helpers import poison_gradient
 
 from bptt import checkpoint, train
 from bptt.cli import main
 from bptt.data.text import Vocab
 from bptt.model import RNNModel
+from helpers import poison_gradient
 
 TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 8 + "a stitch in time saves nine.\n" * 8) * 3
-SMALL = ["--hidden-size", "16", "--num-layers", "1", "--embedding-size", "8", "--batch-size", "4",
-         "--seq-length", "10", "--eval-every", "5", "--samples", "0", "--max-epochs", "3"]  # fmt: skip
+SMALL = [
+    "--hidden-size",
+    "16",
+    "--num-layers",
+    "1",
+    "--embedding-size",
+    "8",
+    "--batch-size",
+    "4",
+    "--seq-length",
+    "10",
+    "--eval-every",
+    "5",
+    "--samples",
+    "0",
+    "--max-epochs",
+    "3",
+]
 
 
 @pytest.fixture
@@ -69,7 +85,14 @@ def _interrupt_at(step, monkeypatch):
     monkeypatch.setattr(train, "default_progress", progress)
 
 
-@pytest.mark.parametrize("extra", [[], ["--backprop-steps", "16", "--dropout", "0.2", "--num-layers", "2"], ["--horizon", "4", "--optimizer", "momentum"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["--backprop-steps", "16", "--dropout", "0.2", "--num-layers", "2"],
+        ["--horizon", "4", "--optimizer", "momentum"],
+    ],
+)
 def test_resume_after_sigint_is_bit_identical(corpus, tmp_path, monkeypatch, capsys, extra):
     opts = ["--data", str(corpus), *SMALL, *extra]
     assert main(["train", *opts, "--out", str(tmp_path / "straight")]) == 0
@@ -120,12 +143,26 @@ def test_tbptt_windows_start_from_the_carried_state(corpus):
 
 def test_config_file(corpus, tmp_path, capsys):
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"hidden-size": 12, "seq_length": 10, "num-layers": 1, "batch-size": 4, "max-epochs": 1,
-                               "samples": 0, "eval-every": 50, "data": str(corpus)}))  # fmt: skip
+    cfg.write_text(
+        json.dumps(
+            {
+                "hidden-size": 12,
+                "seq_length": 10,
+                "num-layers": 1,
+                "batch-size": 4,
+                "max-epochs": 1,
+                "samples": 0,
+                "eval-every": 50,
+                "data": str(corpus),
+            }
+        )
+    )
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "r"), "--hidden-size", "10"]) == 0
     assert checkpoint.load(tmp_path / "r").model_config["hidden_size"] == 10  # the flag wins
     toml = tmp_path / "cfg.toml"
-    toml.write_text(f'hidden-size = 9\nnum-layers = 1\nbatch-size = 4\nseq-length = 10\nmax-epochs = 1\nsamples = 0\ndata = "{corpus}"\n')
+    toml.write_text(
+        f'hidden-size = 9\nnum-layers = 1\nbatch-size = 4\nseq-length = 10\nmax-epochs = 1\nsamples = 0\ndata = "{corpus}"\n'
+    )
     assert main(["train", "--config", str(toml), "--out", str(tmp_path / "r2")]) == 0
     assert checkpoint.load(tmp_path / "r2").model_config["hidden_size"] == 9
 
@@ -136,7 +173,10 @@ BAD = [
     (["--data", "{tmp}/binary.bin"], "binary.bin: looks like a binary file"),
     (["--data", "{tmp}/latin1.txt"], "latin1.txt: is not utf-8 text (invalid byte 0xe9 at offset 3); pass --encoding"),
     (["--data", "{tmp}/short.txt"], "corpus"),
-    (["--data", "{tmp}/corpus.txt", "--backprop-steps", "5"], "--backprop-steps: got 5, expected at least --seq-length (10)"),
+    (
+        ["--data", "{tmp}/corpus.txt", "--backprop-steps", "5"],
+        "--backprop-steps: got 5, expected at least --seq-length (10)",
+    ),
     (["--data", "{tmp}/corpus.txt", "--horizon", "3", "--num-layers", "2"], "--horizon"),
     (["--data", "{tmp}/corpus.txt", "--lr", "nan"], "argument --lr: got nan, expected a positive finite number"),
     (["--data", "{tmp}/corpus.txt", "--hidden-size", "-4"], "argument --hidden-size: got -4"),
@@ -220,8 +260,26 @@ def test_a_vocabulary_too_big_for_memory_is_refused_before_training(tmp_path, ca
 
 def test_word_level_with_unk_and_perplexity(corpus, tmp_path, capsys):
     out = tmp_path / "words"
-    assert main(["train", "--data", str(corpus), "--level", "word", "--min-freq", "2", "--lowercase", "--out", str(out),
-                 *SMALL, "--seq-length", "4"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(corpus),
+                "--level",
+                "word",
+                "--min-freq",
+                "2",
+                "--lowercase",
+                "--out",
+                str(out),
+                *SMALL,
+                "--seq-length",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert "best validation perplexity" in capsys.readouterr().out
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["valid_ppl"] == pytest.approx(np.exp(record["valid_loss"]))
@@ -231,8 +289,30 @@ def test_word_level_with_unk_and_perplexity(corpus, tmp_path, capsys):
 
 def test_nesterov_and_step_decay_from_the_command_line(corpus, tmp_path, capsys):
     out = tmp_path / "r"
-    assert main(["train", "--data", str(corpus), "--out", str(out), *SMALL, "--max-epochs", "4",
-                 "--optimizer", "momentum", "--nesterov", "--lr", "0.1", "--lr-decay", "0.5", "--lr-decay-every", "2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(corpus),
+                "--out",
+                str(out),
+                *SMALL,
+                "--max-epochs",
+                "4",
+                "--optimizer",
+                "momentum",
+                "--nesterov",
+                "--lr",
+                "0.1",
+                "--lr-decay",
+                "0.5",
+                "--lr-decay-every",
+                "2",
+            ]
+        )
+        == 0
+    )
     train_state = checkpoint.load(out).train_state
     assert train_state["optimizer"]["nesterov"] is True
     assert train_state["lr"] == pytest.approx(0.1 * 0.5 * 0.5)  # after epochs 2 and 4

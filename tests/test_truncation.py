@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_model
 
 from bptt import gradcheck
 from bptt.cli import main
+from helpers import make_model
 
 
 @pytest.mark.parametrize(

@@ -51,8 +51,10 @@ def import_torch():
     except ImportError:
         from bptt.errors import UsageError
 
-        raise UsageError("the step, generate and jax benchmarks compare against PyTorch, which is not installed: "
-                         "pip install 'bptt[torch]' (or run only --sections memory)") from None  # fmt: skip
+        raise UsageError(
+            "the step, generate and jax benchmarks compare against PyTorch, which is not installed: "
+            "pip install 'bptt[torch]' (or run only --sections memory)"
+        ) from None
     return torch
 
 
@@ -66,7 +68,11 @@ def blas_name() -> str:
         from threadpoolctl import threadpool_info
     except ImportError:
         return "BLAS unknown"
-    libs = [f"{i['internal_api']} {i.get('version') or ''}, {i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"]
+    libs = [
+        f"{i['internal_api']} {i.get('version') or ''}, {i['num_threads']} threads"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    ]
     return ", ".join(libs) or "BLAS unknown"
 
 
@@ -156,8 +162,13 @@ def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
         _, grads = model.loss_and_grads(x, y)
         torch_opt.zero_grad(set_to_none=False)
         torch_loss().backward()
-        pairs = {"rnn0.U": rnn.weight_ih_l0, "rnn0.W": rnn.weight_hh_l0, "rnn0.b": rnn.bias_ih_l0,
-                 "head.V": lin.weight, "head.c": lin.bias}  # fmt: skip
+        pairs = {
+            "rnn0.U": rnn.weight_ih_l0,
+            "rnn0.W": rnn.weight_hh_l0,
+            "rnn0.b": rnn.bias_ih_l0,
+            "head.V": lin.weight,
+            "head.c": lin.bias,
+        }
         for name, t in pairs.items():
             np.testing.assert_allclose(grads[name], t.grad.numpy(), rtol=2e-3, atol=1e-5, err_msg=name)
 
@@ -205,7 +216,9 @@ def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     c = np.empty_like(a)
     sgemm = functools.partial(np.matmul, a, a, out=c)  # timed in every round, next to the step
-    out(f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__} ({blas_name()}); {load()}")
+    out(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__} ({blas_name()}); {load()}"
+    )
     out(f"{'config':<18} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
     gemm_rows = []
     for name in configs:
@@ -219,12 +232,20 @@ def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None
         peak = statistics.median(r["sgemm"]) * 2 * n**3 / 1e9
         gflops = statistics.median(r["bptt"]) * flops / 1e9
         of_sgemm = ratio(r["bptt"], r["sgemm"]) * flops / (2 * n**3)  # per round, against that round's SGEMM
-        gemm_rows.append((name, flops, gflops, peak, of_sgemm, statistics.median(tok["gemm"]), ratio(r["bptt"], r["gemm"])))
+        gemm_rows.append(
+            (name, flops, gflops, peak, of_sgemm, statistics.median(tok["gemm"]), ratio(r["bptt"], r["gemm"]))
+        )
     out("")
-    out("GEMM-bound ceiling: SGEMM 1024^3 and the step's GEMMs alone, timed in the same rounds (per-round ratios, medians)")
-    out(f"{'config':<18} {'GFLOP/step':>10} {'bptt GFLOP/s':>12} {'SGEMM GFLOP/s':>13} {'of SGEMM':>8} {'GEMM-only tok/s':>15} {'bptt of it':>10}")
+    out(
+        "GEMM-bound ceiling: SGEMM 1024^3 and the step's GEMMs alone, timed in the same rounds (per-round ratios, medians)"
+    )
+    out(
+        f"{'config':<18} {'GFLOP/step':>10} {'bptt GFLOP/s':>12} {'SGEMM GFLOP/s':>13} {'of SGEMM':>8} {'GEMM-only tok/s':>15} {'bptt of it':>10}"
+    )
     for name, flops, gflops, peak, of_sgemm, ceiling, frac in gemm_rows:
-        out(f"{name:<18} {flops / 1e9:>10.3f} {gflops:>12.1f} {peak:>13.1f} {of_sgemm:>8.0%} {ceiling:>15,.0f} {frac:>10.0%}")
+        out(
+            f"{name:<18} {flops / 1e9:>10.3f} {gflops:>12.1f} {peak:>13.1f} {of_sgemm:>8.0%} {ceiling:>15,.0f} {frac:>10.0%}"
+        )
 
 
 def run_profile(configs: list[str], rounds: int, out=print) -> None:
@@ -307,8 +328,10 @@ def run_memory(lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B:
     from bptt import RNNModel
     from bptt.layers import recompute
 
-    out(f"memory: many-to-one, K={K}, H={H}, B={B}, float32; peak = tracemalloc peak during loss_and_grads; "
-        f"time: median of {rounds} interleaved rounds")  # fmt: skip
+    out(
+        f"memory: many-to-one, K={K}, H={H}, B={B}, float32; peak = tracemalloc peak during loss_and_grads; "
+        f"time: median of {rounds} interleaved rounds"
+    )
     out(f"{'T':>8} {'full MB':>9} {'full s':>8} {'ckpt MB':>9} {'ckpt s':>8} {'k':>5} {'memory':>7} {'time':>6}")
     for T in lengths:
         rng = np.random.default_rng(T)
@@ -329,7 +352,9 @@ def run_memory(lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B:
         times = interleaved({i: functools.partial(m.loss_and_grads, x, y) for i, m in enumerate(models)}, rounds, 0.0)
         t0, t1 = (1 / statistics.median(times[i]) for i in (0, 1))
         k = recompute.resolve_every("auto", T)
-        out(f"{T:>8,} {peaks[0]:>9.1f} {t0:>8.3f} {peaks[1]:>9.1f} {t1:>8.3f} {k:>5} {peaks[1] / peaks[0]:>7.1%} {t1 / t0:>6.2f}")
+        out(
+            f"{T:>8,} {peaks[0]:>9.1f} {t0:>8.3f} {peaks[1]:>9.1f} {t1:>8.3f} {k:>5} {peaks[1] / peaks[0]:>7.1%} {t1 / t0:>6.2f}"
+        )
 
 
 # ---- JAX (optional) -----------------------------------------------------------
@@ -390,8 +415,16 @@ def run_jax(rounds: int, seconds: float, out=print) -> None:
     out(f"ratio {ratio(r['bptt'], r['jax']):.2f}")
 
 
-def run(sections: list[str], configs: list[str], rounds: int, seconds: float, lengths: list[int],
-        gen_length: int = 200, torch_threads: int | None = None, out=print) -> None:  # fmt: skip
+def run(
+    sections: list[str],
+    configs: list[str],
+    rounds: int,
+    seconds: float,
+    lengths: list[int],
+    gen_length: int = 200,
+    torch_threads: int | None = None,
+    out=print,
+) -> None:
     """Run the chosen sections in order, printing as they finish.
 
     torch_threads: torch.set_num_threads (default: the cores, as NumPy's BLAS uses).

@@ -242,8 +242,15 @@ def save(
     st = _safetensors("save")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    index = {"format": FORMAT, "version": VERSION, "bptt_version": __version__, "step": step,
-             "model": model_config, "train": train_state, "files": {}}  # fmt: skip
+    index = {
+        "format": FORMAT,
+        "version": VERSION,
+        "bptt_version": __version__,
+        "step": step,
+        "model": model_config,
+        "train": train_state,
+        "files": {},
+    }
     json.dumps(index)  # not JSON-able: fail before any file is written
     for role, tensors in zip(ROLES, (params, arrays or {})):
         data = st.save(_prepared(tensors, role))
@@ -305,8 +312,12 @@ def _prune(run_dir: Path, keep: int, current: dict) -> None:
         wanted |= _referenced(p)
     for p in run_dir.iterdir():
         name = p.name
-        unreferenced = name.startswith(tuple(f"{r}-" for r in ROLES)) and name.endswith(".safetensors") and name not in wanted
-        stale = name.startswith((".weights-", ".optimizer-", ".checkpoint", ".metrics.jsonl.")) and name.endswith(".tmp")
+        unreferenced = (
+            name.startswith(tuple(f"{r}-" for r in ROLES)) and name.endswith(".safetensors") and name not in wanted
+        )
+        stale = name.startswith((".weights-", ".optimizer-", ".checkpoint", ".metrics.jsonl.")) and name.endswith(
+            ".tmp"
+        )
         if (unreferenced or stale) and p.is_file():
             p.unlink(missing_ok=True)
 
@@ -333,7 +344,9 @@ def load(run_dir: str | os.PathLike, step: int | None = None) -> Checkpoint:
     index_path = run_dir / (INDEX if step is None else _numbered_name(step))
     index = _read_index(index_path)
     names = _check_index(index, index_path)
-    data = {name: _verified_bytes(run_dir / name, spec["bytes"], spec["sha256"]) for name, spec in index["files"].items()}
+    data = {
+        name: _verified_bytes(run_dir / name, spec["bytes"], spec["sha256"]) for name, spec in index["files"].items()
+    }
     weights, arrays = (_parse_tensors(run_dir / names[role], data[names[role]]) for role in ROLES)
     return Checkpoint(weights, index["model"], index["train"], arrays, run_dir)
 
@@ -363,7 +376,9 @@ def _read_index(index_path: Path) -> dict:
     if type(version) is not int or version != VERSION:
         by = index.get("bptt_version")
         by = f", written by bptt {by[:40]}" if isinstance(by, str) else ""
-        raise CheckpointError(f"{index_path}: checkpoint format version {_short(version)}{by}; this bptt reads version {VERSION}")
+        raise CheckpointError(
+            f"{index_path}: checkpoint format version {_short(version)}{by}; this bptt reads version {VERSION}"
+        )
     try:
         intact = index.get("sha256") == index_sha256(index)
     except (ValueError, RecursionError):  # JSON that parses but does not serialise back (too deep)
@@ -381,10 +396,14 @@ def _check_index(index: dict, index_path: Path) -> dict[str, str]:
     files = index["files"]
     for name, spec in files.items():
         if not _TENSOR_FILE.fullmatch(name):
-            raise CheckpointError(f"{index_path}: file name {_short(name)} is not a .safetensors file in the run directory")
+            raise CheckpointError(
+                f"{index_path}: file name {_short(name)} is not a .safetensors file in the run directory"
+            )
         ok = isinstance(spec, dict) and type(spec.get("bytes")) is int and spec["bytes"] >= 0
         if not ok or not isinstance(spec.get("sha256"), str) or not _SHA256.fullmatch(spec["sha256"]):
-            raise CheckpointError(f"{index_path}: files[{name!r}] needs 'bytes' (an integer) and 'sha256' (64 hex digits)")
+            raise CheckpointError(
+                f"{index_path}: files[{name!r}] needs 'bytes' (an integer) and 'sha256' (64 hex digits)"
+            )
     names = {}
     for role in ROLES:
         name = index.get(role)

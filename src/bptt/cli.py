@@ -73,13 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as e:
         if debug:
             raise
-        print(f"bptt: error: out of memory ({_one_line(e)}); use smaller sizes (--hidden-size, --batch-size, "
-              "--seq-length, --vocab-size)", file=sys.stderr)  # fmt: skip
+        print(
+            f"bptt: error: out of memory ({_one_line(e)}); use smaller sizes (--hidden-size, --batch-size, "
+            "--seq-length, --vocab-size)",
+            file=sys.stderr,
+        )
         return 2
     except Exception as e:  # noqa: BLE001 - the last line of defence
         if debug:
             raise
-        print(f"bptt: internal error: {type(e).__name__}: {_one_line(e)} (re-run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"bptt: internal error: {type(e).__name__}: {_one_line(e)} (re-run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -116,8 +116,11 @@ def by_lag(lag_sums: dict) -> dict:
             if lo < T:
                 buckets[label] = float(np.linalg.norm(S[lo:hi].sum(axis=0)))
         total = sum(buckets.values()) or 1.0
-        out[name] = {"norm_by_lag": norms.tolist(), "total_norm": float(np.linalg.norm(S.sum(axis=0))),
-                     "share_by_lag_bucket": {k: v / total for k, v in buckets.items()}}  # fmt: skip
+        out[name] = {
+            "norm_by_lag": norms.tolist(),
+            "total_norm": float(np.linalg.norm(S.sum(axis=0))),
+            "share_by_lag_bucket": {k: v / total for k, v in buckets.items()},
+        }
     return out
 
 
@@ -177,13 +180,29 @@ def spectrum(cache: elman.Cache) -> dict:
     mean_fp = float(fp.mean()) if cache.pad is None else float(fp[~np.broadcast_to(cache.pad, fp.shape)].mean())
     sigma = float(np.linalg.norm(W, 2))
     g = activations.gamma(cache.nonlinearity)
-    return {"sigma_max_W": sigma, "spectral_radius_W": float(np.abs(np.linalg.eigvals(W)).max()),
-            "gamma": g, "bound": 1.0 / g, "vanishing_guaranteed": sigma < 1.0 / g,
-            "mean_abs_fprime": mean_fp, "sigma_max_times_mean_fprime": sigma * mean_fp}  # fmt: skip
+    return {
+        "sigma_max_W": sigma,
+        "spectral_radius_W": float(np.abs(np.linalg.eigvals(W)).max()),
+        "gamma": g,
+        "bound": 1.0 / g,
+        "vanishing_guaranteed": sigma < 1.0 / g,
+        "mean_abs_fprime": mean_fp,
+        "sigma_max_times_mean_fprime": sigma * mean_fp,
+    }
 
 
-def diagnose(model, inputs, targets, mask=None, h0=None, *, cond=None, loss_mask=None,
-             max_sequences: int = 8, heatmap: bool = True) -> dict:  # fmt: skip
+def diagnose(
+    model,
+    inputs,
+    targets,
+    mask=None,
+    h0=None,
+    *,
+    cond=None,
+    loss_mask=None,
+    max_sequences: int = 8,
+    heatmap: bool = True,
+) -> dict:
     """All diagnostics of `model` on one batch, in float64, per layer and direction.
 
     Returns {"loss", "layers": [{"name", "spectrum", "jacobian", "contributions"
@@ -201,9 +220,16 @@ def diagnose(model, inputs, targets, mask=None, h0=None, *, cond=None, loss_mask
             cache = fwd.caches[layer][d]
             dout, dhn = taps[(layer, d)]
             c = contributions(cache, dout, dhn, heatmap=heatmap)
-            layers.append({"name": name, "spectrum": spectrum(cache), "jacobian": jacobian_norms(cache, max_sequences),
-                           "contributions": by_lag(c["lag_sums"]), "heatmap": c["heatmap"],
-                           "lag_sums": c["lag_sums"]})  # fmt: skip
+            layers.append(
+                {
+                    "name": name,
+                    "spectrum": spectrum(cache),
+                    "jacobian": jacobian_norms(cache, max_sequences),
+                    "contributions": by_lag(c["lag_sums"]),
+                    "heatmap": c["heatmap"],
+                    "lag_sums": c["lag_sums"],
+                }
+            )
     return {"loss": float(loss), "steps": fwd.T, "batch": int(fwd.h0.shape[1]), "layers": layers, "grads": grads}
 
 

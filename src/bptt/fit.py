@@ -71,8 +71,17 @@ class BatchTrainer(Loop):
     """Trains `model` on batches from `source`; `evaluate(model) -> {"valid_loss": ..., ...}`;
     `stop(record) -> reason or None` may end the run after an evaluation."""
 
-    def __init__(self, model: RNNModel, source, evaluate: Callable[[RNNModel], dict] | None, run_dir,
-                 opts: TrainOptions, progress=None, log=print, stop: Callable[[dict], str | None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model: RNNModel,
+        source,
+        evaluate: Callable[[RNNModel], dict] | None,
+        run_dir,
+        opts: TrainOptions,
+        progress=None,
+        log=print,
+        stop: Callable[[dict], str | None] | None = None,
+    ):
         super().__init__(model, run_dir, opts, progress, log)
         if source.n_batches < 1:
             raise ValueError("source: no batches, expected at least one per epoch")

@@ -17,9 +17,15 @@ from bptt.losses import softmax
 
 
 def sample(
-    model, prime: np.ndarray, length: int, *, temperature: float = 1.0, top_k: int | None = None,
-    greedy: bool = False, rng: np.random.Generator | None = None,
-) -> np.ndarray:  # fmt: skip
+    model,
+    prime: np.ndarray,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Continue the id sequence `prime` (at least one id) by `length` ids; returns the new ids.
 
     temperature > 0 divides the logits; top_k keeps the k most probable tokens.

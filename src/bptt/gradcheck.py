@@ -68,9 +68,20 @@ def _derivative(objective, flat: np.ndarray, i: int, eps: float, tries: int = 4)
 
 
 def gradcheck(
-    model, inputs, targets, mask=None, h0=None, *, cond=None, loss_mask=None, horizon=None,
-    eps: float = 1e-3, max_entries: int | None = 200, seed: int = 0, floor: float = 1e-3,
-) -> dict[str, float]:  # fmt: skip
+    model,
+    inputs,
+    targets,
+    mask=None,
+    h0=None,
+    *,
+    cond=None,
+    loss_mask=None,
+    horizon=None,
+    eps: float = 1e-3,
+    max_entries: int | None = 200,
+    seed: int = 0,
+    floor: float = 1e-3,
+) -> dict[str, float]:
     """Max relative error between BPTT and finite differences, per parameter tensor.
 
     The model is copied to float64 first. max_entries: check every entry of a
@@ -83,8 +94,17 @@ def gradcheck(
     dropout_seed = int(draws.integers(2**31))
 
     h0_64 = None if h0 is None else np.array(h0, dtype=np.float64)
-    _, grads, state = m.loss_and_grads(inputs, targets, mask, h0_64, cond=cond, loss_mask=loss_mask, horizon=horizon,
-                                       rng=np.random.default_rng(dropout_seed), return_state=True)  # fmt: skip
+    _, grads, state = m.loss_and_grads(
+        inputs,
+        targets,
+        mask,
+        h0_64,
+        cond=cond,
+        loss_mask=loss_mask,
+        horizon=horizon,
+        rng=np.random.default_rng(dropout_seed),
+        return_state=True,
+    )
     if horizon is None:
 
         def objective() -> float:

@@ -76,8 +76,14 @@ def from_torch(
     if dtype is None:
         raise ValueError(f"rnn: weights are {tdt}, expected float32 or float64")
     dirs = 2 if rnn.bidirectional else 1
-    derived = dict(hidden_size=rnn.hidden_size, num_layers=rnn.num_layers, nonlinearity=rnn.nonlinearity,
-                   bias=rnn.bias, bidirectional=rnn.bidirectional, dtype=dtype)  # fmt: skip
+    derived = dict(
+        hidden_size=rnn.hidden_size,
+        num_layers=rnn.num_layers,
+        nonlinearity=rnn.nonlinearity,
+        bias=rnn.bias,
+        bidirectional=rnn.bidirectional,
+        dtype=dtype,
+    )
     if rnn.num_layers > 1:
         derived["dropout"] = float(rnn.dropout)
     if embedding is not None:
@@ -133,8 +139,10 @@ def to_torch(model: RNNModel) -> TorchModules:
     if model.nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity: torch.nn.RNN has tanh and relu only, the model uses {model.nonlinearity!r}")
     if model.uses_tokens and model.embedding_size is None:
-        raise ValueError("vocab_size without embedding_size: one-hot inputs have no torch.nn.RNN counterpart; "
-                         "use an embedding_size, or pass one-hot features with input_size")  # fmt: skip
+        raise ValueError(
+            "vocab_size without embedding_size: one-hot inputs have no torch.nn.RNN counterpart; "
+            "use an embedding_size, or pass one-hot features with input_size"
+        )
     dt = {"float32": torch.float32, "float64": torch.float64}[model.dtype]
     p = model.params
 
@@ -142,9 +150,17 @@ def to_torch(model: RNNModel) -> TorchModules:
         param.copy_(torch.tensor(p[key]))
 
     D = model.embedding_size or model.input_size
-    rnn = torch.nn.RNN(D, model.hidden_size, num_layers=model.num_layers, nonlinearity=model.nonlinearity,
-                       bias=model.bias, batch_first=True, dropout=model.dropout if model.num_layers > 1 else 0.0,
-                       bidirectional=model.bidirectional, dtype=dt)  # fmt: skip
+    rnn = torch.nn.RNN(
+        D,
+        model.hidden_size,
+        num_layers=model.num_layers,
+        nonlinearity=model.nonlinearity,
+        bias=model.bias,
+        batch_first=True,
+        dropout=model.dropout if model.num_layers > 1 else 0.0,
+        bidirectional=model.bidirectional,
+        dtype=dt,
+    )
     K, F = p["head.V"].shape
     linear = torch.nn.Linear(F, K, dtype=dt)
     embedding = None

@@ -118,12 +118,25 @@ class Loop:
         if opts.lr_plateau:
             self.schedule = ReduceOnPlateau(self.optimizer, factor=0.5, patience=1)
         elif opts.lr_decay != 1.0:
-            self.schedule = StepDecay(self.optimizer, opts.lr_decay, every=opts.lr_decay_every, start=opts.lr_decay_after)
+            self.schedule = StepDecay(
+                self.optimizer, opts.lr_decay, every=opts.lr_decay_every, start=opts.lr_decay_after
+            )
         else:
             self.schedule = None
-        self.state = {"step": 0, "epoch": 0, "chunk": 0, "tokens": 0, "elapsed": 0.0, "best_valid": None,
-                      "evals_since_best": 0, "rollbacks": 0, "loss_sum": 0.0, "loss_tokens": 0,
-                      "clipped": 0, "grad_norm": 0.0}  # fmt: skip
+        self.state = {
+            "step": 0,
+            "epoch": 0,
+            "chunk": 0,
+            "tokens": 0,
+            "elapsed": 0.0,
+            "best_valid": None,
+            "evals_since_best": 0,
+            "rollbacks": 0,
+            "loss_sum": 0.0,
+            "loss_tokens": 0,
+            "clipped": 0,
+            "grad_norm": 0.0,
+        }
         self.good = None  # in-memory copy of the last checkpoint, for rollbacks
         self._grad_log: list[dict] = []  # diagnostics records not yet written (see `save`)
 
@@ -164,7 +177,11 @@ class Loop:
     def display(self, record: dict) -> list[str]:
         """The metrics of a record worth a place in the printed line, as "name value" parts."""
         parts = [f"train loss {record['train_loss']:.4f}"]
-        parts += [f"{k.replace('_', ' ')} {v:.4g}" for k, v in record.items() if k.startswith("valid_") and isinstance(v, float)]
+        parts += [
+            f"{k.replace('_', ' ')} {v:.4g}"
+            for k, v in record.items()
+            if k.startswith("valid_") and isinstance(v, float)
+        ]
         return parts
 
     # ---- one update --------------------------------------------------------
@@ -193,8 +210,14 @@ class Loop:
         else:
             self.state["grad_norm"] = float(clipping.global_norm(grads))
         if o.diagnostics:
-            self._grad_log.append({"step": self.state["step"] + 1, "grad_norm": self.state["grad_norm"],
-                                   "clipped": self.state["clipped"] > clipped_before, "norms": norms})  # fmt: skip
+            self._grad_log.append(
+                {
+                    "step": self.state["step"] + 1,
+                    "grad_norm": self.state["grad_norm"],
+                    "clipped": self.state["clipped"] > clipped_before,
+                    "norms": norms,
+                }
+            )
 
     # ---- the loop ----------------------------------------------------------
 
@@ -217,8 +240,11 @@ class Loop:
                     stop_reason = self._one(total, start)
                 if signalled:
                     self.save()
-                    raise Interrupted(f"{signalled[0]} at step {s['step']}; checkpoint saved in {self.run_dir}; "
-                                      f"continue with: bptt train --resume {self.run_dir}", signal.Signals[signalled[0]])  # fmt: skip
+                    raise Interrupted(
+                        f"{signalled[0]} at step {s['step']}; checkpoint saved in {self.run_dir}; "
+                        f"continue with: bptt train --resume {self.run_dir}",
+                        signal.Signals[signalled[0]],
+                    )
         except BaseException:
             if created and not checkpoint.is_run_dir(self.run_dir):  # failed before its first checkpoint: leave nothing
                 shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -273,9 +299,17 @@ class Loop:
         now = time.perf_counter()
         rate = (s["tokens"] - self._tick[1]) / max(now - self._tick[0], 1e-9)
         train_loss = s["loss_sum"] / max(s["loss_tokens"], 1)
-        record = {"step": s["step"], "epoch": round(s["step"] / self.n_batches, 4), "tokens": s["tokens"],
-                  "train_loss": train_loss, "tokens_per_s": rate, "grad_norm": s["grad_norm"],
-                  "lr": self.optimizer.lr, "clipped": s["clipped"], "time": round(s["elapsed"], 3)}  # fmt: skip
+        record = {
+            "step": s["step"],
+            "epoch": round(s["step"] / self.n_batches, 4),
+            "tokens": s["tokens"],
+            "train_loss": train_loss,
+            "tokens_per_s": rate,
+            "grad_norm": s["grad_norm"],
+            "lr": self.optimizer.lr,
+            "clipped": s["clipped"],
+            "time": round(s["elapsed"], 3),
+        }
         record.update(self.train_metrics(train_loss))
         training = self.model.training
         self.model.eval()
@@ -317,15 +351,27 @@ class Loop:
         opt_arrays, opt_meta = self.optimizer.state_dict()
         arrays = {f"opt.{k}": v for k, v in opt_arrays.items()}
         arrays.update({f"state.{k}": v for k, v in self.carried_arrays().items()})
-        train = {"options": asdict(self.opts), "progress": dict(self.state), "optimizer": opt_meta,
-                 "schedule": None if self.schedule is None else self.schedule.state_dict(),
-                 "rng": self.model.rng.bit_generator.state, "lr": self.optimizer.lr}  # fmt: skip
+        train = {
+            "options": asdict(self.opts),
+            "progress": dict(self.state),
+            "optimizer": opt_meta,
+            "schedule": None if self.schedule is None else self.schedule.state_dict(),
+            "rng": self.model.rng.bit_generator.state,
+            "lr": self.optimizer.lr,
+        }
         params = {k: v.copy() for k, v in self.model.params.items()}
         return {"params": params, "arrays": {k: v.copy() for k, v in arrays.items()}, "train": train}
 
     def save(self) -> None:
         self.good = self._snapshot()
-        checkpoint.save(self.run_dir, self.good["params"], self.model.config, self.good["train"], self.good["arrays"], keep=self.opts.keep)
+        checkpoint.save(
+            self.run_dir,
+            self.good["params"],
+            self.model.config,
+            self.good["train"],
+            self.good["arrays"],
+            keep=self.opts.keep,
+        )
         for record in self._grad_log:  # after the checkpoint: a crash in between loses lines, never repeats them
             checkpoint.append_jsonl(self.run_dir / "grad-norms.jsonl", record)
         self._grad_log.clear()
@@ -333,7 +379,9 @@ class Loop:
     def save_best(self) -> None:
         """The checkpoint just saved, also as run_dir/best: a complete run directory of its own
         (`bptt predict RUN_DIR/best`), replaced whenever the monitored metric improves."""
-        checkpoint.save(self.run_dir / "best", self.good["params"], self.model.config, self.good["train"], self.good["arrays"])
+        checkpoint.save(
+            self.run_dir / "best", self.good["params"], self.model.config, self.good["train"], self.good["arrays"]
+        )
 
     def restore(self, snap: dict) -> None:
         """Put the trainer back exactly where `snap` (a snapshot or a loaded checkpoint) was."""
@@ -342,7 +390,9 @@ class Loop:
         train, arrays = snap["train"], snap["arrays"]
         self.state.clear()  # in place: the loop holds this dict
         self.state.update(train["progress"])
-        self.optimizer.load_state_dict({k[4:]: v.copy() for k, v in arrays.items() if k.startswith("opt.")}, train["optimizer"])
+        self.optimizer.load_state_dict(
+            {k[4:]: v.copy() for k, v in arrays.items() if k.startswith("opt.")}, train["optimizer"]
+        )
         self.optimizer.lr = train["lr"]
         if self.schedule is not None and train["schedule"] is not None:
             self.schedule.load_state_dict(train["schedule"])
@@ -361,7 +411,9 @@ class Loop:
         try:
             self.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": train})
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-            raise CheckpointError(f"{where}: the training state does not fit this run ({type(e).__name__}: {e})") from None
+            raise CheckpointError(
+                f"{where}: the training state does not fit this run ({type(e).__name__}: {e})"
+            ) from None
         self.good = self._snapshot()
         if self.run_dir is not None:  # a kill between logging and committing: log those steps once
             checkpoint.trim_metrics(self.run_dir / "metrics.jsonl", self.state["step"])
@@ -371,16 +423,20 @@ class Loop:
         step = s["step"]
         rollbacks = s["rollbacks"] + 1
         if rollbacks > o.max_rollbacks:
-            raise UsageError(f"training diverged: {what} at step {step + 1}, after {o.max_rollbacks} rollbacks; "
-                             "try a lower --lr or --clip-norm")  # fmt: skip
+            raise UsageError(
+                f"training diverged: {what} at step {step + 1}, after {o.max_rollbacks} rollbacks; "
+                "try a lower --lr or --clip-norm"
+            )
         old_lr = self.optimizer.lr
         self.restore(self.good)
         self._grad_log.clear()  # updates after the checkpoint are undone
         self.state["rollbacks"] = rollbacks
         self.optimizer.lr = old_lr * o.rollback_factor
         self.good = self._snapshot()
-        self.log(f"warning: {what} at step {step + 1}; rolled back to step {self.state['step']}, "
-                 f"lr {old_lr:.3g} -> {self.optimizer.lr:.3g} (rollback {rollbacks} of {o.max_rollbacks})")  # fmt: skip
+        self.log(
+            f"warning: {what} at step {step + 1}; rolled back to step {self.state['step']}, "
+            f"lr {old_lr:.3g} -> {self.optimizer.lr:.3g} (rollback {rollbacks} of {o.max_rollbacks})"
+        )
 
 
 def check_progress(progress, template: dict, n_batches: int, where) -> None:
@@ -397,10 +453,14 @@ def check_progress(progress, template: dict, n_batches: int, where) -> None:
         else:
             ok = number or (fresh is None and value is None)
         if not ok:
-            raise CheckpointError(f"{where}: progress {key!r} is {value!r}, expected "
-                                  f"{'an integer >= 0' if isinstance(fresh, int) else 'a finite number'}")  # fmt: skip
+            raise CheckpointError(
+                f"{where}: progress {key!r} is {value!r}, expected "
+                f"{'an integer >= 0' if isinstance(fresh, int) else 'a finite number'}"
+            )
     if progress["chunk"] >= n_batches:
-        raise CheckpointError(f"{where}: progress 'chunk' is {progress['chunk']}, but an epoch of this run has {n_batches} batches")
+        raise CheckpointError(
+            f"{where}: progress 'chunk' is {progress['chunk']}, but an epoch of this run has {n_batches} batches"
+        )
 
 
 def summed_loss(model: RNNModel, loss: float, n_tokens: int, batch_size: int) -> float:
@@ -446,8 +506,15 @@ def default_progress(total_label: str = "train"):
     def update(state: dict, loss: float, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, initial=state["step"] - 1, desc=total_label, unit="step", file=sys.stderr,
-                       dynamic_ncols=True, disable=None)  # fmt: skip
+            bar = tqdm(
+                total=total,
+                initial=state["step"] - 1,
+                desc=total_label,
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                disable=None,
+            )
         bar.update(1)
         rate = state["tokens"] / max(state["elapsed"], 1e-9)
         bar.set_postfix_str(f"loss {loss:.3f} | {rate:,.0f} tok/s", refresh=False)

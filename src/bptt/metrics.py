@@ -47,8 +47,9 @@ def classification_report(y_true, y_pred, labels: list[str]) -> dict:
     report = {"accuracy": accuracy(y_true, y_pred), "n": int(C.sum())}
     for k in ("precision", "recall", "f1"):
         report[f"macro_{k}"] = float(pc[k][seen].mean()) if seen.any() else 0.0
-    report["per_class"] = {labels[i]: {k: float(pc[k][i]) if k != "support" else int(pc[k][i]) for k in pc}
-                           for i in range(K) if seen[i]}  # fmt: skip
+    report["per_class"] = {
+        labels[i]: {k: float(pc[k][i]) if k != "support" else int(pc[k][i]) for k in pc} for i in range(K) if seen[i]
+    }
     report["confusion"] = C.tolist()
     return report
 
@@ -91,8 +92,10 @@ def format_confusion(C, labels: list[str], max_labels: int = 30) -> str:
 
 def format_report(report: dict) -> str:
     """accuracy and macro line, then one line per class."""
-    lines = [f"accuracy {report['accuracy']:.4f} on {report['n']:,} | macro precision {report['macro_precision']:.4f} "
-             f"recall {report['macro_recall']:.4f} F1 {report['macro_f1']:.4f}"]  # fmt: skip
+    lines = [
+        f"accuracy {report['accuracy']:.4f} on {report['n']:,} | macro precision {report['macro_precision']:.4f} "
+        f"recall {report['macro_recall']:.4f} F1 {report['macro_f1']:.4f}"
+    ]
     if "roc_auc" in report and report["roc_auc"] is not None:
         lines[0] += f" | ROC AUC {report['roc_auc']:.4f}"
     w = max(5, *(len(k) for k in report["per_class"]))

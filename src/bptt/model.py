@@ -127,7 +127,9 @@ class RNNModel:
             raise ValueError("embedding_size: needs vocab_size (an embedding is for token ids)")
         if feature_vocab_sizes is not None:
             if embedding_size is None:
-                raise ValueError("feature_vocab_sizes: needs embedding_size (feature columns are embedded next to the token)")
+                raise ValueError(
+                    "feature_vocab_sizes: needs embedding_size (feature columns are embedded next to the token)"
+                )
             feature_vocab_sizes = [int(n) for n in feature_vocab_sizes]
             for f, n in enumerate(feature_vocab_sizes, 1):
                 validate.positive_int(f"feature_vocab_sizes[{f - 1}]", n)
@@ -158,14 +160,30 @@ class RNNModel:
         if head == "softmax" and output_size < 2:
             raise ValueError(f"output_size: got {output_size}, a softmax head needs at least 2 classes")
         self.config = dict(
-            input_size=input_size, vocab_size=vocab_size, embedding_size=embedding_size,
-            feature_vocab_sizes=feature_vocab_sizes, feature_embedding_size=int(feature_embedding_size),
-            hidden_size=hidden_size, output_size=output_size, num_layers=num_layers,
-            nonlinearity=nonlinearity, bias=bool(bias), bidirectional=bool(bidirectional),
-            dropout=float(dropout), head=head, mode=mode, pooling=pooling, cond_size=cond_size,
-            reduction=reduction, ignore_index=int(ignore_index), init=init,
-            init_scale=float(init_scale), dtype=dtype, seed=int(seed), checkpoint_every=checkpoint_every,
-        )  # fmt: skip
+            input_size=input_size,
+            vocab_size=vocab_size,
+            embedding_size=embedding_size,
+            feature_vocab_sizes=feature_vocab_sizes,
+            feature_embedding_size=int(feature_embedding_size),
+            hidden_size=hidden_size,
+            output_size=output_size,
+            num_layers=num_layers,
+            nonlinearity=nonlinearity,
+            bias=bool(bias),
+            bidirectional=bool(bidirectional),
+            dropout=float(dropout),
+            head=head,
+            mode=mode,
+            pooling=pooling,
+            cond_size=cond_size,
+            reduction=reduction,
+            ignore_index=int(ignore_index),
+            init=init,
+            init_scale=float(init_scale),
+            dtype=dtype,
+            seed=int(seed),
+            checkpoint_every=checkpoint_every,
+        )
         self.rng = np.random.default_rng(seed)
         self.training = True
         self.params = self._init_params()
@@ -217,15 +235,15 @@ class RNNModel:
             params["h0map.Q"], params["h0map.q"] = Q, q
         return params
 
-    def train(self, mode: bool = True) -> "RNNModel":
+    def train(self, mode: bool = True) -> RNNModel:
         """Training mode (dropout on), as torch's module.train()."""
         self.training = bool(mode)
         return self
 
-    def eval(self) -> "RNNModel":
+    def eval(self) -> RNNModel:
         return self.train(False)
 
-    def astype(self, dtype) -> "RNNModel":
+    def astype(self, dtype) -> RNNModel:
         """A copy of the model with every parameter in `dtype` (float64 for gradient checks)."""
         config = dict(self.config, dtype=np.dtype(dtype).name)
         other = RNNModel(**config)
@@ -338,9 +356,15 @@ class RNNModel:
             outs, caches = [], []
             for d, name in enumerate(self.layer_names(layer)):
                 out, h_last, cache = self._layer_forward(layer)(
-                    p[f"{name}.U"], p[f"{name}.W"], p.get(f"{name}.b"), layer_in,
-                    h0[layer * self.num_directions + d], self.nonlinearity, mask, reverse=d == 1,
-                )  # fmt: skip
+                    p[f"{name}.U"],
+                    p[f"{name}.W"],
+                    p.get(f"{name}.b"),
+                    layer_in,
+                    h0[layer * self.num_directions + d],
+                    self.nonlinearity,
+                    mask,
+                    reverse=d == 1,
+                )
                 outs.append(out)
                 caches.append(cache)
                 hn.append(h_last)
@@ -375,7 +399,9 @@ class RNNModel:
         """x_t = [E[id_t]; E_1[f1_t]; ...]: X (T, B) or (T, B, 1 + F) ids -> (T, B, D)."""
         if X.ndim == 2:
             return embedding.forward(self.params["embed.E"], X)
-        return np.concatenate([embedding.forward(self.params[name], X[..., f]) for f, (name, _, _) in enumerate(self._tables())], axis=2)
+        return np.concatenate(
+            [embedding.forward(self.params[name], X[..., f]) for f, (name, _, _) in enumerate(self._tables())], axis=2
+        )
 
     def _embed_backward(self, dX: np.ndarray, X: np.ndarray, grads: dict) -> None:
         """dL/dE and dL/dE_f: each table gets the scatter-add of its slice of dL/dx."""
@@ -534,9 +560,18 @@ class RNNModel:
     # ---- public API --------------------------------------------------------
 
     def loss_and_grads(
-        self, inputs, targets, mask=None, h0=None, *, cond=None, loss_mask=None,
-        horizon: int | None = None, rng=None, return_state: bool = False,
-    ):  # fmt: skip
+        self,
+        inputs,
+        targets,
+        mask=None,
+        h0=None,
+        *,
+        cond=None,
+        loss_mask=None,
+        horizon: int | None = None,
+        rng=None,
+        return_state: bool = False,
+    ):
         """One forward pass and one BPTT sweep: (loss, grads), grads keyed like `params`.
 
         inputs: ids (B, T) or features (B, T, D) (one-to-one: (B,) or (B, D));
@@ -601,4 +636,3 @@ class RNNModel:
                 Y = Y * fwd.mask[:, :, None]
             Y = np.ascontiguousarray(Y.transpose(1, 0, 2))
         return Y
-

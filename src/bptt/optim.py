@@ -154,7 +154,12 @@ class SGD(Optimizer):
     hyper = ("momentum", "dampening", "nesterov", "weight_decay")
 
     def __init__(
-        self, lr: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
+        self,
+        lr: float,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
     ):
         super().__init__(lr, weight_decay)
         _nonnegative("momentum", momentum)

@@ -45,27 +45,56 @@ def checkpoint_every(text: str) -> int | str:
 def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     """The architecture: every option RNNModel takes, with the CLI's defaults."""
     g = p.add_argument_group("model")
-    g.add_argument("--hidden-size", type=positive_int, default=defaults.get("hidden_size", 8), help="H, units per layer and direction")
+    g.add_argument(
+        "--hidden-size",
+        type=positive_int,
+        default=defaults.get("hidden_size", 8),
+        help="H, units per layer and direction",
+    )
     g.add_argument("--num-layers", type=positive_int, default=defaults.get("num_layers", 1))
-    g.add_argument("--nonlinearity", choices=["tanh", "relu", "sigmoid", "identity"], default="tanh", help="f in h_t = f(a_t)")
+    g.add_argument(
+        "--nonlinearity", choices=["tanh", "relu", "sigmoid", "identity"], default="tanh", help="f in h_t = f(a_t)"
+    )
     g.add_argument("--bidirectional", action="store_true")
-    g.add_argument("--dropout", type=fraction, default=defaults.get("dropout", 0.0), help="between layers, training only")
-    g.add_argument("--embedding-size", type=positive_int, default=defaults.get("embedding_size"),
-                   help="an embedding table for token inputs (default: one-hot inputs)")  # fmt: skip
+    g.add_argument(
+        "--dropout", type=fraction, default=defaults.get("dropout", 0.0), help="between layers, training only"
+    )
+    g.add_argument(
+        "--embedding-size",
+        type=positive_int,
+        default=defaults.get("embedding_size"),
+        help="an embedding table for token inputs (default: one-hot inputs)",
+    )
     g.add_argument("--init", choices=["pytorch", "xavier", "orthogonal", "identity", "spectral"], default="pytorch")
-    g.add_argument("--init-scale", type=positive_float, default=1.0,
-                   help="gain of orthogonal / scale of identity / spectral radius of spectral init")  # fmt: skip
+    g.add_argument(
+        "--init-scale",
+        type=positive_float,
+        default=1.0,
+        help="gain of orthogonal / scale of identity / spectral radius of spectral init",
+    )
     g.add_argument("--no-bias", action="store_true", help="drop b (and keep c)")
     g.add_argument("--seed", type=non_negative_int, default=defaults.get("seed", 0))
-    g.add_argument("--checkpoint-every", type=checkpoint_every, default=None, metavar="K|auto",
-                   help="memory-saving BPTT: keep every K-th hidden state and recompute the rest (auto: sqrt(T))")  # fmt: skip
+    g.add_argument(
+        "--checkpoint-every",
+        type=checkpoint_every,
+        default=None,
+        metavar="K|auto",
+        help="memory-saving BPTT: keep every K-th hidden state and recompute the rest (auto: sqrt(T))",
+    )
 
 
 def model_kwargs(args: argparse.Namespace) -> dict:
     """RNNModel keyword arguments from parsed model options."""
     return dict(
-        hidden_size=args.hidden_size, num_layers=args.num_layers, nonlinearity=args.nonlinearity,
-        bidirectional=args.bidirectional, dropout=args.dropout, embedding_size=args.embedding_size,
-        init=args.init, init_scale=args.init_scale, bias=not args.no_bias, seed=args.seed,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        nonlinearity=args.nonlinearity,
+        bidirectional=args.bidirectional,
+        dropout=args.dropout,
+        embedding_size=args.embedding_size,
+        init=args.init,
+        init_scale=args.init_scale,
+        bias=not args.no_bias,
+        seed=args.seed,
         checkpoint_every=args.checkpoint_every,
-    )  # fmt: skip
+    )

@@ -57,9 +57,11 @@ class MemoryEstimate:
 
     def largest(self) -> tuple[str, str]:
         """(part, description) of the largest of the three parts."""
-        parts = {"parameters": (self.parameter_bytes, f"{self.parameters:,} parameters and their copies"),
-                 "states": (self.state_bytes, f"hidden states of {self.steps} steps x {self.batch} sequences"),
-                 "outputs": (self.output_bytes, f"outputs of {self.steps} steps x {self.batch} sequences")}  # fmt: skip
+        parts = {
+            "parameters": (self.parameter_bytes, f"{self.parameters:,} parameters and their copies"),
+            "states": (self.state_bytes, f"hidden states of {self.steps} steps x {self.batch} sequences"),
+            "outputs": (self.output_bytes, f"outputs of {self.steps} steps x {self.batch} sequences"),
+        }
         name = max(parts, key=lambda k: parts[k][0])
         size, what = parts[name]
         return name, f"{what}: {size / GIB:.1f} GiB"
@@ -88,8 +90,14 @@ def estimate_memory(
     features D per step. sequence_outputs: a K-wide output on every step
     (many-to-many, one-to-many) rather than one per sequence.
     """
-    for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size),
-                        ("steps", steps), ("batch_size", batch_size), ("num_layers", num_layers)):  # fmt: skip
+    for name, value in (
+        ("input_size", input_size),
+        ("hidden_size", hidden_size),
+        ("output_size", output_size),
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("num_layers", num_layers),
+    ):
         if int(value) < 1:
             raise ValueError(f"{name}: got {value}, expected a positive integer")
     if optimizer not in OPTIMIZER_BUFFERS:
@@ -125,13 +133,21 @@ def estimate_model(model_kw: dict, *, steps: int, batch_size: int, optimizer: st
     if E is not None and model_kw.get("feature_vocab_sizes"):  # the feature columns widen x_t
         E += len(model_kw["feature_vocab_sizes"]) * model_kw.get("feature_embedding_size", 16)
     return estimate_memory(
-        input_size=model_kw["vocab_size"] if tokens else model_kw["input_size"], tokens=tokens, embedding_size=E,
-        hidden_size=model_kw.get("hidden_size", 64), num_layers=model_kw.get("num_layers", 1),
-        num_directions=2 if model_kw.get("bidirectional") else 1, output_size=model_kw["output_size"],
-        bias=model_kw.get("bias", True), cond_size=model_kw.get("cond_size"), steps=steps, batch_size=batch_size,
-        sequence_outputs=model_kw.get("mode", "many-to-many") in SEQUENCE_MODES, optimizer=optimizer,
+        input_size=model_kw["vocab_size"] if tokens else model_kw["input_size"],
+        tokens=tokens,
+        embedding_size=E,
+        hidden_size=model_kw.get("hidden_size", 64),
+        num_layers=model_kw.get("num_layers", 1),
+        num_directions=2 if model_kw.get("bidirectional") else 1,
+        output_size=model_kw["output_size"],
+        bias=model_kw.get("bias", True),
+        cond_size=model_kw.get("cond_size"),
+        steps=steps,
+        batch_size=batch_size,
+        sequence_outputs=model_kw.get("mode", "many-to-many") in SEQUENCE_MODES,
+        optimizer=optimizer,
         dtype=model_kw.get("dtype", "float32"),
-    )  # fmt: skip
+    )
 
 
 def available_memory() -> int | None:
@@ -146,13 +162,16 @@ def available_memory() -> int | None:
     return None
 
 
-DEFAULT_HINTS = {"parameters": "a smaller --hidden-size or --num-layers",
-                 "states": "a smaller --batch-size, --seq-length or --hidden-size",
-                 "outputs": "a smaller --batch-size or --seq-length, or fewer outputs"}  # fmt: skip
+DEFAULT_HINTS = {
+    "parameters": "a smaller --hidden-size or --num-layers",
+    "states": "a smaller --batch-size, --seq-length or --hidden-size",
+    "outputs": "a smaller --batch-size or --seq-length, or fewer outputs",
+}
 
 
-def check_memory(est: MemoryEstimate, hints: dict[str, str] | None = None, available: int | None = None,
-                 what: str = "training") -> None:  # fmt: skip
+def check_memory(
+    est: MemoryEstimate, hints: dict[str, str] | None = None, available: int | None = None, what: str = "training"
+) -> None:
     """UsageError, before anything is allocated, when `est` exceeds USABLE_FRACTION of the
     available memory (default: `available_memory()`; no check where it is unknown).
 
@@ -165,5 +184,7 @@ def check_memory(est: MemoryEstimate, hints: dict[str, str] | None = None, avail
         return
     part, size = est.largest()
     hint = {**DEFAULT_HINTS, **(hints or {})}[part]
-    raise UsageError(f"{what} needs about {est.total / GIB:.1f} GiB of memory ({size}) but {have / GIB:.1f} GiB "
-                     f"is available; use {hint}")  # fmt: skip
+    raise UsageError(
+        f"{what} needs about {est.total / GIB:.1f} GiB of memory ({size}) but {have / GIB:.1f} GiB "
+        f"is available; use {hint}"
+    )

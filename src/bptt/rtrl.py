@@ -58,8 +58,10 @@ def _check_memory(B: int, H: int, n: int, dtype) -> None:
     need = 3 * B * H * n * np.dtype(dtype).itemsize
     have = resources.available_memory()
     if have is not None and need > resources.USABLE_FRACTION * have:
-        raise ValueError(f"rtrl: the sensitivities dh_t/dtheta need {need / 2**30:.1f} GiB ({B} x {H} x {n:,}), "
-                         f"{have / 2**30:.1f} GiB is available: RTRL is for small networks")  # fmt: skip
+        raise ValueError(
+            f"rtrl: the sensitivities dh_t/dtheta need {need / 2**30:.1f} GiB ({B} x {H} x {n:,}), "
+            f"{have / 2**30:.1f} GiB is available: RTRL is for small networks"
+        )
 
 
 def _blocks(model, D: int) -> list[tuple[str, int]]:
@@ -114,7 +116,9 @@ def loss_and_grads(model, inputs, targets, mask=None, h0=None, *, cond=None, los
     if fwd.cond is not None:
         s = 1.0 - fwd.h0map**2  # (B, H), one layer: h_0 = tanh(Q cond + q)
         C = fwd.cond.shape[1]
-        P[:, :, start["h0map.Q"] : start["h0map.Q"] + H * C] = np.einsum("bi,ij,bc->bijc", s, eye, fwd.cond).reshape(B, H, H * C)
+        P[:, :, start["h0map.Q"] : start["h0map.Q"] + H * C] = np.einsum("bi,ij,bc->bijc", s, eye, fwd.cond).reshape(
+            B, H, H * C
+        )
         P[:, :, start["h0map.q"] : start["h0map.q"] + H] = s[:, :, None] * eye
     total = np.zeros(n, dtype=W.dtype)
     dh0 = np.zeros((B, H), dtype=W.dtype)

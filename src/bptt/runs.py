@@ -43,8 +43,10 @@ def vocab_of(ckpt, run_dir: Path):
     except DataError as e:
         raise CheckpointError(f"{run_dir}: checkpoint.json: {e}") from None
     if len(vocab) != ckpt.model_config.get("vocab_size"):
-        raise CheckpointError(f"{run_dir}: checkpoint.json: a vocabulary of {len(vocab)} tokens for a model of "
-                              f"{ckpt.model_config.get('vocab_size')!r}")  # fmt: skip
+        raise CheckpointError(
+            f"{run_dir}: checkpoint.json: a vocabulary of {len(vocab)} tokens for a model of "
+            f"{ckpt.model_config.get('vocab_size')!r}"
+        )
     return vocab
 
 

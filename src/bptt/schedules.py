@@ -41,7 +41,9 @@ class StepDecay:
     """lr <- factor lr after every `every`-th epoch, the first at epoch `start` (at least 1)."""
 
     def __init__(self, optimizer, factor: float, every: int = 1, start: int = 0):
-        _check("--lr-decay", factor, _is_real(factor) and math.isfinite(factor) and factor > 0, "a positive finite number")
+        _check(
+            "--lr-decay", factor, _is_real(factor) and math.isfinite(factor) and factor > 0, "a positive finite number"
+        )
         _check("--lr-decay-every", every, _is_int(every) and every >= 1, "an integer >= 1")
         _check("--lr-decay-after", start, _is_int(start) and start >= 0, "an integer >= 0")
         self.optimizer = optimizer
@@ -82,8 +84,16 @@ class ExponentialDecay(StepDecay):
 class ReduceOnPlateau:
     """torch.optim.lr_scheduler.ReduceLROnPlateau(mode="min", threshold_mode="rel"), defaults halving."""
 
-    def __init__(self, optimizer, factor: float = 0.5, patience: int = 2, threshold: float = 1e-4,
-                 min_lr: float = 0.0, cooldown: int = 0, eps: float = 1e-8):  # fmt: skip
+    def __init__(
+        self,
+        optimizer,
+        factor: float = 0.5,
+        patience: int = 2,
+        threshold: float = 1e-4,
+        min_lr: float = 0.0,
+        cooldown: int = 0,
+        eps: float = 1e-8,
+    ):
         _check("factor", factor, _is_real(factor) and 0 < factor < 1, "a number in (0, 1)")
         _check("patience", patience, _is_int(patience) and patience >= 0, "an integer >= 0")
         _check("threshold", threshold, _is_real(threshold) and 0 <= threshold < 1, "a number in [0, 1)")
@@ -116,13 +126,24 @@ class ReduceOnPlateau:
 
     def state_dict(self) -> dict:
         """JSON-able: a non-finite `best` (inf: nothing seen yet) is stored as the string "inf"."""
-        return {"factor": self.factor, "patience": self.patience, "threshold": self.threshold,
-                "min_lr": self.min_lr, "cooldown": self.cooldown, "eps": self.eps,
-                "best": self.best if math.isfinite(self.best) else str(self.best),
-                "num_bad_epochs": self.num_bad_epochs, "cooldown_counter": self.cooldown_counter}  # fmt: skip
+        return {
+            "factor": self.factor,
+            "patience": self.patience,
+            "threshold": self.threshold,
+            "min_lr": self.min_lr,
+            "cooldown": self.cooldown,
+            "eps": self.eps,
+            "best": self.best if math.isfinite(self.best) else str(self.best),
+            "num_bad_epochs": self.num_bad_epochs,
+            "cooldown_counter": self.cooldown_counter,
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        self.factor, self.patience, self.threshold = float(state["factor"]), int(state["patience"]), float(state["threshold"])
+        self.factor, self.patience, self.threshold = (
+            float(state["factor"]),
+            int(state["patience"]),
+            float(state["threshold"]),
+        )
         self.min_lr, self.cooldown, self.eps = float(state["min_lr"]), int(state["cooldown"]), float(state["eps"])
         self.best = float(state["best"])
         self.num_bad_epochs, self.cooldown_counter = int(state["num_bad_epochs"]), int(state["cooldown_counter"])

@@ -40,22 +40,34 @@ LN2 = math.log(2.0)
 class Trainer(Loop):
     """Trains a language model on a token stream; checkpoints into `run_dir`; resumable exactly."""
 
-    def __init__(self, model: RNNModel, train_ids: np.ndarray, valid_ids: np.ndarray | None, run_dir, opts: TrainOptions,
-                 progress=None, log=print):  # fmt: skip
+    def __init__(
+        self,
+        model: RNNModel,
+        train_ids: np.ndarray,
+        valid_ids: np.ndarray | None,
+        run_dir,
+        opts: TrainOptions,
+        progress=None,
+        log=print,
+    ):
         from bptt.data.streams import Streams
 
         k2 = opts.window()
         if k2 < opts.seq_length:
             raise UsageError(f"--backprop-steps: got {k2}, expected at least --seq-length ({opts.seq_length})")
         if opts.horizon is not None and (model.num_layers != 1 or model.bidirectional):
-            raise UsageError("--horizon: the per-output horizon is defined for --num-layers 1; use --backprop-steps for stacks")
+            raise UsageError(
+                "--horizon: the per-output horizon is defined for --num-layers 1; use --backprop-steps for stacks"
+            )
         if model.bidirectional:
             raise UsageError("--bidirectional: a language model reads left to right; drop the flag")
         need = opts.batch_size * opts.seq_length + 1
         if len(train_ids) < need:
-            raise DataError(f"corpus: {len(train_ids):,} training tokens, but --batch-size {opts.batch_size} x "
-                            f"--seq-length {opts.seq_length} needs at least {need:,} (one chunk per stream); "
-                            "use smaller values or a longer text")  # fmt: skip
+            raise DataError(
+                f"corpus: {len(train_ids):,} training tokens, but --batch-size {opts.batch_size} x "
+                f"--seq-length {opts.seq_length} needs at least {need:,} (one chunk per stream); "
+                "use smaller values or a longer text"
+            )
         super().__init__(model, run_dir, opts, progress, log)
         self.streams = Streams(train_ids, opts.batch_size, opts.seq_length)
         self.valid_ids = valid_ids
@@ -118,7 +130,13 @@ class Trainer(Loop):
         B, k = self.opts.batch_size, self.opts.window() - self.opts.seq_length
         if h.shape != self.model.zero_state(B).shape or h.dtype.kind != "f":
             raise ValueError(f"state.h has shape {h.shape}, expected {self.model.zero_state(B).shape}")
-        if history.ndim != 3 or history.shape[0] != B or history.shape[1] > k or history.shape[2] != 2 or history.dtype.kind not in "iu":
+        if (
+            history.ndim != 3
+            or history.shape[0] != B
+            or history.shape[1] > k
+            or history.shape[2] != 2
+            or history.dtype.kind not in "iu"
+        ):
             raise ValueError(f"state.history has shape {history.shape}, expected ({B}, at most {k}, 2) integers")
         if history.size and (history.min() < 0 or history.max() >= self.model.vocab_size):
             raise ValueError(f"state.history holds ids outside 0..{self.model.vocab_size - 1}")

@@ -28,7 +28,9 @@ def check_horizon(model, horizon) -> None:
     if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
         raise ValueError(f"horizon: got {horizon!r}, expected an integer >= 1")
     if model.checkpoint_every is not None:
-        raise ValueError("horizon: per-output truncation needs every state at once, expected checkpoint_every=None (no --checkpoint-every)")
+        raise ValueError(
+            "horizon: per-output truncation needs every state at once, expected checkpoint_every=None (no --checkpoint-every)"
+        )
     if model.num_layers != 1 or model.bidirectional:
         raise ValueError(
             "horizon: per-output truncation is defined for num_layers=1, bidirectional=False; "

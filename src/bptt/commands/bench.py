@@ -31,14 +31,22 @@ def _lengths(text: str) -> list[int]:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="time bptt against PyTorch (steps, generation, memory)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "bench",
+        help="time bptt against PyTorch (steps, generation, memory)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--sections", type=_names(bench.SECTIONS, "comma-separated sections"), default=list(bench.SECTIONS))
-    p.add_argument("--configs", type=_names(list(bench.CONFIGS), "comma-separated configurations"), default=list(bench.CONFIGS))
+    p.add_argument(
+        "--configs", type=_names(list(bench.CONFIGS), "comma-separated configurations"), default=list(bench.CONFIGS)
+    )
     p.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds (medians are reported)")
     p.add_argument("--seconds", type=positive_float, default=0.5, help="per contender per round")
     p.add_argument("--lengths", type=_lengths, default=[1000, 10000, 100000], help="T for the memory section")
-    p.add_argument("--torch-threads", type=positive_int, default=None, help="torch.set_num_threads (default: the cores)")
+    p.add_argument(
+        "--torch-threads", type=positive_int, default=None, help="torch.set_num_threads (default: the cores)"
+    )
     p.add_argument("--gen-length", type=positive_int, default=200, help="tokens per call in the generate section")
     p.set_defaults(run=run)
 
@@ -46,5 +54,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise UsageError("--rounds: expected at least 1")
-    bench.run(args.sections, args.configs, args.rounds, args.seconds, args.lengths, args.gen_length, args.torch_threads, out=lambda line: print(line, flush=True))
+    bench.run(
+        args.sections,
+        args.configs,
+        args.rounds,
+        args.seconds,
+        args.lengths,
+        args.gen_length,
+        args.torch_threads,
+        out=lambda line: print(line, flush=True),
+    )
     return 0

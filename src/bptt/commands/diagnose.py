@@ -36,17 +36,31 @@ MAX_STEPS = 1000  # above this the (t, k) heatmaps alone are T^2 x 3 x layers fl
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("diagnose", help="Jacobian norms by lag, gradient contributions per (t, k), spectra",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "diagnose",
+        help="Jacobian norms by lag, gradient contributions per (t, k), spectra",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("--data", type=Path, default=None, help="language-model runs: a text (default: the run's validation text)")
+    p.add_argument(
+        "--data", type=Path, default=None, help="language-model runs: a text (default: the run's validation text)"
+    )
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--batch-size", type=positive_int, default=8, help="sequences in the batch")
-    p.add_argument("--steps", type=positive_int, default=100,
-                   help=f"T for language-model and random batches (at most {MAX_STEPS}); a task run uses its --length")  # fmt: skip
-    p.add_argument("--jacobian-sequences", type=positive_int, default=8, help="sequences whose Jacobian products are measured")
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=100,
+        help=f"T for language-model and random batches (at most {MAX_STEPS}); a task run uses its --length",
+    )
+    p.add_argument(
+        "--jacobian-sequences", type=positive_int, default=8, help="sequences whose Jacobian products are measured"
+    )
     p.add_argument("--seed", type=non_negative_int, default=0, help="which text offsets / generated sequences")
-    p.add_argument("--out", type=Path, default=None, help="directory for diagnose.json and the plots (default: RUN_DIR)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="directory for diagnose.json and the plots (default: RUN_DIR)"
+    )
     p.add_argument("--json", action="store_true", help="print the JSON instead of the summary")
     p.add_argument("--no-plot", action="store_true", help="JSON only, even when matplotlib is installed")
     p.set_defaults(run=run)
@@ -80,9 +94,13 @@ def batch_for(model, ckpt, args) -> tuple[dict, str]:
         s = longmem.spec(task, extra["length"], extra.get("variant"))
         b = s.make(rng, B)
         if b.inputs.shape[1] > MAX_STEPS:
-            raise UsageError(f"{args.run_dir}: sequences of {b.inputs.shape[1]} steps, the diagnostics take at most {MAX_STEPS}")
+            raise UsageError(
+                f"{args.run_dir}: sequences of {b.inputs.shape[1]} steps, the diagnostics take at most {MAX_STEPS}"
+            )
         return {"inputs": b.inputs, "targets": b.targets, "mask": b.mask}, f"{B} fresh sequences of {s.title}"
-    return _random_batch(model, rng, B, args.steps), f"{B} random sequences of {args.steps} steps (no data for task {task!r})"
+    return _random_batch(
+        model, rng, B, args.steps
+    ), f"{B} random sequences of {args.steps} steps (no data for task {task!r})"
 
 
 def _random_batch(model, rng, B, T) -> dict:
@@ -119,8 +137,12 @@ def history_summary(records: list[dict]) -> dict:
     for k in names:
         v = np.array([r["norms"].get(k, np.nan) for r in records], float)
         per[k] = {"median": float(np.nanmedian(v)), "max": float(np.nanmax(v)), "last": float(v[-1])}
-    return {"updates": len(records), "clipped": int(sum(bool(r["clipped"]) for r in records)),
-            "max_grad_norm": max((r["grad_norm"] for r in records), default=None), "per_tensor": per}  # fmt: skip
+    return {
+        "updates": len(records),
+        "clipped": int(sum(bool(r["clipped"]) for r in records)),
+        "max_grad_norm": max((r["grad_norm"] for r in records), default=None),
+        "per_tensor": per,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,8 +159,14 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, expected a directory")
     check_writable(out, f"--out {out}" if args.out else str(out))  # before the work, not after it
-    report = diagnostics.diagnose(model, batch["inputs"], batch["targets"], batch.get("mask"), cond=batch.get("cond"),
-                                  max_sequences=args.jacobian_sequences)  # fmt: skip
+    report = diagnostics.diagnose(
+        model,
+        batch["inputs"],
+        batch["targets"],
+        batch.get("mask"),
+        cond=batch.get("cond"),
+        max_sequences=args.jacobian_sequences,
+    )
     result = {"run_dir": str(args.run_dir), "data": source, **diagnostics.to_json(report)}
     if history is not None:
         result["training"] = history_summary(history)
@@ -168,9 +196,11 @@ def summary(model, r: dict) -> str:
     lines = [f"{model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN; {r['data']}; loss {r['loss']:.4g}"]
     for layer in r["layers"]:
         s, j, c = layer["spectrum"], layer["jacobian"], layer["contributions"]
-        lines.append(f"{layer['name']}: sigma_max(W) {s['sigma_max_W']:.3g}, spectral radius {s['spectral_radius_W']:.3g}, "
-                     f"bound 1/gamma {s['bound']:g}{' (vanishing guaranteed)' if s['vanishing_guaranteed'] else ''}; "
-                     f"mean |f'(a)| {s['mean_abs_fprime']:.3g}")  # fmt: skip
+        lines.append(
+            f"{layer['name']}: sigma_max(W) {s['sigma_max_W']:.3g}, spectral radius {s['spectral_radius_W']:.3g}, "
+            f"bound 1/gamma {s['bound']:g}{' (vanishing guaranteed)' if s['vanishing_guaranteed'] else ''}; "
+            f"mean |f'(a)| {s['mean_abs_fprime']:.3g}"
+        )
         at = ", ".join(f"lag {n}: {j['spectral'][n - 1]:.3g}" for n in (1, 10, 100) if n <= len(j["lag"]))
         rate = "n/a" if j["rate_spectral"] is None else f"x{j['rate_spectral']:.4g}"
         lines.append(f"  ||dh_t/dh_k||_2 {rate} per step (fitted); {at}")
@@ -178,7 +208,9 @@ def summary(model, r: dict) -> str:
         lines.append(f"  dL/dW by lag t-k: {share}")
     t = r.get("training")
     if t:
-        lines.append(f"training: {t['updates']} updates recorded, {t['clipped']} clipped, max gradient norm {t['max_grad_norm']:.3g}")
+        lines.append(
+            f"training: {t['updates']} updates recorded, {t['clipped']} clipped, max gradient norm {t['max_grad_norm']:.3g}"
+        )
     return "\n".join(lines)
 
 
@@ -213,10 +245,15 @@ def plot_report(report: dict, title: str) -> bytes:
             if rate is not None and (y > 0).any():
                 ok = y > 0
                 c = np.exp(np.mean(np.log(y[ok]) - np.log(rate) * lag[ok]))
-                row[0].semilogy(lag, c * rate**lag, ":", color="gray", label=f"fit x{rate:.4g}/step" if kind == "spectral" else None)
+                row[0].semilogy(
+                    lag, c * rate**lag, ":", color="gray", label=f"fit x{rate:.4g}/step" if kind == "spectral" else None
+                )
         s = layer["spectrum"]
-        row[0].set_title(f"{layer['name']}: ||dh_t/dh_k||; sigma_max(W) {s['sigma_max_W']:.2f},\n"
-                         f"spectral radius {s['spectral_radius_W']:.2f}, mean |f'(a)| {s['mean_abs_fprime']:.2f}", fontsize=9)  # fmt: skip
+        row[0].set_title(
+            f"{layer['name']}: ||dh_t/dh_k||; sigma_max(W) {s['sigma_max_W']:.2f},\n"
+            f"spectral radius {s['spectral_radius_W']:.2f}, mean |f'(a)| {s['mean_abs_fprime']:.2f}",
+            fontsize=9,
+        )
         row[0].set_xlabel("lag t - k")
         row[0].legend()
         c = by_lag(layer["lag_sums"])
@@ -232,14 +269,21 @@ def plot_report(report: dict, title: str) -> bytes:
         rows = np.flatnonzero((heat > 0).any(axis=1))
         if 0 < len(rows) <= 3:  # a final-state head: the loss enters at one step, a heatmap would be one line
             for t in rows:
-                row[2].semilogy(np.arange(t + 1)[heat[t, : t + 1] > 0], heat[t, : t + 1][heat[t, : t + 1] > 0], label=f"t = {t}")
+                row[2].semilogy(
+                    np.arange(t + 1)[heat[t, : t + 1] > 0], heat[t, : t + 1][heat[t, : t + 1] > 0], label=f"t = {t}"
+                )
             row[2].set_title("||(t, k) term of dL/dW|| (the loss enters at t only)", fontsize=9)
             row[2].set_xlabel("k (where the gradient lands)")
             row[2].legend()
             continue
         if pos.size:
-            im = row[2].imshow(np.where(heat > 0, heat, np.nan), origin="lower", aspect="auto", cmap="viridis",
-                               norm=LogNorm(vmin=max(pos.min(), pos.max() * 1e-12), vmax=pos.max()))  # fmt: skip
+            im = row[2].imshow(
+                np.where(heat > 0, heat, np.nan),
+                origin="lower",
+                aspect="auto",
+                cmap="viridis",
+                norm=LogNorm(vmin=max(pos.min(), pos.max() * 1e-12), vmax=pos.max()),
+            )
             fig.colorbar(im, ax=row[2])
         row[2].set_title("||(t, k) term of dL/dW||", fontsize=9)
         row[2].set_xlabel("k (where the gradient lands)")

@@ -18,8 +18,12 @@ from bptt.errors import DataError, UsageError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a trained model on labelled data", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained model on labelled data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--data", type=Path, default=None, help="data file (default: the run's validation data)")
     p.add_argument("--encoding", default="utf-8")
@@ -29,10 +33,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bptt.commands.predict import task_of
     from bptt.runs import lm_text_ids
     from bptt.train import evaluate_stream
-
-    from bptt.commands.predict import task_of
 
     model, ckpt, extra, module = task_of(args.run_dir)  # loaded and checked once, for either kind of run
     if module is not None:
@@ -57,7 +60,9 @@ def run_task(args, model, extra: dict, module) -> int:
     from bptt import metrics
 
     if not hasattr(module, "evaluate"):
-        raise UsageError(f"{args.run_dir}: a --task {extra['task']} run is tested when training ends; its result is in result.json")
+        raise UsageError(
+            f"{args.run_dir}: a --task {extra['task']} run is tested when training ends; its result is in result.json"
+        )
     path = args.data
     if path is None and extra["task"] != "spell":
         if not extra.get("valid"):
@@ -74,11 +79,17 @@ def run_task(args, model, extra: dict, module) -> int:
     if "confusion" in report:
         print(metrics.format_report(report))
         if "unknown_word_accuracy" in report:
-            print(f"words not in the vocabulary: {report['unknown_words']:,}, accuracy {report['unknown_word_accuracy']:.4f}")
+            print(
+                f"words not in the vocabulary: {report['unknown_words']:,}, accuracy {report['unknown_word_accuracy']:.4f}"
+            )
         print("confusion matrix (rows: true, columns: predicted):")
         print(metrics.format_confusion(report["confusion"], extra["labels"]))
     else:
-        print(" | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items() if k != "examples"))
+        print(
+            " | ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items() if k != "examples"
+            )
+        )
         for line in report.get("examples", []):
             print(line)
     if args.plot is not None:

@@ -25,7 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--top-k", type=positive_int, default=None)
     p.add_argument("--greedy", action="store_true", help="always the most probable token")
     p.add_argument("--seed", type=non_negative_int, default=None, help="fixes the sample")
-    p.add_argument("--cond", default=None, help="one-to-many runs (--task spell): the number(s) to spell, e.g. 42 or '7 42'")
+    p.add_argument(
+        "--cond", default=None, help="one-to-many runs (--task spell): the number(s) to spell, e.g. 42 or '7 42'"
+    )
     p.set_defaults(run=run)
 
 
@@ -49,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if extra.get("task", "lm") != "lm":
         from bptt import tasks
 
-        judged = extra["task"] in tasks.TASKS and not hasattr(tasks.module(extra["task"]), "predict")  # long-memory tasks
+        judged = extra["task"] in tasks.TASKS and not hasattr(
+            tasks.module(extra["task"]), "predict"
+        )  # long-memory tasks
         use = "its result is in result.json" if judged else "use bptt predict or bptt evaluate"
         raise UsageError(f"{args.run_dir}: a --task {extra['task']} run generates nothing; {use}")
     vocab = vocab_of(ckpt, args.run_dir)
@@ -66,8 +70,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--prime: no token of the vocabulary in it")
     if args.greedy:
         print("warning: --greedy always picks the most probable token; small models fall into loops", file=sys.stderr)
-    out = sample(model, ids, args.length, temperature=args.temperature, top_k=args.top_k, greedy=args.greedy,
-                 rng=np.random.default_rng(args.seed))  # fmt: skip
+    out = sample(
+        model,
+        ids,
+        args.length,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        greedy=args.greedy,
+        rng=np.random.default_rng(args.seed),
+    )
     sep = "" if vocab.level == "char" else " "
     print(prime + sep + vocab.decode(out))
     return 0

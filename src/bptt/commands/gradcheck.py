@@ -22,17 +22,28 @@ from bptt.options import add_model_options, model_kwargs, non_negative_int, posi
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("gradcheck", help="check every gradient against finite differences (float64)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "gradcheck",
+        help="check every gradient against finite differences (float64)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_model_options(p, {"hidden_size": 4})
     g = p.add_argument_group("problem")
     g.add_argument("--input", choices=["tokens", "features"], default="tokens")
     g.add_argument("--vocab-size", type=positive_int, default=7, help="for --input tokens")
     g.add_argument("--input-size", type=positive_int, default=3, help="for --input features")
-    g.add_argument("--feature-columns", type=non_negative_int, default=0, help="tokens: this many extra id columns (tagger affixes), 5 ids each")
+    g.add_argument(
+        "--feature-columns",
+        type=non_negative_int,
+        default=0,
+        help="tokens: this many extra id columns (tagger affixes), 5 ids each",
+    )
     g.add_argument("--output-size", type=positive_int, default=None, help="K (default: vocab size, or 3)")
     g.add_argument("--head", choices=["softmax", "sigmoid", "linear"], default="softmax")
-    g.add_argument("--mode", choices=["many-to-many", "many-to-one", "one-to-many", "one-to-one"], default="many-to-many")
+    g.add_argument(
+        "--mode", choices=["many-to-many", "many-to-one", "one-to-many", "one-to-one"], default="many-to-many"
+    )
     g.add_argument("--pooling", choices=["last", "mean", "max"], default="last")
     g.add_argument("--reduction", choices=["sum-over-time", "mean", "sum"], default="sum-over-time")
     g.add_argument("--batch-size", type=positive_int, default=3)
@@ -40,13 +51,23 @@ def add_parser(sub) -> None:
     g.add_argument("--uneven", action="store_true", help="random lengths in 1..T and a mask")
     g.add_argument("--h0", action="store_true", help="a random initial state, its gradient checked too")
     t = p.add_argument_group("truncation")
-    t.add_argument("--backprop-steps", type=positive_int, default=None,
-                   help="TBPTT(k1, k2): a window of k2 steps from a fixed state, loss on its last k1 = --seq-length")  # fmt: skip
+    t.add_argument(
+        "--backprop-steps",
+        type=positive_int,
+        default=None,
+        help="TBPTT(k1, k2): a window of k2 steps from a fixed state, loss on its last k1 = --seq-length",
+    )
     t.add_argument("--horizon", type=positive_int, default=None, help="per-output horizon tau (one layer)")
     c = p.add_argument_group("check")
-    c.add_argument("--method", choices=["fd", "rtrl"], default="fd",
-                   help="compare BPTT with finite differences (fd) or with real-time recurrent learning (rtrl)")  # fmt: skip
-    c.add_argument("--threshold", type=positive_float, default=None, help="max relative error (default: 1e-6 fd, 1e-9 rtrl)")
+    c.add_argument(
+        "--method",
+        choices=["fd", "rtrl"],
+        default="fd",
+        help="compare BPTT with finite differences (fd) or with real-time recurrent learning (rtrl)",
+    )
+    c.add_argument(
+        "--threshold", type=positive_float, default=None, help="max relative error (default: 1e-6 fd, 1e-9 rtrl)"
+    )
     c.add_argument("--eps", type=positive_float, default=1e-3)
     c.add_argument("--max-entries", type=positive_int, default=200, help="entries per tensor, sampled beyond")
     c.add_argument("--json", action="store_true", help="print one JSON object")
@@ -58,8 +79,12 @@ def check_memory(args, model_kw: dict) -> None:
     from bptt import resources
 
     # optimizer "sgd", float64: weights, gradients and the finite-difference copy
-    est = resources.estimate_model({**model_kw, "dtype": "float64"}, steps=args.backprop_steps or args.seq_length,
-                                   batch_size=args.batch_size, optimizer="sgd")  # fmt: skip
+    est = resources.estimate_model(
+        {**model_kw, "dtype": "float64"},
+        steps=args.backprop_steps or args.seq_length,
+        batch_size=args.batch_size,
+        optimizer="sgd",
+    )
     resources.check_memory(est, what="the gradient check")
 
 
@@ -112,8 +137,19 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "rtrl":
         report = _against_rtrl(model, x, y, mask, h0, cond, loss_mask, args.horizon)
     else:
-        report = gradcheck(model, x, y, mask, h0, cond=cond, loss_mask=loss_mask, horizon=args.horizon,
-                           eps=args.eps, max_entries=args.max_entries, seed=args.seed)  # fmt: skip
+        report = gradcheck(
+            model,
+            x,
+            y,
+            mask,
+            h0,
+            cond=cond,
+            loss_mask=loss_mask,
+            horizon=args.horizon,
+            eps=args.eps,
+            max_entries=args.max_entries,
+            seed=args.seed,
+        )
     if args.threshold is None:
         args.threshold = 1e-9 if args.method == "rtrl" else 1e-6
     worst = max(report.values())
@@ -140,7 +176,9 @@ def _against_rtrl(model, x, y, mask, h0, cond, loss_mask, horizon) -> dict[str, 
         raise UsageError(f"--method rtrl: {str(e).removeprefix('rtrl: ')}") from None
     m = model.astype(np.float64)
     _, bptt_grads, bptt_state = m.loss_and_grads(x, y, mask, h0, cond=cond, loss_mask=loss_mask, return_state=True)
-    _, rtrl_grads, rtrl_state = rtrl.loss_and_grads(m, x, y, mask, h0, cond=cond, loss_mask=loss_mask, return_state=True)
+    _, rtrl_grads, rtrl_state = rtrl.loss_and_grads(
+        m, x, y, mask, h0, cond=cond, loss_mask=loss_mask, return_state=True
+    )
     report = {k: relative_error(bptt_grads[k], rtrl_grads[k]) for k in m.params}
     if h0 is not None:
         report["h0"] = relative_error(bptt_state["dh0"], rtrl_state["dh0"])

@@ -51,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, [r["train_loss"] * scale for r in records], label="train")
     if any("valid_loss" in r for r in records):
-        ax.plot([r["step"] for r in records if "valid_loss" in r],
-                [r["valid_loss"] * scale for r in records if "valid_loss" in r], label="validation")  # fmt: skip
+        ax.plot(
+            [r["step"] for r in records if "valid_loss" in r],
+            [r["valid_loss"] * scale for r in records if "valid_loss" in r],
+            label="validation",
+        )
     ax.set_xlabel("update")
     ax.set_ylabel("bits per character" if char else "nats per token")
     ax.set_title(str(args.run_dir))

@@ -20,8 +20,12 @@ from bptt.errors import UsageError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="outputs of a trained tagger, classifier, regressor or speller",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "predict",
+        help="outputs of a trained tagger, classifier, regressor or speller",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--data", type=Path, required=True, help="the inputs")
     p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
@@ -42,7 +46,6 @@ def task_of(run_dir: Path):
 
 def run(args: argparse.Namespace) -> int:
     from bptt.checkpoint import atomic_write_text
-
     from bptt.commands.train import check_writable
 
     model, _, extra, module = task_of(args.run_dir)

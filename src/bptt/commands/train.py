@@ -26,15 +26,29 @@ import numpy as np
 from bptt.errors import CheckpointError, DataError, UsageError
 from bptt.options import add_model_options, fraction, model_kwargs, non_negative_int, positive_float, positive_int
 
-RUN_FILES = ("checkpoint", "weights-", "optimizer-", "metrics.jsonl", "samples.txt", "best", "grad-norms.jsonl",
-             "result.json", "diagnose.", "grad-norms.png")
+RUN_FILES = (
+    "checkpoint",
+    "weights-",
+    "optimizer-",
+    "metrics.jsonl",
+    "samples.txt",
+    "best",
+    "grad-norms.jsonl",
+    "result.json",
+    "diagnose.",
+    "grad-norms.png",
+)
 
 
 def add_parser(sub) -> None:
     from bptt import tasks
 
-    p = sub.add_parser("train", help="train a model (default: a character language model on Python's help text)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "train",
+        help="train a model (default: a character language model on Python's help text)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", choices=tasks.names(), default="lm", help="what to train (default: lm, a language model)")
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="a UTF-8 text file (default: the built-in corpus)")
@@ -57,8 +71,12 @@ def add_parser(sub) -> None:
     o.add_argument("--lr", type=positive_float, default=2e-3)
     o.add_argument("--momentum", type=fraction, default=0.9, help="for --optimizer momentum")
     o.add_argument("--nesterov", action="store_true", help="Nesterov momentum, for --optimizer momentum")
-    o.add_argument("--lr-decay", type=positive_float, default=1.0, help="multiply lr by this every --lr-decay-every epochs")
-    o.add_argument("--lr-decay-every", type=positive_int, default=1, help="epochs between decays (1: exponential decay)")
+    o.add_argument(
+        "--lr-decay", type=positive_float, default=1.0, help="multiply lr by this every --lr-decay-every epochs"
+    )
+    o.add_argument(
+        "--lr-decay-every", type=positive_int, default=1, help="epochs between decays (1: exponential decay)"
+    )
     o.add_argument("--lr-decay-after", type=non_negative_int, default=0, help="epochs before --lr-decay starts")
     o.add_argument("--lr-plateau", action="store_true", help="halve lr when validation loss stops improving")
     o.add_argument("--clip-norm", type=positive_float, default=5.0, help="global gradient norm (Pascanu et al.)")
@@ -77,14 +95,20 @@ def add_parser(sub) -> None:
     b.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run exactly")
     b.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     b.add_argument("--keep", type=positive_int, default=1, help="checkpoints kept")
-    b.add_argument("--keep-best", action="store_true",
-                   help="also keep the best evaluation's checkpoint in RUN_DIR/best (on by default for --task runs)")
+    b.add_argument(
+        "--keep-best",
+        action="store_true",
+        help="also keep the best evaluation's checkpoint in RUN_DIR/best (on by default for --task runs)",
+    )
     b.add_argument("--samples", type=non_negative_int, default=3, help="samples printed at the end")
     b.add_argument("--sample-length", type=positive_int, default=200)
     b.add_argument("--temperature", type=positive_float, default=0.8)
     b.add_argument("--config", type=Path, default=None, help="TOML or JSON file of options")
-    b.add_argument("--diagnostics", action="store_true",
-                   help="record every update's gradient norm per tensor and clipping to RUN_DIR/grad-norms.jsonl")  # fmt: skip
+    b.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="record every update's gradient norm per tensor and clipping to RUN_DIR/grad-norms.jsonl",
+    )
     for module in dict.fromkeys(tasks.TASKS.values()):  # a module may serve several tasks
         importlib.import_module(module).add_options(p)
     p.set_defaults(run=run, parser=p)
@@ -188,12 +212,18 @@ def choose_run_dir(args, name: str) -> Path:
 
         started = checkpoint.is_run_dir(out)
         if not started and not all(_run_file(f) for f in out.iterdir()):
-            raise UsageError(f"--out {out}: is not a bptt run directory, refusing to {'overwrite' if args.overwrite else 'use'} it")
+            raise UsageError(
+                f"--out {out}: is not a bptt run directory, refusing to {'overwrite' if args.overwrite else 'use'} it"
+            )
         if not args.overwrite:
             if not started:
-                raise UsageError(f"--out {out}: holds no checkpoint yet (a run stopped before its first); "
-                                 "pass --overwrite to start it over")  # fmt: skip
-            raise UsageError(f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it")
+                raise UsageError(
+                    f"--out {out}: holds no checkpoint yet (a run stopped before its first); "
+                    "pass --overwrite to start it over"
+                )
+            raise UsageError(
+                f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it"
+            )
         for f in out.iterdir():
             if _run_file(f):
                 shutil.rmtree(f) if f.is_dir() else f.unlink()
@@ -241,8 +271,12 @@ def run(args: argparse.Namespace) -> int:
     name = BUILTIN_NAME if args.data is None else args.data.stem
     vocab_kw = {}
     if args.level == "word":
-        vocab_kw = dict(lowercase=args.lowercase, min_freq=args.min_freq, max_size=args.vocab_size,
-                        sentence_ends=not args.no_sentence_ends)  # fmt: skip
+        vocab_kw = dict(
+            lowercase=args.lowercase,
+            min_freq=args.min_freq,
+            max_size=args.vocab_size,
+            sentence_ends=not args.no_sentence_ends,
+        )
     vocab = Vocab(text, level=args.level, **vocab_kw)
     check_vocab(vocab, args)
     ids = vocab.encode(text)
@@ -253,15 +287,28 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args, len(vocab))  # refuses what does not fit in memory, before --overwrite deletes anything
     out = choose_run_dir(args, f"{name}-{args.level}")
     opts = options_from_args(args)
-    opts.extra = {"task": "lm", "level": args.level, "vocab": vocab.to_json(), "data": None if args.data is None else str(args.data),
-                  "valid": None if args.valid is None else str(args.valid), "encoding": args.encoding,
-                  "valid_fraction": args.valid_fraction, "corpus_sha256": _sha(text),
-                  "samples": args.samples, "sample_length": args.sample_length, "temperature": args.temperature}  # fmt: skip
+    opts.extra = {
+        "task": "lm",
+        "level": args.level,
+        "vocab": vocab.to_json(),
+        "data": None if args.data is None else str(args.data),
+        "valid": None if args.valid is None else str(args.valid),
+        "encoding": args.encoding,
+        "valid_fraction": args.valid_fraction,
+        "corpus_sha256": _sha(text),
+        "samples": args.samples,
+        "sample_length": args.sample_length,
+        "temperature": args.temperature,
+    }
     trainer = Trainer(model, train_ids, valid_ids, out, opts, progress=default_progress())
-    print(f"corpus {name}: {len(ids):,} {args.level}s, vocabulary {len(vocab)}; train {len(train_ids):,}, "
-          f"valid {0 if valid_ids is None else len(valid_ids):,}; run directory {out}")  # fmt: skip
-    print(f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, "
-          f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}")  # fmt: skip
+    print(
+        f"corpus {name}: {len(ids):,} {args.level}s, vocabulary {len(vocab)}; train {len(train_ids):,}, "
+        f"valid {0 if valid_ids is None else len(valid_ids):,}; run directory {out}"
+    )
+    print(
+        f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, "
+        f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}"
+    )
     return finish(trainer, vocab)
 
 
@@ -271,11 +318,17 @@ def check_vocab(vocab, args) -> None:
         return
     source = "the built-in corpus" if args.data is None else args.data
     if args.level == "char":
-        raise DataError(f"{source}: only the character {vocab.itos[0]!r}, a language model needs at least 2 distinct characters")
-    limits = [f for f, given in (("--vocab-size", args.vocab_size is not None), ("--min-freq", args.min_freq > 1)) if given]
+        raise DataError(
+            f"{source}: only the character {vocab.itos[0]!r}, a language model needs at least 2 distinct characters"
+        )
+    limits = [
+        f for f, given in (("--vocab-size", args.vocab_size is not None), ("--min-freq", args.min_freq > 1)) if given
+    ]
     why = f" with {' and '.join(limits)}" if limits else ""
-    raise DataError(f"{source}: a vocabulary of only <unk>{why}, a language model needs at least 2 tokens; "
-                    "raise --vocab-size or lower --min-freq")  # fmt: skip
+    raise DataError(
+        f"{source}: a vocabulary of only <unk>{why}, a language model needs at least 2 tokens; "
+        "raise --vocab-size or lower --min-freq"
+    )
 
 
 def check_memory(args, model_kw: dict) -> None:
@@ -285,8 +338,13 @@ def check_memory(args, model_kw: dict) -> None:
     steps = (args.backprop_steps or args.seq_length) + (args.horizon or 1) - 1
     est = resources.estimate_model(model_kw, steps=steps, batch_size=args.batch_size, optimizer=args.optimizer)
     fewer = "a smaller --vocab-size or a higher --min-freq, or " if args.level == "word" else ""
-    resources.check_memory(est, {"parameters": f"{fewer}a smaller --hidden-size or --embedding-size",
-                                 "outputs": f"{fewer}a smaller --batch-size or --seq-length"})  # fmt: skip
+    resources.check_memory(
+        est,
+        {
+            "parameters": f"{fewer}a smaller --hidden-size or --embedding-size",
+            "outputs": f"{fewer}a smaller --batch-size or --seq-length",
+        },
+    )
 
 
 def options_from_args(args):
@@ -332,10 +390,15 @@ def resume(args) -> int:
     data = extra["data"]
     text = builtin_corpus() if data is None else read_text(Path(data), extra["encoding"])
     if _sha(text) != extra["corpus_sha256"]:
-        raise UsageError(f"--resume {run_dir}: the training data {data or 'built-in corpus'} changed since the run started")
+        raise UsageError(
+            f"--resume {run_dir}: the training data {data or 'built-in corpus'} changed since the run started"
+        )
     ids = vocab.encode(text)
     if extra["valid"] is not None:
-        train_ids, valid_ids = ids, vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]), source=extra["valid"])
+        train_ids, valid_ids = (
+            ids,
+            vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]), source=extra["valid"]),
+        )
     else:
         frac = extra["valid_fraction"]
         train_ids, valid_ids = split(ids, frac) if frac > 0 else (ids, None)
@@ -368,8 +431,10 @@ def finish(trainer, vocab) -> int:
 
     state = trainer.fit()
     extra = trainer.opts.extra
-    print(f"stopped after {state['step']} updates ({state['stop_reason']}), {state['elapsed']:.1f} s; "
-          f"checkpoint in {trainer.run_dir}")  # fmt: skip
+    print(
+        f"stopped after {state['step']} updates ({state['stop_reason']}), {state['elapsed']:.1f} s; "
+        f"checkpoint in {trainer.run_dir}"
+    )
     if trainer.valid_ids is not None and state.get("best_valid") is not None:
         unit = "bits per character" if extra["level"] == "char" else "perplexity"
         best = state["best_valid"]
@@ -377,7 +442,7 @@ def finish(trainer, vocab) -> int:
         print(f"best validation {unit}: {value:.3f}")
     rng = np.random.default_rng(trainer.model.seed)
     texts = []
-    for i in range(extra.get("samples", 0)):
+    for _ in range(extra.get("samples", 0)):
         start = np.array([int(trainer.valid_ids[0] if trainer.valid_ids is not None else 0)])
         ids = sample(trainer.model, start, extra["sample_length"], temperature=extra["temperature"], rng=rng)
         texts.append(vocab.decode(np.concatenate([start, ids])))

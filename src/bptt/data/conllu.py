@@ -49,7 +49,9 @@ def _conllu():
     try:
         import conllu
     except ImportError:
-        raise UsageError("reading CoNLL-U needs the conllu package: pip install 'bptt[train]' (or pip install conllu)") from None
+        raise UsageError(
+            "reading CoNLL-U needs the conllu package: pip install 'bptt[train]' (or pip install conllu)"
+        ) from None
     return conllu
 
 
@@ -81,7 +83,7 @@ def read(path: Path | str, column: str = "upos", encoding: str = "utf-8") -> lis
             raise DataError(f"{path}:{start}: found {len(parsed)} sentences in one block, expected 1")
         tokens = parsed[0]
         words, tags, where = [], [], []
-        for (i, line), tok in zip(((i, l) for i, l in enumerate(lines) if not l.startswith("#")), tokens):
+        for (i, _line), tok in zip(((i, l) for i, l in enumerate(lines) if not l.startswith("#")), tokens):
             if isinstance(tok["id"], int):
                 words.append(tok["form"])
                 tags.append(tok[column])
@@ -114,22 +116,28 @@ def _check_block(path: Path, start: int, lines: list[str]) -> None:
             continue
         cols = line.split("\t")
         if len(cols) != 10:
-            raise DataError(f"{path}:{n}: found {len(cols)} tab-separated columns, expected 10 "
-                            f"({' '.join(c.upper() for c in COLUMNS)})")  # fmt: skip
+            raise DataError(
+                f"{path}:{n}: found {len(cols)} tab-separated columns, expected 10 "
+                f"({' '.join(c.upper() for c in COLUMNS)})"
+            )
         empty = next((c for c, v in zip(COLUMNS, cols) if not v.strip()), None)
         if empty is not None:
             raise DataError(f"{path}:{n}: empty {empty.upper()}, expected a value or '_'")
         tid = cols[0]
         if _WORD_ID.match(tid):
             if int(tid) != expected_id:
-                raise DataError(f"{path}:{n}: word ID {tid}, expected {expected_id} (IDs count 1, 2, ... in each sentence)")
+                raise DataError(
+                    f"{path}:{n}: word ID {tid}, expected {expected_id} (IDs count 1, 2, ... in each sentence)"
+                )
             expected_id += 1
             n_words += 1
         elif _RANGE_ID.match(tid):
             first, last = map(int, tid.split("-"))
             if first != expected_id or last <= first:
-                raise DataError(f"{path}:{n}: range {tid}, expected {expected_id}-N with N > {expected_id} "
-                                "(a multi-word token spans the words that follow it)")  # fmt: skip
+                raise DataError(
+                    f"{path}:{n}: range {tid}, expected {expected_id}-N with N > {expected_id} "
+                    "(a multi-word token spans the words that follow it)"
+                )
             last_range = (n, tid, last)
         elif not _EMPTY_ID.match(tid):
             raise DataError(f"{path}:{n}: ID {tid!r}, expected an integer, a range like 1-2 or an empty node like 1.1")
@@ -145,8 +153,10 @@ def require_tags(path: Path | str, sentences: list[Sentence], column: str) -> No
     for s in sentences:
         for word, tag, line in zip(s.words, s.tags, s.lines):
             if tag is None or tag == "_":
-                raise DataError(f"{path}:{line}: word {word!r} has no {column.upper()} (found '_'), expected a tag"
-                                + (" (this treebank may have no XPOS: try --column upos)" if column == "xpos" else ""))  # fmt: skip
+                raise DataError(
+                    f"{path}:{line}: word {word!r} has no {column.upper()} (found '_'), expected a tag"
+                    + (" (this treebank may have no XPOS: try --column upos)" if column == "xpos" else "")
+                )
 
 
 def read_plain(path: Path | str, encoding: str = "utf-8") -> list[Sentence]:
@@ -177,7 +187,10 @@ def write(sentences: list[Sentence], predicted: list[list[str]], column: str = "
     parts = []
     for s, tags in zip(sentences, predicted):
         if s.tokens is None:
-            rows = [{c: "_" for c in COLUMNS} | {"id": i, "form": w, column: t} for i, (w, t) in enumerate(zip(s.words, tags), 1)]
+            rows = [
+                {c: "_" for c in COLUMNS} | {"id": i, "form": w, column: t}
+                for i, (w, t) in enumerate(zip(s.words, tags), 1)
+            ]
             tokens = conllu.models.TokenList(rows, metadata={"text": " ".join(s.words)})
         else:
             tokens, it = s.tokens, iter(tags)

@@ -37,9 +37,11 @@ class Streams:
             raise UsageError(f"--batch-size {batch_size}, --seq-length {seq_length}: expected both at least 1")
         need = batch_size * seq_length + 1
         if len(ids) < need:
-            raise DataError(f"corpus: {len(ids):,} tokens, but --batch-size {batch_size} x --seq-length {seq_length} "
-                            f"needs at least {need:,} (one chunk per stream); use a smaller --batch-size or "
-                            "--seq-length, or a longer text")  # fmt: skip
+            raise DataError(
+                f"corpus: {len(ids):,} tokens, but --batch-size {batch_size} x --seq-length {seq_length} "
+                f"needs at least {need:,} (one chunk per stream); use a smaller --batch-size or "
+                "--seq-length, or a longer text"
+            )
         n = (len(ids) - 1) // batch_size
         self.batch_size, self.seq_length, self.length = batch_size, seq_length, n
         self.inputs = _read_only(ids[: batch_size * n].reshape(batch_size, n))

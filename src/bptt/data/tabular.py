@@ -44,14 +44,17 @@ def is_csv(path: Path) -> bool:
     return path.suffix.lower() == ".csv"
 
 
-def read_labelled(path: Path | str, text_column: str | None = None, label_column: str | None = None,
-                  encoding: str = "utf-8") -> list[Example]:  # fmt: skip
+def read_labelled(
+    path: Path | str, text_column: str | None = None, label_column: str | None = None, encoding: str = "utf-8"
+) -> list[Example]:
     """(text, label, line) of every example; TSV by default, CSV for .csv files or named columns."""
     path = Path(path)
     text = read_text(path, encoding)
     if is_csv(path) or text_column is not None or label_column is not None:
         rows = _rows(path, text, "," if is_csv(path) else "\t")
-        return [Example(r[0], r[1], n) for r, n in _columns(path, rows, [text_column or "text", label_column or "label"])]
+        return [
+            Example(r[0], r[1], n) for r, n in _columns(path, rows, [text_column or "text", label_column or "label"])
+        ]
     return _read_tsv(path, text)
 
 
@@ -78,7 +81,9 @@ def _read_tsv(path: Path, text: str) -> list[Example]:
         if not line.strip():
             raise DataError(f"{path}:{n}: empty line, expected TEXT<TAB>LABEL")
         if "\t" not in line:
-            raise DataError(f"{path}:{n}: no tab, expected TEXT<TAB>LABEL (or pass --text-column/--label-column for a file with a header)")
+            raise DataError(
+                f"{path}:{n}: no tab, expected TEXT<TAB>LABEL (or pass --text-column/--label-column for a file with a header)"
+            )
         body, label = line.rsplit("\t", 1)
         if n == 1 and {body.strip().lower(), label.strip().lower()} in TSV_HEADERS:
             continue
@@ -103,7 +108,9 @@ def _rows(path: Path, text: str, delimiter: str):
         for row in reader:
             yield row, reader.line_num
     except csv.Error as e:
-        raise DataError(f"{path}:{reader.line_num}: {e}, expected {'CSV' if delimiter == ',' else 'TSV'} fields") from None
+        raise DataError(
+            f"{path}:{reader.line_num}: {e}, expected {'CSV' if delimiter == ',' else 'TSV'} fields"
+        ) from None
 
 
 def _columns(path: Path, rows, names: list[str]):
@@ -114,16 +121,24 @@ def _columns(path: Path, rows, names: list[str]):
         raise DataError(f"{path}: empty, expected a header row")
     header = [h.strip() for h in header]
     if len(set(names)) < len(names):
-        raise DataError(f"{path}: column {names[0]!r} asked for twice, expected two different columns "
-                        "(--text-column/--label-column or --input-column/--target-column)")  # fmt: skip
+        raise DataError(
+            f"{path}: column {names[0]!r} asked for twice, expected two different columns "
+            "(--text-column/--label-column or --input-column/--target-column)"
+        )
     index = []
     for name in names:
         if header.count(name) > 1:
-            raise DataError(f"{path}:1: column {name!r} appears {header.count(name)} times in the header, expected once")
+            raise DataError(
+                f"{path}:1: column {name!r} appears {header.count(name)} times in the header, expected once"
+            )
         if name not in header:
-            found = ", ".join(" ".join(h.split())[:40] for h in header[:20]) + (", ..." if len(header) > 20 else "")  # one line
-            raise DataError(f"{path}:1: no column {name!r} in the header (found: {found}), "
-                            "expected it (choose columns with --text-column/--label-column or --input-column/--target-column)")  # fmt: skip
+            found = ", ".join(" ".join(h.split())[:40] for h in header[:20]) + (
+                ", ..." if len(header) > 20 else ""
+            )  # one line
+            raise DataError(
+                f"{path}:1: no column {name!r} in the header (found: {found}), "
+                "expected it (choose columns with --text-column/--label-column or --input-column/--target-column)"
+            )
         index.append(header.index(name))
     out = []
     for row, n in rows:
@@ -146,19 +161,28 @@ def parse_steps(path: Path, n: int, cell: str, what: str) -> np.ndarray:
     try:
         steps = [[float(v) for v in s.split(":")] for s in cell.split()]
     except ValueError:
-        raise DataError(f"{path}:{n}: {what} {cell.strip()[:40]!r}, expected numbers (steps separated by spaces, "
-                        "features within a step by ':')") from None  # fmt: skip
+        raise DataError(
+            f"{path}:{n}: {what} {cell.strip()[:40]!r}, expected numbers (steps separated by spaces, "
+            "features within a step by ':')"
+        ) from None
     widths = {len(s) for s in steps}
     if len(widths) != 1:
-        raise DataError(f"{path}:{n}: {what} steps with {sorted(widths)} features, expected the same number in every step")
+        raise DataError(
+            f"{path}:{n}: {what} steps with {sorted(widths)} features, expected the same number in every step"
+        )
     a = np.array(steps, dtype=np.float64)
     if not np.isfinite(a).all():
         raise DataError(f"{path}:{n}: {what} holds NaN or infinity, expected finite numbers")
     return a
 
 
-def read_sequences(path: Path | str, input_column: str = "input", target_column: str = "target",
-                   encoding: str = "utf-8", need_targets: bool = True):  # fmt: skip
+def read_sequences(
+    path: Path | str,
+    input_column: str = "input",
+    target_column: str = "target",
+    encoding: str = "utf-8",
+    need_targets: bool = True,
+):
     """[(inputs (T, D), targets (1 or T, K) or None, line)] of a regression CSV."""
     path = Path(path)
     text = read_text(path, encoding)
@@ -169,7 +193,7 @@ def read_sequences(path: Path | str, input_column: str = "input", target_column:
         y = parse_steps(path, n, fields[1], target_column) if need_targets else None
         out.append((x, y, n))
     D = out[0][0].shape[1]
-    for x, y, n in out:
+    for x, _y, n in out:
         if x.shape[1] != D:
             raise DataError(f"{path}:{n}: {x.shape[1]} input features per step, expected {D} as on line {out[0][2]}")
     return out

@@ -53,8 +53,10 @@ def read_text(path: Path | str, encoding: str = "utf-8") -> str:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: is not {encoding} text (invalid byte 0x{data[e.start]:02x} at offset {e.start}); "
-                        "pass --encoding to choose another encoding") from None  # fmt: skip
+        raise DataError(
+            f"{path}: is not {encoding} text (invalid byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "pass --encoding to choose another encoding"
+        ) from None
     text = text.removeprefix("\ufeff")  # a byte-order mark (Excel's and Notepad's UTF-8) is not text
     if not text.strip():
         what = "0 bytes" if not data else "only whitespace"
@@ -104,8 +106,17 @@ class Vocab:
     ties alphabetically, at most `max_size` entries in all ("<unk>" included).
     `unk_id` is the id of "<unk>" (None at char level)."""
 
-    def __init__(self, text: str | None = None, level: str = "char", *, lowercase: bool = False, min_freq: int = 1,
-                 max_size: int | None = None, sentence_ends: bool = True, itos: list[str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        text: str | None = None,
+        level: str = "char",
+        *,
+        lowercase: bool = False,
+        min_freq: int = 1,
+        max_size: int | None = None,
+        sentence_ends: bool = True,
+        itos: list[str] | None = None,
+    ):
         if level not in LEVELS:
             raise UsageError(f"--level: got {level!r}, expected char or word")
         self.level, self.lowercase, self.sentence_ends = level, lowercase, sentence_ends
@@ -149,8 +160,10 @@ class Vocab:
         at = text.index(c)
         line = text.count("\n", 0, at) + 1
         column = at - (text.rfind("\n", 0, at) + 1) + 1
-        return DataError(f"{where(source, line)}:{column}: character {c!r} is not in the model's vocabulary "
-                         f"(U+{ord(c):04X}), expected one of its {len(self)} characters")  # fmt: skip
+        return DataError(
+            f"{where(source, line)}:{column}: character {c!r} is not in the model's vocabulary "
+            f"(U+{ord(c):04X}), expected one of its {len(self)} characters"
+        )
 
     def decode(self, ids) -> str:
         """The text of a sequence of ids. Word level: words joined by spaces, <eos> as a line end."""
@@ -168,11 +181,15 @@ class Vocab:
 
     def to_json(self) -> dict:
         """A plain dict that `from_json` turns back into an equal vocabulary."""
-        return {"level": self.level, "lowercase": self.lowercase, "sentence_ends": self.sentence_ends,
-                "itos": list(self.itos)}  # fmt: skip
+        return {
+            "level": self.level,
+            "lowercase": self.lowercase,
+            "sentence_ends": self.sentence_ends,
+            "itos": list(self.itos),
+        }
 
     @classmethod
-    def from_json(cls, d) -> "Vocab":
+    def from_json(cls, d) -> Vocab:
         """The vocabulary of a `to_json` dict; DataError saying what is malformed."""
         _check_json(d)
         return cls(level=d["level"], lowercase=d["lowercase"], sentence_ends=d["sentence_ends"], itos=d["itos"])
@@ -199,8 +216,9 @@ def _check_json(d) -> None:
         raise DataError(f"vocabulary: word level without {UNK}, expected it in itos")
 
 
-def split(ids: np.ndarray, valid_fraction: float = 0.1, min_length: int = 2,
-          source: str = "corpus") -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def split(
+    ids: np.ndarray, valid_fraction: float = 0.1, min_length: int = 2, source: str = "corpus"
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid) views of the (N,) ids: the last round(N * valid_fraction) held out, contiguous.
 
     DataError when either part would be shorter than `min_length` tokens."""
@@ -208,7 +226,9 @@ def split(ids: np.ndarray, valid_fraction: float = 0.1, min_length: int = 2,
         raise UsageError(f"--valid-fraction: got {valid_fraction:g}, expected a number between 0 and 1")
     n_valid = int(round(len(ids) * valid_fraction))
     if min(n_valid, len(ids) - n_valid) < min_length:
-        raise DataError(f"{source}: {len(ids):,} tokens would split into {len(ids) - n_valid:,} for training and "
-                        f"{n_valid:,} for validation at --valid-fraction {valid_fraction:g}, but each part needs at "
-                        f"least {min_length}; pass --valid FILE or a longer text")  # fmt: skip
+        raise DataError(
+            f"{source}: {len(ids):,} tokens would split into {len(ids) - n_valid:,} for training and "
+            f"{n_valid:,} for validation at --valid-fraction {valid_fraction:g}, but each part needs at "
+            f"least {min_length}; pass --valid FILE or a longer text"
+        )
     return ids[: len(ids) - n_valid], ids[len(ids) - n_valid :]

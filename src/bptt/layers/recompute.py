@@ -122,7 +122,9 @@ def forward(
     n = -(-T // k)
     checkpoints = np.empty((n, B, H), dtype=W.dtype)
     out = np.empty((T, B, H), dtype=W.dtype) if keep_out else None
-    cache = Cache(X=X, checkpoints=checkpoints, every=k, pad=pad, U=U, W=W, b=b, nonlinearity=nonlinearity, reverse=reverse)
+    cache = Cache(
+        X=X, checkpoints=checkpoints, every=k, pad=pad, U=U, W=W, b=b, nonlinearity=nonlinearity, reverse=reverse
+    )
     h = np.asarray(h0, dtype=W.dtype)
     for i in range(n):
         checkpoints[i] = h
@@ -144,7 +146,9 @@ def backward(
 ) -> tuple[np.ndarray | None, dict[str, np.ndarray], np.ndarray]:
     """`elman.backward` over recomputed segments, last to first. Same arguments and returns."""
     if horizon is not None:
-        raise ValueError("horizon: per-output truncation needs every state at once; use checkpoint_every=None (no --checkpoint-every) with it")
+        raise ValueError(
+            "horizon: per-output truncation needs every state at once; use checkpoint_every=None (no --checkpoint-every) with it"
+        )
     X, W, U, pad = cache.X, cache.W, cache.U, cache.pad
     if dout is not None and cache.reverse:
         dout = dout[::-1]

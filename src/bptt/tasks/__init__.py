@@ -40,19 +40,36 @@ GENERATED = ("spell", "adding", "copy", "temporal-order")  # tasks that make the
 
 # shared `bptt train` flags that only some tasks read: flag -> the tasks (besides lm) that read it
 READ_BY = {
-    "seq_length": (), "backprop_steps": (), "horizon": (), "valid_fraction": (),
-    "samples": (), "sample_length": (), "temperature": (), "no_sentence_ends": (),
-    "level": ("classify",), "lowercase": ("tag", "classify"), "min_freq": ("tag", "classify"),
-    "vocab_size": ("tag", "classify"), "data": ("tag", "classify", "regress"), "valid": ("tag", "classify", "regress"),
+    "seq_length": (),
+    "backprop_steps": (),
+    "horizon": (),
+    "valid_fraction": (),
+    "samples": (),
+    "sample_length": (),
+    "temperature": (),
+    "no_sentence_ends": (),
+    "level": ("classify",),
+    "lowercase": ("tag", "classify"),
+    "min_freq": ("tag", "classify"),
+    "vocab_size": ("tag", "classify"),
+    "data": ("tag", "classify", "regress"),
+    "valid": ("tag", "classify", "regress"),
 }
 
 
 def check_options(args) -> None:
     """UsageError for a flag the user gave that --task args.task would silently ignore."""
     full_bptt = "backpropagates through each whole sequence (full BPTT)"
-    why = {"seq_length": full_bptt, "backprop_steps": full_bptt, "horizon": full_bptt,
-           "valid_fraction": "validates on --valid FILE" if args.task not in GENERATED else "generates its validation data",
-           "data": "generates its data", "valid": "generates its validation data"}  # fmt: skip
+    why = {
+        "seq_length": full_bptt,
+        "backprop_steps": full_bptt,
+        "horizon": full_bptt,
+        "valid_fraction": "validates on --valid FILE"
+        if args.task not in GENERATED
+        else "generates its validation data",
+        "data": "generates its data",
+        "valid": "generates its validation data",
+    }
     for dest, readers in READ_BY.items():
         if dest in args.given and args.task not in readers:
             flag = f"--{dest.replace('_', '-')}"

@@ -26,7 +26,9 @@ def add_options(p) -> None:
     g = p.add_argument_group("classification (--task classify)")
     g.add_argument("--text-column", default=None, help="CSV/TSV with a header: the text column (default: text)")
     g.add_argument("--label-column", default=None, help="CSV/TSV with a header: the label column (default: label)")
-    g.add_argument("--pooling", choices=["last", "mean", "max"], default="last", help="over time, for --task classify/regress")
+    g.add_argument(
+        "--pooling", choices=["last", "mean", "max"], default="last", help="over time, for --task classify/regress"
+    )
 
 
 def tokens(text: str, extra: dict) -> list[str]:
@@ -53,7 +55,9 @@ def make_batch(X, y, idx, binary: bool):
 
 def not_conllu(path) -> None:
     if Path(path).suffix.lower() in (".conllu", ".conll"):
-        raise DataError(f"{path}: a CoNLL-U file (for taggers), expected texts for a classify run: TSV, CSV or one text per line")
+        raise DataError(
+            f"{path}: a CoNLL-U file (for taggers), expected texts for a classify run: TSV, CSV or one text per line"
+        )
 
 
 def read(path, extra: dict):
@@ -71,17 +75,23 @@ def load(extra: dict, fresh: bool) -> common.Data:
     train = read(extra["data"], extra)
     toks = [tokens(e.text, extra) for e in train]
     if fresh:
-        extra["vocab"] = common.vocab_json(Counter(t for ts in toks for t in ts), extra["min_freq"], extra["vocab_size"], extra["data"])
+        extra["vocab"] = common.vocab_json(
+            Counter(t for ts in toks for t in ts), extra["min_freq"], extra["vocab_size"], extra["data"]
+        )
         extra["labels"] = sorted({e.label for e in train})
         if len(extra["labels"]) < 2:
-            raise DataError(f"{extra['data']}: every example has label {extra['labels'][0]!r}, expected at least two labels")
+            raise DataError(
+                f"{extra['data']}: every example has label {extra['labels'][0]!r}, expected at least two labels"
+            )
     stoi, labels = common.lookup(extra["vocab"]), {l: i for i, l in enumerate(extra["labels"])}
     binary = len(labels) == 2
     X = [encode(t, stoi) for t in toks]
     _check_nonempty(X, train, extra["data"])
     y = np.array([labels[e.label] for e in train])
     lengths = np.array([len(x) for x in X])
-    source = SequenceSource(lengths, extra["batch_size"], lambda idx, rng: make_batch(X, y, idx, binary), seed=extra["seed"])
+    source = SequenceSource(
+        lengths, extra["batch_size"], lambda idx, rng: make_batch(X, y, idx, binary), seed=extra["seed"]
+    )
     evaluate, n_valid = None, 0
     if extra["valid"] is not None:
         valid = read(extra["valid"], extra)
@@ -89,7 +99,9 @@ def load(extra: dict, fresh: bool) -> common.Data:
         VX = [encode(tokens(e.text, extra), stoi) for e in valid]
         _check_nonempty(VX, valid, extra["valid"])
         Vy = np.array([labels[e.label] for e in valid])
-        batches = common.eval_batches([len(x) for x in VX], extra["batch_size"], lambda idx: (idx, make_batch(VX, Vy, idx, binary)))
+        batches = common.eval_batches(
+            [len(x) for x in VX], extra["batch_size"], lambda idx: (idx, make_batch(VX, Vy, idx, binary))
+        )
         n_valid = len(VX)
 
         def evaluate(model):
@@ -101,9 +113,11 @@ def load(extra: dict, fresh: bool) -> common.Data:
                 r["valid_auc"] = metrics.roc_auc(Vy, scores[:, 0])
             return r
 
-    summary = (f"{extra['data']}: {len(train):,} examples, {len(labels)} labels ({', '.join(extra['labels'][:8])}"
-               f"{', ...' if len(labels) > 8 else ''}), {extra['level']} level, vocabulary {len(stoi):,}"
-               + ("" if not n_valid else f"; valid {extra['valid']}: {n_valid:,} examples"))  # fmt: skip
+    summary = (
+        f"{extra['data']}: {len(train):,} examples, {len(labels)} labels ({', '.join(extra['labels'][:8])}"
+        f"{', ...' if len(labels) > 8 else ''}), {extra['level']} level, vocabulary {len(stoi):,}"
+        + ("" if not n_valid else f"; valid {extra['valid']}: {n_valid:,} examples")
+    )
     return common.Data(source, evaluate, summary)
 
 
@@ -131,14 +145,29 @@ def run(args) -> int:
 
     task_defaults(args, hidden_size=64, num_layers=1, embedding_size=64, level="word", max_epochs=5.0)
     extra = common.data_extra(args, "classify")
-    extra.update(level=args.level, lowercase=args.lowercase, min_freq=args.min_freq, vocab_size=args.vocab_size,
-                 text_column=args.text_column, label_column=args.label_column, batch_size=args.batch_size,
-                 seed=args.seed)  # fmt: skip
+    extra.update(
+        level=args.level,
+        lowercase=args.lowercase,
+        min_freq=args.min_freq,
+        vocab_size=args.vocab_size,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
     data = load(extra, fresh=True)
     K = len(extra["labels"])
     binary = K == 2
-    kw = dict(model_kwargs(args), vocab_size=len(extra["vocab"]["itos"]), output_size=1 if binary else K, mode="many-to-one",
-              head="sigmoid" if binary else "softmax", pooling=args.pooling, reduction="mean", dtype=args.dtype)  # fmt: skip
+    kw = dict(
+        model_kwargs(args),
+        vocab_size=len(extra["vocab"]["itos"]),
+        output_size=1 if binary else K,
+        mode="many-to-one",
+        head="sigmoid" if binary else "softmax",
+        pooling=args.pooling,
+        reduction="mean",
+        dtype=args.dtype,
+    )
     monitor = ("valid_accuracy", "max") if extra["valid"] else ("valid_loss", "min")
     return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-classify", *monitor)
 

@@ -74,9 +74,15 @@ def vocab_json(counts: Counter, min_freq: int = 1, max_size: int | None = None, 
     if max_size is not None:
         ranked = ranked[: max(max_size - 1, 0)]
     if source is not None and not ranked:
-        limits = " and ".join(f for f, on in ((f"--min-freq {min_freq}", min_freq > 1), (f"--vocab-size {max_size}", max_size is not None)) if on)
-        raise DataError(f"{source}: a vocabulary of only <unk>{' with ' + limits if limits else ''}, expected at least one token "
-                        "besides it; lower --min-freq or raise --vocab-size")  # fmt: skip
+        limits = " and ".join(
+            f
+            for f, on in ((f"--min-freq {min_freq}", min_freq > 1), (f"--vocab-size {max_size}", max_size is not None))
+            if on
+        )
+        raise DataError(
+            f"{source}: a vocabulary of only <unk>{' with ' + limits if limits else ''}, expected at least one token "
+            "besides it; lower --min-freq or raise --vocab-size"
+        )
     return Vocab(level="word", sentence_ends=False, itos=[UNK, *ranked]).to_json()
 
 
@@ -91,7 +97,9 @@ def check_labels(labels: list[str], known: dict[str, int], path, lines: list[int
     for label, line in zip(labels, lines):
         if label not in known:
             shown = ", ".join(list(known)[:12]) + (", ..." if len(known) > 12 else "")
-            raise DataError(f"{path}:{line}: {what} {label!r} does not occur in the training data, expected one of: {shown}")
+            raise DataError(
+                f"{path}:{line}: {what} {label!r} does not occur in the training data, expected one of: {shown}"
+            )
 
 
 def check_memory(model_kw: dict, steps: int, batch_size: int, optimizer: str) -> None:
@@ -100,8 +108,13 @@ def check_memory(model_kw: dict, steps: int, batch_size: int, optimizer: str) ->
     from bptt import resources
 
     est = resources.estimate_model(model_kw, steps=steps, batch_size=batch_size, optimizer=optimizer)
-    resources.check_memory(est, {"parameters": "a higher --min-freq, a smaller --vocab-size, --hidden-size or --embedding-size",
-                                 "states": "a smaller --batch-size or --hidden-size"})  # fmt: skip
+    resources.check_memory(
+        est,
+        {
+            "parameters": "a higher --min-freq, a smaller --vocab-size, --hidden-size or --embedding-size",
+            "states": "a smaller --batch-size or --hidden-size",
+        },
+    )
 
 
 def n_params(model) -> int:
@@ -126,19 +139,31 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
         print(f"resuming {run_dir} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
     else:
         print(data.summary)
-        print(f"model: {'bidirectional ' if model.bidirectional else ''}{model.num_layers} x {model.hidden_size} "
-              f"{model.nonlinearity} RNN, {model.mode}, {model.head} head, {n_params(model):,} parameters; "
-              f"run directory {run_dir}")  # fmt: skip
+        print(
+            f"model: {'bidirectional ' if model.bidirectional else ''}{model.num_layers} x {model.hidden_size} "
+            f"{model.nonlinearity} RNN, {model.mode}, {model.head} head, {n_params(model):,} parameters; "
+            f"run directory {run_dir}"
+        )
     state = trainer.fit()
-    print(f"stopped after {state['step']} updates ({state['stop_reason']}), {state['elapsed']:.1f} s; "
-          f"checkpoint in {run_dir}")  # fmt: skip
+    print(
+        f"stopped after {state['step']} updates ({state['stop_reason']}), {state['elapsed']:.1f} s; "
+        f"checkpoint in {run_dir}"
+    )
     if state.get("best_valid") is not None:
         print(f"best {opts.monitor.replace('_', ' ')}: {state['best_valid']:.4f}")
     return 0
 
 
-def build_and_fit(args, extra: dict, data: Data, model_kw: dict, run_name: str, monitor: str, monitor_mode: str,
-                  epochs_per_eval: int = 1) -> int:
+def build_and_fit(
+    args,
+    extra: dict,
+    data: Data,
+    model_kw: dict,
+    run_name: str,
+    monitor: str,
+    monitor_mode: str,
+    epochs_per_eval: int = 1,
+) -> int:
     """The end of every dataset task's `run`: evaluate every `epochs_per_eval` epochs unless
     --eval-every is given, refuse a model too big for memory, and only then take the run
     directory (which --overwrite empties), build the model and train."""

@@ -29,7 +29,6 @@ import json
 from dataclasses import dataclass
 from functools import partial
 
-
 from bptt.data import synthetic
 from bptt.errors import UsageError
 from bptt.options import positive_int
@@ -106,18 +105,30 @@ def spec(name: str, T: int, variant: str | None = None) -> Spec:
         variant = variant or "sum"
         make = partial(_adding, T=T, variant=variant)
         model = dict(input_size=2, output_size=1, head="linear", mode="many-to-one", pooling="last")
-        criterion = {"hochreiter": "no sequence with |error| >= 0.04 and MSE < 0.01", "sum": "MSE < 0.01",
-                     "mean": "under 1% of sequences with squared error > 0.04"}[variant]  # fmt: skip
+        criterion = {
+            "hochreiter": "no sequence with |error| >= 0.04 and MSE < 0.01",
+            "sum": "MSE < 0.01",
+            "mean": "under 1% of sequences with squared error > 0.04",
+        }[variant]
         test = 2000 if variant == "hochreiter" else 10_000
         return Spec(name, T, variant, make, model, test, criterion)
     if variant is not None:
         raise UsageError(f"--variant: only for --task adding, got --task {name}")
     if name == "copy":
-        model = dict(vocab_size=synthetic.COPY_SYMBOLS, output_size=synthetic.COPY_SYMBOLS, head="softmax", mode="many-to-many")
-        return Spec(name, T, None, partial(_copy, T=T), model, 10_000, "under 1% of sequences with a recalled symbol wrong")
+        model = dict(
+            vocab_size=synthetic.COPY_SYMBOLS, output_size=synthetic.COPY_SYMBOLS, head="softmax", mode="many-to-many"
+        )
+        return Spec(
+            name, T, None, partial(_copy, T=T), model, 10_000, "under 1% of sequences with a recalled symbol wrong"
+        )
     if name == "temporal-order":
-        model = dict(vocab_size=synthetic.ORDER_SYMBOLS, output_size=synthetic.ORDER_CLASSES, head="softmax",
-                     mode="many-to-one", pooling="last")  # fmt: skip
+        model = dict(
+            vocab_size=synthetic.ORDER_SYMBOLS,
+            output_size=synthetic.ORDER_CLASSES,
+            head="softmax",
+            mode="many-to-one",
+            pooling="last",
+        )
         return Spec(name, T, None, partial(_order, T=T), model, 10_000, "under 1% misclassified")
     raise UsageError(f"--task: got {name!r}, expected one of {', '.join(NAMES)}")
 
@@ -140,11 +151,14 @@ def _order(rng, B, T):
 def add_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("long-memory tasks (--task adding|copy|temporal-order)")
     g.add_argument("--length", type=positive_int, default=100, help="T, the time lag to bridge")
-    g.add_argument("--variant", choices=synthetic.ADDING_VARIANTS, default=None,
-                   help="adding: hochreiter | sum (default) | mean")  # fmt: skip
+    g.add_argument(
+        "--variant", choices=synthetic.ADDING_VARIANTS, default=None, help="adding: hochreiter | sum (default) | mean"
+    )
     g.add_argument("--batches-per-epoch", type=positive_int, default=100, help="generated batches per epoch")
     g.add_argument("--valid-size", type=positive_int, default=2000, help="fixed validation sequences")
-    g.add_argument("--test-size", type=positive_int, default=None, help="fresh test sequences (default: the criterion's)")
+    g.add_argument(
+        "--test-size", type=positive_int, default=None, help="fresh test sequences (default: the criterion's)"
+    )
     g.add_argument("--keep-training", action="store_true", help="train the whole budget, even once solved")
 
 
@@ -153,23 +167,41 @@ def run(args) -> int:
     from bptt.commands.train import choose_run_dir, options_from_args, task_defaults
     from bptt.options import model_kwargs
 
-    task_defaults(args, hidden_size=64, num_layers=1, embedding_size=None, batch_size=32, lr=1e-3,
-                  clip_norm=1.0, max_epochs=100.0, eval_every=100)  # fmt: skip
+    task_defaults(
+        args,
+        hidden_size=64,
+        num_layers=1,
+        embedding_size=None,
+        batch_size=32,
+        lr=1e-3,
+        clip_norm=1.0,
+        max_epochs=100.0,
+        eval_every=100,
+    )
     if args.bidirectional:
         raise UsageError("--bidirectional: the long-memory tasks are causal, a reverse direction would see the answer")
     s = spec(args.task, args.length, args.variant)
     test_size = args.test_size or s.test_size
     opts = options_from_args(args)
-    opts.extra = {"task": args.task, "length": args.length, "variant": s.variant, "batches_per_epoch": args.batches_per_epoch,
-                  "valid_size": args.valid_size, "test_size": test_size, "keep_training": args.keep_training}  # fmt: skip
+    opts.extra = {
+        "task": args.task,
+        "length": args.length,
+        "variant": s.variant,
+        "batches_per_epoch": args.batches_per_epoch,
+        "valid_size": args.valid_size,
+        "test_size": test_size,
+        "keep_training": args.keep_training,
+    }
     kw = dict(model_kwargs(args), **s.model, reduction="mean", dtype=args.dtype)
     _check_memory(args, s, kw)
     model = RNNModel(**kw)
     out = choose_run_dir(args, f"{args.task if s.variant is None else 'adding-' + s.variant}-T{args.length}")
     trainer = _trainer(s, model, out, opts)
     print(f"task {s.title}; run directory {out}")
-    print(f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, init {model.init}, "
-          f"{sum(p.size for p in model.params.values()):,} parameters; clip norm {opts.clip_norm}")  # fmt: skip
+    print(
+        f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, init {model.init}, "
+        f"{sum(p.size for p in model.params.values()):,} parameters; clip norm {opts.clip_norm}"
+    )
     return _finish(trainer, s)
 
 
@@ -179,9 +211,16 @@ def _check_memory(args, s: Spec, model_kw: dict) -> None:
     from bptt import resources
 
     longest = {"copy": s.length + 2 * synthetic.COPY_DATA}.get(s.name, s.length + s.length // 10)
-    est = resources.estimate_model(model_kw, steps=longest, batch_size=max(args.batch_size, EVAL_BATCH), optimizer=args.optimizer)
-    resources.check_memory(est, {"states": "a smaller --length, --batch-size or --hidden-size",
-                                 "outputs": "a smaller --length or --batch-size"})  # fmt: skip
+    est = resources.estimate_model(
+        model_kw, steps=longest, batch_size=max(args.batch_size, EVAL_BATCH), optimizer=args.optimizer
+    )
+    resources.check_memory(
+        est,
+        {
+            "states": "a smaller --length, --batch-size or --hidden-size",
+            "outputs": "a smaller --length or --batch-size",
+        },
+    )
 
 
 def resume(args, model, ckpt, opts) -> int:
@@ -229,15 +268,32 @@ def _finish(trainer, s: Spec) -> int:
     if state["stop_reason"] == "solved":
         m = trainer.test_result  # the fresh test sequences that stopped the run
     else:
-        test = synthetic.Source(s.make, EVAL_BATCH, 1, trainer.model.seed).fixed(trainer.opts.extra["test_size"], tag=1 + state["step"])
+        test = synthetic.Source(s.make, EVAL_BATCH, 1, trainer.model.seed).fixed(
+            trainer.opts.extra["test_size"], tag=1 + state["step"]
+        )
         m = s.measure(trainer.model.eval(), test)
     ok = s.solved(m)
-    result = {"task": s.name, "variant": s.variant, "length": s.length, "updates": state["step"],
-              "stop_reason": state["stop_reason"], "seconds": round(state["elapsed"], 1), "test_size": trainer.opts.extra["test_size"],
-              "test_loss": m["loss"], "test_error": m["error"], **s.baseline(), "criterion": s.criterion, "solved": ok}  # fmt: skip
+    result = {
+        "task": s.name,
+        "variant": s.variant,
+        "length": s.length,
+        "updates": state["step"],
+        "stop_reason": state["stop_reason"],
+        "seconds": round(state["elapsed"], 1),
+        "test_size": trainer.opts.extra["test_size"],
+        "test_loss": m["loss"],
+        "test_error": m["error"],
+        **s.baseline(),
+        "criterion": s.criterion,
+        "solved": ok,
+    }
     atomic_write_text(trainer.run_dir / "result.json", json.dumps(result, indent=1) + "\n")
     base = f" (baseline {result['baseline_loss']:.4g})" if "baseline_loss" in result else ""
-    print(f"stopped after {state['step']} updates ({state['stop_reason']}), {state['elapsed']:.1f} s; checkpoint in {trainer.run_dir}")
-    print(f"test on {result['test_size']:,} fresh sequences: loss {m['loss']:.4g}{base}, error rate {100 * m['error']:.2f}%")
+    print(
+        f"stopped after {state['step']} updates ({state['stop_reason']}), {state['elapsed']:.1f} s; checkpoint in {trainer.run_dir}"
+    )
+    print(
+        f"test on {result['test_size']:,} fresh sequences: loss {m['loss']:.4g}{base}, error rate {100 * m['error']:.2f}%"
+    )
     print(f"{s.title}: {'PASS' if ok else 'FAIL'} ({s.criterion})")
     return 0

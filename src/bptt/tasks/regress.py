@@ -41,8 +41,10 @@ def mode_of(rows, path) -> str:
     if all(p or o and x.shape[0] == 1 for p, o, (x, _, _) in zip(per_step, one, rows)):
         return "many-to-many"
     x, y, n = next(r for r, o in zip(rows, one) if not o and r[1].shape[0] != r[0].shape[0])
-    raise DataError(f"{path}:{n}: {y.shape[0]} target steps for {x.shape[0]} input steps, expected 1 (many-to-one) or "
-                    f"{x.shape[0]} (many-to-many) as the file's other lines")  # fmt: skip
+    raise DataError(
+        f"{path}:{n}: {y.shape[0]} target steps for {x.shape[0]} input steps, expected 1 (many-to-one) or "
+        f"{x.shape[0]} (many-to-many) as the file's other lines"
+    )
 
 
 def check_like(rows, extra: dict, path) -> None:
@@ -84,21 +86,27 @@ def load(extra: dict, fresh: bool) -> common.Data:
         extra["input_size"], extra["output_size"] = int(train[0][0].shape[1]), int(train[0][1].shape[1])
     check_like(train, extra, extra["data"])
     lengths = np.array([len(x) for x, _, _ in train])
-    source = SequenceSource(lengths, extra["batch_size"], lambda idx, rng: make_batch(train, idx, extra["mode"]), seed=extra["seed"])
+    source = SequenceSource(
+        lengths, extra["batch_size"], lambda idx, rng: make_batch(train, idx, extra["mode"]), seed=extra["seed"]
+    )
     evaluate = None
     if extra["valid"] is not None:
         valid = read(extra["valid"], extra)
         check_like(valid, extra, extra["valid"])
-        batches = common.eval_batches([len(x) for x, _, _ in valid], extra["batch_size"], lambda idx: make_batch(valid, idx, extra["mode"]))
+        batches = common.eval_batches(
+            [len(x) for x, _, _ in valid], extra["batch_size"], lambda idx: make_batch(valid, idx, extra["mode"])
+        )
 
         def evaluate(model):
             r = {"valid_loss": mean_loss(model, batches)}
             r.update({f"valid_{k}": v for k, v in errors(model, batches, extra["mode"]).items() if k != "n"})
             return r
 
-    summary = (f"{extra['data']}: {len(train):,} sequences of {extra['input_size']} feature(s) per step, "
-               f"{lengths.min()}-{lengths.max()} steps, {extra['output_size']} target(s) {'per step' if extra['mode'] == 'many-to-many' else 'per sequence'}"
-               + ("" if extra["valid"] is None else f"; valid {extra['valid']}"))  # fmt: skip
+    summary = (
+        f"{extra['data']}: {len(train):,} sequences of {extra['input_size']} feature(s) per step, "
+        f"{lengths.min()}-{lengths.max()} steps, {extra['output_size']} target(s) {'per step' if extra['mode'] == 'many-to-many' else 'per sequence'}"
+        + ("" if extra["valid"] is None else f"; valid {extra['valid']}")
+    )
     return common.Data(source, evaluate, summary)
 
 
@@ -125,12 +133,21 @@ def run(args) -> int:
 
     task_defaults(args, hidden_size=32, num_layers=1, max_epochs=20.0)
     extra = common.data_extra(args, "regress")
-    extra.update(input_column=args.input_column, target_column=args.target_column, batch_size=args.batch_size, seed=args.seed)
+    extra.update(
+        input_column=args.input_column, target_column=args.target_column, batch_size=args.batch_size, seed=args.seed
+    )
     data = load(extra, fresh=True)
     kw = model_kwargs(args)
     kw.pop("embedding_size")
-    kw.update(input_size=extra["input_size"], output_size=extra["output_size"], mode=extra["mode"], head="linear",
-              pooling=args.pooling, reduction="mean", dtype=args.dtype)  # fmt: skip
+    kw.update(
+        input_size=extra["input_size"],
+        output_size=extra["output_size"],
+        mode=extra["mode"],
+        head="linear",
+        pooling=args.pooling,
+        reduction="mean",
+        dtype=args.dtype,
+    )
     monitor = "valid_mse" if extra["valid"] else "valid_loss"
     return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-regress", monitor, "min")
 
@@ -169,4 +186,6 @@ def evaluate(model, extra: dict, path: Path, args) -> dict:
     check_like(rows, extra, path)
     pred = _predicted(model, extra, rows)
     true = [y[0] if extra["mode"] == "many-to-one" else y for _, y, _ in rows]
-    return metrics.regression_report(np.concatenate([t.ravel() for t in true]), np.concatenate([p.ravel() for p in pred]))
+    return metrics.regression_report(
+        np.concatenate([t.ravel() for t in true]), np.concatenate([p.ravel() for p in pred])
+    )

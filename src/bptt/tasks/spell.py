@@ -28,8 +28,10 @@ from bptt.options import positive_int
 from bptt.tasks import common
 
 START = "<s>"  # the first input and the last target
-ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-        "seventeen eighteen nineteen").split()  # fmt: skip
+ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen"
+).split()
 TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -107,18 +109,30 @@ def load(extra: dict, fresh: bool) -> common.Data:
     stoi = {c: i for i, c in enumerate(extra["vocab"])}
     train, valid = split_numbers(extra)
     lengths = np.array([len(words(int(n))) + 1 for n in train])
-    source = SequenceSource(lengths, extra["batch_size"], lambda idx, rng: make_batch(train, idx, stoi, extra["n_digits"]),
-                            seed=extra["seed"])  # fmt: skip
-    batches = common.eval_batches([len(words(int(n))) + 1 for n in valid], extra["batch_size"],
-                                  lambda idx: make_batch(valid, idx, stoi, extra["n_digits"]))  # fmt: skip
+    source = SequenceSource(
+        lengths,
+        extra["batch_size"],
+        lambda idx, rng: make_batch(train, idx, stoi, extra["n_digits"]),
+        seed=extra["seed"],
+    )
+    batches = common.eval_batches(
+        [len(words(int(n))) + 1 for n in valid],
+        extra["batch_size"],
+        lambda idx: make_batch(valid, idx, stoi, extra["n_digits"]),
+    )
     truth = [words(int(n)) for n in valid]
 
     def evaluate(model):
         said = generate(model, extra, valid)
-        return {"valid_loss": mean_loss(model, batches), "valid_exact": float(np.mean([a == b for a, b in zip(said, truth)]))}
+        return {
+            "valid_loss": mean_loss(model, batches),
+            "valid_exact": float(np.mean([a == b for a, b in zip(said, truth)])),
+        }
 
-    summary = (f"spelling numbers 0..{extra['max_number']:,} in English: {len(train):,} for training, {len(valid):,} "
-               f"held out; {len(extra['vocab'])} symbols")  # fmt: skip
+    summary = (
+        f"spelling numbers 0..{extra['max_number']:,} in English: {len(train):,} for training, {len(valid):,} "
+        f"held out; {len(extra['vocab'])} symbols"
+    )
     return common.Data(source, evaluate, summary)
 
 
@@ -132,14 +146,30 @@ def run(args) -> int:
         raise UsageError("--bidirectional: a one-to-many model generates left to right; drop the flag")
     # relu with identity-initialised W (Le et al. 2015's IRNN) carries the digits through the ~25 steps
     # of "seven hundred seventy-seven" far better than tanh (measured: README)
-    task_defaults(args, hidden_size=128, num_layers=1, embedding_size=16, max_epochs=150.0, lr=1e-3, nonlinearity="relu",
-                  init="identity")  # fmt: skip
+    task_defaults(
+        args,
+        hidden_size=128,
+        num_layers=1,
+        embedding_size=16,
+        max_epochs=150.0,
+        lr=1e-3,
+        nonlinearity="relu",
+        init="identity",
+    )
     extra = common.data_extra(args, "spell")
     extra.update(max_number=args.max_number, batch_size=args.batch_size, seed=args.seed)
     data = load(extra, fresh=True)
     V = len(extra["vocab"])
-    kw = dict(model_kwargs(args), vocab_size=V, output_size=V, mode="one-to-many", cond_size=10 * extra["n_digits"],
-              head="softmax", reduction="mean", dtype=args.dtype)  # fmt: skip
+    kw = dict(
+        model_kwargs(args),
+        vocab_size=V,
+        output_size=V,
+        mode="one-to-many",
+        cond_size=10 * extra["n_digits"],
+        head="softmax",
+        reduction="mean",
+        dtype=args.dtype,
+    )
     return common.build_and_fit(args, extra, data, kw, "spell", "valid_exact", "max", epochs_per_eval=10)
 
 
@@ -154,9 +184,13 @@ def parse_numbers(text: str, extra: dict, source: str = "--cond") -> list[int]:
         where = source if source == "--cond" else f"{source}:{n}"
         for t in line.replace(",", " ").split():
             if not t.isdecimal() and not (t[0] == "-" and t[1:].isdecimal()):
-                raise UsageError(f"{where}: got {t[:40]!r}, expected whole numbers (e.g. --cond 42 or --cond '7 42 615')")
+                raise UsageError(
+                    f"{where}: got {t[:40]!r}, expected whole numbers (e.g. --cond 42 or --cond '7 42 615')"
+                )
             if not 0 <= int(t) <= extra["max_number"]:
-                raise UsageError(f"{where}: got {t[:40]}, expected a number in 0..{extra['max_number']} (the run's --max-number)")
+                raise UsageError(
+                    f"{where}: got {t[:40]}, expected a number in 0..{extra['max_number']} (the run's --max-number)"
+                )
             numbers.append(int(t))
     if not numbers:
         raise UsageError(f"{source}: expected at least one number")
@@ -175,10 +209,17 @@ def evaluate(model, extra: dict, path: Path | None, args) -> dict:
     """Exact match and character accuracy of greedy generation, on the held-out numbers or on a file's."""
     from bptt.data.text import read_text
 
-    numbers = split_numbers(extra)[1] if path is None else np.array(parse_numbers(read_text(path, args.encoding), extra, str(path)))
+    numbers = (
+        split_numbers(extra)[1]
+        if path is None
+        else np.array(parse_numbers(read_text(path, args.encoding), extra, str(path)))
+    )
     said = generate(model, extra, numbers)
     truth = [words(int(n)) for n in numbers]
     chars = sum(sum(a == b for a, b in zip(s, t)) for s, t in zip(said, truth))
-    return {"exact_match": float(np.mean([s == t for s, t in zip(said, truth)])), "n": len(numbers),
-            "char_accuracy": chars / sum(len(t) for t in truth),
-            "examples": [f"{n} -> {s}" for n, s in list(zip(numbers, said))[:5]]}  # fmt: skip
+    return {
+        "exact_match": float(np.mean([s == t for s, t in zip(said, truth)])),
+        "n": len(numbers),
+        "char_accuracy": chars / sum(len(t) for t in truth),
+        "examples": [f"{n} -> {s}" for n, s in list(zip(numbers, said))[:5]],
+    }

@@ -96,8 +96,10 @@ class Encoder:
         w = np.array([self.words.get(self.word(x), 0) for x in words], dtype=np.int64)
         if not self.feats:
             return w
-        cols = [w] + [np.array([fv.get(feature(name, x, self.extra["affix_length"]), 0) for x in words], dtype=np.int64)
-                      for name, fv in zip(self.extra["features"], self.feats)]  # fmt: skip
+        cols = [w] + [
+            np.array([fv.get(feature(name, x, self.extra["affix_length"]), 0) for x in words], dtype=np.int64)
+            for name, fv in zip(self.extra["features"], self.feats)
+        ]
         return np.stack(cols, axis=1)
 
     def targets(self, tags: list[str]) -> np.ndarray:
@@ -108,12 +110,16 @@ def build_vocabularies(extra: dict, sentences) -> None:
     """Word, feature and tag vocabularies from the training sentences, into extra."""
     words = Counter(w.lower() if extra["lowercase"] else w for s in sentences for w in s.words)
     extra["vocab"] = common.vocab_json(words, extra["min_freq"], extra["vocab_size"], extra["data"])
-    extra["feature_vocabs"] = [common.vocab_json(Counter(feature(f, w, extra["affix_length"]) for s in sentences for w in s.words))
-                               for f in extra["features"]]  # fmt: skip
+    extra["feature_vocabs"] = [
+        common.vocab_json(Counter(feature(f, w, extra["affix_length"]) for s in sentences for w in s.words))
+        for f in extra["features"]
+    ]
     extra["labels"] = sorted({t for s in sentences for t in s.tags})
     if len(extra["labels"]) < 2:
-        raise DataError(f"{extra['data']}: every word has {extra['column'].upper()} tag {extra['labels'][0]!r}, "
-                        "expected at least two tags")  # fmt: skip
+        raise DataError(
+            f"{extra['data']}: every word has {extra['column'].upper()} tag {extra['labels'][0]!r}, "
+            "expected at least two tags"
+        )
 
 
 # ---- data --------------------------------------------------------------------
@@ -151,8 +157,12 @@ def load(extra: dict, fresh: bool) -> common.Data:
     X = [enc.ids(s.words) for s in train]
     Y = [enc.targets(s.tags) for s in train]
     lengths = np.array([len(x) for x in X])
-    source = SequenceSource(lengths, extra["batch_size"], lambda idx, rng: make_batch(X, Y, idx, rng, extra["word_dropout"]),
-                            seed=extra["seed"])  # fmt: skip
+    source = SequenceSource(
+        lengths,
+        extra["batch_size"],
+        lambda idx, rng: make_batch(X, Y, idx, rng, extra["word_dropout"]),
+        seed=extra["seed"],
+    )
     evaluate, n_valid = None, 0
     if extra["valid"] is not None:
         valid = read_tagged(extra["valid"], extra)
@@ -172,10 +182,12 @@ def load(extra: dict, fresh: bool) -> common.Data:
             return {"valid_loss": mean_loss(model, batches), "valid_accuracy": correct / n_valid}
 
     oov = sum(w not in enc.words for s in train for w in map(enc.word, s.words))
-    summary = (f"{extra['data']}: {len(train):,} sentences, {int(lengths.sum()):,} words, {len(extra['labels'])} "
-               f"{extra['column'].upper()} tags, vocabulary {len(enc.words):,} ({oov:,} training words -> <unk>)"
-               + ("" if not n_valid else f"; valid {extra['valid']}: {n_valid:,} words")
-               + (f"; features {', '.join(extra['features'])}" if extra["features"] else ""))  # fmt: skip
+    summary = (
+        f"{extra['data']}: {len(train):,} sentences, {int(lengths.sum()):,} words, {len(extra['labels'])} "
+        f"{extra['column'].upper()} tags, vocabulary {len(enc.words):,} ({oov:,} training words -> <unk>)"
+        + ("" if not n_valid else f"; valid {extra['valid']}: {n_valid:,} words")
+        + (f"; features {', '.join(extra['features'])}" if extra["features"] else "")
+    )
     return common.Data(source, evaluate, summary)
 
 
@@ -189,16 +201,32 @@ def run(args) -> int:
     task_defaults(args, hidden_size=64, num_layers=1, embedding_size=64, max_epochs=5.0)
     args.bidirectional = not args.unidirectional
     extra = common.data_extra(args, "tag")
-    extra.update(column=args.column, lowercase=args.lowercase, min_freq=args.min_freq, vocab_size=args.vocab_size,
-                 word_dropout=args.word_dropout, features=parse_features(args.features), affix_length=args.affix_length,
-                 batch_size=args.batch_size, seed=args.seed)  # fmt: skip
+    extra.update(
+        column=args.column,
+        lowercase=args.lowercase,
+        min_freq=args.min_freq,
+        vocab_size=args.vocab_size,
+        word_dropout=args.word_dropout,
+        features=parse_features(args.features),
+        affix_length=args.affix_length,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
     data = load(extra, fresh=True)
     kw = model_kwargs(args)
     if extra["features"]:
-        kw.update(feature_vocab_sizes=[len(v["itos"]) for v in extra["feature_vocabs"]],
-                  feature_embedding_size=args.feature_embedding_size)  # fmt: skip
-    kw.update(vocab_size=len(extra["vocab"]["itos"]), output_size=len(extra["labels"]), mode="many-to-many", head="softmax",
-              reduction="mean", dtype=args.dtype)  # fmt: skip
+        kw.update(
+            feature_vocab_sizes=[len(v["itos"]) for v in extra["feature_vocabs"]],
+            feature_embedding_size=args.feature_embedding_size,
+        )
+    kw.update(
+        vocab_size=len(extra["vocab"]["itos"]),
+        output_size=len(extra["labels"]),
+        mode="many-to-many",
+        head="softmax",
+        reduction="mean",
+        dtype=args.dtype,
+    )
     monitor = ("valid_accuracy", "max") if extra["valid"] else ("valid_loss", "min")
     return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-tag", *monitor)
 
@@ -228,7 +256,9 @@ def predict(model, extra: dict, path: Path, args) -> str:
     from bptt.data import conllu
 
     if Path(path).suffix.lower() in (".csv", ".tsv"):
-        raise DataError(f"{path}: a {Path(path).suffix[1:].upper()} file, expected CoNLL-U or plain text (one sentence per line) for a tag run")
+        raise DataError(
+            f"{path}: a {Path(path).suffix[1:].upper()} file, expected CoNLL-U or plain text (one sentence per line) for a tag run"
+        )
     sentences, _ = conllu.read_any(path, extra["column"], args.encoding)
     return conllu.write(sentences, predict_tags(model, extra, sentences), extra["column"])
 
