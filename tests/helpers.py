@@ -54,7 +54,7 @@ def random_h0(model: RNNModel, rng: np.random.Generator, B: int) -> np.ndarray:
 def assert_same_run(a: Path, b: Path) -> None:
     """Two run directories hold bit-identical weights and the same metrics but for timings,
     each evaluation logged once."""
-    from bptt import checkpoint
+    from bptt.training import checkpoint
 
     wa, wb = checkpoint.load(a).params, checkpoint.load(b).params
     assert wa.keys() == wb.keys()

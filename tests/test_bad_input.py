@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptt import checkpoint, resources
 from bptt.cli import main
+from bptt.training import checkpoint, resources
 
 TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 8 + "a stitch in time saves nine.\n" * 8) * 3
 SMALL = "--hidden-size 8 --num-layers 1 --embedding-size 4 --batch-size 4 --seq-length 10 --samples 0 --max-epochs 0.5"

@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bptt import RNNModel, checkpoint
+from bptt import RNNModel
 from bptt.errors import BpttError, CheckpointError
+from bptt.training import checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "bptt"
 TRAIN = {

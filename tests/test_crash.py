@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bptt import checkpoint
-from bptt.runs import load_run
+from bptt.training import checkpoint
+from bptt.training.runs import load_run
 from helpers import assert_same_run
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from bptt import checkpoint
 from bptt.cli import main
+from bptt.training import checkpoint
 from helpers import assert_same_run
 
 TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 8 + "a stitch in time saves nine.\n" * 8) * 3

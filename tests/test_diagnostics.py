@@ -1,4 +1,4 @@
-"""bptt.diagnostics and `bptt diagnose`: the (t, k) terms add up to the BPTT gradient, each
+"""bptt.analysis.diagnostics and `bptt diagnose`: the (t, k) terms add up to the BPTT gradient, each
 term equals the explicit product of Jacobians, Jacobian norms and spectra are right, and the
 command writes its JSON and plots for language-model and task runs."""
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bptt import diagnostics
+from bptt.analysis import diagnostics
 from bptt.cli import main
 from helpers import make_batch, make_model
 
@@ -239,9 +239,9 @@ def test_spectral_init_sets_the_spectral_radius(radius):
 
 
 def test_diagnose_cli_on_a_run_without_data_uses_random_inputs(tmp_path, capsys):
-    from bptt.fit import BatchTrainer
-    from bptt.loop import TrainOptions
     from bptt.model import RNNModel
+    from bptt.training.batches import BatchTrainer
+    from bptt.training.loop import TrainOptions
     from test_fit import SignOfSum
 
     model = RNNModel(
@@ -269,9 +269,9 @@ def test_diagnose_cli_on_a_run_without_data_uses_random_inputs(tmp_path, capsys)
 
 def test_diagnose_cli_on_a_tagger_with_feature_columns(tmp_path, capsys):
     """Random inputs for a run without data of its own have the run's feature columns too."""
-    from bptt.fit import Batch, BatchTrainer
-    from bptt.loop import TrainOptions
     from bptt.model import RNNModel
+    from bptt.training.batches import Batch, BatchTrainer
+    from bptt.training.loop import TrainOptions
 
     class Tags:
         n_batches = 2

@@ -1,13 +1,13 @@
-"""bptt.fit.BatchTrainer: learns a toy many-to-one task, resumes bit for bit, rolls back on NaN."""
+"""bptt.training.batches.BatchTrainer: learns a toy many-to-one task, resumes bit for bit, rolls back on NaN."""
 
 import numpy as np
 import pytest
 
-from bptt import checkpoint
 from bptt.errors import Interrupted
-from bptt.fit import Batch, BatchTrainer, mean_loss
-from bptt.loop import TrainOptions
 from bptt.model import RNNModel
+from bptt.training import checkpoint
+from bptt.training.batches import Batch, BatchTrainer, mean_loss
+from bptt.training.loop import TrainOptions
 from helpers import poison_gradient
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bptt import gradcheck
-from bptt.gradcheck import relative_error
+from bptt.analysis.gradcheck import relative_error
 from helpers import INPUT_KINDS, make_batch, make_model, random_h0
 
 TOL = 1e-6

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from bptt import checkpoint
 from bptt.cli import main
 from bptt.data import synthetic
 from bptt.tasks import longmem
+from bptt.training import checkpoint
 
 
 def test_adding_hochreiter_definition():
@@ -248,7 +248,7 @@ def test_overwrite_removes_the_old_runs_logs(tmp_path, capsys):
 )
 def test_measure_agrees_with_predict_and_mean_loss(name, variant):
     from bptt import RNNModel
-    from bptt.fit import mean_loss
+    from bptt.training.batches import mean_loss
 
     s = longmem.spec(name, 20, variant)
     model = RNNModel(**s.model, hidden_size=8, reduction="mean", seed=1)

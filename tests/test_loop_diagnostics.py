@@ -1,4 +1,4 @@
-"""The two hooks this change adds to bptt.loop: --diagnostics (every update's gradient norm
+"""The two hooks this change adds to bptt.training.loop: --diagnostics (every update's gradient norm
 per tensor, and whether clipping fired, in grad-norms.jsonl, consistent with checkpoints and
 rollbacks) and `stop` (a task ends its run after an evaluation)."""
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from bptt import clipping
 from bptt.model import RNNModel
+from bptt.training import clipping
 from test_fit import make
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bptt import metrics
+from bptt.training import metrics
 
 
 def test_precision_recall_f1_by_hand():

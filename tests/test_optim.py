@@ -1,6 +1,6 @@
 """Optimizers, clipping and learning-rate schedules, checked against torch and by hand.
 
-Parity: the same float64 tensors and gradient sequences through bptt.optim and
+Parity: the same float64 tensors and gradient sequences through bptt.training.optim and
 torch.optim, 20 steps, every parameter and buffer to rtol 1e-12. Resuming:
 state_dict -> JSON / bytes -> load_state_dict mid-run continues bit for bit.
 Tests that need torch import it themselves; the rest run on NumPy alone.
@@ -17,8 +17,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from bptt import clipping, optim, schedules
 from bptt.errors import CheckpointError, UsageError
+from bptt.training import clipping, optim, schedules
 
 SHAPES = {"rnn0.W": (4, 4), "rnn0.b": (4,), "head.V": (2, 3, 4)}
 STEPS = 20
@@ -276,7 +276,7 @@ def test_bad_options_name_the_option(name, kw, option):
 
 
 def test_core_imports_without_torch():
-    code = "import sys, bptt.optim, bptt.clipping, bptt.schedules; assert 'torch' not in sys.modules"
+    code = "import sys, bptt.training.optim, bptt.training.clipping, bptt.training.schedules; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -116,7 +116,7 @@ def test_auto_segment_length_is_ceil_sqrt_t():
 
 
 def test_diagnostics_read_the_recomputed_states():
-    from bptt import diagnostics
+    from bptt.analysis import diagnostics
 
     rng = np.random.default_rng(4)
     full = make_model(

@@ -8,8 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
-from bptt import RNNModel, resources
+from bptt import RNNModel
 from bptt.errors import UsageError
+from bptt.training import resources
 
 GIB = 2**30
 

@@ -8,9 +8,9 @@ import zlib
 import numpy as np
 import pytest
 
-from bptt import rtrl
+from bptt.analysis import rtrl
+from bptt.analysis.gradcheck import relative_error
 from bptt.cli import main
-from bptt.gradcheck import relative_error
 from helpers import make_batch, make_model, random_h0
 
 CASES = [
@@ -101,7 +101,7 @@ def test_gradcheck_cli_with_rtrl(capsys):
 
 
 def test_rtrl_refuses_a_network_too_big_for_memory(monkeypatch):
-    from bptt import resources
+    from bptt.training import resources
 
     monkeypatch.setattr(resources, "available_memory", lambda: 1000)  # bytes; the sensitivities need 4,608
     model = make_model("features", hidden_size=4)

@@ -24,7 +24,7 @@ EX = Path(__file__).resolve().parents[1] / "examples"
     ids=["tag", "classify", "regress", "spell"],
 )
 def test_a_model_too_big_for_memory_is_refused_first(tmp_path, capsys, monkeypatch, task):
-    from bptt import resources
+    from bptt.training import resources
 
     monkeypatch.setattr(resources, "available_memory", lambda: 2**12)  # 4 KiB
     out = tmp_path / "run"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptt import checkpoint
 from bptt.cli import main
+from bptt.training import checkpoint
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 FAST = ["--hidden-size", "8", "--embedding-size", "8"]

@@ -8,10 +8,11 @@ import signal
 import numpy as np
 import pytest
 
-from bptt import checkpoint, train
 from bptt.cli import main
 from bptt.data.text import Vocab
 from bptt.model import RNNModel
+from bptt.training import checkpoint
+from bptt.training import tbptt as train
 from helpers import poison_gradient
 
 TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 8 + "a stitch in time saves nine.\n" * 8) * 3
@@ -246,7 +247,7 @@ def test_corpus_shorter_than_one_chunk_per_stream(tmp_path, capsys):
 
 
 def test_a_vocabulary_too_big_for_memory_is_refused_before_training(tmp_path, capsys, monkeypatch):
-    from bptt import resources
+    from bptt.training import resources
 
     monkeypatch.setattr(resources, "available_memory", lambda: 64 * 2**20)  # a 64 MiB machine
     words = " ".join(f"w{i}" for i in range(20000)) + "\n"

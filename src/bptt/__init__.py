@@ -8,7 +8,7 @@ Every gradient is an explicit formula (see docs/derivation.md) checked
 against finite differences and PyTorch autograd.
 """
 
-from bptt.gradcheck import gradcheck
+from bptt.analysis.gradcheck import gradcheck
 from bptt.model import RNNModel
 
 __version__ = "0.1.0"

@@ -127,7 +127,7 @@ def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
     torch = import_torch()
     from bptt import RNNModel
     from bptt.interop import from_torch
-    from bptt.optim import SGD
+    from bptt.training.optim import SGD
 
     torch.manual_seed(seed)
     rnn = torch.nn.RNN(K, H, nonlinearity="tanh", batch_first=True)
@@ -252,7 +252,7 @@ def run_profile(configs: list[str], rounds: int, out=print) -> None:
     """Where one bptt step's time goes: forward, loss (softmax CE), backward, update;
     medians over `rounds` steps, in milliseconds and as shares of their sum."""
     from bptt import RNNModel
-    from bptt.optim import SGD
+    from bptt.training.optim import SGD
 
     out(f"profile of one bptt step, ms (median of {rounds} steps) and share")
     out(f"{'config':<18} {'forward':>15} {'loss':>15} {'backward':>15} {'SGD update':>15} {'step':>8}")
@@ -368,7 +368,7 @@ def run_jax(rounds: int, seconds: float, out=print) -> None:
     except ImportError:
         out("jax: not installed, skipped (pip install jax to compare against a jitted lax.scan)")
         return
-    from bptt.optim import SGD
+    from bptt.training.optim import SGD
 
     name = "char-small-B1"
     K, H, T, B, mode = CONFIGS[name]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt.losses import softmax
+from bptt.layers.losses import softmax
 
 
 def sample(

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bptt import activations, blas, losses, validate
-from bptt import init as initializers
+from bptt import blas
+from bptt import checks as validate
+from bptt.layers import activations, elman, embedding, losses, recompute
 from bptt.layers import dropout as dropout_layer
-from bptt.layers import elman, embedding, recompute
+from bptt.layers import init as initializers
 from bptt.layers import pooling as pooling_layer
 
 MODES = ("many-to-many", "many-to-one", "one-to-many", "one-to-one")
@@ -84,7 +85,7 @@ class RNNModel:
     cond_size       one-to-many only: size of the conditioning vector mapped to h_0
     reduction       sum-over-time (lecture notes: sum over t, mean over sequences) | mean | sum
     ignore_index    softmax targets equal to it carry no loss (torch's -100)
-    init, init_scale  pytorch | xavier | orthogonal | identity (see bptt.init)
+    init, init_scale  pytorch | xavier | orthogonal | identity (see bptt.layers.init)
     dtype           float32 (default) | float64;  seed: every random draw
     checkpoint_every  memory-saving BPTT: keep every k-th state, recompute the rest
                     (k, or "auto" for sqrt(T); see bptt.layers.recompute); None: keep all
@@ -520,10 +521,10 @@ class RNNModel:
         """BPTT from dL/dZ back to every parameter and to h_0.
 
         Returns (grads, dh0): grads keyed like `params`, dh0 (L * dirs, B, H).
-        horizon: per-output truncation (see `bptt.truncation`), or None for exact BPTT.
+        horizon: per-output truncation (see `bptt.layers.truncation`), or None for exact BPTT.
         taps: if a dict, receives taps[(layer, direction)] = (dout, dhn), the
         gradients that enter each layer direction from above (what
-        `bptt.diagnostics` and `bptt.rtrl` need).
+        `bptt.analysis.diagnostics` and `bptt.analysis.rtrl` need).
         """
         p, H, nd = self.params, self.hidden_size, self.num_directions
         grads, dtop, dhn = self.head_backward(fwd, dZ)
@@ -580,7 +581,7 @@ class RNNModel:
         for one-to-many. With return_state=True also returns {"hn", "dh0"}.
         """
         if horizon is not None:
-            from bptt.truncation import check_horizon
+            from bptt.layers.truncation import check_horizon
 
             check_horizon(self, horizon)
         fwd = self.forward(inputs, mask, h0, cond=cond, rng=rng)

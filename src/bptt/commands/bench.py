@@ -12,7 +12,7 @@ import argparse
 
 from bptt import bench
 from bptt.errors import UsageError
-from bptt.options import positive_float, positive_int
+from bptt.training.options import positive_float, positive_int
 
 
 def _names(allowed, what: str):

@@ -3,7 +3,7 @@
 Takes one batch of real data (a language-model run: --data FILE or the run's
 own validation text; a long-memory task run: freshly generated sequences of
 its task; any other run: random inputs, said so) and reports, per layer and
-direction (`bptt.diagnostics`):
+direction (`bptt.analysis.diagnostics`):
 
   - ||dh_t/dh_k|| (spectral and Frobenius) against the lag t - k, and the
     fitted exponential rate per step;
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import DataError, UsageError
-from bptt.options import non_negative_int, positive_int
+from bptt.training.options import non_negative_int, positive_int
 
 MAX_STEPS = 1000  # above this the (t, k) heatmaps alone are T^2 x 3 x layers floats of JSON
 
@@ -68,7 +68,7 @@ def add_parser(sub) -> None:
 
 def batch_for(model, ckpt, args) -> tuple[dict, str]:
     """({inputs, targets, mask}, description) of the batch to diagnose."""
-    from bptt.runs import task_extra
+    from bptt.training.runs import task_extra
 
     extra = task_extra(ckpt)
     task = extra.get("task", "lm")
@@ -77,7 +77,7 @@ def batch_for(model, ckpt, args) -> tuple[dict, str]:
     if args.steps > MAX_STEPS:
         raise UsageError(f"--steps: got {args.steps}, at most {MAX_STEPS} (the (t, k) terms cost O(T^2))")
     if task == "lm" and "vocab" in extra:
-        from bptt.runs import lm_text_ids
+        from bptt.training.runs import lm_text_ids
 
         ids, name = lm_text_ids(ckpt, args.run_dir, args.data, args.encoding)
         T = min(args.steps, len(ids) - 1)
@@ -126,7 +126,7 @@ def grad_history(run_dir: Path) -> list[dict] | None:
     path = run_dir / "grad-norms.jsonl"
     if not path.is_file():
         return None
-    from bptt.checkpoint import read_jsonl
+    from bptt.training.checkpoint import read_jsonl
 
     return read_jsonl(path, ("step", "grad_norm", "clipped", "norms"))
 
@@ -146,9 +146,9 @@ def history_summary(records: list[dict]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bptt import diagnostics
-    from bptt.checkpoint import atomic_write_bytes, atomic_write_text
-    from bptt.runs import load_run
+    from bptt.analysis import diagnostics
+    from bptt.training.checkpoint import atomic_write_bytes, atomic_write_text
+    from bptt.training.runs import load_run
 
     model, ckpt = load_run(args.run_dir)
     batch, source = batch_for(model, ckpt, args)
@@ -231,7 +231,7 @@ def plot_report(report: dict, title: str) -> bytes:
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    from bptt.diagnostics import by_lag
+    from bptt.analysis.diagnostics import by_lag
 
     layers = report["layers"]
     fig, axes = plt.subplots(len(layers), 3, figsize=(15, 4 * len(layers)), squeeze=False, layout="constrained")

@@ -34,8 +34,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.commands.predict import task_of
-    from bptt.runs import lm_text_ids
-    from bptt.train import evaluate_stream
+    from bptt.training.runs import lm_text_ids
+    from bptt.training.tbptt import evaluate_stream
 
     model, ckpt, extra, module = task_of(args.run_dir)  # loaded and checked once, for either kind of run
     if module is not None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_task(args, model, extra: dict, module) -> int:
-    from bptt import metrics
+    from bptt.training import metrics
 
     if not hasattr(module, "evaluate"):
         raise UsageError(

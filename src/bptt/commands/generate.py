@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import UsageError
-from bptt.options import non_negative_int, positive_float, positive_int
+from bptt.training.options import non_negative_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.generate import sample
-    from bptt.runs import load_run, task_extra, vocab_of
+    from bptt.training.runs import load_run, task_extra, vocab_of
 
     model, ckpt = load_run(args.run_dir)
     extra = task_extra(ckpt)

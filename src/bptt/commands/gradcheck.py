@@ -3,9 +3,9 @@
 Builds a small random problem for the architecture the options describe
 (layers, directions, activation, head, mode, uneven lengths, h_0, and a
 truncation: chunked/TBPTT(k1, k2) windows or a per-output horizon), runs
-`bptt.gradcheck` in float64 and prints the max relative error per tensor.
+`bptt.analysis.gradcheck` in float64 and prints the max relative error per tensor.
 With --method rtrl the reference is real-time recurrent learning
-(`bptt.rtrl`, forward-mode exact gradients) instead of finite differences.
+(`bptt.analysis.rtrl`, forward-mode exact gradients) instead of finite differences.
 Exit status 1 when any tensor is above the threshold.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from bptt import RNNModel, gradcheck
 from bptt.errors import UsageError
-from bptt.options import add_model_options, model_kwargs, non_negative_int, positive_float, positive_int
+from bptt.training.options import add_model_options, model_kwargs, non_negative_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -75,8 +75,8 @@ def add_parser(sub) -> None:
 
 
 def check_memory(args, model_kw: dict) -> None:
-    """Refuse sizes whose float64 check would not fit in memory, before allocating (`bptt.resources`)."""
-    from bptt import resources
+    """Refuse sizes whose float64 check would not fit in memory, before allocating (`bptt.training.resources`)."""
+    from bptt.training import resources
 
     # optimizer "sgd", float64: weights, gradients and the finite-difference copy
     est = resources.estimate_model(
@@ -166,9 +166,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _against_rtrl(model, x, y, mask, h0, cond, loss_mask, horizon) -> dict[str, float]:
-    """Max relative error per tensor between BPTT and RTRL (`bptt.rtrl`), both in float64."""
-    from bptt import rtrl
-    from bptt.gradcheck import relative_error
+    """Max relative error per tensor between BPTT and RTRL (`bptt.analysis.rtrl`), both in float64."""
+    from bptt.analysis import rtrl
+    from bptt.analysis.gradcheck import relative_error
 
     try:
         rtrl.check_supported(model, horizon)

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 def read_metrics(path: Path) -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path}: missing (no evaluation was logged in this run yet)")
-    from bptt.checkpoint import read_jsonl
+    from bptt.training.checkpoint import read_jsonl
 
     records = read_jsonl(path, ("step", "train_loss"))
     if not records:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
     except ImportError:
         raise BpttError("matplotlib is needed for bptt plot: pip install 'bptt[plot]'") from None
-    from bptt.checkpoint import atomic_write_bytes
+    from bptt.training.checkpoint import atomic_write_bytes
 
     records = read_metrics(args.run_dir / "metrics.jsonl")
     char = "train_bpc" in records[0]

@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 def task_of(run_dir: Path):
     """(model, checkpoint, extra, task module) of a run; the module is None for a language model."""
     from bptt import tasks
-    from bptt.runs import load_run, task_extra
+    from bptt.training.runs import load_run, task_extra
 
     model, ckpt = load_run(run_dir)
     extra = task_extra(ckpt)
@@ -45,8 +45,8 @@ def task_of(run_dir: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bptt.checkpoint import atomic_write_text
     from bptt.commands.train import check_writable
+    from bptt.training.checkpoint import atomic_write_text
 
     model, _, extra, module = task_of(args.run_dir)
     if module is None:

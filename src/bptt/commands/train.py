@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import CheckpointError, DataError, UsageError
-from bptt.options import add_model_options, fraction, model_kwargs, non_negative_int, positive_float, positive_int
+from bptt.training.options import (
+    add_model_options,
+    fraction,
+    model_kwargs,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 RUN_FILES = (
     "checkpoint",
@@ -208,7 +215,7 @@ def choose_run_dir(args, name: str) -> Path:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, expected a directory")
     if out.exists() and any(out.iterdir()):
-        from bptt import checkpoint
+        from bptt.training import checkpoint
 
         started = checkpoint.is_run_dir(out)
         if not started and not all(_run_file(f) for f in out.iterdir()):
@@ -257,7 +264,7 @@ def _run_file(path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.data.text import BUILTIN_NAME, Vocab, builtin_corpus, read_text, split
-    from bptt.train import Trainer, default_progress
+    from bptt.training.tbptt import Trainer, default_progress
 
     args = parse_with_config(args)
     if args.resume is not None:
@@ -332,8 +339,8 @@ def check_vocab(vocab, args) -> None:
 
 
 def check_memory(args, model_kw: dict) -> None:
-    """Refuse, before allocating anything, a language model that would not fit in memory (`bptt.resources`)."""
-    from bptt import resources
+    """Refuse, before allocating anything, a language model that would not fit in memory (`bptt.training.resources`)."""
+    from bptt.training import resources
 
     steps = (args.backprop_steps or args.seq_length) + (args.horizon or 1) - 1
     est = resources.estimate_model(model_kw, steps=steps, batch_size=args.batch_size, optimizer=args.optimizer)
@@ -349,7 +356,7 @@ def check_memory(args, model_kw: dict) -> None:
 
 def options_from_args(args):
     """The TrainOptions of parsed `bptt train` options (every field that has a flag)."""
-    from bptt.loop import TrainOptions
+    from bptt.training.loop import TrainOptions
 
     opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
     if args.no_clip_norm:
@@ -368,8 +375,8 @@ def build_model(args, vocab_size: int):
 def resume(args) -> int:
     """Continue the run in args.resume exactly where its last checkpoint left it."""
     from bptt.data.text import builtin_corpus, read_text, split
-    from bptt.runs import load_run, vocab_of
-    from bptt.train import Trainer, default_progress
+    from bptt.training.runs import load_run, vocab_of
+    from bptt.training.tbptt import Trainer, default_progress
 
     run_dir = args.resume
     model, ckpt = load_run(run_dir)
@@ -410,7 +417,7 @@ def resume(args) -> int:
 
 def resumed_options(args, ckpt):
     """The saved TrainOptions of a run, with the one change a resume may make: a longer budget."""
-    from bptt.train import TrainOptions
+    from bptt.training.tbptt import TrainOptions
 
     try:
         opts = TrainOptions(**ckpt.train_state["options"])
@@ -426,8 +433,8 @@ def resumed_options(args, ckpt):
 
 def finish(trainer, vocab) -> int:
     """Train, then print the final numbers and a few samples."""
-    from bptt import checkpoint
     from bptt.generate import sample
+    from bptt.training import checkpoint
 
     state = trainer.fit()
     extra = trainer.opts.extra

@@ -9,7 +9,7 @@ Bucketing: each epoch, the examples are shuffled, cut into pools of
 batches shuffled. Batches then hold sequences of similar length (little
 padding, so little wasted work) while their order stays random. The plan
 of an epoch is a pure function of (seed, epoch), so `SequenceSource.batch`
-is a pure function of (seed, epoch, k) as `bptt.fit` requires.
+is a pure function of (seed, epoch, k) as `bptt.training.batches` requires.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 class SequenceSource:
-    """Training batches for `bptt.fit.BatchTrainer`.
+    """Training batches for `bptt.training.batches.BatchTrainer`.
 
     make_batch(indices, rng) -> Batch builds the batch of those examples; rng
     (seeded by (seed, epoch, k)) is for anything random per batch, such as word

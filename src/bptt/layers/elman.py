@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bptt import activations, blas
+from bptt import blas
+from bptt.layers import activations
 from bptt.layers.embedding import scatter_add_rows
 
 
@@ -153,7 +154,7 @@ def backward(
     dout: (T, B, H) dL/dh_t from above, natural time order, or None;
     dhn: (B, H) gradient on the final state, or None.
     horizon: None for full BPTT; an integer tau makes every output gradient
-    travel back at most tau steps (see `bptt.truncation`).
+    travel back at most tau steps (see `bptt.layers.truncation`).
 
     Returns (dX, grads, dh0): dX (T, B, D) in natural order (None for ids
     or when need_dX is False), grads {"U", "W", "b"}, dh0 (B, H).
@@ -165,7 +166,7 @@ def backward(
     if horizon is None:
         dh0 = sweep(delta, dout, dhn, W, pad)
     else:
-        from bptt.truncation import horizon_sweep
+        from bptt.layers.truncation import horizon_sweep
 
         dh0 = horizon_sweep(delta, dout, dhn, W, pad, horizon)
     grads, dX = param_grads(delta, Hs[:-1], X, cache.U, need_dX)

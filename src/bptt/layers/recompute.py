@@ -18,7 +18,7 @@ for k ~ sqrt T (`every="auto"`), for about one extra forward pass of time.
 The gradients are those of full BPTT (equal to rounding; tests check 1e-12
 in float64).
 
-What it does not cover: the per-output horizon of `bptt.truncation` (its
+What it does not cover: the per-output horizon of `bptt.layers.truncation` (its
 lagged sweep needs every state at once): `backward` refuses a horizon. The
 layer's input X (token ids, or the layer below's output) is still kept whole;
 a layer's own output (T, B, H) is only built when something above needs it

@@ -8,7 +8,7 @@ extra, path, args) -> str` and `evaluate(model, extra, path, args) -> dict`):
                                  (the shared model, optimization and budget flags
                                  are already there)
     run(args) -> int             read or generate the data, build the model, train
-                                 with `bptt.fit.BatchTrainer`, print the results
+                                 with `bptt.training.batches.BatchTrainer`, print the results
     resume(args, model, ckpt, opts) -> int
                                  continue a run of this task from its checkpoint
 

@@ -43,7 +43,7 @@ def encode(text: str, stoi: dict) -> np.ndarray:
 
 def make_batch(X, y, idx, binary: bool):
     from bptt.data.batching import pad
-    from bptt.fit import Batch
+    from bptt.training.batches import Batch
 
     inputs, lengths = pad([X[i] for i in idx])
     if y is None:
@@ -68,9 +68,9 @@ def read(path, extra: dict):
 
 
 def load(extra: dict, fresh: bool) -> common.Data:
-    from bptt import metrics
     from bptt.data.batching import SequenceSource
-    from bptt.fit import mean_loss
+    from bptt.training import metrics
+    from bptt.training.batches import mean_loss
 
     train = read(extra["data"], extra)
     toks = [tokens(e.text, extra) for e in train]
@@ -141,7 +141,7 @@ def decide(scores: np.ndarray, binary: bool) -> np.ndarray:
 
 def run(args) -> int:
     from bptt.commands.train import task_defaults
-    from bptt.options import model_kwargs
+    from bptt.training.options import model_kwargs
 
     task_defaults(args, hidden_size=64, num_layers=1, embedding_size=64, level="word", max_epochs=5.0)
     extra = common.data_extra(args, "classify")
@@ -202,7 +202,7 @@ def predict(model, extra: dict, path: Path, args) -> str:
 
 
 def evaluate(model, extra: dict, path: Path, args) -> dict:
-    from bptt import metrics
+    from bptt.training import metrics
 
     examples = read(path, dict(extra, encoding=args.encoding))
     labels = {l: i for i, l in enumerate(extra["labels"])}

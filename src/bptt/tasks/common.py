@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import DataError, UsageError
-from bptt.loop import TrainOptions
+from bptt.training.loop import TrainOptions
 
 
 @dataclass
@@ -103,9 +103,9 @@ def check_labels(labels: list[str], known: dict[str, int], path, lines: list[int
 
 
 def check_memory(model_kw: dict, steps: int, batch_size: int, optimizer: str) -> None:
-    """Refuse, before the model is built, one that would not fit in memory (`bptt.resources`).
+    """Refuse, before the model is built, one that would not fit in memory (`bptt.training.resources`).
     model_kw: the RNNModel keyword arguments; steps: the longest training sequence."""
-    from bptt import resources
+    from bptt.training import resources
 
     est = resources.estimate_model(model_kw, steps=steps, batch_size=batch_size, optimizer=optimizer)
     resources.check_memory(
@@ -130,8 +130,8 @@ def eval_batches(lengths: np.ndarray, batch_size: int, make: Callable) -> list:
 
 def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) -> int:
     """Train (or continue from ckpt), print how it stopped and the best validation metric."""
-    from bptt.fit import BatchTrainer
-    from bptt.loop import default_progress
+    from bptt.training.batches import BatchTrainer
+    from bptt.training.loop import default_progress
 
     trainer = BatchTrainer(model, data.source, data.evaluate, run_dir, opts, progress=default_progress())
     if ckpt is not None:

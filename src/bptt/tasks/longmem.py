@@ -31,7 +31,7 @@ from functools import partial
 
 from bptt.data import synthetic
 from bptt.errors import UsageError
-from bptt.options import positive_int
+from bptt.training.options import positive_int
 
 NAMES = ("adding", "copy", "temporal-order")
 EVAL_BATCH = 500  # sequences per forward pass when evaluating
@@ -59,7 +59,7 @@ class Spec:
 
         One forward pass per batch, in evaluation mode: the loss from the logits, the
         predictions from their argmax (classes) or their value (the adding problem)."""
-        from bptt.loop import summed_loss
+        from bptt.training.loop import summed_loss
 
         training = model.training
         model.eval()
@@ -165,7 +165,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from bptt import RNNModel
     from bptt.commands.train import choose_run_dir, options_from_args, task_defaults
-    from bptt.options import model_kwargs
+    from bptt.training.options import model_kwargs
 
     task_defaults(
         args,
@@ -206,9 +206,9 @@ def run(args) -> int:
 
 
 def _check_memory(args, s: Spec, model_kw: dict) -> None:
-    """Refuse, before anything is allocated, a run that would not fit (`bptt.resources`): the
+    """Refuse, before anything is allocated, a run that would not fit (`bptt.training.resources`): the
     longest sequence of the task, for a training batch or an evaluation batch, whichever is larger."""
-    from bptt import resources
+    from bptt.training import resources
 
     longest = {"copy": s.length + 2 * synthetic.COPY_DATA}.get(s.name, s.length + s.length // 10)
     est = resources.estimate_model(
@@ -233,8 +233,8 @@ def resume(args, model, ckpt, opts) -> int:
 
 
 def _trainer(s: Spec, model, run_dir, opts):
-    from bptt.fit import BatchTrainer
-    from bptt.loop import default_progress
+    from bptt.training.batches import BatchTrainer
+    from bptt.training.loop import default_progress
 
     extra = opts.extra
     source = synthetic.Source(s.make, opts.batch_size, extra["batches_per_epoch"], model.seed)
@@ -262,7 +262,7 @@ def _trainer(s: Spec, model, run_dir, opts):
 
 
 def _finish(trainer, s: Spec) -> int:
-    from bptt.checkpoint import atomic_write_text
+    from bptt.training.checkpoint import atomic_write_text
 
     state = trainer.fit()
     if state["stop_reason"] == "solved":

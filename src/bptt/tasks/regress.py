@@ -3,7 +3,7 @@
     many-to-one  (one target per sequence):  y^ = V pool(h) + c
     many-to-many (one target per step):      y^_t = V h_t + c
     L = mean of (y^ - y)^2 over valid steps and outputs: the MSE itself
-        (bptt.losses.squared_error with reduction="mean"; dL/dz = 2 (y^ - y) / n)
+        (bptt.layers.losses.squared_error with reduction="mean"; dL/dz = 2 (y^ - y) / n)
 
 The data is a CSV (see `bptt.data.tabular`): an input column of steps and a
 target column with one value (or vector) per sequence or per step; which of
@@ -63,7 +63,7 @@ def check_like(rows, extra: dict, path) -> None:
 
 def make_batch(rows, idx, mode: str):
     from bptt.data.batching import pad
-    from bptt.fit import Batch
+    from bptt.training.batches import Batch
 
     inputs, lengths = pad([rows[i][0] for i in idx])
     K = rows[idx[0]][1].shape[1] if rows[idx[0]][1] is not None else 1
@@ -78,7 +78,7 @@ def make_batch(rows, idx, mode: str):
 
 def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.data.batching import SequenceSource
-    from bptt.fit import mean_loss
+    from bptt.training.batches import mean_loss
 
     train = read(extra["data"], extra)
     if fresh:
@@ -112,7 +112,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 def errors(model, batches, mode: str) -> dict:
     """MSE and MAE over every target value (valid steps only)."""
-    from bptt import metrics
+    from bptt.training import metrics
 
     true, pred = [], []
     for b in batches:
@@ -129,7 +129,7 @@ def errors(model, batches, mode: str) -> dict:
 
 def run(args) -> int:
     from bptt.commands.train import task_defaults
-    from bptt.options import model_kwargs
+    from bptt.training.options import model_kwargs
 
     task_defaults(args, hidden_size=32, num_layers=1, max_epochs=20.0)
     extra = common.data_extra(args, "regress")
@@ -180,7 +180,7 @@ def predict(model, extra: dict, path: Path, args) -> str:
 
 
 def evaluate(model, extra: dict, path: Path, args) -> dict:
-    from bptt import metrics
+    from bptt.training import metrics
 
     rows = read(path, extra)
     check_like(rows, extra, path)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import UsageError
-from bptt.options import positive_int
 from bptt.tasks import common
+from bptt.training.options import positive_int
 
 START = "<s>"  # the first input and the last target
 ONES = (
@@ -62,7 +62,7 @@ def digits(numbers, n_digits: int) -> np.ndarray:
 
 def make_batch(numbers, idx, stoi: dict, n_digits: int):
     from bptt.data.batching import pad
-    from bptt.fit import Batch
+    from bptt.training.batches import Batch
 
     seqs = [np.array([stoi[c] for c in words(int(numbers[i]))] + [0], dtype=np.int64) for i in idx]
     targets, lengths = pad(seqs)
@@ -101,7 +101,7 @@ def generate(model, extra: dict, numbers, max_length: int = 120) -> list[str]:
 
 def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.data.batching import SequenceSource
-    from bptt.fit import mean_loss
+    from bptt.training.batches import mean_loss
 
     if fresh:
         extra["n_digits"] = len(str(extra["max_number"]))
@@ -138,7 +138,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 def run(args) -> int:
     from bptt.commands.train import task_defaults
-    from bptt.options import model_kwargs
+    from bptt.training.options import model_kwargs
 
     if args.max_number >= 1_000_000:
         raise UsageError(f"--max-number: got {args.max_number}, expected less than 1,000,000")

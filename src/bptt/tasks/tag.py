@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import DataError, UsageError
-from bptt.options import fraction, positive_int
 from bptt.tasks import common
+from bptt.training.options import fraction, positive_int
 
 FEATURES = ("prefix", "suffix", "shape")
 _SHAPE_RUNS = re.compile(r"(.)\1{2,}")
@@ -136,7 +136,7 @@ def read_tagged(path, extra: dict):
 def make_batch(X: list[np.ndarray], Y: list[np.ndarray] | None, idx, rng=None, word_dropout: float = 0.0):
     """Padded inputs (B, T[, 1 + F]), targets (B, T) and lengths; word dropout on column 0 with rng."""
     from bptt.data.batching import pad
-    from bptt.fit import Batch
+    from bptt.training.batches import Batch
 
     inputs, lengths = pad([X[i] for i in idx])
     if word_dropout > 0 and rng is not None:
@@ -148,7 +148,7 @@ def make_batch(X: list[np.ndarray], Y: list[np.ndarray] | None, idx, rng=None, w
 
 def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.data.batching import SequenceSource
-    from bptt.fit import mean_loss
+    from bptt.training.batches import mean_loss
 
     train = read_tagged(extra["data"], extra)
     if fresh:
@@ -196,7 +196,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 def run(args) -> int:
     from bptt.commands.train import task_defaults
-    from bptt.options import model_kwargs
+    from bptt.training.options import model_kwargs
 
     task_defaults(args, hidden_size=64, num_layers=1, embedding_size=64, max_epochs=5.0)
     args.bidirectional = not args.unidirectional
@@ -264,7 +264,7 @@ def predict(model, extra: dict, path: Path, args) -> str:
 
 
 def evaluate(model, extra: dict, path: Path, args) -> dict:
-    from bptt import metrics
+    from bptt.training import metrics
 
     sentences = read_tagged(path, dict(extra, encoding=args.encoding))
     labels = extra["labels"]

@@ -10,8 +10,8 @@ state is carried from one update to the next; a subclass says that in
 `train_step`, `n_batches`, `on_epoch`, `evaluate` and `carried_arrays` /
 `restore_carried`:
 
-    bptt.train.Trainer     language models: B streams, TBPTT windows, carried h
-    bptt.fit.BatchTrainer  datasets of whole sequences (tagging, classification,
+    bptt.training.tbptt.Trainer     language models: B streams, TBPTT windows, carried h
+    bptt.training.batches.BatchTrainer  datasets of whole sequences (tagging, classification,
                            regression, synthetic tasks): one batch per update
 
 Stability: a non-finite loss or gradient rolls back to the last checkpointed
@@ -20,7 +20,7 @@ state, multiplies the learning rate by `rollback_factor`, names the tensor
 SIGINT and SIGTERM finish the current update, save, and exit with a message
 that says how to resume. Everything needed to continue exactly (weights,
 optimizer buffers, schedule, RNG, data cursor, carried state) is in each
-checkpoint (`bptt.checkpoint`). A subclass may also stop the run after an
+checkpoint (`bptt.training.checkpoint`). A subclass may also stop the run after an
 evaluation (`stop_reason`: a synthetic task that is solved).
 
 With `diagnostics` on, every update's gradient norm per tensor (before
@@ -43,11 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bptt import checkpoint, clipping
 from bptt.errors import CheckpointError, Interrupted, UsageError
 from bptt.model import RNNModel
-from bptt.optim import make_optimizer
-from bptt.schedules import ReduceOnPlateau, StepDecay
+from bptt.training import checkpoint, clipping
+from bptt.training.optim import make_optimizer
+from bptt.training.schedules import ReduceOnPlateau, StepDecay
 
 
 @dataclass
@@ -400,7 +400,7 @@ class Loop:
         self.restore_carried({k[6:]: v.copy() for k, v in arrays.items() if k.startswith("state.")})
 
     def resume_from(self, ckpt) -> None:
-        """Continue from a loaded checkpoint (`bptt.checkpoint.load`); CheckpointError naming its
+        """Continue from a loaded checkpoint (`bptt.training.checkpoint.load`); CheckpointError naming its
         checkpoint.json when the training state in it does not fit this run."""
         where = ckpt.path / checkpoint.INDEX
         train = ckpt.train_state

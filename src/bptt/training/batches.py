@@ -8,7 +8,7 @@ the model's mode and head, and exact BPTT:
     loss, grads = model.loss_and_grads(batch.inputs, batch.targets, batch.mask, cond=batch.cond)
 
 The loop around it (clipping, optimizer, evaluation, checkpoints, rollback,
-signals) is `bptt.loop.Loop`. A source is anything with
+signals) is `bptt.training.loop.Loop`. A source is anything with
 
     n_batches                  updates per epoch
     batch(epoch, k) -> Batch   the k-th batch of an epoch, a pure function of
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bptt.loop import Loop, TrainOptions, check_finite, summed_loss
 from bptt.model import SEQUENCE_MODES, RNNModel
+from bptt.training.loop import Loop, TrainOptions, check_finite, summed_loss
 
 
 @dataclass

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bptt import checkpoint
 from bptt.errors import CheckpointError, DataError
 from bptt.model import RNNModel
+from bptt.training import checkpoint
 
 
 def load_run(run_dir: Path):

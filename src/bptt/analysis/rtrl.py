@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt import activations
+from bptt.layers import activations
 
 
 def check_supported(model, horizon=None) -> None:
@@ -53,7 +53,7 @@ def check_supported(model, horizon=None) -> None:
 def _check_memory(B: int, H: int, n: int, dtype) -> None:
     """ValueError before allocating when the (B, H, n) sensitivities (three live copies:
     P, the immediate Jacobian, the new P) would not fit in the available memory."""
-    from bptt import resources
+    from bptt.training import resources
 
     need = 3 * B * H * n * np.dtype(dtype).itemsize
     have = resources.available_memory()

@@ -10,7 +10,7 @@ steps of each stream and backpropagates over a window that ends there:
                           (Williams & Peng 1990; overlapping windows, each
                           loss counted once)
     per-output horizon    window = the last k1 + tau - 1 steps and every L_t
-                          backpropagates tau steps (`bptt.truncation`)
+                          backpropagates tau steps (`bptt.layers.truncation`)
 
 In each case the state that starts a window is a constant (it comes from an
 earlier forward pass), the gradient is the gradient of that truncated
@@ -18,7 +18,7 @@ objective, and after the update the next window starts from the state after
 its first dropped steps, taken from this window's forward pass.
 
 The loop itself (clipping, optimizer, evaluation, checkpoints, rollback on a
-non-finite loss, signals) is `bptt.loop.Loop`, shared with every task; this
+non-finite loss, signals) is `bptt.training.loop.Loop`, shared with every task; this
 file adds the streams and the state carried between windows.
 """
 
@@ -29,8 +29,8 @@ import math
 import numpy as np
 
 from bptt.errors import DataError, UsageError
-from bptt.loop import Loop, NonFinite, TrainOptions, check_finite, default_progress, summed_loss
 from bptt.model import RNNModel
+from bptt.training.loop import Loop, NonFinite, TrainOptions, check_finite, default_progress, summed_loss
 
 __all__ = ["Trainer", "TrainOptions", "NonFinite", "evaluate_stream", "default_progress"]
 

@@ -118,7 +118,7 @@ def plot_confusion(C, labels: list[str], path) -> None:
         raise UsageError("--plot needs matplotlib: pip install 'bptt[plot]'") from None
     import io
 
-    from bptt.checkpoint import atomic_write_bytes
+    from bptt.training.checkpoint import atomic_write_bytes
 
     C = np.asarray(C, dtype=np.float64)
     norm = _safe_div(C, C.sum(axis=1, keepdims=True))

@@ -23,7 +23,7 @@ vanishing gradient) is still checked to the same relative precision.
 
 Dropout masks are replayed from one seed for every evaluation, so a model
 with dropout is checked on the same function throughout. With a horizon the
-objective checked is the truncated one (`bptt.truncation.truncated_objective`).
+objective checked is the truncated one (`bptt.layers.truncation.truncated_objective`).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def gradcheck(
             return m.loss(fwd, targets, loss_mask)[0]
 
     else:
-        from bptt.truncation import truncated_objective
+        from bptt.layers.truncation import truncated_objective
 
         base = m.forward(inputs, mask, h0_64, cond=cond)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt import activations
+from bptt.layers import activations
 
 
 def check_horizon(model, horizon) -> None:

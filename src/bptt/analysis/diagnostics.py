@@ -42,8 +42,7 @@ import math
 
 import numpy as np
 
-from bptt import activations
-from bptt.layers import elman
+from bptt.layers import activations, elman
 from bptt.layers.embedding import scatter_add_rows
 
 LAG_BUCKETS = (("0", 0, 1), ("1-9", 1, 10), ("10-99", 10, 100), ("100+", 100, None))
