@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        from bptt.training import lock
+
+        lock.release_all()  # the run directory this command wrote into is free again
 
 
 def _one_line(e: BaseException) -> str:

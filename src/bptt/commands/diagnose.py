@@ -147,9 +147,12 @@ def history_summary(records: list[dict]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.analysis import diagnostics
+    from bptt.training import lock
     from bptt.training.checkpoint import atomic_write_bytes, atomic_write_text
     from bptt.training.runs import load_run
 
+    if args.out is None:  # it writes into the run: not while a trainer does
+        lock.hold(args.run_dir, args, create=False)
     model, ckpt = load_run(args.run_dir)
     batch, source = batch_for(model, ckpt, args)
     history = grad_history(args.run_dir)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import CheckpointError, DataError, UsageError
+from bptt.training import lock
 from bptt.training.options import (
     add_model_options,
     fraction,
@@ -209,16 +210,19 @@ def choose_run_dir(args, name: str) -> Path:
         while out.exists():
             out, n = Path(f"{base}-{n}"), n + 1
         check_writable(out, f"run directory {out}")
+        lock.hold(out, args, what=f"run directory {out}")
         return out
     out = args.out
     check_writable(out, f"--out {out}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, expected a directory")
-    if out.exists() and any(out.iterdir()):
+    lock.hold(out, args, what=f"--out {out}")  # before anything is checked or deleted: one writer at a time
+    entries = [f for f in out.iterdir() if not lock.is_lock_file(f)]
+    if entries:
         from bptt.training import checkpoint
 
         started = checkpoint.is_run_dir(out)
-        if not started and not all(_run_file(f) for f in out.iterdir()):
+        if not started and not all(_run_file(f) for f in entries):
             raise UsageError(
                 f"--out {out}: is not a bptt run directory, refusing to {'overwrite' if args.overwrite else 'use'} it"
             )
@@ -231,7 +235,7 @@ def choose_run_dir(args, name: str) -> Path:
             raise UsageError(
                 f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it"
             )
-        for f in out.iterdir():
+        for f in entries:
             if _run_file(f):
                 shutil.rmtree(f) if f.is_dir() else f.unlink()
     return out
@@ -379,6 +383,7 @@ def resume(args) -> int:
     from bptt.training.tbptt import Trainer, default_progress
 
     run_dir = args.resume
+    lock.hold(run_dir, args, create=False, what=f"--resume {run_dir}")  # before reading: no save is under way
     model, ckpt = load_run(run_dir)
     check_writable(run_dir, f"--resume {run_dir}")
     opts = resumed_options(args, ckpt)

@@ -135,16 +135,72 @@ class Optimizer:
             if key.split(".", 1)[0] not in self.buffers or "." not in key:
                 kinds = ", ".join(self.buffers) or "none"
                 raise CheckpointError(f"optimizer state {key!r}: not a {cls} buffer ({kinds})")
+        check_meta(meta, self.hyper)
         try:
-            lr, t = float(meta["lr"]), int(meta["t"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"optimizer state: lr and t missing or malformed ({e})") from None
+            type(self)(meta["lr"], **{h: tuple(meta[h]) if h == "betas" else meta[h] for h in self.hyper})
+        except UsageError as e:  # each value is in range, but not together (nesterov without momentum)
+            raise CheckpointError(f"optimizer {e}") from None
+        for key, buf in arrays.items():
+            if buf.dtype.kind != "f" or not np.isfinite(buf).all():
+                raise CheckpointError(f"optimizer state {key!r}: {buf.dtype} values, expected finite floats")
         # copies: later steps must not write into the caller's arrays (a snapshot kept for rollback)
         self.state = {k: np.array(v) for k, v in arrays.items()}
-        self.lr, self.t = lr, t
+        self.lr, self.t = float(meta["lr"]), meta["t"]
         for h in self.hyper:
-            if h in meta:
-                setattr(self, h, tuple(meta[h]) if isinstance(meta[h], list) else meta[h])
+            setattr(self, h, tuple(meta[h]) if isinstance(meta[h], list) else meta[h])
+
+    def check_buffers(self, params: dict[str, np.ndarray]) -> None:
+        """Every buffer belongs to a parameter of `params` and has its shape; CheckpointError otherwise."""
+        for key, buf in self.state.items():
+            name = key.split(".", 1)[1]
+            if name not in params:
+                raise CheckpointError(f"optimizer state {key!r}: the model has no parameter {name!r}")
+            if buf.shape != params[name].shape:
+                raise CheckpointError(
+                    f"optimizer state {key!r}: shape {buf.shape}, the parameter is {params[name].shape}"
+                )
+
+
+def _real_in(low: float, high: float, closed: bool):
+    return lambda v: _is_real(v) and math.isfinite(v) and low <= v and (v <= high if closed else v < high)
+
+
+def _flag(v) -> bool:
+    return isinstance(v, bool)
+
+
+def _betas(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(_real_in(0, 1, False)(b) for b in v)
+
+
+# what a checkpoint's optimizer metadata may hold: (test, expected), stricter than the constructors
+# where those follow torch (a momentum of 1 or more, an alpha above 1 make no sense to resume)
+META = {
+    "lr": (lambda v: _is_real(v) and math.isfinite(v) and v > 0, "a positive finite number"),
+    "t": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+    "weight_decay": (_real_in(0, math.inf, False), "a finite number >= 0"),
+    "momentum": (_real_in(0, 1, False), "a number in [0, 1)"),
+    "dampening": (_real_in(0, 1, True), "a number in [0, 1]"),
+    "nesterov": (_flag, "true or false"),
+    "lr_decay": (_real_in(0, math.inf, False), "a finite number >= 0"),
+    "eps": (_real_in(0, 1, True), "a number in [0, 1]"),
+    "initial_accumulator_value": (_real_in(0, math.inf, False), "a finite number >= 0"),
+    "alpha": (_real_in(0, 1, True), "a number in [0, 1]"),
+    "centered": (_flag, "true or false"),
+    "betas": (_betas, "two numbers in [0, 1)"),
+    "amsgrad": (_flag, "true or false"),
+}
+
+
+def check_meta(meta: dict, hyper: tuple[str, ...]) -> None:
+    """lr, t and every hyperparameter in `hyper` present in `meta` with a type and value in range
+    (`META`); CheckpointError naming the first key that is not."""
+    for key in ("lr", "t", *hyper):
+        test, expected = META[key]
+        if key not in meta:
+            raise CheckpointError(f"optimizer {key!r} missing")
+        if not test(meta[key]):
+            raise CheckpointError(f"optimizer {key!r} is {meta[key]!r}, expected {expected}")
 
 
 class SGD(Optimizer):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from bptt.errors import UsageError
+from bptt.errors import CheckpointError, UsageError
 
 
 def _check(name: str, value, ok: bool, expected: str) -> None:
@@ -65,8 +65,17 @@ class StepDecay:
         return {"factor": self.factor, "every": self.every, "start": self.start, "last_epoch": self.last_epoch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.factor, self.every, self.start = float(state["factor"]), int(state["every"]), int(state["start"])
-        self.last_epoch = int(state["last_epoch"])
+        check_state(
+            state,
+            {
+                "factor": (_real(0, math.inf, False, strict_low=True), "a positive finite number"),
+                "every": (_int(1), "an integer >= 1"),
+                "start": (_int(0), "an integer >= 0"),
+                "last_epoch": (_int(0), "an integer >= 0"),
+            },
+        )
+        self.factor, self.every, self.start = float(state["factor"]), state["every"], state["start"]
+        self.last_epoch = state["last_epoch"]
 
 
 class ExponentialDecay(StepDecay):
@@ -139,6 +148,20 @@ class ReduceOnPlateau:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        check_state(
+            state,
+            {
+                "factor": (_real(0, 1, False, strict_low=True), "a number in (0, 1)"),
+                "patience": (_int(0), "an integer >= 0"),
+                "threshold": (_real(0, 1, False), "a number in [0, 1)"),
+                "min_lr": (_real(0, math.inf, False), "a finite number >= 0"),
+                "cooldown": (_int(0), "an integer >= 0"),
+                "eps": (_real(0, math.inf, False), "a finite number >= 0"),
+                "best": (lambda v: v == "inf" or _real(-math.inf, math.inf, False)(v), 'a finite number or "inf"'),
+                "num_bad_epochs": (_int(0), "an integer >= 0"),
+                "cooldown_counter": (_int(0), "an integer >= 0"),
+            },
+        )
         self.factor, self.patience, self.threshold = (
             float(state["factor"]),
             int(state["patience"]),
@@ -147,3 +170,30 @@ class ReduceOnPlateau:
         self.min_lr, self.cooldown, self.eps = float(state["min_lr"]), int(state["cooldown"]), float(state["eps"])
         self.best = float(state["best"])
         self.num_bad_epochs, self.cooldown_counter = int(state["num_bad_epochs"]), int(state["cooldown_counter"])
+
+
+def _real(low: float, high: float, closed: bool, strict_low: bool = False):
+    """A test: a finite real number in [low, high) ((low, ...) with strict_low, ..., high] when closed)."""
+
+    def test(v) -> bool:
+        if not _is_real(v) or not math.isfinite(v):
+            return False
+        return (v > low if strict_low else v >= low) and (v <= high if closed else v < high)
+
+    return test
+
+
+def _int(low: int):
+    return lambda v: _is_int(v) and v >= low
+
+
+def check_state(state, spec: dict) -> None:
+    """A schedule's saved state: a JSON object with every key of `spec` ({key: (test, expected)}) passing
+    its test; CheckpointError naming the first key that does not."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"schedule state is {type(state).__name__}, expected a JSON object")
+    for key, (test, expected) in spec.items():
+        if key not in state:
+            raise CheckpointError(f"schedule {key!r} missing")
+        if not test(state[key]):
+            raise CheckpointError(f"schedule {key!r} is {state[key]!r}, expected {expected}")
