@@ -540,6 +540,27 @@ ROWS = [
     ),
     ("generate empty prime", "generate {run} --prime=", {}, 2, "--prime: expected at least one character"),
     ("generate length 0", "generate {run} --length 0", {}, 2, "argument --length: got 0"),
+    (
+        "generate huge length",
+        f"generate {{run}} --length {10**15}",
+        {},
+        2,
+        f"--length {10**15} needs about ",
+    ),
+    (
+        "generate huge length spell",
+        f"generate {{spell}} --cond 7 --length {10**15}",
+        {},
+        2,
+        "GiB is available; use a smaller --length",
+    ),
+    (
+        "diagnose huge batch",
+        f"diagnose {{run}} --batch-size {10**12} --no-plot",
+        {},
+        2,
+        f"--batch-size {10**12} x --steps 100 needs about ",
+    ),
     ("generate temperature nan", "generate {run} --temperature nan", {}, 2, "argument --temperature: got nan"),
     ("generate top-k", "generate {run} --top-k -1", {}, 2, "argument --top-k: got -1"),
     ("generate seed", "generate {run} --seed -5", {}, 2, "argument --seed: got -5"),
@@ -1586,3 +1607,15 @@ def test_memory_limit_message_suggests_what_to_lower_for_words(runs, tmp_path, m
     assert "of 400 steps x 64 sequences" in err and "--batch-size" in err
     assert not (tmp_path / "r").exists()
     np.testing.assert_equal(resources.available_memory(), 2**20)
+
+
+def test_generate_estimates_its_text_before_generating(runs, monkeypatch, capsys):
+    from bptt import generate
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 2**20)  # a 1 MiB machine
+    monkeypatch.setattr(generate, "sample", lambda *a, **k: pytest.fail("generated before the check"))
+    assert main(["generate", str(runs["run"]), "--length", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "--length 100000 needs about 0.0 GiB of memory but 0.0 GiB is available; use a smaller --length" in err
+    monkeypatch.undo()
+    assert main(["generate", str(runs["run"]), "--length", "20"]) == 0

@@ -76,6 +76,7 @@ def batch_for(model, ckpt, args) -> tuple[dict, str]:
     B = args.batch_size
     if args.steps > MAX_STEPS:
         raise UsageError(f"--steps: got {args.steps}, at most {MAX_STEPS} (the (t, k) terms cost O(T^2))")
+    check_memory(model, B, args.steps)
     if task == "lm" and "vocab" in extra:
         from bptt.training.runs import lm_text_ids
 
@@ -101,6 +102,17 @@ def batch_for(model, ckpt, args) -> tuple[dict, str]:
     return _random_batch(
         model, rng, B, args.steps
     ), f"{B} random sequences of {args.steps} steps (no data for task {task!r})"
+
+
+def check_memory(model, B: int, T: int) -> None:
+    """Refuse a --batch-size whose batch would not fit in memory, before allocating: a training step's
+    worth of it (`bptt.training.resources`), in float64, plus the per-lag sums (T H (H + D + 1))."""
+    from bptt.training import resources
+
+    est = resources.estimate_model({**model.config, "dtype": "float64"}, steps=T, batch_size=B, optimizer="sgd")
+    H, D = model.hidden_size, model.embedding_size or model.input_size or model.vocab_size
+    extra = 8 * (T * B * model.hidden_size + T * H * (H + D + 1) + 3 * T * T)
+    resources.check_bytes(est.total + extra, f"--batch-size {B} x --steps {T}", "a smaller --batch-size or --steps")
 
 
 def _random_batch(model, rng, B, T) -> dict:
