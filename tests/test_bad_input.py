@@ -552,7 +552,7 @@ ROWS = [
         f"generate {{spell}} --cond 7 --length {10**15}",
         {},
         2,
-        "GiB is available; use a smaller --length",
+        "is available; use a smaller --length",
     ),
     (
         "diagnose huge batch",
@@ -1616,6 +1616,6 @@ def test_generate_estimates_its_text_before_generating(runs, monkeypatch, capsys
     monkeypatch.setattr(generate, "sample", lambda *a, **k: pytest.fail("generated before the check"))
     assert main(["generate", str(runs["run"]), "--length", "100000"]) == 2
     err = capsys.readouterr().err
-    assert "--length 100000 needs about 0.0 GiB of memory but 0.0 GiB is available; use a smaller --length" in err
+    assert "--length 100000 needs about 4.6 MiB of memory but 1.0 MiB is available; use a smaller --length" in err
     monkeypatch.undo()
     assert main(["generate", str(runs["run"]), "--length", "20"]) == 0

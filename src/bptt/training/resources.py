@@ -193,13 +193,15 @@ def check_memory(
 def check_bytes(needed: int, what: str, hint: str, available: int | None = None) -> None:
     """UsageError, before anything is allocated, when `needed` bytes (a command's own estimate of
     what a user's number makes it allocate) exceed USABLE_FRACTION of the available memory:
-    "`what` needs about N GiB of memory but M GiB is available; use `hint`"."""
+    "`what` needs about N GiB (or MiB) of memory but M GiB is available; use `hint`"."""
     have = available_memory() if available is None else available
     if have is None or needed <= USABLE_FRACTION * have:
         return
-    raise UsageError(
-        f"{what} needs about {needed / GIB:.1f} GiB of memory but {have / GIB:.1f} GiB is available; use {hint}"
-    )
+    raise UsageError(f"{what} needs about {_size(needed)} of memory but {_size(have)} is available; use {hint}")
+
+
+def _size(n: int) -> str:
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.1f} MiB"
 
 
 def generation_bytes(length: int, sequences: int, token_chars: int) -> int:
