@@ -93,6 +93,8 @@ def hold(run_dir: str | os.PathLike, args=None, *, create: bool = True, what: st
                 created = True
             except FileExistsError:
                 pass  # another process made it first: lock it like any other
+            except PermissionError as e:
+                raise UsageError(f"{what}: no permission to write in {Path(e.filename or run_dir).parent}") from None
         fd = _open(run_dir / LOCK, what)
         if fd is None:
             continue  # the directory went away between the check and the open
@@ -151,8 +153,10 @@ def _open(path: Path, what: str) -> int | None:
 
 
 def _flock(fd: int, run_dir: Path, what: str) -> None:
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX (Windows): no OS lock to take
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
