@@ -249,3 +249,13 @@ def test_a_reader_racing_a_save_reads_the_new_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "_verified_bytes", racing)
     ckpt = checkpoint.load(run)
     assert ckpt.train_state["progress"]["step"] == 2 and ckpt.params["w"].tolist() == [1, 1, 1]
+
+
+def test_without_the_lock_training_works_as_before(started, tmp_path, monkeypatch, capsys):
+    """BPTT_NO_LOCK=1 (file systems without flock): no lock files, a new run and a resume as before."""
+    _, corpus = started
+    monkeypatch.setenv("BPTT_NO_LOCK", "1")
+    run = tmp_path / "run"
+    assert main(writer("train", run, corpus)) == 0
+    assert main(writer("resume", run, corpus)) == 0
+    assert not [p for p in run.iterdir() if lock.is_lock_file(p)]

@@ -217,7 +217,7 @@ def choose_run_dir(args, name: str) -> Path:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, expected a directory")
     lock.hold(out, args, what=f"--out {out}")  # before anything is checked or deleted: one writer at a time
-    entries = [f for f in out.iterdir() if not lock.is_lock_file(f)]
+    entries = [f for f in out.iterdir() if not lock.is_lock_file(f)] if out.is_dir() else []
     if entries:
         from bptt.training import checkpoint
 
