@@ -15,8 +15,31 @@ is a pure function of (seed, epoch, k) as `bptt.training.batches` requires.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass
+class Batch:
+    """One batch, batch-first as RNNModel takes it.
+
+    inputs: ids (B, T) or features (B, T, D); targets: what `RNNModel.loss` takes
+    for the model's mode and head; mask: (B, T) bool or lengths (B,), or None;
+    cond: (B, cond_size) for one-to-many; loss_mask: (B, T) bool, the steps
+    that carry a loss (None: every valid step). How many loss terms it holds for a
+    model: `bptt.training.batches.n_targets`.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray | None = None
+    cond: np.ndarray | None = None
+    loss_mask: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.inputs)
 
 
 def pad(seqs: Sequence[np.ndarray], value=0) -> tuple[np.ndarray, np.ndarray]:

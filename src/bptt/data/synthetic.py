@@ -1,7 +1,7 @@
 """Long-memory benchmark tasks, generated on the fly with their published definitions.
 
 Every generator takes a numpy Generator, a batch size B and the task's length
-T, and returns a `bptt.training.batches.Batch` (batch-first, as RNNModel takes it). The
+T, and returns a `bptt.data.batching.Batch` (batch-first, as RNNModel takes it). The
 sources below seed one Generator per (seed, epoch, k), so a batch is a pure
 function of those three numbers and a resumed run sees exactly the batches an
 uninterrupted one would.
@@ -48,7 +48,7 @@ import math
 
 import numpy as np
 
-from bptt.training.batches import Batch
+from bptt.data.batching import Batch
 
 ADDING_VARIANTS = ("hochreiter", "sum", "mean")
 COPY_SYMBOLS = 10  # blank 0, data 1..8, delimiter 9

@@ -42,8 +42,7 @@ def encode(text: str, stoi: dict) -> np.ndarray:
 
 
 def make_batch(X, y, idx, binary: bool):
-    from bptt.data.batching import pad
-    from bptt.training.batches import Batch
+    from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([X[i] for i in idx])
     if y is None:

@@ -62,8 +62,7 @@ def check_like(rows, extra: dict, path) -> None:
 
 
 def make_batch(rows, idx, mode: str):
-    from bptt.data.batching import pad
-    from bptt.training.batches import Batch
+    from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([rows[i][0] for i in idx])
     K = rows[idx[0]][1].shape[1] if rows[idx[0]][1] is not None else 1

@@ -61,8 +61,7 @@ def digits(numbers, n_digits: int) -> np.ndarray:
 
 
 def make_batch(numbers, idx, stoi: dict, n_digits: int):
-    from bptt.data.batching import pad
-    from bptt.training.batches import Batch
+    from bptt.data.batching import Batch, pad
 
     seqs = [np.array([stoi[c] for c in words(int(numbers[i]))] + [0], dtype=np.int64) for i in idx]
     targets, lengths = pad(seqs)

@@ -135,8 +135,7 @@ def read_tagged(path, extra: dict):
 
 def make_batch(X: list[np.ndarray], Y: list[np.ndarray] | None, idx, rng=None, word_dropout: float = 0.0):
     """Padded inputs (B, T[, 1 + F]), targets (B, T) and lengths; word dropout on column 0 with rng."""
-    from bptt.data.batching import pad
-    from bptt.training.batches import Batch
+    from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([X[i] for i in idx])
     if word_dropout > 0 and rng is not None:

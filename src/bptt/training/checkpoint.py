@@ -234,7 +234,7 @@ def save(
     the files, and a later save at the same step replaces that checkpoint.
     keep: how many checkpoints remain afterwards (the latest included).
     """
-    from bptt import __version__
+    from bptt.version import __version__
 
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise ValueError(f"keep: got {keep!r}, expected an integer >= 1")
