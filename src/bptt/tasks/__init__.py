@@ -20,6 +20,7 @@ A task that wants other defaults for shared flags than the language model's
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from bptt.errors import UsageError
 
@@ -84,3 +85,13 @@ def names() -> list[str]:
 def module(name: str):
     """The module of task `name` (not "lm")."""
     return importlib.import_module(TASKS[name])
+
+
+def task_of(run_dir: Path):
+    """(model, checkpoint, extra, task module) of a run; the module is None for a language model."""
+    from bptt.training.runs import load_run, task_extra
+
+    model, ckpt = load_run(run_dir)
+    extra = task_extra(ckpt)
+    task = extra.get("task", "lm")
+    return model, ckpt, extra, module(task) if task in TASKS else None

@@ -165,8 +165,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from bptt import RNNModel
-    from bptt.commands.train import choose_run_dir, options_from_args, task_defaults
-    from bptt.training.options import model_kwargs
+    from bptt.training.options import model_kwargs, options_from_args, task_defaults
+    from bptt.training.rundir import choose_run_dir
 
     task_defaults(
         args,

@@ -127,8 +127,7 @@ def errors(model, batches, mode: str) -> dict:
 
 
 def run(args) -> int:
-    from bptt.commands.train import task_defaults
-    from bptt.training.options import model_kwargs
+    from bptt.training.options import model_kwargs, task_defaults
 
     task_defaults(args, hidden_size=32, num_layers=1, max_epochs=20.0)
     extra = common.data_extra(args, "regress")

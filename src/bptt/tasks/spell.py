@@ -136,8 +136,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 
 def run(args) -> int:
-    from bptt.commands.train import task_defaults
-    from bptt.training.options import model_kwargs
+    from bptt.training.options import model_kwargs, task_defaults
 
     if args.max_number >= 1_000_000:
         raise UsageError(f"--max-number: got {args.max_number}, expected less than 1,000,000")

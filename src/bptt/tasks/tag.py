@@ -194,8 +194,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 
 def run(args) -> int:
-    from bptt.commands.train import task_defaults
-    from bptt.training.options import model_kwargs
+    from bptt.training.options import model_kwargs, task_defaults
 
     task_defaults(args, hidden_size=64, num_layers=1, embedding_size=64, max_epochs=5.0)
     args.bidirectional = not args.unidirectional

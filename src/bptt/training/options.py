@@ -1,14 +1,19 @@
-"""Command-line options shared by every command that builds a model.
+"""Command-line options shared by every command that builds a model, and the TrainOptions they make.
 
 `bptt train` and `bptt gradcheck` take the same model options under the same
 names (those of torch.nn.RNN and char-rnn), so a gradient check can be run on
-exactly the architecture a user trains.
+exactly the architecture a user trains. A task sets its own defaults for the
+shared options with `task_defaults`; `options_from_args` and `resumed_options`
+turn parsed options, or a checkpoint's, into `bptt.training.loop.TrainOptions`.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import fields
+
+from bptt.errors import CheckpointError
 
 
 def _number(text: str, convert, ok, expected: str):
@@ -98,3 +103,36 @@ def model_kwargs(args: argparse.Namespace) -> dict:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
     )
+
+
+def task_defaults(args: argparse.Namespace, **defaults) -> None:
+    """A task's own defaults for shared options, for every option the user did not give."""
+    for dest, value in defaults.items():
+        if dest not in args.given:
+            setattr(args, dest, value)
+
+
+def options_from_args(args):
+    """The TrainOptions of parsed `bptt train` options (every field that has a flag)."""
+    from bptt.training.loop import TrainOptions
+
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
+    if args.no_clip_norm:
+        opts.clip_norm = None
+    return opts
+
+
+def resumed_options(args, ckpt):
+    """The saved TrainOptions of a run, with the one change a resume may make: a longer budget."""
+    from bptt.training.tbptt import TrainOptions
+
+    try:
+        opts = TrainOptions(**ckpt.train_state["options"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{args.resume}: checkpoint.json has no usable training options ({e})") from None
+    if not isinstance(opts.extra, dict):
+        raise CheckpointError(f"{args.resume}: checkpoint.json: training options 'extra' is not a JSON object")
+    for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
+        if flag in args.argv:
+            setattr(opts, name, getattr(args, name))
+    return opts
