@@ -14,19 +14,17 @@ import argparse
 import importlib
 from pathlib import Path
 
-from bptt.errors import CheckpointError, UsageError
-from bptt.tasks.lm import _sha, build_model, check_vocab, finish
+from bptt.errors import UsageError
 from bptt.training.config import parse_with_config
 from bptt.training.options import (
     add_model_options,
     fraction,
     non_negative_int,
-    options_from_args,
     positive_float,
     positive_int,
     resumed_options,
 )
-from bptt.training.rundir import check_writable, choose_run_dir
+from bptt.training.rundir import check_writable
 
 
 def add_parser(sub) -> None:
@@ -98,106 +96,34 @@ def add_parser(sub) -> None:
         action="store_true",
         help="record every update's gradient norm per tensor and clipping to RUN_DIR/grad-norms.jsonl",
     )
-    for module in dict.fromkeys(tasks.TASKS.values()):  # a module may serve several tasks
-        importlib.import_module(module).add_options(p)
+    for name in dict.fromkeys(tasks.TASKS.values()):  # a module may serve several tasks
+        module = importlib.import_module(name)
+        if hasattr(module, "add_options"):  # the language model's flags are the shared ones above
+            module.add_options(p)
     p.set_defaults(run=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bptt.data.text import BUILTIN_NAME, Vocab, builtin_corpus, read_text, split
-    from bptt.training.tbptt import Trainer, default_progress
+    """Merge --config under the command line, then start the task (or continue --resume RUN_DIR)."""
+    from bptt import tasks
 
     args = parse_with_config(args)
     if args.resume is not None:
         return resume(args)
-    if args.task != "lm":
-        from bptt import tasks
-
-        tasks.check_options(args)
-        return tasks.module(args.task).run(args)
-    text = builtin_corpus() if args.data is None else read_text(args.data, args.encoding)
-    name = BUILTIN_NAME if args.data is None else args.data.stem
-    vocab_kw = {}
-    if args.level == "word":
-        vocab_kw = dict(
-            lowercase=args.lowercase,
-            min_freq=args.min_freq,
-            max_size=args.vocab_size,
-            sentence_ends=not args.no_sentence_ends,
-        )
-    vocab = Vocab(text, level=args.level, **vocab_kw)
-    check_vocab(vocab, args)
-    ids = vocab.encode(text)
-    if args.valid is not None:
-        train_ids, valid_ids = ids, vocab.encode(read_text(args.valid, args.encoding), source=str(args.valid))
-    else:
-        train_ids, valid_ids = split(ids, args.valid_fraction) if args.valid_fraction > 0 else (ids, None)
-    model = build_model(args, len(vocab))  # refuses what does not fit in memory, before --overwrite deletes anything
-    out = choose_run_dir(args, f"{name}-{args.level}")
-    opts = options_from_args(args)
-    opts.extra = {
-        "task": "lm",
-        "level": args.level,
-        "vocab": vocab.to_json(),
-        "data": None if args.data is None else str(args.data),
-        "valid": None if args.valid is None else str(args.valid),
-        "encoding": args.encoding,
-        "valid_fraction": args.valid_fraction,
-        "corpus_sha256": _sha(text),
-        "samples": args.samples,
-        "sample_length": args.sample_length,
-        "temperature": args.temperature,
-    }
-    trainer = Trainer(model, train_ids, valid_ids, out, opts, progress=default_progress())
-    print(
-        f"corpus {name}: {len(ids):,} {args.level}s, vocabulary {len(vocab)}; train {len(train_ids):,}, "
-        f"valid {0 if valid_ids is None else len(valid_ids):,}; run directory {out}"
-    )
-    print(
-        f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, "
-        f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}"
-    )
-    return finish(trainer, vocab)
+    tasks.check_options(args)
+    return tasks.module(args.task).run(args)
 
 
 def resume(args) -> int:
     """Continue the run in args.resume exactly where its last checkpoint left it."""
-    from bptt.data.text import builtin_corpus, read_text, split
-    from bptt.training.runs import load_run, vocab_of
-    from bptt.training.tbptt import Trainer, default_progress
+    from bptt import tasks
+    from bptt.training.runs import load_run
 
     run_dir = args.resume
     model, ckpt = load_run(run_dir)
     check_writable(run_dir, f"--resume {run_dir}")
     opts = resumed_options(args, ckpt)
     task = opts.extra.get("task", "lm")
-    if task != "lm":
-        from bptt import tasks
-
-        if task not in tasks.TASKS:
-            raise UsageError(f"--resume {run_dir}: the run is of task {task!r}, which this bptt does not know")
-        return tasks.module(task).resume(args, model, ckpt, opts)
-    extra = opts.extra
-    vocab = vocab_of(ckpt, run_dir)
-    missing = [k for k in ("data", "encoding", "corpus_sha256", "valid", "valid_fraction", "level") if k not in extra]
-    if missing:
-        raise CheckpointError(f"{run_dir}: checkpoint.json: training options without {', '.join(missing)}")
-    data = extra["data"]
-    text = builtin_corpus() if data is None else read_text(Path(data), extra["encoding"])
-    if _sha(text) != extra["corpus_sha256"]:
-        raise UsageError(
-            f"--resume {run_dir}: the training data {data or 'built-in corpus'} changed since the run started"
-        )
-    ids = vocab.encode(text)
-    if extra["valid"] is not None:
-        train_ids, valid_ids = (
-            ids,
-            vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]), source=extra["valid"]),
-        )
-    else:
-        frac = extra["valid_fraction"]
-        train_ids, valid_ids = split(ids, frac) if frac > 0 else (ids, None)
-    trainer = Trainer(model, train_ids, valid_ids, run_dir, opts, progress=default_progress())
-    trainer.resume_from(ckpt)
-    print(f"resuming {run_dir} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
-    return finish(trainer, vocab)
+    if task not in tasks.TASKS:
+        raise UsageError(f"--resume {run_dir}: the run is of task {task!r}, which this bptt does not know")
+    return tasks.module(task).resume(args, model, ckpt, opts)

@@ -9,11 +9,64 @@ and sampled from at the end.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import DataError
+from bptt.errors import CheckpointError, DataError, UsageError
 from bptt.training.options import model_kwargs
+
+
+def run(args) -> int:
+    """Read the text, build its vocabulary and the model, take the run directory, train."""
+    from bptt.data.text import BUILTIN_NAME, Vocab, builtin_corpus, read_text, split
+    from bptt.training.options import options_from_args
+    from bptt.training.rundir import choose_run_dir
+    from bptt.training.tbptt import Trainer, default_progress
+
+    text = builtin_corpus() if args.data is None else read_text(args.data, args.encoding)
+    name = BUILTIN_NAME if args.data is None else args.data.stem
+    vocab_kw = {}
+    if args.level == "word":
+        vocab_kw = dict(
+            lowercase=args.lowercase,
+            min_freq=args.min_freq,
+            max_size=args.vocab_size,
+            sentence_ends=not args.no_sentence_ends,
+        )
+    vocab = Vocab(text, level=args.level, **vocab_kw)
+    check_vocab(vocab, args)
+    ids = vocab.encode(text)
+    if args.valid is not None:
+        train_ids, valid_ids = ids, vocab.encode(read_text(args.valid, args.encoding), source=str(args.valid))
+    else:
+        train_ids, valid_ids = split(ids, args.valid_fraction) if args.valid_fraction > 0 else (ids, None)
+    model = build_model(args, len(vocab))  # refuses what does not fit in memory, before --overwrite deletes anything
+    out = choose_run_dir(args, f"{name}-{args.level}")
+    opts = options_from_args(args)
+    opts.extra = {
+        "task": "lm",
+        "level": args.level,
+        "vocab": vocab.to_json(),
+        "data": None if args.data is None else str(args.data),
+        "valid": None if args.valid is None else str(args.valid),
+        "encoding": args.encoding,
+        "valid_fraction": args.valid_fraction,
+        "corpus_sha256": _sha(text),
+        "samples": args.samples,
+        "sample_length": args.sample_length,
+        "temperature": args.temperature,
+    }
+    trainer = Trainer(model, train_ids, valid_ids, out, opts, progress=default_progress())
+    print(
+        f"corpus {name}: {len(ids):,} {args.level}s, vocabulary {len(vocab)}; train {len(train_ids):,}, "
+        f"valid {0 if valid_ids is None else len(valid_ids):,}; run directory {out}"
+    )
+    print(
+        f"model: {model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, "
+        f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}"
+    )
+    return finish(trainer, vocab)
 
 
 def check_vocab(vocab, args) -> None:
@@ -57,6 +110,39 @@ def build_model(args, vocab_size: int):
     kw = dict(vocab_size=vocab_size, **model_kwargs(args), output_size=vocab_size, reduction="mean", dtype=args.dtype)
     check_memory(args, kw)
     return RNNModel(**kw)
+
+
+def resume(args, model, ckpt, opts) -> int:
+    """Continue a language-model run from its checkpoint, on the same text (its sha256 checked)."""
+    from bptt.data.text import builtin_corpus, read_text, split
+    from bptt.training.runs import vocab_of
+    from bptt.training.tbptt import Trainer, default_progress
+
+    run_dir = args.resume
+    extra = opts.extra
+    vocab = vocab_of(ckpt, run_dir)
+    missing = [k for k in ("data", "encoding", "corpus_sha256", "valid", "valid_fraction", "level") if k not in extra]
+    if missing:
+        raise CheckpointError(f"{run_dir}: checkpoint.json: training options without {', '.join(missing)}")
+    data = extra["data"]
+    text = builtin_corpus() if data is None else read_text(Path(data), extra["encoding"])
+    if _sha(text) != extra["corpus_sha256"]:
+        raise UsageError(
+            f"--resume {run_dir}: the training data {data or 'built-in corpus'} changed since the run started"
+        )
+    ids = vocab.encode(text)
+    if extra["valid"] is not None:
+        train_ids, valid_ids = (
+            ids,
+            vocab.encode(read_text(Path(extra["valid"]), extra["encoding"]), source=extra["valid"]),
+        )
+    else:
+        frac = extra["valid_fraction"]
+        train_ids, valid_ids = split(ids, frac) if frac > 0 else (ids, None)
+    trainer = Trainer(model, train_ids, valid_ids, run_dir, opts, progress=default_progress())
+    trainer.resume_from(ckpt)
+    print(f"resuming {run_dir} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
+    return finish(trainer, vocab)
 
 
 def finish(trainer, vocab) -> int:
