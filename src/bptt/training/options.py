@@ -10,41 +10,43 @@ turn parsed options, or a checkpoint's, into `bptt.training.loop.TrainOptions`.
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import fields
 
+from bptt import checks
 from bptt.errors import CheckpointError
 
 
-def _number(text: str, convert, ok, expected: str):
-    """argparse type: convert `text`, or say what was expected."""
+def _number(text: str, convert, expect: checks.Expect):
+    """argparse type: `text` converted and checked by the rule `expect` of `bptt.checks`, or
+    argparse's one line "argument --flag: got TEXT, expected <expect.words>"."""
     try:
         value = convert(text)
     except ValueError:
         value = None
-    if value is None or not ok(value):
-        raise argparse.ArgumentTypeError(f"got {text}, expected {expected}")
+    if value is None or not expect.ok(value):
+        raise argparse.ArgumentTypeError(f"got {text}, expected {expect.words}")
     return value
 
 
 def positive_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 1, "a positive integer")
+    return _number(text, int, checks.POSITIVE_INT)
 
 
 def non_negative_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+    return _number(text, int, checks.NON_NEGATIVE_INT)
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a positive finite number")
+    return _number(text, float, checks.POSITIVE_NUMBER)
 
 
 def fraction(text: str) -> float:
-    return _number(text, float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+    return _number(text, float, checks.FRACTION)
 
 
 def checkpoint_every(text: str) -> int | str:
-    return "auto" if text == "auto" else _number(text, int, lambda v: v >= 1, "a positive integer or 'auto'")
+    every = checks.Expect("a positive integer or 'auto'", checks.POSITIVE_INT.ok)
+    return "auto" if text == "auto" else _number(text, int, every)
 
 
 def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
