@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bptt.errors import UsageError
+
 
 @dataclass
 class Batch:
@@ -81,7 +83,7 @@ class SequenceSource:
 
     def __init__(self, lengths: np.ndarray, batch_size: int, make_batch: Callable, seed: int = 0):
         if len(lengths) == 0:
-            raise ValueError("no examples to train on")
+            raise UsageError("no examples to train on")
         self.lengths = np.asarray(lengths)
         self.batch_size, self.make_batch, self.seed = batch_size, make_batch, seed
         self.n_batches = -(-len(self.lengths) // batch_size)

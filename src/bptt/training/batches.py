@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from bptt.data.batching import Batch
+from bptt.errors import UsageError
 from bptt.model import SEQUENCE_MODES, RNNModel
 from bptt.training.loop import Loop, TrainOptions, check_finite, summed_loss
 
@@ -64,7 +65,7 @@ class BatchTrainer(Loop):
     ):
         super().__init__(model, run_dir, opts, progress, log)
         if source.n_batches < 1:
-            raise ValueError("source: no batches, expected at least one per epoch")
+            raise UsageError("source: no batches, expected at least one per epoch")
         self.source = source
         self._evaluate = evaluate
         self._stop = stop
