@@ -126,7 +126,7 @@ def options_from_args(args):
 
 def resumed_options(args, ckpt):
     """The saved TrainOptions of a run, with the one change a resume may make: a longer budget."""
-    from bptt.training.tbptt import TrainOptions
+    from bptt.training.loop import TrainOptions
 
     try:
         opts = TrainOptions(**ckpt.train_state["options"])
