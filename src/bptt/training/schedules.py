@@ -21,33 +21,18 @@ from __future__ import annotations
 
 import math
 
-from bptt.errors import UsageError
-
-
-def _check(name: str, value, ok: bool, expected: str) -> None:
-    if not ok:
-        raise UsageError(f"{name}: got {value!r}, expected {expected}")
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+from bptt import checks
 
 
 class StepDecay:
     """lr <- factor lr after every `every`-th epoch, the first at epoch `start` (at least 1)."""
 
     def __init__(self, optimizer, factor: float, every: int = 1, start: int = 0):
-        _check(
-            "--lr-decay", factor, _is_real(factor) and math.isfinite(factor) and factor > 0, "a positive finite number"
-        )
-        _check("--lr-decay-every", every, _is_int(every) and every >= 1, "an integer >= 1")
-        _check("--lr-decay-after", start, _is_int(start) and start >= 0, "an integer >= 0")
+        checks.POSITIVE_NUMBER.check("--lr-decay", factor)
+        checks.positive_int("--lr-decay-every", every)
+        checks.NON_NEGATIVE_INT.check("--lr-decay-after", start)
         self.optimizer = optimizer
-        self.factor, self.every, self.start = float(factor), every, start
+        self.factor, self.every, self.start = float(factor), int(every), int(start)
         self.last_epoch = 0  # the last epoch whose decay has been applied or skipped
 
     def fires(self, epoch: int) -> bool:
@@ -73,7 +58,7 @@ class ExponentialDecay(StepDecay):
     """lr <- gamma lr after every epoch from epoch `start` (torch's ExponentialLR, with a delay)."""
 
     def __init__(self, optimizer, gamma: float, start: int = 0):
-        _check("gamma", gamma, _is_real(gamma) and math.isfinite(gamma) and gamma > 0, "a positive finite number")
+        checks.POSITIVE_NUMBER.check("gamma", gamma)
         super().__init__(optimizer, gamma, every=1, start=start)
 
     @property
@@ -94,15 +79,15 @@ class ReduceOnPlateau:
         cooldown: int = 0,
         eps: float = 1e-8,
     ):
-        _check("factor", factor, _is_real(factor) and 0 < factor < 1, "a number in (0, 1)")
-        _check("patience", patience, _is_int(patience) and patience >= 0, "an integer >= 0")
-        _check("threshold", threshold, _is_real(threshold) and 0 <= threshold < 1, "a number in [0, 1)")
-        _check("min_lr", min_lr, _is_real(min_lr) and math.isfinite(min_lr) and min_lr >= 0, "a finite number >= 0")
-        _check("cooldown", cooldown, _is_int(cooldown) and cooldown >= 0, "an integer >= 0")
-        _check("eps", eps, _is_real(eps) and eps >= 0, "a number >= 0")
+        checks.OPEN_FRACTION.check("factor", factor)
+        checks.NON_NEGATIVE_INT.check("patience", patience)
+        checks.FRACTION.check("threshold", threshold)
+        checks.NON_NEGATIVE_NUMBER.check("min_lr", min_lr)
+        checks.NON_NEGATIVE_INT.check("cooldown", cooldown)
+        checks.NON_NEGATIVE_NUMBER.check("eps", eps)
         self.optimizer = optimizer
-        self.factor, self.patience, self.threshold = float(factor), patience, float(threshold)
-        self.min_lr, self.cooldown, self.eps = float(min_lr), cooldown, float(eps)
+        self.factor, self.patience, self.threshold = float(factor), int(patience), float(threshold)
+        self.min_lr, self.cooldown, self.eps = float(min_lr), int(cooldown), float(eps)
         self.best = math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
