@@ -195,6 +195,13 @@ ROWS = [
         2,
         "a vocabulary of only <unk> with --vocab-size",
     ),
+    (
+        "task lm by name",
+        f"train --task lm {SMALL} --out {{tmp}}/out --data {{tmp}}/o.txt",
+        {"o.txt": "aaaa"},
+        2,
+        "o.txt: only the character 'a', a language model needs at least 2",
+    ),
     # ---- train: option values ----
     ("lr nan", f"{T} --lr nan", {}, 2, "argument --lr: got nan, expected a positive finite number"),
     ("lr inf", f"{T} --lr inf", {}, 2, "argument --lr: got inf"),
@@ -496,7 +503,7 @@ ROWS = [
             )
         },
         2,
-        "schedule 'every' is 0, expected an integer >= 1",
+        "schedule 'every' is 0, expected a positive integer",
     ),
     (
         "resume schedule factor",

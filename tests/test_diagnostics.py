@@ -269,8 +269,9 @@ def test_diagnose_cli_on_a_run_without_data_uses_random_inputs(tmp_path, capsys)
 
 def test_diagnose_cli_on_a_tagger_with_feature_columns(tmp_path, capsys):
     """Random inputs for a run without data of its own have the run's feature columns too."""
+    from bptt.data.batching import Batch
     from bptt.model import RNNModel
-    from bptt.training.batches import Batch, BatchTrainer
+    from bptt.training.batches import BatchTrainer
     from bptt.training.loop import TrainOptions
 
     class Tags:

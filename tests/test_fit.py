@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from bptt.data.batching import Batch
 from bptt.errors import Interrupted
 from bptt.model import RNNModel
 from bptt.training import checkpoint
-from bptt.training.batches import Batch, BatchTrainer, mean_loss
+from bptt.training.batches import BatchTrainer, mean_loss, n_targets
 from bptt.training.loop import TrainOptions
 from helpers import poison_gradient
 
@@ -95,8 +96,8 @@ def test_n_targets_counts_valid_steps():
     model = RNNModel(vocab_size=5, hidden_size=3, ignore_index=-1)
     ids = np.zeros((2, 4), int)
     targets = np.array([[1, 2, -1, 3], [0, 0, 0, 0]])
-    assert Batch(ids, targets, mask=np.array([4, 2])).n_targets(model) == 3 + 2
-    assert Batch(ids, targets).n_targets(model) == 7
+    assert n_targets(Batch(ids, targets, mask=np.array([4, 2])), model) == 3 + 2
+    assert n_targets(Batch(ids, targets), model) == 7
 
 
 def test_keep_best_holds_the_best_evaluation(tmp_path):

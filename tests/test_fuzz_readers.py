@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bptt.commands.plot import read_metrics
-from bptt.commands.train import add_parser, config_argv
+from bptt.commands.train import add_parser
 from bptt.data.text import Vocab, read_text, split
 from bptt.errors import DataError, UsageError
+from bptt.training.config import config_argv
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ENCODINGS = st.sampled_from(["utf-8", "latin-1", "utf-16", "utf-32", "cp1252", "ascii", "shift_jis", "nope"])

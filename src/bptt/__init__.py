@@ -10,6 +10,6 @@ against finite differences and PyTorch autograd.
 
 from bptt.analysis.gradcheck import gradcheck
 from bptt.model import RNNModel
+from bptt.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["RNNModel", "gradcheck", "__version__"]

@@ -20,7 +20,8 @@ class CheckpointError(BpttError):
 
 
 class UsageError(BpttError, ValueError):
-    """Options that do not fit together or are out of range."""
+    """An argument or option the user got wrong: out of range, of the wrong kind, or not fitting
+    the others. Every check of `bptt.checks` raises it; a ValueError too, for callers that catch that."""
 
 
 def where(path, line: int | None = None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bptt.errors import UsageError
 from bptt.layers.losses import softmax
 
 
@@ -31,11 +32,11 @@ def sample(
     temperature > 0 divides the logits; top_k keeps the k most probable tokens.
     """
     if len(prime) == 0:
-        raise ValueError("prime: expected at least one token to start from")
+        raise UsageError("prime: expected at least one token to start from")
     if not temperature > 0:
-        raise ValueError(f"temperature: got {temperature}, expected a positive number")
+        raise UsageError(f"temperature: got {temperature}, expected a positive number")
     if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k: got {top_k}, expected an integer >= 1")
+        raise UsageError(f"top_k: got {top_k}, expected an integer >= 1")
     rng = np.random.default_rng() if rng is None else rng
     h = model.zero_state(1)
     for token in prime[:-1]:

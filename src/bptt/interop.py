@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from bptt.errors import UsageError
 from bptt.model import RNNModel
 
 if TYPE_CHECKING:
@@ -70,11 +71,11 @@ def from_torch(
     """
     torch = _torch()
     if not isinstance(rnn, torch.nn.RNN):
-        raise ValueError(f"rnn: got {type(rnn).__name__}, expected torch.nn.RNN")
+        raise UsageError(f"rnn: got {type(rnn).__name__}, expected torch.nn.RNN")
     tdt = rnn.weight_hh_l0.dtype
     dtype = {torch.float32: "float32", torch.float64: "float64"}.get(tdt)
     if dtype is None:
-        raise ValueError(f"rnn: weights are {tdt}, expected float32 or float64")
+        raise UsageError(f"rnn: weights are {tdt}, expected float32 or float64")
     dirs = 2 if rnn.bidirectional else 1
     derived = dict(
         hidden_size=rnn.hidden_size,
@@ -88,28 +89,28 @@ def from_torch(
         derived["dropout"] = float(rnn.dropout)
     if embedding is not None:
         if not isinstance(embedding, torch.nn.Embedding):
-            raise ValueError(f"embedding: got {type(embedding).__name__}, expected torch.nn.Embedding")
+            raise UsageError(f"embedding: got {type(embedding).__name__}, expected torch.nn.Embedding")
         if embedding.max_norm is not None:
-            raise ValueError("embedding: max_norm renormalises rows in the forward pass, bptt has no counterpart")
+            raise UsageError("embedding: max_norm renormalises rows in the forward pass, bptt has no counterpart")
         if embedding.embedding_dim != rnn.input_size:
             got, want = embedding.embedding_dim, rnn.input_size
-            raise ValueError(f"embedding: embedding_dim={got}, expected rnn.input_size={want}")
+            raise UsageError(f"embedding: embedding_dim={got}, expected rnn.input_size={want}")
         derived.update(vocab_size=embedding.num_embeddings, embedding_size=embedding.embedding_dim)
     else:
         derived["input_size"] = rnn.input_size
     if linear is not None:
         if not isinstance(linear, torch.nn.Linear):
-            raise ValueError(f"linear: got {type(linear).__name__}, expected torch.nn.Linear")
+            raise UsageError(f"linear: got {type(linear).__name__}, expected torch.nn.Linear")
         if linear.in_features != rnn.hidden_size * dirs:
             got, want = linear.in_features, rnn.hidden_size * dirs
-            raise ValueError(f"linear: in_features={got}, expected hidden_size * dirs = {want}")
+            raise UsageError(f"linear: in_features={got}, expected hidden_size * dirs = {want}")
         derived["output_size"] = linear.out_features
     for what, mod in (("linear", linear), ("embedding", embedding)):
         if mod is not None and mod.weight.dtype != tdt:
-            raise ValueError(f"{what}: weights are {mod.weight.dtype}, expected {tdt} like the rnn")
+            raise UsageError(f"{what}: weights are {mod.weight.dtype}, expected {tdt} like the rnn")
     for k, v in derived.items():
         if k in model_options and model_options[k] != v:
-            raise ValueError(f"{k}: got {model_options[k]!r}, but the torch modules have {v!r}")
+            raise UsageError(f"{k}: got {model_options[k]!r}, but the torch modules have {v!r}")
     model = RNNModel(**{**model_options, **derived})
     p = model.params
     for layer in range(rnn.num_layers):
@@ -137,9 +138,9 @@ def to_torch(model: RNNModel) -> TorchModules:
     """
     torch = _torch()
     if model.nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity: torch.nn.RNN has tanh and relu only, the model uses {model.nonlinearity!r}")
+        raise UsageError(f"nonlinearity: torch.nn.RNN has tanh and relu only, the model uses {model.nonlinearity!r}")
     if model.uses_tokens and model.embedding_size is None:
-        raise ValueError(
+        raise UsageError(
             "vocab_size without embedding_size: one-hot inputs have no torch.nn.RNN counterpart; "
             "use an embedding_size, or pass one-hot features with input_size"
         )

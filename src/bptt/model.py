@@ -30,6 +30,7 @@ import numpy as np
 
 from bptt import blas
 from bptt import checks as validate
+from bptt.errors import UsageError
 from bptt.layers import activations, elman, embedding, losses, recompute
 from bptt.layers import dropout as dropout_layer
 from bptt.layers import init as initializers
@@ -120,15 +121,15 @@ class RNNModel:
     ):
         dtype = np.dtype(dtype).name
         if (input_size is None) == (vocab_size is None):
-            raise ValueError("input_size / vocab_size: give exactly one (features or token ids)")
+            raise UsageError("input_size / vocab_size: give exactly one (features or token ids)")
         validate.positive_int("input_size", input_size, allow_none=True)
         validate.positive_int("vocab_size", vocab_size, allow_none=True)
         validate.positive_int("embedding_size", embedding_size, allow_none=True)
         if embedding_size is not None and vocab_size is None:
-            raise ValueError("embedding_size: needs vocab_size (an embedding is for token ids)")
+            raise UsageError("embedding_size: needs vocab_size (an embedding is for token ids)")
         if feature_vocab_sizes is not None:
             if embedding_size is None:
-                raise ValueError(
+                raise UsageError(
                     "feature_vocab_sizes: needs embedding_size (feature columns are embedded next to the token)"
                 )
             feature_vocab_sizes = [int(n) for n in feature_vocab_sizes]
@@ -141,7 +142,7 @@ class RNNModel:
         if output_size is None and head == "softmax" and vocab_size is not None and mode in SEQUENCE_MODES:
             output_size = vocab_size
         if output_size is None:
-            raise ValueError("output_size: required (the number of outputs K of the head)")
+            raise UsageError("output_size: required (the number of outputs K of the head)")
         validate.positive_int("output_size", output_size)
         validate.choice("nonlinearity", nonlinearity, activations.NONLINEARITIES)
         validate.probability("dropout", dropout)
@@ -155,11 +156,11 @@ class RNNModel:
         if mode == "one-to-many":
             validate.positive_int("cond_size", cond_size)
             if bidirectional:
-                raise ValueError("bidirectional: a one-to-many model generates left to right, expected False")
+                raise UsageError("bidirectional: a one-to-many model generates left to right, expected False")
         elif cond_size is not None:
-            raise ValueError(f"cond_size: only for mode='one-to-many', got mode={mode!r}")
+            raise UsageError(f"cond_size: only for mode='one-to-many', got mode={mode!r}")
         if head == "softmax" and output_size < 2:
-            raise ValueError(f"output_size: got {output_size}, a softmax head needs at least 2 classes")
+            raise UsageError(f"output_size: got {output_size}, a softmax head needs at least 2 classes")
         self.config = dict(
             input_size=input_size,
             vocab_size=vocab_size,
@@ -280,24 +281,24 @@ class RNNModel:
             if x.ndim == 2:
                 x = x[:, None, :]
             if x.shape[2] != self.input_size:
-                raise ValueError(f"inputs: got {x.shape[2]} features per step, expected input_size={self.input_size}")
+                raise UsageError(f"inputs: got {x.shape[2]} features per step, expected input_size={self.input_size}")
             X = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
         T, B = X.shape[0], X.shape[1]
         if T == 0 or B == 0:
-            raise ValueError(f"inputs: got {B} sequences of {T} steps, expected at least one step")
+            raise UsageError(f"inputs: got {B} sequences of {T} steps, expected at least one step")
         if one and T != 1:
-            raise ValueError(f"inputs: mode='one-to-one' takes one step per example, got T={T}")
+            raise UsageError(f"inputs: mode='one-to-one' takes one step per example, got T={T}")
         mask = self._prepare_mask(mask, B, T)
         if self.mode == "one-to-many":
             if cond is None:
-                raise ValueError("cond: required for mode='one-to-many' (the conditioning vector, (B, cond_size))")
+                raise UsageError("cond: required for mode='one-to-many' (the conditioning vector, (B, cond_size))")
             if h0 is not None:
-                raise ValueError("h0: a one-to-many model computes h_0 from cond, do not pass both")
+                raise UsageError("h0: a one-to-many model computes h_0 from cond, do not pass both")
             cond = validate.array("cond", cond, (2,), "float")
             validate.shape("cond", cond, (B, self.cond_size))
             cond = cond.astype(self.dtype)
         elif cond is not None:
-            raise ValueError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
+            raise UsageError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
         if h0 is not None:
             h0 = validate.array("h0", h0, (2, 3), "float")
             if h0.ndim == 2 and self.num_layers * self.num_directions == 1:
@@ -311,7 +312,7 @@ class RNNModel:
         if mask is None:
             return None
         if self.mode == "one-to-one":
-            raise ValueError("mask: mode='one-to-one' has one step per example, expected no mask")
+            raise UsageError("mask: mode='one-to-one' has one step per example, expected no mask")
         m = np.asarray(mask)
         if m.ndim == 1:
             lengths = validate.array("mask", m, (1,), "int")
@@ -323,7 +324,7 @@ class RNNModel:
             validate.shape("mask", m, (B, T))
         if self.mode in ("many-to-one",) and not m.any(axis=1).all():
             b = int(np.flatnonzero(~m.any(axis=1))[0])
-            raise ValueError(f"mask: sequence {b} has no valid step, expected at least one per sequence")
+            raise UsageError(f"mask: sequence {b} has no valid step, expected at least one per sequence")
         return np.ascontiguousarray(m.T)
 
     # ---- forward -----------------------------------------------------------
@@ -456,7 +457,7 @@ class RNNModel:
             valid &= fwd.mask
         if loss_mask is not None:
             if not seq:
-                raise ValueError(f"loss_mask: only for sequence outputs, got mode={self.mode!r}")
+                raise UsageError(f"loss_mask: only for sequence outputs, got mode={self.mode!r}")
             lm = validate.array("loss_mask", loss_mask, (2,), "bool").astype(bool)
             validate.shape("loss_mask", lm, lead)
             valid &= lm.T
@@ -479,11 +480,11 @@ class RNNModel:
         Y = validate.array("targets", targets, (len(lead), len(lead) + 1), "float")
         if Y.ndim == len(lead):
             if K != 1:
-                raise ValueError(f"targets: got shape {Y.shape}, expected {lead + (K,)} for output_size={K}")
+                raise UsageError(f"targets: got shape {Y.shape}, expected {lead + (K,)} for output_size={K}")
             Y = Y[..., None]
         validate.shape("targets", Y, lead + (K,))
         if self.head == "sigmoid" and ((Y < 0) | (Y > 1)).any():
-            raise ValueError("targets: a sigmoid head takes targets in [0, 1], found values outside")
+            raise UsageError("targets: a sigmoid head takes targets in [0, 1], found values outside")
         return Y
 
     # ---- backward ----------------------------------------------------------
@@ -595,7 +596,7 @@ class RNNModel:
         """h_t of every layer after `steps` steps of a forward pass, (L, B, H):
         what a truncated-BPTT window hands to the next one. Unidirectional only."""
         if self.bidirectional:
-            raise ValueError("state_after: a bidirectional layer has no single state at step t")
+            raise UsageError("state_after: a bidirectional layer has no single state at step t")
         return np.stack([caches[0].state(steps) for caches in fwd.caches])
 
     def step(self, ids: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -606,7 +607,7 @@ class RNNModel:
         """
         p = self.params
         if self.feature_vocab_sizes:
-            raise ValueError("step: generation feeds back tokens alone, a model with feature columns cannot")
+            raise UsageError("step: generation feeds back tokens alone, a model with feature columns cannot")
         if self.embedding_size is not None:
             x = p["embed.E"][ids]
         new = np.empty_like(h)

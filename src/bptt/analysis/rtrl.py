@@ -35,30 +35,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from bptt.errors import UsageError
 from bptt.layers import activations
 
 
 def check_supported(model, horizon=None) -> None:
-    """ValueError naming what RTRL (as implemented here) does not cover."""
+    """UsageError naming what RTRL (as implemented here) does not cover."""
     if model.num_layers != 1:
-        raise ValueError(f"rtrl: one recurrent layer only, got num_layers={model.num_layers}")
+        raise UsageError(f"rtrl: one recurrent layer only, got num_layers={model.num_layers}")
     if model.bidirectional:
-        raise ValueError("rtrl: forward mode runs left to right, a bidirectional layer is not supported")
+        raise UsageError("rtrl: forward mode runs left to right, a bidirectional layer is not supported")
     if horizon is not None:
-        raise ValueError("rtrl: computes the full gradient; a per-output horizon is a truncated objective")
+        raise UsageError("rtrl: computes the full gradient; a per-output horizon is a truncated objective")
     if model.feature_vocab_sizes:
-        raise ValueError("rtrl: token inputs with one embedding table only; feature id columns are not supported")
+        raise UsageError("rtrl: token inputs with one embedding table only; feature id columns are not supported")
 
 
 def _check_memory(B: int, H: int, n: int, dtype) -> None:
-    """ValueError before allocating when the (B, H, n) sensitivities (three live copies:
+    """UsageError before allocating when the (B, H, n) sensitivities (three live copies:
     P, the immediate Jacobian, the new P) would not fit in the available memory."""
     from bptt.training import resources
 
     need = 3 * B * H * n * np.dtype(dtype).itemsize
     have = resources.available_memory()
     if have is not None and need > resources.USABLE_FRACTION * have:
-        raise ValueError(
+        raise UsageError(
             f"rtrl: the sensitivities dh_t/dtheta need {need / 2**30:.1f} GiB ({B} x {H} x {n:,}), "
             f"{have / 2**30:.1f} GiB is available: RTRL is for small networks"
         )

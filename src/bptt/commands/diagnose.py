@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     model, ckpt = load_run(args.run_dir)
     batch, source = batch_for(model, ckpt, args)
     history = grad_history(args.run_dir)
-    from bptt.commands.train import check_writable
+    from bptt.training.rundir import check_writable
 
     out = args.out or args.run_dir
     if out.exists() and not out.is_dir():

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bptt.commands.predict import task_of
+    from bptt.tasks import task_of
     from bptt.training.runs import lm_text_ids
     from bptt.training.tbptt import evaluate_stream
 

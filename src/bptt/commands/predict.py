@@ -33,21 +33,11 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def task_of(run_dir: Path):
-    """(model, checkpoint, extra, task module) of a run; the module is None for a language model."""
-    from bptt import tasks
-    from bptt.training.runs import load_run, task_extra
-
-    model, ckpt = load_run(run_dir)
-    extra = task_extra(ckpt)
-    task = extra.get("task", "lm")
-    return model, ckpt, extra, tasks.module(task) if task in tasks.TASKS else None
-
-
 def run(args: argparse.Namespace) -> int:
-    from bptt.commands.train import check_writable
+    from bptt.tasks import task_of
     from bptt.training import lock
     from bptt.training.checkpoint import atomic_write_text, is_run_dir
+    from bptt.training.rundir import check_writable
 
     model, _, extra, module = task_of(args.run_dir)
     if module is None:

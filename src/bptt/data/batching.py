@@ -15,8 +15,33 @@ is a pure function of (seed, epoch, k) as `bptt.training.batches` requires.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+from bptt.errors import UsageError
+
+
+@dataclass
+class Batch:
+    """One batch, batch-first as RNNModel takes it.
+
+    inputs: ids (B, T) or features (B, T, D); targets: what `RNNModel.loss` takes
+    for the model's mode and head; mask: (B, T) bool or lengths (B,), or None;
+    cond: (B, cond_size) for one-to-many; loss_mask: (B, T) bool, the steps
+    that carry a loss (None: every valid step). How many loss terms it holds for a
+    model: `bptt.training.batches.n_targets`.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray | None = None
+    cond: np.ndarray | None = None
+    loss_mask: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.inputs)
 
 
 def pad(seqs: Sequence[np.ndarray], value=0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +83,7 @@ class SequenceSource:
 
     def __init__(self, lengths: np.ndarray, batch_size: int, make_batch: Callable, seed: int = 0):
         if len(lengths) == 0:
-            raise ValueError("no examples to train on")
+            raise UsageError("no examples to train on")
         self.lengths = np.asarray(lengths)
         self.batch_size, self.make_batch, self.seed = batch_size, make_batch, seed
         self.n_batches = -(-len(self.lengths) // batch_size)

@@ -32,7 +32,7 @@ class Streams:
     def __init__(self, ids: np.ndarray, batch_size: int, seq_length: int):
         ids = np.asarray(ids)
         if ids.ndim != 1:
-            raise ValueError(f"ids: expected a 1-D array, found shape {ids.shape}")
+            raise UsageError(f"ids: expected a 1-D array, found shape {ids.shape}")
         if batch_size < 1 or seq_length < 1:
             raise UsageError(f"--batch-size {batch_size}, --seq-length {seq_length}: expected both at least 1")
         need = batch_size * seq_length + 1

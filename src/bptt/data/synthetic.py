@@ -1,7 +1,7 @@
 """Long-memory benchmark tasks, generated on the fly with their published definitions.
 
 Every generator takes a numpy Generator, a batch size B and the task's length
-T, and returns a `bptt.training.batches.Batch` (batch-first, as RNNModel takes it). The
+T, and returns a `bptt.data.batching.Batch` (batch-first, as RNNModel takes it). The
 sources below seed one Generator per (seed, epoch, k), so a batch is a pure
 function of those three numbers and a resumed run sees exactly the batches an
 uninterrupted one would.
@@ -48,7 +48,8 @@ import math
 
 import numpy as np
 
-from bptt.training.batches import Batch
+from bptt.data.batching import Batch
+from bptt.errors import UsageError
 
 ADDING_VARIANTS = ("hochreiter", "sum", "mean")
 COPY_SYMBOLS = 10  # blank 0, data 1..8, delimiter 9
@@ -58,7 +59,7 @@ ORDER_SYMBOLS, ORDER_CLASSES = 6, 4
 
 def _check_length(name: str, T: int, minimum: int) -> None:
     if not isinstance(T, (int, np.integer)) or T < minimum:
-        raise ValueError(f"length: got {T!r}, the {name} task needs T >= {minimum}")
+        raise UsageError(f"length: got {T!r}, the {name} task needs T >= {minimum}")
 
 
 # ---- adding ------------------------------------------------------------------
@@ -72,7 +73,7 @@ def adding(rng: np.random.Generator, B: int, T: int, variant: str = "sum") -> Ba
         return _adding_sum(rng, B, T)
     if variant == "mean":
         return _adding_mean(rng, B, T)
-    raise ValueError(f"variant: got {variant!r}, expected one of {', '.join(ADDING_VARIANTS)}")
+    raise UsageError(f"variant: got {variant!r}, expected one of {', '.join(ADDING_VARIANTS)}")
 
 
 def _adding_hochreiter(rng, B, T):

@@ -22,7 +22,7 @@ coming from above (the head or the next layer):
     dL/dx_t   = U^T delta_t
     dL/dh_0   = W^T delta_1 (+ the carried gradient through padded steps)
 
-Layout (DESIGN.md section 5): everything is time-major. The input term
+Layout (docs/performance.md, "What makes it fast"): everything is time-major. The input term
 U x_t + b for all t is one GEMM (or, for one-hot token inputs, one gather of
 columns of U) written straight into the state buffer before the time loop;
 inside the loop there are only `Hs[t] @ W^T`, an add and f, with `out=`

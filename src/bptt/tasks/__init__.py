@@ -1,30 +1,41 @@
-"""The tasks `bptt train --task NAME` trains, beyond the default language model.
+"""The tasks `bptt train --task NAME` trains; the registry below names each one's module.
 
-Each task is a module that the registry below names, imported only when used,
-with three functions (and, for `bptt predict` / `bptt evaluate`, `predict(model,
-extra, path, args) -> str` and `evaluate(model, extra, path, args) -> dict`):
+    lm        a character- or word-level language model, trained with truncated BPTT (the default)
+    tag       a part-of-speech tagger on CoNLL-U (many-to-many)
+    classify  text -> label (many-to-one), e.g. sentiment, from TSV/CSV
+    regress   float sequences -> numbers, with the identity head and mean squared error
+    spell     one-to-many: a number -> its English words, char by char (generated data)
+    longmem   the long-memory benchmarks adding, copy and temporal-order (generated data)
+    common    what the dataset tasks share: options, vocabularies, the train / resume / report sequence
 
-    add_options(parser)          its own flags, as an argument group of `bptt train`
-                                 (the shared model, optimization and budget flags
-                                 are already there)
+A task module is imported only when used and has two functions (and, for `bptt
+predict` / `bptt evaluate`, `predict(model, extra, path, args) -> str` and
+`evaluate(model, extra, path, args) -> dict`):
+
     run(args) -> int             read or generate the data, build the model, train
-                                 with `bptt.training.batches.BatchTrainer`, print the results
+                                 (`bptt.training.tbptt.Trainer` for the language model,
+                                 `bptt.training.batches.BatchTrainer` for the others), print the results
     resume(args, model, ckpt, opts) -> int
                                  continue a run of this task from its checkpoint
 
+and, unless the shared model, optimization and budget flags of `bptt train` are
+all it reads, `add_options(parser)`: its own flags, as an argument group.
+
 A task that wants other defaults for shared flags than the language model's
 (a bidirectional tagger, a smaller hidden size) sets them with
-`bptt.commands.train.task_defaults`, which leaves flags the user gave alone.
+`bptt.training.options.task_defaults`, which leaves flags the user gave alone.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from bptt.errors import UsageError
 
-# name -> module; "lm" (language modelling, the default) lives in bptt.commands.train itself.
+# name -> module
 TASKS: dict[str, str] = {
+    "lm": "bptt.tasks.lm",  # the default
     "tag": "bptt.tasks.tag",
     "classify": "bptt.tasks.classify",
     "regress": "bptt.tasks.regress",
@@ -59,6 +70,8 @@ READ_BY = {
 
 def check_options(args) -> None:
     """UsageError for a flag the user gave that --task args.task would silently ignore."""
+    if args.task == "lm":
+        return  # the language model reads every shared flag
     full_bptt = "backpropagates through each whole sequence (full BPTT)"
     why = {
         "seq_length": full_bptt,
@@ -78,9 +91,19 @@ def check_options(args) -> None:
 
 
 def names() -> list[str]:
-    return ["lm", *TASKS]
+    return list(TASKS)
 
 
 def module(name: str):
-    """The module of task `name` (not "lm")."""
+    """The module of task `name`."""
     return importlib.import_module(TASKS[name])
+
+
+def task_of(run_dir: Path):
+    """(model, checkpoint, extra, task module) of a run; the module is None for a language model."""
+    from bptt.training.runs import load_run, task_extra
+
+    model, ckpt = load_run(run_dir)
+    extra = task_extra(ckpt)
+    task = extra.get("task", "lm")
+    return model, ckpt, extra, module(task) if task in TASKS and task != "lm" else None

@@ -42,8 +42,7 @@ def encode(text: str, stoi: dict) -> np.ndarray:
 
 
 def make_batch(X, y, idx, binary: bool):
-    from bptt.data.batching import pad
-    from bptt.training.batches import Batch
+    from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([X[i] for i in idx])
     if y is None:
@@ -140,8 +139,7 @@ def decide(scores: np.ndarray, binary: bool) -> np.ndarray:
 
 
 def run(args) -> int:
-    from bptt.commands.train import task_defaults
-    from bptt.training.options import model_kwargs
+    from bptt.training.options import model_kwargs, task_defaults
 
     task_defaults(args, hidden_size=64, num_layers=1, embedding_size=64, level="word", max_epochs=5.0)
     extra = common.data_extra(args, "classify")

@@ -55,7 +55,7 @@ def data_extra(args, task: str) -> dict:
 
 
 def train_options(args, extra: dict, monitor: str, monitor_mode: str) -> TrainOptions:
-    from bptt.commands.train import options_from_args
+    from bptt.training.options import options_from_args
 
     opts = options_from_args(args)
     opts.extra, opts.monitor, opts.monitor_mode = extra, monitor, monitor_mode
@@ -168,7 +168,7 @@ def build_and_fit(
     --eval-every is given, refuse a model too big for memory, and only then take the run
     directory (which --overwrite empties), build the model and train."""
     from bptt import RNNModel
-    from bptt.commands.train import choose_run_dir
+    from bptt.training.rundir import choose_run_dir
 
     if "eval_every" not in args.given:
         args.eval_every = epochs_per_eval * data.source.n_batches

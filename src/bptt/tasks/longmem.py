@@ -59,6 +59,7 @@ class Spec:
 
         One forward pass per batch, in evaluation mode: the loss from the logits, the
         predictions from their argmax (classes) or their value (the adding problem)."""
+        from bptt.training.batches import n_targets
         from bptt.training.loop import summed_loss
 
         training = model.training
@@ -69,7 +70,7 @@ class Spec:
             for batch in batches:
                 fwd = model.forward(batch.inputs, batch.mask)
                 loss, _ = model.loss(fwd, batch.targets)
-                terms = batch.n_targets(model)
+                terms = n_targets(batch, model)
                 total += summed_loss(model, loss, terms, batch.size)
                 count += terms
                 Z = fwd.Z  # time-major (T, B, K) for copy, (B, K) otherwise
@@ -164,8 +165,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from bptt import RNNModel
-    from bptt.commands.train import choose_run_dir, options_from_args, task_defaults
-    from bptt.training.options import model_kwargs
+    from bptt.training.options import model_kwargs, options_from_args, task_defaults
+    from bptt.training.rundir import choose_run_dir
 
     task_defaults(
         args,

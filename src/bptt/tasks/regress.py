@@ -62,8 +62,7 @@ def check_like(rows, extra: dict, path) -> None:
 
 
 def make_batch(rows, idx, mode: str):
-    from bptt.data.batching import pad
-    from bptt.training.batches import Batch
+    from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([rows[i][0] for i in idx])
     K = rows[idx[0]][1].shape[1] if rows[idx[0]][1] is not None else 1
@@ -128,8 +127,7 @@ def errors(model, batches, mode: str) -> dict:
 
 
 def run(args) -> int:
-    from bptt.commands.train import task_defaults
-    from bptt.training.options import model_kwargs
+    from bptt.training.options import model_kwargs, task_defaults
 
     task_defaults(args, hidden_size=32, num_layers=1, max_epochs=20.0)
     extra = common.data_extra(args, "regress")

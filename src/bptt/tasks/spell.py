@@ -61,8 +61,7 @@ def digits(numbers, n_digits: int) -> np.ndarray:
 
 
 def make_batch(numbers, idx, stoi: dict, n_digits: int):
-    from bptt.data.batching import pad
-    from bptt.training.batches import Batch
+    from bptt.data.batching import Batch, pad
 
     seqs = [np.array([stoi[c] for c in words(int(numbers[i]))] + [0], dtype=np.int64) for i in idx]
     targets, lengths = pad(seqs)
@@ -137,8 +136,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 
 def run(args) -> int:
-    from bptt.commands.train import task_defaults
-    from bptt.training.options import model_kwargs
+    from bptt.training.options import model_kwargs, task_defaults
 
     if args.max_number >= 1_000_000:
         raise UsageError(f"--max-number: got {args.max_number}, expected less than 1,000,000")

@@ -135,8 +135,7 @@ def read_tagged(path, extra: dict):
 
 def make_batch(X: list[np.ndarray], Y: list[np.ndarray] | None, idx, rng=None, word_dropout: float = 0.0):
     """Padded inputs (B, T[, 1 + F]), targets (B, T) and lengths; word dropout on column 0 with rng."""
-    from bptt.data.batching import pad
-    from bptt.training.batches import Batch
+    from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([X[i] for i in idx])
     if word_dropout > 0 and rng is not None:
@@ -195,8 +194,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
 
 
 def run(args) -> int:
-    from bptt.commands.train import task_defaults
-    from bptt.training.options import model_kwargs
+    from bptt.training.options import model_kwargs, task_defaults
 
     task_defaults(args, hidden_size=64, num_layers=1, embedding_size=64, max_epochs=5.0)
     args.bidirectional = not args.unidirectional

@@ -22,49 +22,30 @@ dropout and on-the-fly generation are all seeded by (seed, epoch, k)).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
+from bptt.data.batching import Batch
+from bptt.errors import UsageError
 from bptt.model import SEQUENCE_MODES, RNNModel
 from bptt.training.loop import Loop, TrainOptions, check_finite, summed_loss
 
 
-@dataclass
-class Batch:
-    """One batch, batch-first as RNNModel takes it.
-
-    inputs: ids (B, T) or features (B, T, D); targets: what `RNNModel.loss` takes
-    for the model's mode and head; mask: (B, T) bool or lengths (B,), or None;
-    cond: (B, cond_size) for one-to-many; loss_mask: (B, T) bool, the steps
-    that carry a loss (None: every valid step).
-    """
-
-    inputs: np.ndarray
-    targets: np.ndarray
-    mask: np.ndarray | None = None
-    cond: np.ndarray | None = None
-    loss_mask: np.ndarray | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.inputs)
-
-    def n_targets(self, model: RNNModel) -> int:
-        """How many loss terms the batch has: valid target steps for sequence
-        outputs (padding, loss_mask and ignore_index excluded), else sequences."""
-        if model.mode not in SEQUENCE_MODES:
-            return self.size
-        B, T = self.inputs.shape[:2]
-        valid = np.ones((B, T), bool)
-        if self.mask is not None:
-            m = np.asarray(self.mask)
-            valid &= m.astype(bool) if m.ndim == 2 else np.arange(T)[None, :] < m[:, None]
-        if self.loss_mask is not None:
-            valid &= np.asarray(self.loss_mask, bool)
-        if model.head == "softmax":
-            valid &= np.asarray(self.targets) != model.ignore_index
-        return int(valid.sum())
+def n_targets(batch: Batch, model: RNNModel) -> int:
+    """How many loss terms the batch has: valid target steps for sequence
+    outputs (padding, loss_mask and ignore_index excluded), else sequences."""
+    if model.mode not in SEQUENCE_MODES:
+        return batch.size
+    B, T = batch.inputs.shape[:2]
+    valid = np.ones((B, T), bool)
+    if batch.mask is not None:
+        m = np.asarray(batch.mask)
+        valid &= m.astype(bool) if m.ndim == 2 else np.arange(T)[None, :] < m[:, None]
+    if batch.loss_mask is not None:
+        valid &= np.asarray(batch.loss_mask, bool)
+    if model.head == "softmax":
+        valid &= np.asarray(batch.targets) != model.ignore_index
+    return int(valid.sum())
 
 
 class BatchTrainer(Loop):
@@ -84,7 +65,7 @@ class BatchTrainer(Loop):
     ):
         super().__init__(model, run_dir, opts, progress, log)
         if source.n_batches < 1:
-            raise ValueError("source: no batches, expected at least one per epoch")
+            raise UsageError("source: no batches, expected at least one per epoch")
         self.source = source
         self._evaluate = evaluate
         self._stop = stop
@@ -107,7 +88,7 @@ class BatchTrainer(Loop):
         grads, _ = m.backward(fwd, dZ)
         check_finite(loss, grads)
         self.apply_update(grads)
-        n = max(batch.n_targets(m), 1)
+        n = max(n_targets(batch, m), 1)
         return summed_loss(m, loss, n, batch.size) / n, n
 
     def evaluate(self) -> dict:
@@ -126,7 +107,7 @@ def mean_loss(model: RNNModel, batches: Iterable[Batch]) -> float:
         for batch in batches:
             fwd = model.forward(batch.inputs, batch.mask, cond=batch.cond)
             loss, _ = model.loss(fwd, batch.targets, batch.loss_mask)
-            n = batch.n_targets(model)
+            n = n_targets(batch, model)
             total += summed_loss(model, loss, n, batch.size)
             count += n
     finally:

@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import BpttError, CheckpointError, DataError
+from bptt.errors import BpttError, CheckpointError, DataError, UsageError
 
 FORMAT, VERSION = "bptt-checkpoint", 2
 INDEX = "checkpoint.json"
@@ -267,10 +267,10 @@ def save(
     the files, and a later save at the same step replaces that checkpoint.
     keep: how many checkpoints remain afterwards (the latest included).
     """
-    from bptt import __version__
+    from bptt.version import __version__
 
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"keep: got {keep!r}, expected an integer >= 1")
+        raise UsageError(f"keep: got {keep!r}, expected an integer >= 1")
     step = _step_of(train_state) if step is None else int(step)
     st = _safetensors("save")
     run_dir = Path(run_dir)

@@ -22,14 +22,7 @@ import math
 
 import numpy as np
 
-from bptt.errors import UsageError
-
-
-def _positive(name: str, value) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not (ok and math.isfinite(value) and value > 0):
-        raise UsageError(f"{name}: got {value!r}, expected a positive finite number")
-    return float(value)
+from bptt import checks
 
 
 def tensor_norm(g: np.ndarray) -> float:
@@ -55,7 +48,7 @@ def _scale(g: np.ndarray, factor: float) -> None:
 
 def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float) -> tuple[float, bool]:
     """If ||g|| > max_norm, scale every gradient by max_norm / ||g||. Returns (||g|| before, clipped?)."""
-    max_norm = _positive("--clip-norm", max_norm)
+    max_norm = float(checks.POSITIVE_NUMBER.check("--clip-norm", max_norm))
     norm = global_norm(grads)
     if not (math.isfinite(norm) and norm > max_norm):
         return norm, False
@@ -66,7 +59,7 @@ def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float) -> tuple[flo
 
 def clip_per_tensor_norm(grads: dict[str, np.ndarray], max_norm: float) -> dict[str, float]:
     """Clip each tensor to its own norm max_norm. Returns {name: its norm before}."""
-    max_norm = _positive("--clip-norm", max_norm)
+    max_norm = float(checks.POSITIVE_NUMBER.check("--clip-norm", max_norm))
     norms = {}
     for name, g in grads.items():
         n = norms[name] = tensor_norm(g)
@@ -77,7 +70,7 @@ def clip_per_tensor_norm(grads: dict[str, np.ndarray], max_norm: float) -> dict[
 
 def clip_value(grads: dict[str, np.ndarray], clip: float) -> int:
     """Clip every element to [-clip, clip]. Returns how many elements were changed (NaNs stay NaN)."""
-    clip = _positive("--clip-value", clip)
+    clip = float(checks.POSITIVE_NUMBER.check("--clip-value", clip))
     n = 0
     for g in grads.values():
         c = g.dtype.type(clip)

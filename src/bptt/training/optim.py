@@ -29,31 +29,18 @@ bit for bit.
 from __future__ import annotations
 
 import inspect
-import math
 
 import numpy as np
 
+from bptt import checks
 from bptt.errors import CheckpointError, UsageError
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
 
 
-def _check(name: str, value, ok: bool, expected: str) -> None:
-    if not ok:
-        raise UsageError(f"{name}: got {value!r}, expected {expected}")
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
-
-
-def _nonnegative(name: str, value) -> None:
-    _check(name, value, _is_real(value) and math.isfinite(value) and value >= 0, "a finite number >= 0")
-
-
 def check_lr(lr) -> None:
     """lr must be a finite number > 0 (0 would make every step a no-op)."""
-    _check("--lr", lr, _is_real(lr) and math.isfinite(lr) and lr > 0, "a positive finite number")
+    checks.POSITIVE_NUMBER.check("--lr", lr)
 
 
 class Optimizer:
@@ -68,7 +55,7 @@ class Optimizer:
 
     def __init__(self, lr: float, weight_decay: float = 0.0):
         check_lr(lr)
-        _nonnegative("weight_decay", weight_decay)
+        checks.NON_NEGATIVE_NUMBER.check("weight_decay", weight_decay)
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.t = 0
@@ -83,7 +70,7 @@ class Optimizer:
         for name, p in params.items():
             g = grads[name]
             if g.shape != p.shape:  # a mismatch would broadcast silently into out=
-                raise ValueError(f"grads[{name!r}]: shape {g.shape}, expected {p.shape} like the parameter")
+                raise UsageError(f"grads[{name!r}]: shape {g.shape}, expected {p.shape} like the parameter")
             if self.weight_decay:
                 g = np.multiply(p, p.dtype.type(self.weight_decay), out=self._tmp(p, 0))
                 g += grads[name]  # torch: grad.add(param, alpha=wd)
@@ -161,34 +148,28 @@ class Optimizer:
                 )
 
 
-def _real_in(low: float, high: float, closed: bool):
-    return lambda v: _is_real(v) and math.isfinite(v) and low <= v and (v <= high if closed else v < high)
+UNIT = checks.Expect("a number in [0, 1]", lambda v: checks.is_real(v) and 0 <= v <= 1)
+FLAG = checks.Expect("true or false", lambda v: isinstance(v, bool))
+BETAS = checks.Expect(
+    "two numbers in [0, 1)", lambda v: isinstance(v, list) and len(v) == 2 and all(map(checks.FRACTION.ok, v))
+)
 
-
-def _flag(v) -> bool:
-    return isinstance(v, bool)
-
-
-def _betas(v) -> bool:
-    return isinstance(v, list) and len(v) == 2 and all(_real_in(0, 1, False)(b) for b in v)
-
-
-# what a checkpoint's optimizer metadata may hold: (test, expected), stricter than the constructors
-# where those follow torch (a momentum of 1 or more, an alpha above 1 make no sense to resume)
+# what a checkpoint's optimizer metadata may hold, stricter than the constructors where those
+# follow torch (a momentum of 1 or more, an alpha above 1 make no sense to resume)
 META = {
-    "lr": (lambda v: _is_real(v) and math.isfinite(v) and v > 0, "a positive finite number"),
-    "t": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
-    "weight_decay": (_real_in(0, math.inf, False), "a finite number >= 0"),
-    "momentum": (_real_in(0, 1, False), "a number in [0, 1)"),
-    "dampening": (_real_in(0, 1, True), "a number in [0, 1]"),
-    "nesterov": (_flag, "true or false"),
-    "lr_decay": (_real_in(0, math.inf, False), "a finite number >= 0"),
-    "eps": (_real_in(0, 1, True), "a number in [0, 1]"),
-    "initial_accumulator_value": (_real_in(0, math.inf, False), "a finite number >= 0"),
-    "alpha": (_real_in(0, 1, True), "a number in [0, 1]"),
-    "centered": (_flag, "true or false"),
-    "betas": (_betas, "two numbers in [0, 1)"),
-    "amsgrad": (_flag, "true or false"),
+    "lr": checks.POSITIVE_NUMBER,
+    "t": checks.NON_NEGATIVE_INT,
+    "weight_decay": checks.NON_NEGATIVE_NUMBER,
+    "momentum": checks.FRACTION,
+    "dampening": UNIT,
+    "nesterov": FLAG,
+    "lr_decay": checks.NON_NEGATIVE_NUMBER,
+    "eps": UNIT,
+    "initial_accumulator_value": checks.NON_NEGATIVE_NUMBER,
+    "alpha": UNIT,
+    "centered": FLAG,
+    "betas": BETAS,
+    "amsgrad": FLAG,
 }
 
 
@@ -196,11 +177,10 @@ def check_meta(meta: dict, hyper: tuple[str, ...]) -> None:
     """lr, t and every hyperparameter in `hyper` present in `meta` with a type and value in range
     (`META`); CheckpointError naming the first key that is not."""
     for key in ("lr", "t", *hyper):
-        test, expected = META[key]
         if key not in meta:
             raise CheckpointError(f"optimizer {key!r} missing")
-        if not test(meta[key]):
-            raise CheckpointError(f"optimizer {key!r} is {meta[key]!r}, expected {expected}")
+        if not META[key].ok(meta[key]):
+            raise CheckpointError(f"optimizer {key!r} is {meta[key]!r}, expected {META[key].words}")
 
 
 class SGD(Optimizer):
@@ -218,8 +198,8 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ):
         super().__init__(lr, weight_decay)
-        _nonnegative("momentum", momentum)
-        _check("dampening", dampening, _is_real(dampening) and math.isfinite(dampening), "a finite number")
+        checks.NON_NEGATIVE_NUMBER.check("momentum", momentum)
+        checks.FINITE_NUMBER.check("dampening", dampening)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise UsageError("nesterov: needs momentum > 0 and dampening 0")
         self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
@@ -264,9 +244,9 @@ class Adagrad(Optimizer):
         eps: float = 1e-10,
     ):
         super().__init__(lr, weight_decay)
-        _nonnegative("lr_decay", lr_decay)
-        _nonnegative("initial_accumulator_value", initial_accumulator_value)
-        _nonnegative("eps", eps)
+        checks.NON_NEGATIVE_NUMBER.check("lr_decay", lr_decay)
+        checks.NON_NEGATIVE_NUMBER.check("initial_accumulator_value", initial_accumulator_value)
+        checks.NON_NEGATIVE_NUMBER.check("eps", eps)
         self.lr_decay, self.eps = float(lr_decay), float(eps)
         self.initial_accumulator_value = float(initial_accumulator_value)
 
@@ -299,9 +279,9 @@ class RMSprop(Optimizer):
         centered: bool = False,
     ):
         super().__init__(lr, weight_decay)
-        _nonnegative("alpha", alpha)
-        _nonnegative("eps", eps)
-        _nonnegative("momentum", momentum)
+        checks.NON_NEGATIVE_NUMBER.check("alpha", alpha)
+        checks.NON_NEGATIVE_NUMBER.check("eps", eps)
+        checks.NON_NEGATIVE_NUMBER.check("momentum", momentum)
         self.alpha, self.eps = float(alpha), float(eps)
         self.momentum, self.centered = float(momentum), bool(centered)
 
@@ -349,9 +329,9 @@ class Adam(Optimizer):
         amsgrad: bool = False,
     ):
         super().__init__(lr, weight_decay)
-        ok = len(tuple(betas)) == 2 and all(_is_real(b) and 0 <= b < 1 for b in betas)
-        _check("betas", betas, ok, "two numbers in [0, 1)")
-        _nonnegative("eps", eps)
+        ok = len(tuple(betas)) == 2 and all(checks.FRACTION.ok(b) for b in betas)
+        checks.require("betas", betas, ok, "two numbers in [0, 1)")
+        checks.NON_NEGATIVE_NUMBER.check("eps", eps)
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps, self.amsgrad = float(eps), bool(amsgrad)
 

@@ -1,45 +1,52 @@
-"""Command-line options shared by every command that builds a model.
+"""Command-line options shared by every command that builds a model, and the TrainOptions they make.
 
 `bptt train` and `bptt gradcheck` take the same model options under the same
 names (those of torch.nn.RNN and char-rnn), so a gradient check can be run on
-exactly the architecture a user trains.
+exactly the architecture a user trains. A task sets its own defaults for the
+shared options with `task_defaults`; `options_from_args` and `resumed_options`
+turn parsed options, or a checkpoint's, into `bptt.training.loop.TrainOptions`.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+from dataclasses import fields
+
+from bptt import checks
+from bptt.errors import CheckpointError
 
 
-def _number(text: str, convert, ok, expected: str):
-    """argparse type: convert `text`, or say what was expected."""
+def _number(text: str, convert, expect: checks.Expect):
+    """argparse type: `text` converted and checked by the rule `expect` of `bptt.checks`, or
+    argparse's one line "argument --flag: got TEXT, expected <expect.words>"."""
     try:
         value = convert(text)
     except ValueError:
         value = None
-    if value is None or not ok(value):
-        raise argparse.ArgumentTypeError(f"got {text}, expected {expected}")
+    if value is None or not expect.ok(value):
+        raise argparse.ArgumentTypeError(f"got {text}, expected {expect.words}")
     return value
 
 
 def positive_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 1, "a positive integer")
+    return _number(text, int, checks.POSITIVE_INT)
 
 
 def non_negative_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+    return _number(text, int, checks.NON_NEGATIVE_INT)
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a positive finite number")
+    return _number(text, float, checks.POSITIVE_NUMBER)
 
 
 def fraction(text: str) -> float:
-    return _number(text, float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+    return _number(text, float, checks.FRACTION)
 
 
 def checkpoint_every(text: str) -> int | str:
-    return "auto" if text == "auto" else _number(text, int, lambda v: v >= 1, "a positive integer or 'auto'")
+    every = checks.Expect("a positive integer or 'auto'", checks.POSITIVE_INT.ok)
+    return "auto" if text == "auto" else _number(text, int, every)
 
 
 def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
@@ -98,3 +105,36 @@ def model_kwargs(args: argparse.Namespace) -> dict:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
     )
+
+
+def task_defaults(args: argparse.Namespace, **defaults) -> None:
+    """A task's own defaults for shared options, for every option the user did not give."""
+    for dest, value in defaults.items():
+        if dest not in args.given:
+            setattr(args, dest, value)
+
+
+def options_from_args(args):
+    """The TrainOptions of parsed `bptt train` options (every field that has a flag)."""
+    from bptt.training.loop import TrainOptions
+
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
+    if args.no_clip_norm:
+        opts.clip_norm = None
+    return opts
+
+
+def resumed_options(args, ckpt):
+    """The saved TrainOptions of a run, with the one change a resume may make: a longer budget."""
+    from bptt.training.loop import TrainOptions
+
+    try:
+        opts = TrainOptions(**ckpt.train_state["options"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{args.resume}: checkpoint.json has no usable training options ({e})") from None
+    if not isinstance(opts.extra, dict):
+        raise CheckpointError(f"{args.resume}: checkpoint.json: training options 'extra' is not a JSON object")
+    for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
+        if flag in args.argv:
+            setattr(opts, name, getattr(args, name))
+    return opts

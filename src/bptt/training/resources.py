@@ -99,9 +99,9 @@ def estimate_memory(
         ("num_layers", num_layers),
     ):
         if int(value) < 1:
-            raise ValueError(f"{name}: got {value}, expected a positive integer")
+            raise UsageError(f"{name}: got {value}, expected a positive integer")
     if optimizer not in OPTIMIZER_BUFFERS:
-        raise ValueError(f"optimizer: got {optimizer!r}, expected one of {sorted(OPTIMIZER_BUFFERS)}")
+        raise UsageError(f"optimizer: got {optimizer!r}, expected one of {sorted(OPTIMIZER_BUFFERS)}")
     # Python ints throughout: a 10^6-word vocabulary times 10^4 units must not overflow
     V, H, K, L, d = int(input_size), int(hidden_size), int(output_size), int(num_layers), int(num_directions)
     E = None if embedding_size is None else int(embedding_size)

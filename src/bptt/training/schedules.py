@@ -21,33 +21,19 @@ from __future__ import annotations
 
 import math
 
-from bptt.errors import CheckpointError, UsageError
-
-
-def _check(name: str, value, ok: bool, expected: str) -> None:
-    if not ok:
-        raise UsageError(f"{name}: got {value!r}, expected {expected}")
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+from bptt import checks
+from bptt.errors import CheckpointError
 
 
 class StepDecay:
     """lr <- factor lr after every `every`-th epoch, the first at epoch `start` (at least 1)."""
 
     def __init__(self, optimizer, factor: float, every: int = 1, start: int = 0):
-        _check(
-            "--lr-decay", factor, _is_real(factor) and math.isfinite(factor) and factor > 0, "a positive finite number"
-        )
-        _check("--lr-decay-every", every, _is_int(every) and every >= 1, "an integer >= 1")
-        _check("--lr-decay-after", start, _is_int(start) and start >= 0, "an integer >= 0")
+        checks.POSITIVE_NUMBER.check("--lr-decay", factor)
+        checks.positive_int("--lr-decay-every", every)
+        checks.NON_NEGATIVE_INT.check("--lr-decay-after", start)
         self.optimizer = optimizer
-        self.factor, self.every, self.start = float(factor), every, start
+        self.factor, self.every, self.start = float(factor), int(every), int(start)
         self.last_epoch = 0  # the last epoch whose decay has been applied or skipped
 
     def fires(self, epoch: int) -> bool:
@@ -68,10 +54,10 @@ class StepDecay:
         check_state(
             state,
             {
-                "factor": (_real(0, math.inf, False, strict_low=True), "a positive finite number"),
-                "every": (_int(1), "an integer >= 1"),
-                "start": (_int(0), "an integer >= 0"),
-                "last_epoch": (_int(0), "an integer >= 0"),
+                "factor": checks.POSITIVE_NUMBER,
+                "every": checks.POSITIVE_INT,
+                "start": checks.NON_NEGATIVE_INT,
+                "last_epoch": checks.NON_NEGATIVE_INT,
             },
         )
         self.factor, self.every, self.start = float(state["factor"]), state["every"], state["start"]
@@ -82,7 +68,7 @@ class ExponentialDecay(StepDecay):
     """lr <- gamma lr after every epoch from epoch `start` (torch's ExponentialLR, with a delay)."""
 
     def __init__(self, optimizer, gamma: float, start: int = 0):
-        _check("gamma", gamma, _is_real(gamma) and math.isfinite(gamma) and gamma > 0, "a positive finite number")
+        checks.POSITIVE_NUMBER.check("gamma", gamma)
         super().__init__(optimizer, gamma, every=1, start=start)
 
     @property
@@ -103,15 +89,15 @@ class ReduceOnPlateau:
         cooldown: int = 0,
         eps: float = 1e-8,
     ):
-        _check("factor", factor, _is_real(factor) and 0 < factor < 1, "a number in (0, 1)")
-        _check("patience", patience, _is_int(patience) and patience >= 0, "an integer >= 0")
-        _check("threshold", threshold, _is_real(threshold) and 0 <= threshold < 1, "a number in [0, 1)")
-        _check("min_lr", min_lr, _is_real(min_lr) and math.isfinite(min_lr) and min_lr >= 0, "a finite number >= 0")
-        _check("cooldown", cooldown, _is_int(cooldown) and cooldown >= 0, "an integer >= 0")
-        _check("eps", eps, _is_real(eps) and eps >= 0, "a number >= 0")
+        checks.OPEN_FRACTION.check("factor", factor)
+        checks.NON_NEGATIVE_INT.check("patience", patience)
+        checks.FRACTION.check("threshold", threshold)
+        checks.NON_NEGATIVE_NUMBER.check("min_lr", min_lr)
+        checks.NON_NEGATIVE_INT.check("cooldown", cooldown)
+        checks.NON_NEGATIVE_NUMBER.check("eps", eps)
         self.optimizer = optimizer
-        self.factor, self.patience, self.threshold = float(factor), patience, float(threshold)
-        self.min_lr, self.cooldown, self.eps = float(min_lr), cooldown, float(eps)
+        self.factor, self.patience, self.threshold = float(factor), int(patience), float(threshold)
+        self.min_lr, self.cooldown, self.eps = float(min_lr), int(cooldown), float(eps)
         self.best = math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
@@ -151,15 +137,15 @@ class ReduceOnPlateau:
         check_state(
             state,
             {
-                "factor": (_real(0, 1, False, strict_low=True), "a number in (0, 1)"),
-                "patience": (_int(0), "an integer >= 0"),
-                "threshold": (_real(0, 1, False), "a number in [0, 1)"),
-                "min_lr": (_real(0, math.inf, False), "a finite number >= 0"),
-                "cooldown": (_int(0), "an integer >= 0"),
-                "eps": (_real(0, math.inf, False), "a finite number >= 0"),
-                "best": (lambda v: v == "inf" or _real(-math.inf, math.inf, False)(v), 'a finite number or "inf"'),
-                "num_bad_epochs": (_int(0), "an integer >= 0"),
-                "cooldown_counter": (_int(0), "an integer >= 0"),
+                "factor": checks.OPEN_FRACTION,
+                "patience": checks.NON_NEGATIVE_INT,
+                "threshold": checks.FRACTION,
+                "min_lr": checks.NON_NEGATIVE_NUMBER,
+                "cooldown": checks.NON_NEGATIVE_INT,
+                "eps": checks.NON_NEGATIVE_NUMBER,
+                "best": checks.Expect('a finite number or "inf"', lambda v: v == "inf" or checks.FINITE_NUMBER.ok(v)),
+                "num_bad_epochs": checks.NON_NEGATIVE_INT,
+                "cooldown_counter": checks.NON_NEGATIVE_INT,
             },
         )
         self.factor, self.patience, self.threshold = (
@@ -172,28 +158,13 @@ class ReduceOnPlateau:
         self.num_bad_epochs, self.cooldown_counter = int(state["num_bad_epochs"]), int(state["cooldown_counter"])
 
 
-def _real(low: float, high: float, closed: bool, strict_low: bool = False):
-    """A test: a finite real number in [low, high) ((low, ...) with strict_low, ..., high] when closed)."""
-
-    def test(v) -> bool:
-        if not _is_real(v) or not math.isfinite(v):
-            return False
-        return (v > low if strict_low else v >= low) and (v <= high if closed else v < high)
-
-    return test
-
-
-def _int(low: int):
-    return lambda v: _is_int(v) and v >= low
-
-
-def check_state(state, spec: dict) -> None:
-    """A schedule's saved state: a JSON object with every key of `spec` ({key: (test, expected)}) passing
-    its test; CheckpointError naming the first key that does not."""
+def check_state(state, spec: dict[str, checks.Expect]) -> None:
+    """A schedule's saved state: a JSON object with every key of `spec` passing its rule;
+    CheckpointError naming the first key that does not."""
     if not isinstance(state, dict):
         raise CheckpointError(f"schedule state is {type(state).__name__}, expected a JSON object")
-    for key, (test, expected) in spec.items():
+    for key, rule in spec.items():
         if key not in state:
             raise CheckpointError(f"schedule {key!r} missing")
-        if not test(state[key]):
-            raise CheckpointError(f"schedule {key!r} is {state[key]!r}, expected {expected}")
+        if not rule.ok(state[key]):
+            raise CheckpointError(f"schedule {key!r} is {state[key]!r}, expected {rule.words}")
