@@ -293,7 +293,7 @@ def test_toy_cell_trains_gradchecks_and_resumes_through_the_cli(toy, tmp_path, c
 
 def test_checkpoint_without_a_cell_reads_as_elman(tmp_path):
     model = RNNModel(vocab_size=4, hidden_size=3)
-    config = {k: v for k, v in model.config.items() if k != "cell"}  # as bptt before cells wrote it
+    config = {k: v for k, v in model.config.to_dict().items() if k != "cell"}  # as bptt before cells wrote it
     checkpoint.save(tmp_path / "old", model.params, config, {"progress": {"step": 1}})
     loaded, _ = runs.load_run(tmp_path / "old")
     assert loaded.cell.name == "elman"

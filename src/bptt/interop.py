@@ -107,6 +107,8 @@ def from_torch(
     for what, mod in (("linear", linear), ("embedding", embedding)):
         if mod is not None and mod.weight.dtype != tdt:
             raise ValueError(f"{what}: weights are {mod.weight.dtype}, expected {tdt} like the rnn")
+    if model_options.get("cell", "elman") != "elman":
+        raise ValueError(f"cell: torch.nn.RNN is the Elman cell, got cell={model_options['cell']!r}")
     for k, v in derived.items():
         if k in model_options and model_options[k] != v:
             raise ValueError(f"{k}: got {model_options[k]!r}, but the torch modules have {v!r}")
@@ -136,6 +138,8 @@ def to_torch(model: RNNModel) -> TorchModules:
     nonlinearities and one-hot token inputs (vocab_size without embedding_size).
     """
     torch = _torch()
+    if model.config.cell != "elman":
+        raise ValueError(f"cell: torch.nn.RNN is the Elman cell, the model uses cell={model.config.cell!r}")
     if model.nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity: torch.nn.RNN has tanh and relu only, the model uses {model.nonlinearity!r}")
     if model.uses_tokens and model.embedding_size is None:

@@ -27,6 +27,7 @@ masks (B, T) or lengths (B,). Inside, everything is time-major (T, B, ...).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,10 +79,11 @@ class Forward:
         return self.state_n[0] if len(self.state_n) == 1 else self.state_n
 
 
-class RNNModel:
-    """A stacked recurrent network with a head, trained by exact BPTT. Options use torch/Keras names.
-
-    cell            the recurrent cell, a name in bptt.layers.cells.CELLS (default "elman")
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a model's architecture, validated on construction.
+    Option names are torch's/Keras's; `RNNModel(config)` builds the model, and
+    `to_dict()` is what a checkpoint stores (`RNNModel(**d)` reads it back).
 
     input_size      features per step for float inputs (B, T, D); or
     vocab_size      for token ids (B, T); with embedding_size an embedding
@@ -90,7 +92,8 @@ class RNNModel:
                     (affixes, word shape, ...), each with a table E_f (size_f, feature_embedding_size)
                     whose rows are concatenated to E[id_t]; inputs are then (B, T, 1 + F)
     hidden_size     H;  num_layers: L;  bidirectional: two directions per layer
-    nonlinearity    f: tanh | relu | sigmoid | identity;  bias: b on or off
+    cell            the recurrent cell, a name in bptt.layers.cells.CELLS (default "elman")
+    nonlinearity    f: tanh | relu | sigmoid | identity (the cells that support it);  bias: b on or off
     dropout         inverted dropout between layers, training only
     output_size     K (defaults to vocab_size for token models)
     head            softmax (cross-entropy) | sigmoid (binary CE) | linear (squared error)
@@ -99,121 +102,134 @@ class RNNModel:
     cond_size       one-to-many only: size of the conditioning vector mapped to h_0
     reduction       sum-over-time (lecture notes: sum over t, mean over sequences) | mean | sum
     ignore_index    softmax targets equal to it carry no loss (torch's -100)
-    init, init_scale  pytorch | xavier | orthogonal | identity (see bptt.layers.init)
+    init, init_scale  pytorch | xavier | orthogonal | identity | spectral (see bptt.layers.init)
     dtype           float32 (default) | float64;  seed: every random draw
     checkpoint_every  memory-saving BPTT: keep every k-th state, recompute the rest
                     (k, or "auto" for sqrt(T); see bptt.layers.recompute); None: keep all
     """
 
-    def __init__(
-        self,
-        *,
-        input_size: int | None = None,
-        vocab_size: int | None = None,
-        embedding_size: int | None = None,
-        feature_vocab_sizes: list[int] | None = None,
-        feature_embedding_size: int = 16,
-        hidden_size: int = 64,
-        output_size: int | None = None,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bias: bool = True,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        head: str = "softmax",
-        mode: str = "many-to-many",
-        pooling: str = "last",
-        cond_size: int | None = None,
-        reduction: str = "sum-over-time",
-        ignore_index: int = -100,
-        init: str = "pytorch",
-        init_scale: float = 1.0,
-        dtype: str = "float32",
-        seed: int = 0,
-        checkpoint_every: int | str | None = None,
-        cell: str = "elman",
-    ):
-        dtype = np.dtype(dtype).name
-        validate.choice("cell", cell, cells.CELLS)
-        if (input_size is None) == (vocab_size is None):
+    input_size: int | None = None
+    vocab_size: int | None = None
+    embedding_size: int | None = None
+    feature_vocab_sizes: tuple[int, ...] | None = None
+    feature_embedding_size: int = 16
+    hidden_size: int = 64
+    output_size: int | None = None
+    num_layers: int = 1
+    nonlinearity: str = "tanh"
+    bias: bool = True
+    bidirectional: bool = False
+    dropout: float = 0.0
+    head: str = "softmax"
+    mode: str = "many-to-many"
+    pooling: str = "last"
+    cond_size: int | None = None
+    reduction: str = "sum-over-time"
+    ignore_index: int = -100
+    init: str = "pytorch"
+    init_scale: float = 1.0
+    dtype: str = "float32"
+    seed: int = 0
+    checkpoint_every: int | str | None = None
+    cell: str = "elman"
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        put("dtype", np.dtype(self.dtype).name)
+        validate.choice("cell", self.cell, cells.CELLS)
+        if (self.input_size is None) == (self.vocab_size is None):
             raise ValueError("input_size / vocab_size: give exactly one (features or token ids)")
-        validate.positive_int("input_size", input_size, allow_none=True)
-        validate.positive_int("vocab_size", vocab_size, allow_none=True)
-        validate.positive_int("embedding_size", embedding_size, allow_none=True)
-        if embedding_size is not None and vocab_size is None:
+        validate.positive_int("input_size", self.input_size, allow_none=True)
+        validate.positive_int("vocab_size", self.vocab_size, allow_none=True)
+        validate.positive_int("embedding_size", self.embedding_size, allow_none=True)
+        if self.embedding_size is not None and self.vocab_size is None:
             raise ValueError("embedding_size: needs vocab_size (an embedding is for token ids)")
-        if feature_vocab_sizes is not None:
-            if embedding_size is None:
+        if self.feature_vocab_sizes is not None:
+            if self.embedding_size is None:
                 raise ValueError(
                     "feature_vocab_sizes: needs embedding_size (feature columns are embedded next to the token)"
                 )
-            feature_vocab_sizes = [int(n) for n in feature_vocab_sizes]
-            for f, n in enumerate(feature_vocab_sizes, 1):
+            sizes = tuple(int(n) for n in self.feature_vocab_sizes)
+            for f, n in enumerate(sizes, 1):
                 validate.positive_int(f"feature_vocab_sizes[{f - 1}]", n)
-            validate.positive_int("feature_embedding_size", feature_embedding_size)
-            feature_vocab_sizes = feature_vocab_sizes or None
-        validate.positive_int("hidden_size", hidden_size)
-        validate.positive_int("num_layers", num_layers)
-        if output_size is None and head == "softmax" and vocab_size is not None and mode in SEQUENCE_MODES:
-            output_size = vocab_size
-        if output_size is None:
+            validate.positive_int("feature_embedding_size", self.feature_embedding_size)
+            put("feature_vocab_sizes", sizes or None)
+        validate.positive_int("hidden_size", self.hidden_size)
+        validate.positive_int("num_layers", self.num_layers)
+        if (
+            self.output_size is None
+            and self.head == "softmax"
+            and self.vocab_size is not None
+            and self.mode in SEQUENCE_MODES
+        ):
+            put("output_size", self.vocab_size)
+        if self.output_size is None:
             raise ValueError("output_size: required (the number of outputs K of the head)")
-        validate.positive_int("output_size", output_size)
-        validate.choice("nonlinearity", nonlinearity, activations.NONLINEARITIES)
-        validate.probability("dropout", dropout)
-        validate.choice("head", head, losses.HEADS)
-        validate.choice("mode", mode, MODES)
-        validate.choice("pooling", pooling, pooling_layer.POOLINGS)
-        validate.choice("reduction", reduction, losses.REDUCTIONS)
-        validate.choice("init", init, initializers.SCHEMES)
-        validate.choice("dtype", dtype, DTYPES)
-        recompute.check_every(checkpoint_every)
-        if mode == "one-to-many":
-            validate.positive_int("cond_size", cond_size)
-            if bidirectional:
+        validate.positive_int("output_size", self.output_size)
+        validate.choice("nonlinearity", self.nonlinearity, activations.NONLINEARITIES)
+        validate.probability("dropout", self.dropout)
+        validate.choice("head", self.head, losses.HEADS)
+        validate.choice("mode", self.mode, MODES)
+        validate.choice("pooling", self.pooling, pooling_layer.POOLINGS)
+        validate.choice("reduction", self.reduction, losses.REDUCTIONS)
+        validate.choice("init", self.init, initializers.SCHEMES)
+        validate.choice("dtype", self.dtype, DTYPES)
+        recompute.check_every(self.checkpoint_every)
+        if self.mode == "one-to-many":
+            validate.positive_int("cond_size", self.cond_size)
+            if self.bidirectional:
                 raise ValueError("bidirectional: a one-to-many model generates left to right, expected False")
-        elif cond_size is not None:
-            raise ValueError(f"cond_size: only for mode='one-to-many', got mode={mode!r}")
-        if head == "softmax" and output_size < 2:
-            raise ValueError(f"output_size: got {output_size}, a softmax head needs at least 2 classes")
-        self.config = dict(
-            input_size=input_size,
-            vocab_size=vocab_size,
-            embedding_size=embedding_size,
-            feature_vocab_sizes=feature_vocab_sizes,
-            feature_embedding_size=int(feature_embedding_size),
-            hidden_size=hidden_size,
-            output_size=output_size,
-            num_layers=num_layers,
-            nonlinearity=nonlinearity,
-            bias=bool(bias),
-            bidirectional=bool(bidirectional),
-            dropout=float(dropout),
-            head=head,
-            mode=mode,
-            pooling=pooling,
-            cond_size=cond_size,
-            reduction=reduction,
-            ignore_index=int(ignore_index),
-            init=init,
-            init_scale=float(init_scale),
-            dtype=dtype,
-            seed=int(seed),
-            checkpoint_every=checkpoint_every,
-            cell=cell,
-        )
-        self.cell = cells.make_cell(cell, nonlinearity=nonlinearity)
-        self.rng = np.random.default_rng(seed)
+        elif self.cond_size is not None:
+            raise ValueError(f"cond_size: only for mode='one-to-many', got mode={self.mode!r}")
+        if self.head == "softmax" and self.output_size < 2:
+            raise ValueError(f"output_size: got {self.output_size}, a softmax head needs at least 2 classes")
+        cells.make_cell(self.cell, nonlinearity=self.nonlinearity)  # the cell's own refusals, here
+        put("feature_embedding_size", int(self.feature_embedding_size))
+        put("bias", bool(self.bias))
+        put("bidirectional", bool(self.bidirectional))
+        put("dropout", float(self.dropout))
+        put("ignore_index", int(self.ignore_index))
+        put("init_scale", float(self.init_scale))
+        put("seed", int(self.seed))
+
+    def to_dict(self) -> dict:
+        """The options as plain JSON values (what a checkpoint stores)."""
+        d = dataclasses.asdict(self)
+        if d["feature_vocab_sizes"] is not None:
+            d["feature_vocab_sizes"] = list(d["feature_vocab_sizes"])
+        return d
+
+    def replace(self, **changes) -> ModelConfig:
+        """A copy with some options changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+class RNNModel:
+    """A stacked recurrent network with a head, trained by exact BPTT.
+
+    RNNModel(config) with a `ModelConfig`, or RNNModel(**options) with its
+    fields as keywords (RNNModel(config, **changes) for a changed copy). Every
+    option is also readable as an attribute: model.hidden_size is
+    model.config.hidden_size. model.cell is the `bptt.layers.cell.Cell` object,
+    model.config.cell its registry name.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, /, **options):
+        if config is None:
+            config = ModelConfig(**options)
+        elif not isinstance(config, ModelConfig):
+            raise TypeError(f"config: got {type(config).__name__}, expected a ModelConfig (or keyword options)")
+        elif options:
+            config = config.replace(**options)
+        self.config = config
+        self.cell = cells.make_cell(config.cell, nonlinearity=config.nonlinearity)
+        self.rng = np.random.default_rng(config.seed)
         self.training = True
         self.params = self._init_params()
 
     # ---- structure ---------------------------------------------------------
-
-    def __getattr__(self, name):
-        config = self.__dict__.get("config")
-        if config is not None and name in config:
-            return config[name]
-        raise AttributeError(name)
 
     @property
     def num_directions(self) -> int:
@@ -267,8 +283,7 @@ class RNNModel:
 
     def astype(self, dtype) -> RNNModel:
         """A copy of the model with every parameter in `dtype` (float64 for gradient checks)."""
-        config = dict(self.config, dtype=np.dtype(dtype).name)
-        other = RNNModel(**config)
+        other = RNNModel(self.config, dtype=np.dtype(dtype).name)
         other.params = {k: v.astype(dtype) for k, v in self.params.items()}
         other.training = self.training
         return other
@@ -384,12 +399,11 @@ class RNNModel:
         from `rng` (default: the model's own seeded Generator).
         """
         X, mask, state0, cond = self._prepare(inputs, mask, h0, cond)
-        p, dt = self.params, np.dtype(self.dtype)
+        dt = np.dtype(self.dtype)
         B = X.shape[1]
         fwd = Forward(Z=None, hn=None, h0=None, X=X, ids=None, mask=mask, cond=cond)
         if cond is not None:
-            h, fwd.h0map = h0map.forward(p["h0map.Q"], p["h0map.q"], cond, self.num_layers)
-            state0 = (h,) + tuple(np.zeros_like(h) for _ in range(self.cell.n_states - 1))
+            state0, fwd.h0map = self._state_from_cond(cond)
         if state0 is None:
             state0 = self._parts(self.zero_state(B))
         fwd.state0, fwd.h0 = state0, state0[0]
@@ -422,6 +436,21 @@ class RNNModel:
         fwd.hn = fwd.state_n[0]
         self._head_forward(fwd, layer_in)
         return fwd
+
+    def _state_from_cond(self, cond: np.ndarray) -> tuple[tuple, np.ndarray]:
+        """One-to-many: (state0 as a tuple of parts, the h0map cache) from cond (B, cond_size).
+        h_0 = tanh(Q cond + q) (`bptt.layers.h0map`); other state parts start at zero."""
+        h, act = h0map.forward(self.params["h0map.Q"], self.params["h0map.q"], cond, self.num_layers)
+        return (h,) + tuple(np.zeros_like(h) for _ in range(self.cell.n_states - 1)), act
+
+    def initial_state(self, cond) -> np.ndarray | tuple:
+        """A one-to-many model's initial state from cond (B, cond_size), in the form `step` takes:
+        (L, B, H), or a tuple for a two-part state."""
+        if self.mode != "one-to-many":
+            raise ValueError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
+        cond = validate.array("cond", cond, (2,), "float")
+        validate.shape("cond", cond, (None, self.cond_size))
+        return self._joined(self._state_from_cond(cond.astype(self.dtype))[0])
 
     def _parts(self, state) -> tuple:
         """A state as users pass it (array or tuple) -> a tuple of parts."""
@@ -683,3 +712,12 @@ class RNNModel:
                 Y = Y * fwd.mask[:, :, None]
             Y = np.ascontiguousarray(Y.transpose(1, 0, 2))
         return Y
+
+
+def _config_property(name: str) -> property:
+    return property(lambda self: getattr(self.config, name), doc=f"model.config.{name}")
+
+
+for _field in dataclasses.fields(ModelConfig):
+    if _field.name != "cell":  # model.cell is the Cell object; model.config.cell its name
+        setattr(RNNModel, _field.name, _config_property(_field.name))
