@@ -34,6 +34,7 @@ import numpy as np
 
 from bptt import blas
 from bptt import checks as validate
+from bptt.errors import UsageError
 from bptt.layers import activations, cells, dense, embedding, h0map, losses, recompute
 from bptt.layers import dropout as dropout_layer
 from bptt.layers import init as initializers
@@ -140,15 +141,15 @@ class ModelConfig:
         put("dtype", np.dtype(self.dtype).name)
         validate.choice("cell", self.cell, cells.CELLS)
         if (self.input_size is None) == (self.vocab_size is None):
-            raise ValueError("input_size / vocab_size: give exactly one (features or token ids)")
+            raise UsageError("input_size / vocab_size: give exactly one (features or token ids)")
         validate.positive_int("input_size", self.input_size, allow_none=True)
         validate.positive_int("vocab_size", self.vocab_size, allow_none=True)
         validate.positive_int("embedding_size", self.embedding_size, allow_none=True)
         if self.embedding_size is not None and self.vocab_size is None:
-            raise ValueError("embedding_size: needs vocab_size (an embedding is for token ids)")
+            raise UsageError("embedding_size: needs vocab_size (an embedding is for token ids)")
         if self.feature_vocab_sizes is not None:
             if self.embedding_size is None:
-                raise ValueError(
+                raise UsageError(
                     "feature_vocab_sizes: needs embedding_size (feature columns are embedded next to the token)"
                 )
             sizes = tuple(int(n) for n in self.feature_vocab_sizes)
@@ -166,7 +167,7 @@ class ModelConfig:
         ):
             put("output_size", self.vocab_size)
         if self.output_size is None:
-            raise ValueError("output_size: required (the number of outputs K of the head)")
+            raise UsageError("output_size: required (the number of outputs K of the head)")
         validate.positive_int("output_size", self.output_size)
         validate.choice("nonlinearity", self.nonlinearity, activations.NONLINEARITIES)
         validate.probability("dropout", self.dropout)
@@ -180,11 +181,11 @@ class ModelConfig:
         if self.mode == "one-to-many":
             validate.positive_int("cond_size", self.cond_size)
             if self.bidirectional:
-                raise ValueError("bidirectional: a one-to-many model generates left to right, expected False")
+                raise UsageError("bidirectional: a one-to-many model generates left to right, expected False")
         elif self.cond_size is not None:
-            raise ValueError(f"cond_size: only for mode='one-to-many', got mode={self.mode!r}")
+            raise UsageError(f"cond_size: only for mode='one-to-many', got mode={self.mode!r}")
         if self.head == "softmax" and self.output_size < 2:
-            raise ValueError(f"output_size: got {self.output_size}, a softmax head needs at least 2 classes")
+            raise UsageError(f"output_size: got {self.output_size}, a softmax head needs at least 2 classes")
         cells.make_cell(self.cell, nonlinearity=self.nonlinearity)  # the cell's own refusals, here
         put("feature_embedding_size", int(self.feature_embedding_size))
         put("bias", bool(self.bias))
@@ -322,24 +323,24 @@ class RNNModel:
             if x.ndim == 2:
                 x = x[:, None, :]
             if x.shape[2] != self.input_size:
-                raise ValueError(f"inputs: got {x.shape[2]} features per step, expected input_size={self.input_size}")
+                raise UsageError(f"inputs: got {x.shape[2]} features per step, expected input_size={self.input_size}")
             X = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
         T, B = X.shape[0], X.shape[1]
         if T == 0 or B == 0:
-            raise ValueError(f"inputs: got {B} sequences of {T} steps, expected at least one step")
+            raise UsageError(f"inputs: got {B} sequences of {T} steps, expected at least one step")
         if one and T != 1:
-            raise ValueError(f"inputs: mode='one-to-one' takes one step per example, got T={T}")
+            raise UsageError(f"inputs: mode='one-to-one' takes one step per example, got T={T}")
         mask = self._prepare_mask(mask, B, T)
         if self.mode == "one-to-many":
             if cond is None:
-                raise ValueError("cond: required for mode='one-to-many' (the conditioning vector, (B, cond_size))")
+                raise UsageError("cond: required for mode='one-to-many' (the conditioning vector, (B, cond_size))")
             if h0 is not None:
-                raise ValueError("h0: a one-to-many model computes h_0 from cond, do not pass both")
+                raise UsageError("h0: a one-to-many model computes h_0 from cond, do not pass both")
             cond = validate.array("cond", cond, (2,), "float")
             validate.shape("cond", cond, (B, self.cond_size))
             cond = cond.astype(self.dtype)
         elif cond is not None:
-            raise ValueError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
+            raise UsageError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
         state0 = None if h0 is None else self._prepare_state(h0, B)
         return X, mask, state0, cond
 
@@ -350,7 +351,7 @@ class RNNModel:
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         if isinstance(h0, (tuple, list)):
             if len(h0) != len(names):
-                raise ValueError(
+                raise UsageError(
                     f"h0: got a tuple of {len(h0)} arrays, expected {len(names)} ({', '.join(names)}) for cell={self.cell.name!r}"
                 )
             given = list(h0)
@@ -374,7 +375,7 @@ class RNNModel:
         if mask is None:
             return None
         if self.mode == "one-to-one":
-            raise ValueError("mask: mode='one-to-one' has one step per example, expected no mask")
+            raise UsageError("mask: mode='one-to-one' has one step per example, expected no mask")
         m = np.asarray(mask)
         if m.ndim == 1:
             lengths = validate.array("mask", m, (1,), "int")
@@ -386,7 +387,7 @@ class RNNModel:
             validate.shape("mask", m, (B, T))
         if self.mode in ("many-to-one",) and not m.any(axis=1).all():
             b = int(np.flatnonzero(~m.any(axis=1))[0])
-            raise ValueError(f"mask: sequence {b} has no valid step, expected at least one per sequence")
+            raise UsageError(f"mask: sequence {b} has no valid step, expected at least one per sequence")
         return np.ascontiguousarray(m.T)
 
     # ---- forward -----------------------------------------------------------
@@ -447,7 +448,7 @@ class RNNModel:
         """A one-to-many model's initial state from cond (B, cond_size), in the form `step` takes:
         (L, B, H), or a tuple for a two-part state."""
         if self.mode != "one-to-many":
-            raise ValueError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
+            raise UsageError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
         cond = validate.array("cond", cond, (2,), "float")
         validate.shape("cond", cond, (None, self.cond_size))
         return self._joined(self._state_from_cond(cond.astype(self.dtype))[0])
@@ -531,7 +532,7 @@ class RNNModel:
             valid &= fwd.mask
         if loss_mask is not None:
             if not seq:
-                raise ValueError(f"loss_mask: only for sequence outputs, got mode={self.mode!r}")
+                raise UsageError(f"loss_mask: only for sequence outputs, got mode={self.mode!r}")
             lm = validate.array("loss_mask", loss_mask, (2,), "bool").astype(bool)
             validate.shape("loss_mask", lm, lead)
             valid &= lm.T
@@ -554,11 +555,11 @@ class RNNModel:
         Y = validate.array("targets", targets, (len(lead), len(lead) + 1), "float")
         if Y.ndim == len(lead):
             if K != 1:
-                raise ValueError(f"targets: got shape {Y.shape}, expected {lead + (K,)} for output_size={K}")
+                raise UsageError(f"targets: got shape {Y.shape}, expected {lead + (K,)} for output_size={K}")
             Y = Y[..., None]
         validate.shape("targets", Y, lead + (K,))
         if self.head == "sigmoid" and ((Y < 0) | (Y > 1)).any():
-            raise ValueError("targets: a sigmoid head takes targets in [0, 1], found values outside")
+            raise UsageError("targets: a sigmoid head takes targets in [0, 1], found values outside")
         return Y
 
     # ---- backward ----------------------------------------------------------
@@ -673,7 +674,7 @@ class RNNModel:
         of such arrays for a two-part state): what a truncated-BPTT window hands to the
         next one. Unidirectional only."""
         if self.bidirectional:
-            raise ValueError("state_after: a bidirectional layer has no single state at step t")
+            raise UsageError("state_after: a bidirectional layer has no single state at step t")
         per_layer = [caches[0].state(steps) for caches in fwd.caches]
         return self._joined(tuple(np.stack(part) for part in zip(*per_layer)))
 
@@ -686,7 +687,7 @@ class RNNModel:
         """
         p = self.params
         if self.feature_vocab_sizes:
-            raise ValueError("step: generation feeds back tokens alone, a model with feature columns cannot")
+            raise UsageError("step: generation feeds back tokens alone, a model with feature columns cannot")
         x = p["embed.E"][ids] if self.embedding_size is not None else ids
         parts = self._parts(h)
         new = []
