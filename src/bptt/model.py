@@ -233,6 +233,11 @@ class RNNModel:
     # ---- structure ---------------------------------------------------------
 
     @property
+    def kind(self) -> str:
+        """What the recurrent layers are, for summaries: "tanh RNN" for Elman, else the cell's name."""
+        return f"{self.nonlinearity} RNN" if self.config.cell == "elman" else self.config.cell
+
+    @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
