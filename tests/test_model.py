@@ -209,3 +209,5 @@ def test_config_is_a_frozen_dataclass_and_both_ways_of_building_agree():
         ModelConfig(vocab_size=7, hidden_size=0)
     with pytest.raises(TypeError, match="expected a ModelConfig"):
         RNNModel({"vocab_size": 7})
+    with pytest.raises(ValueError, match="forget_bias: not an option of the elman cell"):
+        ModelConfig(vocab_size=7, forget_bias=1.0)  # the cell's own refusal, raised by the config

@@ -28,6 +28,8 @@ masks (B, T) or lengths (B,). Inside, everything is time-major (T, B, ...).
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +96,7 @@ class ModelConfig:
                     whose rows are concatenated to E[id_t]; inputs are then (B, T, 1 + F)
     hidden_size     H;  num_layers: L;  bidirectional: two directions per layer
     cell            the recurrent cell, a name in bptt.layers.cells.CELLS (default "elman")
+    forget_bias     lstm only: added to the forget gate's bias at initialisation (0: none)
     nonlinearity    f: tanh | relu | sigmoid | identity (the cells that support it);  bias: b on or off
     dropout         inverted dropout between layers, training only
     output_size     K (defaults to vocab_size for token models)
@@ -133,6 +136,7 @@ class ModelConfig:
     seed: int = 0
     checkpoint_every: int | str | None = None
     cell: str = "elman"
+    forget_bias: float = 0.0
 
     def __post_init__(self):
         def put(name, value):
@@ -186,7 +190,11 @@ class ModelConfig:
             raise UsageError(f"cond_size: only for mode='one-to-many', got mode={self.mode!r}")
         if self.head == "softmax" and self.output_size < 2:
             raise UsageError(f"output_size: got {self.output_size}, a softmax head needs at least 2 classes")
-        cells.make_cell(self.cell, nonlinearity=self.nonlinearity)  # the cell's own refusals, here
+        fb = self.forget_bias
+        if isinstance(fb, bool) or not isinstance(fb, numbers.Real) or not math.isfinite(fb):
+            raise UsageError(f"forget_bias: got {fb!r}, expected a finite number")
+        put("forget_bias", float(self.forget_bias))
+        cells.make_cell(self.cell, **self.cell_options())  # the cell's own refusals, here
         put("feature_embedding_size", int(self.feature_embedding_size))
         put("bias", bool(self.bias))
         put("bidirectional", bool(self.bidirectional))
@@ -194,6 +202,13 @@ class ModelConfig:
         put("ignore_index", int(self.ignore_index))
         put("init_scale", float(self.init_scale))
         put("seed", int(self.seed))
+
+    def cell_options(self) -> dict:
+        """The keyword options of the cell's constructor: nonlinearity, and forget_bias when set."""
+        options = {"nonlinearity": self.nonlinearity}
+        if self.forget_bias != 0:
+            options["forget_bias"] = self.forget_bias
+        return options
 
     def to_dict(self) -> dict:
         """The options as plain JSON values (what a checkpoint stores)."""
@@ -225,7 +240,7 @@ class RNNModel:
         elif options:
             config = config.replace(**options)
         self.config = config
-        self.cell = cells.make_cell(config.cell, nonlinearity=config.nonlinearity)
+        self.cell = cells.make_cell(config.cell, **config.cell_options())
         self.rng = np.random.default_rng(config.seed)
         self.training = True
         self.params = self._init_params()
