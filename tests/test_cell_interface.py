@@ -438,3 +438,14 @@ def test_two_part_states_step_and_carry(leaky):
     np.testing.assert_allclose(state[1], fwd.state_n[1], rtol=1e-12)
     with pytest.raises(ValueError, match=r"h0: got a tuple of 3 arrays, expected 2 \(h, c\)"):
         model.forward(ids, h0=(state[0], state[1], state[1]))
+
+
+def test_elman_only_analyses_refuse_other_cells_in_one_line(toy):
+    from bptt.analysis import diagnostics, rtrl
+
+    model = RNNModel(input_size=2, hidden_size=2, output_size=2, cell="toy")
+    x, y = np.zeros((1, 3, 2)), np.zeros((1, 3), int)
+    with pytest.raises(UsageError, match="rtrl: written out for the Elman cell, got cell='toy'"):
+        rtrl.loss_and_grads(model, x, y)
+    with pytest.raises(UsageError, match="diagnose: the diagnostics are written out for the Elman cell"):
+        diagnostics.diagnose(model, x, y)

@@ -42,6 +42,7 @@ import math
 
 import numpy as np
 
+from bptt.errors import UsageError
 from bptt.layers import activations, elman, recompute
 from bptt.layers.embedding import scatter_add_rows
 
@@ -209,7 +210,7 @@ def diagnose(
     "lag_sums": {...}}]} (arrays as numpy; `to_json` makes it serialisable).
     """
     if not isinstance(model.cell, elman.Elman):
-        raise ValueError(f"diagnose: the diagnostics are written out for the Elman cell, got cell={model.cell.name!r}")
+        raise UsageError(f"diagnose: the diagnostics are written out for the Elman cell, got cell={model.cell.name!r}")
     m = model.astype(np.float64).eval()
     fwd = m.forward(inputs, mask, h0, cond=cond)
     loss, dZ = m.loss(fwd, targets, loss_mask)
