@@ -109,7 +109,9 @@ def check_memory(model, B: int, T: int) -> None:
     worth of it (`bptt.training.resources`), in float64, plus the per-lag sums (T H (H + D + 1))."""
     from bptt.training import resources
 
-    est = resources.estimate_model({**model.config, "dtype": "float64"}, steps=T, batch_size=B, optimizer="sgd")
+    est = resources.estimate_model(
+        {**model.config.to_dict(), "dtype": "float64"}, steps=T, batch_size=B, optimizer="sgd"
+    )
     H, D = model.hidden_size, model.embedding_size or model.input_size or model.vocab_size
     extra = 8 * (T * B * model.hidden_size + T * H * (H + D + 1) + 3 * T * T)
     resources.check_bytes(est.total + extra, f"--batch-size {B} x --steps {T}", "a smaller --batch-size or --steps")

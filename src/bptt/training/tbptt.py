@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from bptt.errors import DataError, UsageError
+from bptt.errors import CheckpointError, DataError, UsageError
 from bptt.model import RNNModel
 from bptt.training.loop import Loop, NonFinite, TrainOptions, check_finite, default_progress, summed_loss
 
@@ -136,9 +136,9 @@ class Trainer(Loop):
         for name in self.model.cell.state_names:
             h = arrays.get(name)
             if h is None:
-                raise ValueError(f"state.{name}: missing, expected the carried state part {name} {expected}")
+                raise CheckpointError(f"state.{name}: missing, expected the carried state part {name} {expected}")
             if h.shape != expected or h.dtype.kind != "f":
-                raise ValueError(f"state.{name} has shape {h.shape}, expected {expected}")
+                raise CheckpointError(f"state.{name} has shape {h.shape}, expected {expected}")
             parts.append(h.astype(self.model.dtype))
         if (
             history.ndim != 3
@@ -147,9 +147,9 @@ class Trainer(Loop):
             or history.shape[2] != 2
             or history.dtype.kind not in "iu"
         ):
-            raise ValueError(f"state.history has shape {history.shape}, expected ({B}, at most {k}, 2) integers")
+            raise CheckpointError(f"state.history has shape {history.shape}, expected ({B}, at most {k}, 2) integers")
         if history.size and (history.min() < 0 or history.max() >= self.model.vocab_size):
-            raise ValueError(f"state.history holds ids outside 0..{self.model.vocab_size - 1}")
+            raise CheckpointError(f"state.history holds ids outside 0..{self.model.vocab_size - 1}")
         self.h = parts[0] if len(parts) == 1 else tuple(parts)
         self.history = history.astype(np.int64)
 
