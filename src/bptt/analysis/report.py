@@ -368,7 +368,7 @@ def _grad_history(records: list[dict]) -> str:
     series.append(("global", steps, [_number(r["grad_norm"]) for r in records]))
     clipped = [r["step"] for r in records if r["clipped"]]
     marks = [(s, f"update {s}: clipped") for s in clipped[:2000]]
-    note = f"{len(records):,} updates, {len(clipped):,} clipped (red ticks along the top)"
+    note = f"{len(records):,} updates, {len(clipped):,} clipped" + (" (red ticks along the top)" if clipped else "")
     if len(records) > 800:
         note += "; each point is the largest norm in its bucket of updates"
     chart = line_chart(
