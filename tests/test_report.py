@@ -113,6 +113,9 @@ def test_every_task(tmp_path, capsys, task):
     assert page.count('<svg class="chart"') >= 3  # loss, gradient norm per evaluation, per tensor
     assert "Gradient norm per tensor, every update" in page
     assert external_refs(page) == []
+    if task in ("lm", "adding"):  # they make or have their own data
+        code, _, err = cli(capsys, "report", run, "--data", EX / "regress.csv")
+        assert code == 2 and err.startswith("bptt: error: --data: "), err
     n_params = sum(int(np.prod(v.shape)) for v in report_page.read_run(run)["model"].params.values())
     assert f"<b>{n_params:,}</b> parameters" in page
 
@@ -275,6 +278,12 @@ PROBE = """<script>(function () {
   svg.dispatchEvent(new MouseEvent("mousemove", {clientX: r.left + r.width * 0.6, clientY: r.top + r.height / 2, bubbles: true}));
   var tip = svg.parentNode.querySelector(".tip"), p = document.createElement("pre");
   p.id = "probe"; p.textContent = tip.style.display + "|" + tip.textContent; document.body.appendChild(p);
+  var heat = document.querySelector("svg.heat"), box = heat.getAttribute("data-box").split(",").map(Number);
+  var vb = heat.viewBox.baseVal, hr = heat.getBoundingClientRect(), scale = hr.width / vb.width;
+  heat.dispatchEvent(new MouseEvent("mousemove", {clientX: hr.left + (box[0] + 0.5) * scale,
+    clientY: hr.top + (box[1] + box[2] - 0.5) * scale, bubbles: true}));  // the bottom left cell: t = 0, k = 0
+  var q = document.createElement("pre"), heatTip = heat.parentNode.querySelector(".tip");
+  q.id = "probe-heat"; q.textContent = heatTip.style.display + "|" + heatTip.textContent; document.body.appendChild(q);
   console.log("probe done");
 })();</script>"""
 
@@ -335,6 +344,8 @@ def test_in_a_browser(tmp_path, capsys):
     assert dom.count('<circle r="4"') >= n_charts  # the hover script ran: one marker per line
     tip = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)
     assert tip.startswith("block|train loss: ")  # the loss chart's values under the mouse
+    heat_tip = re.search(r'<pre id="probe-heat">(.*?)</pre>', dom, re.S).group(1)
+    assert re.fullmatch(r"block\|t = 0, k = 0: [0-9.e+-]+", heat_tip), heat_tip  # the heatmap's value under the mouse
     labels = len(json.loads((run / "checkpoint.json").read_text())["train"]["options"]["extra"]["labels"])
     confusion = re.search(r'<table class="confusion">(.*?)</table>', dom, re.S).group(1)
     assert 1 < confusion.count("<tr>") <= labels + 1

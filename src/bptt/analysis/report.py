@@ -202,7 +202,9 @@ def _configuration(ckpt, extra: dict) -> str:
 
 def describe(model) -> str:
     """One line: "bidirectional 2 x 64 tanh RNN, many-to-one, softmax head"."""
-    kind = f"{'bidirectional ' if model.bidirectional else ''}{model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN"
+    cell = str(getattr(model, "cell", "rnn"))  # an LSTM or GRU model names its cell
+    unit = f"{model.nonlinearity} RNN" if cell.lower() in ("rnn", "elman") else cell.upper()
+    kind = f"{'bidirectional ' if model.bidirectional else ''}{model.num_layers} x {model.hidden_size} {unit}"
     return f"{kind}, {model.mode}, {model.head} head, {model.dtype}"
 
 

@@ -71,6 +71,10 @@ def measure(run_data: dict, args) -> tuple[dict | None, dict | None, list[str]]:
     task = extra.get("task", "lm")
     try:
         if task == "lm":
+            if args.data is not None:
+                raise UsageError(
+                    "--data: for tag, classify, regress and spell runs; a language model's page shows its curves"
+                )
             return None, _lm_samples(run_data, extra), []
         if task not in tasks.TASKS:
             return None, None, [f"task {task!r} is not one this bptt knows: no predictions"]
