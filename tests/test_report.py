@@ -316,6 +316,7 @@ def test_in_a_browser(tmp_path, capsys):
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-dev-shm-usage",  # containers often have a small /dev/shm
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",

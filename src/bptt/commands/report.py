@@ -149,7 +149,7 @@ def _classify_examples(model, extra, module, path, ns, report) -> dict:
     rows, wrong = [], []
     for e, line in zip(examples, lines):
         label, *probs = line.split("\t")
-        rows.append([e.text, e.label, label, max(map(float, probs), default=0.0).__format__(".3f")])
+        rows.append([e.text, e.label, label, f"{max(map(float, probs), default=0.0):.3f}"])
         wrong.append(label != e.label)
     return {
         "title": f"Predictions on the first examples of {path}",
