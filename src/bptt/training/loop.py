@@ -81,6 +81,7 @@ class TrainOptions:
     monitor_mode: str = "min"  # min | max
     extra: dict = field(default_factory=dict)  # task data saved with the run (vocab, labels, ...)
     diagnostics: bool = False  # record every update's gradient norm per tensor to grad-norms.jsonl
+    command: list[str] | None = None  # the `bptt train` command line that started the run, for the record
 
     def window(self) -> int:
         """k2, the number of steps one backward pass spans."""

@@ -126,6 +126,8 @@ def options_from_args(args):
     opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
     if args.no_clip_norm:
         opts.clip_norm = None
+    if getattr(args, "argv", None) is not None:
+        opts.command = ["bptt", "train", *args.argv]
     return opts
 
 

@@ -25,6 +25,7 @@ RUN_FILES = (
     "result.json",
     "diagnose.",
     "grad-norms.png",
+    "report.html",
 )
 
 
