@@ -40,13 +40,12 @@ def add_parser(sub) -> None:
         "diagnose",
         help="Jacobian norms by lag, gradient contributions per (t, k), spectra",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument(
         "--data", type=Path, default=None, help="language-model runs: a text (default: the run's validation text)"
     )
-    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--encoding", default="utf-8", help="of --data")
     p.add_argument("--batch-size", type=positive_int, default=8, help="sequences in the batch")
     p.add_argument(
         "--steps",

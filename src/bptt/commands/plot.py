@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
     except ImportError:
         raise BpttError("matplotlib is needed for bptt plot: pip install 'bptt[plot]'") from None
-    from bptt.training.checkpoint import atomic_write_bytes
+    from bptt.training.checkpoint import atomic_write_bytes, check_dir
 
+    check_dir(args.run_dir)  # "no such run directory", as every command that reads a run says it
     records = read_metrics(args.run_dir / "metrics.jsonl")
     char = "train_bpc" in records[0]
     scale = 1 / math.log(2) if char else 1.0

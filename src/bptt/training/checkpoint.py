@@ -340,7 +340,7 @@ def load(run_dir: str | os.PathLike, step: int | None = None) -> Checkpoint:
     Raises CheckpointError naming the file and what is wrong.
     """
     run_dir = Path(run_dir)
-    _check_dir(run_dir)
+    check_dir(run_dir)
     index_path = run_dir / (INDEX if step is None else _numbered_name(step))
     index = _read_index(index_path)
     names = _check_index(index, index_path)
@@ -351,7 +351,7 @@ def load(run_dir: str | os.PathLike, step: int | None = None) -> Checkpoint:
     return Checkpoint(weights, index["model"], index["train"], arrays, run_dir)
 
 
-def _check_dir(run_dir: Path) -> None:
+def check_dir(run_dir: Path) -> None:
     if not run_dir.exists():
         raise CheckpointError(f"{run_dir}: no such run directory")
     if not run_dir.is_dir():

@@ -106,6 +106,10 @@ class Loop:
     """The shared loop. Subclasses implement train_step, n_batches and evaluate (see the module doc)."""
 
     def __init__(self, model: RNNModel, run_dir, opts: TrainOptions, progress=None, log=print):
+        """progress: None, or called after every update as progress(state, summary, total), summary the
+        running "train <metric> <value> | <rate> tok/s" of the log lines; if it has `write(line)`, log
+        lines go through it (a progress bar prints them above itself), and `close()` is called when
+        fit returns or raises."""
         if opts.monitor_mode not in ("min", "max"):
             raise UsageError(f"monitor_mode: got {opts.monitor_mode!r}, expected min or max")
         self.model, self.opts, self.log = model, opts, log
@@ -249,6 +253,8 @@ class Loop:
             if created and not checkpoint.is_run_dir(self.run_dir):  # failed before its first checkpoint: leave nothing
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
+        finally:  # before anything else is printed: the bar is drawn for the last time here
+            self.close_progress()
         s["stop_reason"] = stop_reason or "max epochs"
         return s
 
@@ -267,7 +273,7 @@ class Loop:
         self._advance_cursor()
         s["elapsed"] = time.perf_counter() - start
         if self.progress is not None:
-            self.progress(s, loss, total)
+            self.progress(s, self.running_summary(), total)
         if s["step"] % o.eval_every == 0 or s["step"] == total:
             reason = self._evaluate_and_save()
             if reason:
@@ -296,8 +302,7 @@ class Loop:
     def _evaluate_and_save(self) -> str | None:
         """Log a metrics line, checkpoint; a reason when early stopping (or `stop_reason`) says stop."""
         s, o = self.state, self.opts
-        now = time.perf_counter()
-        rate = (s["tokens"] - self._tick[1]) / max(now - self._tick[0], 1e-9)
+        rate = self.throughput()
         train_loss = s["loss_sum"] / max(s["loss_tokens"], 1)
         record = {
             "step": s["step"],
@@ -339,10 +344,32 @@ class Loop:
         self._tick = (time.perf_counter(), s["tokens"])
         return self.stop_reason(record) or stop
 
+    def throughput(self) -> float:
+        """Tokens per second of training since the last evaluation (evaluating and saving excluded):
+        the rate of the log lines and of the progress bar alike."""
+        return (self.state["tokens"] - self._tick[1]) / max(time.perf_counter() - self._tick[0], 1e-9)
+
+    def running_summary(self) -> str:
+        """The training metric since the last evaluation, in the unit of the log lines, and the throughput."""
+        s = self.state
+        train_loss = s["loss_sum"] / max(s["loss_tokens"], 1)
+        shown = self.display({"train_loss": train_loss, **self.train_metrics(train_loss)})[0]
+        return f"{shown} | {self.throughput():,.0f} tok/s"
+
     def log_metrics(self, r: dict) -> None:
         parts = [f"step {r['step']}", f"epoch {r['epoch']:.2f}", *self.display(r)]
         parts += [f"{r['tokens_per_s']:,.0f} tok/s", f"grad norm {r['grad_norm']:.2f}", f"lr {r['lr']:.2g}"]
-        self.log(" | ".join(parts))
+        self.say(" | ".join(parts))
+
+    def say(self, line: str) -> None:
+        """A log line; through the progress bar when there is one, so that it is not drawn over."""
+        write = getattr(self.progress, "write", None)
+        (write or self.log)(line)
+
+    def close_progress(self) -> None:
+        close = getattr(self.progress, "close", None)
+        if close is not None:
+            close()
 
     # ---- checkpoints and rollback -----------------------------------------
 
@@ -433,7 +460,7 @@ class Loop:
         self.state["rollbacks"] = rollbacks
         self.optimizer.lr = old_lr * o.rollback_factor
         self.good = self._snapshot()
-        self.log(
+        self.say(
             f"warning: {what} at step {step + 1}; rolled back to step {self.state['step']}, "
             f"lr {old_lr:.3g} -> {self.optimizer.lr:.3g} (rollback {rollbacks} of {o.max_rollbacks})"
         )
@@ -496,29 +523,46 @@ def _stop_signals():
 
 
 def default_progress(total_label: str = "train"):
-    """A tqdm bar (loss, tokens/s, ETA) when tqdm is installed and stderr is a terminal, else None."""
+    """A tqdm bar (the running metric, tokens/s, ETA) on stderr when tqdm is installed and stderr is a
+    terminal, else None. Log lines go through `tqdm.write`, above the bar (see `Loop.say`)."""
     try:
-        from tqdm import tqdm
+        import tqdm  # noqa: F401
     except ImportError:
         return None
-    bar = None
+    if not sys.stderr.isatty():
+        return None
+    return Progress(total_label)
 
-    def update(state: dict, loss: float, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(
+
+class Progress:
+    """The progress bar of `default_progress`: created at the first update, closed by the loop."""
+
+    def __init__(self, label: str):
+        self.label, self.bar = label, None
+
+    def __call__(self, state: dict, summary: str, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
                 total=total,
                 initial=state["step"] - 1,
-                desc=total_label,
+                desc=self.label,
                 unit="step",
                 file=sys.stderr,
                 dynamic_ncols=True,
-                disable=None,
             )
-        bar.update(1)
-        rate = state["tokens"] / max(state["elapsed"], 1e-9)
-        bar.set_postfix_str(f"loss {loss:.3f} | {rate:,.0f} tok/s", refresh=False)
-        if state["step"] >= total:
-            bar.close()
+        self.bar.set_postfix_str(summary, refresh=False)
+        self.bar.update(1)
 
-    return update
+    def write(self, line: str) -> None:
+        """Print a line to stdout with the bar cleared first and redrawn after it."""
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
