@@ -430,7 +430,7 @@ def resume(args) -> int:
 
 
 def resumed_options(args, ckpt):
-    """The saved TrainOptions of a run, with the one change a resume may make: a longer budget."""
+    """The saved TrainOptions of a run, with the changes a resume may make (`bptt.commands.resumable`)."""
     from bptt.training.tbptt import TrainOptions
 
     try:
@@ -439,9 +439,9 @@ def resumed_options(args, ckpt):
         raise CheckpointError(f"{args.resume}: checkpoint.json has no usable training options ({e})") from None
     if not isinstance(opts.extra, dict):
         raise CheckpointError(f"{args.resume}: checkpoint.json: training options 'extra' is not a JSON object")
-    for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
-        if flag in args.argv:
-            setattr(opts, name, getattr(args, name))
+    from bptt.commands import resumable
+
+    resumable.apply(args, opts, ckpt.model_config)  # the budget, evaluation and output flags; refuses the rest
     return opts
 
 
