@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ RUN_FILES = (
     "result.json",
     "diagnose.",
     "grad-norms.png",
+    "events.out.tfevents.",  # --tensorboard
 )
 
 
@@ -129,6 +131,11 @@ def add_parser(sub) -> None:
         "--diagnostics",
         action="store_true",
         help="record every update's gradient norm per tensor and clipping to RUN_DIR/grad-norms.jsonl",
+    )
+    b.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard event files into the run directory (see docs/monitoring.md)",
     )
     for module in dict.fromkeys(tasks.TASKS.values()):  # a module may serve several tasks
         importlib.import_module(module).add_options(p)
@@ -450,6 +457,7 @@ def finish(trainer, vocab) -> int:
     from bptt.generate import sample
     from bptt.training import checkpoint
 
+    trainer.text_sample = partial(sample_text, vocab=vocab, extra=trainer.opts.extra)  # for --tensorboard
     state = trainer.fit()
     extra = trainer.opts.extra
     print(
@@ -473,6 +481,17 @@ def finish(trainer, vocab) -> int:
             print("---\n" + t)
         checkpoint.atomic_write_text(trainer.run_dir / "samples.txt", "\n---\n".join(texts) + "\n")
     return 0
+
+
+def sample_text(model, vocab, extra: dict) -> str:
+    """A sample as `finish` prints them (--sample-length, --temperature), primed with a newline when
+    the vocabulary has one, from its own generator (the run's random state is left alone)."""
+    from bptt.generate import sample
+
+    start = np.array([vocab.stoi.get("\n", 0) if vocab.level == "char" else 0])
+    rng = np.random.default_rng(0)
+    ids = sample(model, start, extra.get("sample_length", 200), temperature=extra.get("temperature", 1.0), rng=rng)
+    return vocab.decode(np.concatenate([start, ids]))
 
 
 def _sha(text: str) -> str:

@@ -81,6 +81,7 @@ class TrainOptions:
     monitor_mode: str = "min"  # min | max
     extra: dict = field(default_factory=dict)  # task data saved with the run (vocab, labels, ...)
     diagnostics: bool = False  # record every update's gradient norm per tensor to grad-norms.jsonl
+    tensorboard: bool = False  # TensorBoard event files in the run directory (bptt.training.tensorboard)
 
     def window(self) -> int:
         """k2, the number of steps one backward pass spans."""
@@ -143,6 +144,10 @@ class Loop:
         }
         self.good = None  # in-memory copy of the last checkpoint, for rollbacks
         self._grad_log: list[dict] = []  # diagnostics records not yet written (see `save`)
+        self._events: list = []  # TensorBoard events not yet written (see `save`)
+        self._tensorboard = None  # its EventWriter, while fit runs with opts.tensorboard
+        self._update: dict = {}  # the last update's gradient norms per tensor (before clipping), clipped, grads
+        self.text_sample = None  # model -> str: generated text or predictions, for TensorBoard (set by the task)
 
     # ---- what a subclass provides -----------------------------------------
 
@@ -197,7 +202,8 @@ class Loop:
 
     def _clip(self, grads) -> None:
         o = self.opts
-        if o.diagnostics:
+        per_tensor = o.diagnostics or o.tensorboard
+        if per_tensor:
             clipped_before = self.state["clipped"]
             norms = {k: clipping.tensor_norm(g) for k, g in grads.items()}
         if o.clip_value is not None:
@@ -213,6 +219,8 @@ class Loop:
                 self.state["clipped"] += int(clipped)
         else:
             self.state["grad_norm"] = float(clipping.global_norm(grads))
+        if o.tensorboard:
+            self._update = {"norms": norms, "clipped": self.state["clipped"] > clipped_before, "grads": grads}
         if o.diagnostics:
             self._grad_log.append(
                 {
@@ -232,8 +240,14 @@ class Loop:
         start = time.perf_counter() - s["elapsed"]
         self._tick = (time.perf_counter(), s["tokens"])
         self.model.train()
+        if o.tensorboard:
+            from bptt.training import tensorboard
+
+            tensorboard.check_installed()
         created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: everything has been checked
+        if o.tensorboard:
+            self._tensorboard = tensorboard.EventWriter(self.run_dir)
         if self.good is None:
             self.good = self._snapshot()
         stop_reason = None
@@ -255,6 +269,9 @@ class Loop:
             raise
         finally:  # before anything else is printed: the bar is drawn for the last time here
             self.close_progress()
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+                self._tensorboard = None
         s["stop_reason"] = stop_reason or "max epochs"
         return s
 
@@ -272,6 +289,8 @@ class Loop:
         s["loss_tokens"] += n_tokens
         self._advance_cursor()
         s["elapsed"] = time.perf_counter() - start
+        if o.tensorboard:
+            self._record_update(loss)
         if self.progress is not None:
             self.progress(s, self.running_summary(), total)
         if s["step"] % o.eval_every == 0 or s["step"] == total:
@@ -337,6 +356,8 @@ class Loop:
                 self.schedule.step(value if o.monitor_mode == "min" else -value)
         s["loss_sum"], s["loss_tokens"], s["clipped"] = 0.0, 0, 0
         checkpoint.append_jsonl(self.run_dir / "metrics.jsonl", record)
+        if o.tensorboard:
+            self._record_evaluation(record)
         self.log_metrics(record)
         self.save()
         if improved and o.keep_best:
@@ -402,6 +423,44 @@ class Loop:
         for record in self._grad_log:  # after the checkpoint: a crash in between loses lines, never repeats them
             checkpoint.append_jsonl(self.run_dir / "grad-norms.jsonl", record)
         self._grad_log.clear()
+        if self._tensorboard is not None:  # likewise
+            self._tensorboard.write(self._events)
+        self._events.clear()
+
+    # ---- TensorBoard (opts.tensorboard) ------------------------------------
+
+    def _record_update(self, loss: float) -> None:
+        """The update just taken, as TensorBoard scalars (written at the next checkpoint)."""
+        from bptt.training import tensorboard
+
+        u = self._update
+        values = {"update/loss": loss, "update/grad_norm": self.state["grad_norm"]}
+        values["update/clipped"] = float(u.get("clipped", False))
+        values.update({f"update/grad_norm/{k}": v for k, v in u.get("norms", {}).items()})
+        self._events.append(tensorboard.scalars(self.state["step"], values))
+
+    def _record_evaluation(self, record: dict) -> None:
+        """An evaluation's metrics, histograms of the weights and of the last gradient, and the task's text."""
+        from bptt.training import tensorboard
+
+        step = record["step"]
+        numbers = {
+            tensorboard.tag_of(k): v
+            for k, v in record.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        }
+        self._events.append(tensorboard.scalars(step, numbers))
+        self._events.append(tensorboard.histograms(step, self.model.params, "weights"))
+        if self._update.get("grads"):
+            self._events.append(tensorboard.histograms(step, self._update["grads"], "gradients"))
+        if self.text_sample is not None:
+            training = self.model.training
+            self.model.eval()
+            try:
+                content = self.text_sample(self.model)
+            finally:
+                self.model.train(training)
+            self._events.append(tensorboard.text(step, "samples", content))
 
     def save_best(self) -> None:
         """The checkpoint just saved, also as run_dir/best: a complete run directory of its own
@@ -457,6 +516,7 @@ class Loop:
         old_lr = self.optimizer.lr
         self.restore(self.good)
         self._grad_log.clear()  # updates after the checkpoint are undone
+        self._events.clear()
         self.state["rollbacks"] = rollbacks
         self.optimizer.lr = old_lr * o.rollback_factor
         self.good = self._snapshot()
