@@ -107,9 +107,10 @@ def closed_pipe(*argv) -> subprocess.CompletedProcess:
         os.close(write)
 
 
-@pytest.mark.parametrize("what", ["generate", "evaluate"])
+@pytest.mark.parametrize("what", ["generate", "evaluate", "help"])
 def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(lm_run, what):
-    argv = [what, lm_run] + (["--length", "2000"] if what == "generate" else [])
+    argv = {"generate": ["generate", lm_run, "--length", "2000"], "evaluate": ["evaluate", lm_run]}
+    argv = argv.get(what, ["train", "--help"])
     done = closed_pipe(*argv)
     assert (done.returncode, done.stderr) == (0, "")
 

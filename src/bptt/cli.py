@@ -68,7 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    try:
+        try:
+            args, extra = parser.parse_known_args(argv)
+        except SystemExit:  # --help, --version, a usage error: what they printed must reach the pipe now
+            sys.stdout.flush()
+            raise
+    except BrokenPipeError:  # ... and the pipe had closed
+        _silence_stdout()
+        return 0
     if not getattr(args, "run", None):
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
