@@ -36,7 +36,8 @@ from bptt.training.options import (
 
 DEFAULTS_NOTE = """
 The defaults shown are the language model's; --task sets its own for some
-(e.g. the long-memory tasks: --hidden-size 64, --lr 0.001, --clip-norm 1),
+(the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
+--lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN),
 and flags you give always win. On --resume only the budget, evaluation and
 output options may be given (see docs/cli.md).
 """

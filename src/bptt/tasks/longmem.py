@@ -167,15 +167,17 @@ def run(args) -> int:
     from bptt.commands.train import choose_run_dir, options_from_args, task_defaults
     from bptt.training.options import model_kwargs
 
-    task_defaults(
+    task_defaults(  # the IRNN with clipping (Le et al. 2015; docs/long-memory.md): solves adding at T = 50 to 200
         args,
         hidden_size=64,
         num_layers=1,
         embedding_size=None,
+        nonlinearity="relu",
+        init="identity",
         batch_size=32,
         lr=1e-3,
         clip_norm=1.0,
-        max_epochs=100.0,
+        max_epochs=200.0,
         eval_every=100,
     )
     if args.bidirectional:
