@@ -115,13 +115,21 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(lm_run, what):
     assert (done.returncode, done.stderr) == (0, "")
 
 
-def train_parser():
+def command_parser(name: str = "train"):
     parser = build_parser()
-    return next(a for a in parser._actions if a.choices and "train" in a.choices).choices["train"]
+    return next(a for a in parser._actions if a.choices and "train" in a.choices).choices[name]
 
 
-def test_every_train_option_has_help_and_shows_its_default():
-    p = train_parser()
+def train_parser():
+    return command_parser("train")
+
+
+COMMANDS = ["train", "generate", "evaluate", "predict", "plot", "diagnose", "bench", "gradcheck"]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_option_has_help_and_shows_its_default(name):
+    p = command_parser(name)
     for action in p._actions:
         if not action.option_strings or action.dest == "help":
             continue
@@ -131,7 +139,8 @@ def test_every_train_option_has_help_and_shows_its_default():
         text = " ".join(formatter.format_help().split())
         if action.default not in (None, False, ""):
             assert "default" in text, f"{action.option_strings[0]}: the default is not shown: {text}"
-    assert p.format_usage().strip() == "usage: bptt train [options]"
+    if name in ("train", "gradcheck"):
+        assert p.format_usage().strip() == f"usage: bptt {name} [options]"
 
 
 def test_the_help_shows_the_language_models_numbers():
