@@ -7,10 +7,12 @@ import fcntl
 import os
 import pty
 import re
+import select
 import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -34,16 +36,23 @@ def in_terminal(*argv, timeout: float = 120) -> tuple[int, str]:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     proc = subprocess.Popen(command(*argv), env=ENV, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError(f"bptt {' '.join(map(str, argv))}: still running after {timeout} s")
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        if proc.poll() is None and time.monotonic() > deadline:
+            proc.kill()
     return proc.wait(timeout=timeout), b"".join(chunks).decode("utf-8", "replace")
 
 
