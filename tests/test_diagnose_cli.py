@@ -67,9 +67,14 @@ def test_jacobian_norms_of_products_too_large_to_square():
     H, T = 4, 200
     Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((H, H)))
     cache = elman.Cache(
-        X=np.zeros((T, 1, 1)), Hs=np.zeros((T + 1, 1, H)), pad=None, U=np.zeros((H, 1)), W=10 * Q,
-        nonlinearity="identity", reverse=False,
-    )  # fmt: skip
+        X=np.zeros((T, 1, 1)),
+        Hs=np.zeros((T + 1, 1, H)),
+        pad=None,
+        U=np.zeros((H, 1)),
+        W=10 * Q,
+        nonlinearity="identity",
+        reverse=False,
+    )
     j = diagnostics.jacobian_norms(cache)
     lag = np.array(j["lag"], dtype=float)
     np.testing.assert_allclose(np.log10(j["spectral"]), lag, rtol=1e-12)
