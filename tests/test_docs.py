@@ -332,10 +332,15 @@ def known_options() -> set[str]:
     return options
 
 
+# inline commands of other programs, whose options are theirs (`tensorboard --logdir runs`)
+OTHER_PROGRAMS = {"tensorboard", "mpirun", "mpiexec", "pip", "chromium"}
+
+
 def unknown_options(text: str, options: set[str]) -> list[str]:
     """Options named in inline code (`--seq-length k1`) that nothing accepts; the command
     lines in code blocks are parsed whole by test_every_command_shown_parses."""
-    named = {o for span in code_spans(prose(text)) for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", span)}
+    spans = [span for span in code_spans(prose(text)) if span.split(" ", 1)[0] not in OTHER_PROGRAMS]
+    named = {o for span in spans for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", span)}
     return sorted(named - options)
 
 

@@ -35,11 +35,22 @@ def add_parser(sub) -> None:
         "bench",
         help="time bptt against PyTorch (steps, generation, memory)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--sections", type=_names(bench.SECTIONS, "comma-separated sections"), default=list(bench.SECTIONS))
     p.add_argument(
-        "--configs", type=_names(list(bench.CONFIGS), "comma-separated configurations"), default=list(bench.CONFIGS)
+        "--sections",
+        type=_names(bench.SECTIONS, "comma-separated sections"),
+        default=list(bench.SECTIONS),
+        help="comma-separated, from: " + ", ".join(bench.SECTIONS) + " (default: all)",
+    )
+    p.add_argument(
+        "--configs",
+        type=_names(list(bench.CONFIGS), "comma-separated configurations"),
+        default=list(bench.CONFIGS),
+        help="comma-separated, from: "
+        + "; ".join(
+            f"{name} (K={K}, H={H}, T={T}, B={B}, {mode})" for name, (K, H, T, B, mode) in bench.CONFIGS.items()
+        )
+        + " (default: all)",
     )
     p.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds (medians are reported)")
     p.add_argument("--seconds", type=positive_float, default=0.5, help="per contender per round")

@@ -40,13 +40,12 @@ def add_parser(sub) -> None:
         "diagnose",
         help="Jacobian norms by lag, gradient contributions per (t, k), spectra",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument(
         "--data", type=Path, default=None, help="language-model runs: a text (default: the run's validation text)"
     )
-    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--encoding", default="utf-8", help="of --data")
     p.add_argument("--batch-size", type=positive_int, default=8, help="sequences in the batch")
     p.add_argument(
         "--steps",
@@ -84,9 +83,13 @@ def batch_for(model, ckpt, args) -> tuple[dict, str]:
         T = min(args.steps, len(ids) - 1)
         if T < 1:
             raise DataError(f"{name}: {len(ids)} tokens, expected at least 2 to diagnose")
-        starts = rng.integers(0, len(ids) - T, B)
+        starts = distinct_starts(rng, len(ids) - T, B)
         chunks = np.stack([ids[s : s + T + 1] for s in starts])
-        return {"inputs": chunks[:, :-1], "targets": chunks[:, 1:]}, f"{B} chunks of {T} tokens from {name}"
+        n = len(starts)
+        return {
+            "inputs": chunks[:, :-1],
+            "targets": chunks[:, 1:],
+        }, f"{n} chunk{'s' * (n > 1)} of {T} tokens from {name}"
     if args.data is not None:
         raise UsageError(f"--data: only for language-model runs; {args.run_dir} is a {task!r} run")
     from bptt.tasks import longmem
@@ -117,6 +120,13 @@ def check_memory(model, B: int, T: int) -> None:
     resources.check_bytes(est.total + extra, f"--batch-size {B} x --steps {T}", "a smaller --batch-size or --steps")
 
 
+def distinct_starts(rng, n_starts: int, B: int) -> np.ndarray:
+    """At most B different offsets in 0..n_starts-1, sorted: every one when there are no more than B."""
+    if n_starts <= B:
+        return np.arange(n_starts)
+    return np.sort(rng.choice(n_starts, size=B, replace=False))
+
+
 def _random_batch(model, rng, B, T) -> dict:
     if model.mode == "one-to-one":
         T = 1
@@ -133,6 +143,29 @@ def _random_batch(model, rng, B, T) -> dict:
     if model.mode == "one-to-many":
         out["cond"] = rng.standard_normal((B, model.cond_size))
     return out
+
+
+def progress_bar():
+    """A tqdm bar on stderr when it is a terminal (the diagnostics take a while on large models), else None."""
+    import sys
+
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    if not sys.stderr.isatty():
+        return None
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="diagnose", unit="part", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
 
 
 def grad_history(run_dir: Path) -> list[dict] | None:
@@ -183,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         batch.get("mask"),
         cond=batch.get("cond"),
         max_sequences=args.jacobian_sequences,
+        progress=progress_bar(),
     )
     result = {"run_dir": str(args.run_dir), "data": source, **diagnostics.to_json(report)}
     if history is not None:

@@ -22,12 +22,11 @@ def add_parser(sub) -> None:
         "evaluate",
         help="evaluate a trained model on labelled data",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--data", type=Path, default=None, help="data file (default: the run's validation data)")
-    p.add_argument("--encoding", default="utf-8")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--encoding", default="utf-8", help="of --data")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="tag/classify: the confusion matrix as a PNG")
     p.set_defaults(run=run)
 

@@ -21,8 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--prime", default=None, help="start text (default: a newline, or <eos> for words)")
     p.add_argument("--length", type=positive_int, default=500, help="tokens to generate")
-    p.add_argument("--temperature", type=positive_float, default=1.0)
-    p.add_argument("--top-k", type=positive_int, default=None)
+    p.add_argument("--temperature", type=positive_float, default=1.0, help="below 1: more likely text")
+    p.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most probable tokens only")
     p.add_argument("--greedy", action="store_true", help="always the most probable token")
     p.add_argument("--seed", type=non_negative_int, default=None, help="fixes the sample")
     p.add_argument(

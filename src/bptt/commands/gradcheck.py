@@ -26,11 +26,11 @@ def add_parser(sub) -> None:
         "gradcheck",
         help="check every gradient against finite differences (float64)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [options]",
     )
     add_model_options(p, {"hidden_size": 4})
     g = p.add_argument_group("problem")
-    g.add_argument("--input", choices=["tokens", "features"], default="tokens")
+    g.add_argument("--input", choices=["tokens", "features"], default="tokens", help="token ids or float features")
     g.add_argument("--vocab-size", type=positive_int, default=7, help="for --input tokens")
     g.add_argument("--input-size", type=positive_int, default=3, help="for --input features")
     g.add_argument(
@@ -40,13 +40,16 @@ def add_parser(sub) -> None:
         help="tokens: this many extra id columns (tagger affixes), 5 ids each",
     )
     g.add_argument("--output-size", type=positive_int, default=None, help="K (default: vocab size, or 3)")
-    g.add_argument("--head", choices=["softmax", "sigmoid", "linear"], default="softmax")
+    g.add_argument("--head", choices=["softmax", "sigmoid", "linear"], default="softmax", help="output layer and loss")
     g.add_argument(
-        "--mode", choices=["many-to-many", "many-to-one", "one-to-many", "one-to-one"], default="many-to-many"
+        "--mode",
+        choices=["many-to-many", "many-to-one", "one-to-many", "one-to-one"],
+        default="many-to-many",
+        help="where inputs enter and outputs leave",
     )
-    g.add_argument("--pooling", choices=["last", "mean", "max"], default="last")
-    g.add_argument("--reduction", choices=["sum-over-time", "mean", "sum"], default="sum-over-time")
-    g.add_argument("--batch-size", type=positive_int, default=3)
+    g.add_argument("--pooling", choices=["last", "mean", "max"], default="last", help="over time, many-to-one")
+    g.add_argument("--reduction", choices=["sum-over-time", "mean", "sum"], default="sum-over-time", help="of the loss")
+    g.add_argument("--batch-size", type=positive_int, default=3, help="sequences")
     g.add_argument("--seq-length", type=positive_int, default=6, help="T (with --backprop-steps: k1)")
     g.add_argument("--uneven", action="store_true", help="random lengths in 1..T and a mask")
     g.add_argument("--h0", action="store_true", help="a random initial state, its gradient checked too")
@@ -68,7 +71,7 @@ def add_parser(sub) -> None:
     c.add_argument(
         "--threshold", type=positive_float, default=None, help="max relative error (default: 1e-6 fd, 1e-9 rtrl)"
     )
-    c.add_argument("--eps", type=positive_float, default=1e-3)
+    c.add_argument("--eps", type=positive_float, default=1e-3, help="central-difference step")
     c.add_argument("--max-entries", type=positive_int, default=200, help="entries per tensor, sampled beyond")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)

@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise BpttError("matplotlib is needed for bptt plot: pip install 'bptt[plot]'") from None
     from bptt.training import lock
-    from bptt.training.checkpoint import atomic_write_bytes
+    from bptt.training.checkpoint import atomic_write_bytes, check_dir
 
+    check_dir(args.run_dir)  # "no such run directory", as every command that reads a run says it
     if args.out is None:  # it writes into the run: not while a trainer does
         lock.hold(args.run_dir, args, create=False)
     records = read_metrics(args.run_dir / "metrics.jsonl")

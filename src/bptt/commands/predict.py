@@ -24,12 +24,11 @@ def add_parser(sub) -> None:
         "predict",
         help="outputs of a trained tagger, classifier, regressor or speller",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--data", type=Path, required=True, help="the inputs")
     p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
-    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--encoding", default="utf-8", help="of --data")
     p.set_defaults(run=run)
 
 

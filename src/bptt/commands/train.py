@@ -26,6 +26,14 @@ from bptt.training.options import (
 )
 from bptt.training.rundir import check_writable
 
+DEFAULTS_NOTE = """
+The defaults shown are the language model's; --task sets its own for some
+(the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
+--lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN),
+and flags you give always win. On --resume only the budget, evaluation and
+output options may be given (see docs/cli.md).
+"""
+
 
 def add_parser(sub) -> None:
     from bptt import tasks
@@ -33,16 +41,18 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a model (default: a character language model on Python's help text)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__ + DEFAULTS_NOTE,
+        usage="%(prog)s [options]",
     )
     p.add_argument("--task", choices=tasks.names(), default="lm", help="what to train (default: lm, a language model)")
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="a UTF-8 text file (default: the built-in corpus)")
     d.add_argument("--valid", type=Path, help="validation text (default: the last --valid-fraction of --data)")
-    d.add_argument("--valid-fraction", type=fraction, default=0.05)
-    d.add_argument("--level", choices=["char", "word"], default="char")
-    d.add_argument("--encoding", default="utf-8")
+    d.add_argument(
+        "--valid-fraction", type=fraction, default=0.05, help="held-out tail of --data for validation, without --valid"
+    )
+    d.add_argument("--level", choices=["char", "word"], default="char", help="tokens: characters or words")
+    d.add_argument("--encoding", default="utf-8", help="of --data and --valid")
     d.add_argument("--lowercase", action="store_true", help="word level: fold case")
     d.add_argument("--min-freq", type=positive_int, default=1, help="word level: rarer words become <unk>")
     d.add_argument("--vocab-size", type=positive_int, default=None, help="word level: keep the most frequent words")
@@ -54,8 +64,10 @@ def add_parser(sub) -> None:
     t.add_argument("--horizon", type=positive_int, default=None, help="tau: each loss backpropagates tau steps")
     t.add_argument("--batch-size", type=positive_int, default=32, help="parallel streams")
     o = p.add_argument_group("optimization")
-    o.add_argument("--optimizer", choices=["sgd", "momentum", "adagrad", "rmsprop", "adam"], default="adam")
-    o.add_argument("--lr", type=positive_float, default=2e-3)
+    o.add_argument(
+        "--optimizer", choices=["sgd", "momentum", "adagrad", "rmsprop", "adam"], default="adam", help="update rule"
+    )
+    o.add_argument("--lr", type=positive_float, default=2e-3, help="learning rate")
     o.add_argument("--momentum", type=fraction, default=0.9, help="for --optimizer momentum")
     o.add_argument("--nesterov", action="store_true", help="Nesterov momentum, for --optimizer momentum")
     o.add_argument(
@@ -67,14 +79,16 @@ def add_parser(sub) -> None:
     o.add_argument("--lr-decay-after", type=non_negative_int, default=0, help="epochs before --lr-decay starts")
     o.add_argument("--lr-plateau", action="store_true", help="halve lr when validation loss stops improving")
     o.add_argument("--clip-norm", type=positive_float, default=5.0, help="global gradient norm (Pascanu et al.)")
-    o.add_argument("--no-clip-norm", action="store_true")
+    o.add_argument("--no-clip-norm", action="store_true", help="no global-norm clipping")
     o.add_argument("--clip-value", type=positive_float, default=None, help="element-wise clip (char-rnn)")
     o.add_argument("--clip-per-tensor", action="store_true", help="clip each tensor's norm separately")
-    o.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    o.add_argument("--max-rollbacks", type=non_negative_int, default=5)
-    o.add_argument("--rollback-factor", type=fraction, default=0.5)
+    o.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="of weights and activations")
+    o.add_argument(
+        "--max-rollbacks", type=non_negative_int, default=5, help="non-finite losses rolled back before giving up"
+    )
+    o.add_argument("--rollback-factor", type=fraction, default=0.5, help="lr multiplier at each rollback")
     b = p.add_argument_group("budget and output")
-    b.add_argument("--max-epochs", type=positive_float, default=10.0)
+    b.add_argument("--max-epochs", type=positive_float, default=10.0, help="passes over the training data")
     b.add_argument("--max-time", type=positive_float, default=None, help="seconds")
     b.add_argument("--eval-every", type=positive_int, default=200, help="updates between evaluations")
     b.add_argument("--early-stopping", type=positive_int, default=None, help="evaluations without improvement")
@@ -85,16 +99,22 @@ def add_parser(sub) -> None:
     b.add_argument(
         "--keep-best",
         action="store_true",
-        help="also keep the best evaluation's checkpoint in RUN_DIR/best (on by default for --task runs)",
+        help="also keep the best evaluation's checkpoint in RUN_DIR/best (default: off for language models and "
+        "the long-memory tasks; on for --task spell, and for tag, classify, regress given --valid)",
     )
     b.add_argument("--samples", type=non_negative_int, default=3, help="samples printed at the end")
-    b.add_argument("--sample-length", type=positive_int, default=200)
-    b.add_argument("--temperature", type=positive_float, default=0.8)
+    b.add_argument("--sample-length", type=positive_int, default=200, help="tokens per sample")
+    b.add_argument("--temperature", type=positive_float, default=0.8, help="of the samples (lower: more likely text)")
     b.add_argument("--config", type=Path, default=None, help="TOML or JSON file of options")
     b.add_argument(
         "--diagnostics",
         action="store_true",
         help="record every update's gradient norm per tensor and clipping to RUN_DIR/grad-norms.jsonl",
+    )
+    b.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard event files into the run directory (see docs/monitoring.md)",
     )
     for name in dict.fromkeys(tasks.TASKS.values()):  # a module may serve several tasks
         module = importlib.import_module(name)

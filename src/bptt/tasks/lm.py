@@ -9,6 +9,7 @@ and sampled from at the end.
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,7 @@ def finish(trainer, vocab) -> int:
     from bptt.generate import sample
     from bptt.training import checkpoint
 
+    trainer.text_sample = partial(sample_text, vocab=vocab, extra=trainer.opts.extra)  # for --tensorboard
     state = trainer.fit()
     extra = trainer.opts.extra
     print(
@@ -173,6 +175,17 @@ def finish(trainer, vocab) -> int:
             print("---\n" + t)
         checkpoint.atomic_write_text(trainer.run_dir / "samples.txt", "\n---\n".join(texts) + "\n")
     return 0
+
+
+def sample_text(model, vocab, extra: dict) -> str:
+    """A sample as `finish` prints them (--sample-length, --temperature), primed with a newline when
+    the vocabulary has one, from its own generator (the run's random state is left alone)."""
+    from bptt.generate import sample
+
+    start = np.array([vocab.stoi.get("\n", 0) if vocab.level == "char" else 0])
+    rng = np.random.default_rng(0)
+    ids = sample(model, start, extra.get("sample_length", 200), temperature=extra.get("temperature", 1.0), rng=rng)
+    return vocab.decode(np.concatenate([start, ids]))
 
 
 def _sha(text: str) -> str:

@@ -168,15 +168,17 @@ def run(args) -> int:
     from bptt.training.options import model_kwargs, options_from_args, task_defaults
     from bptt.training.rundir import choose_run_dir
 
-    task_defaults(
+    task_defaults(  # the IRNN with clipping (Le et al. 2015; docs/long-memory.md): solves adding at T = 50 to 200
         args,
         hidden_size=64,
         num_layers=1,
         embedding_size=None,
+        nonlinearity="relu",
+        init="identity",
         batch_size=32,
         lr=1e-3,
         clip_norm=1.0,
-        max_epochs=100.0,
+        max_epochs=200.0,
         eval_every=100,
     )
     if args.bidirectional:
@@ -259,7 +261,25 @@ def _trainer(s: Spec, model, run_dir, opts):
 
     trainer = BatchTrainer(model, source, evaluate, run_dir, opts, progress=default_progress(), stop=stop)
     trainer.test_result = None
+    trainer.text_sample = partial(predictions, s, valid[0])  # for --tensorboard
     return trainer
+
+
+def predictions(s: Spec, batch, model, n: int = 4) -> str:
+    """Target and prediction of the first `n` sequences of a batch, one line each."""
+    fwd = model.forward(batch.inputs[:n], None if batch.mask is None else batch.mask[:n])
+    Z = fwd.Z
+    lines = []
+    for i in range(min(n, len(batch.inputs))):
+        if s.name == "adding":
+            target, said = f"{float(batch.targets[i].ravel()[0]):.3f}", f"{float(Z[i, 0]):.3f}"
+        elif s.name == "copy":
+            target = "".join(map(str, batch.targets[i, -synthetic.COPY_DATA :]))
+            said = "".join(map(str, Z.argmax(axis=2)[-synthetic.COPY_DATA :, i]))
+        else:
+            target, said = str(int(batch.targets[i])), str(int(Z[i].argmax()))
+        lines.append(f"target {target}  predicted {said}")
+    return "\n".join(lines)
 
 
 def _finish(trainer, s: Spec) -> int:

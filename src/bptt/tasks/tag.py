@@ -38,7 +38,9 @@ def add_options(p) -> None:
     g.add_argument("--word-dropout", type=fraction, default=0.0, help="training words -> <unk> with this probability")
     g.add_argument("--features", default="", help="comma list of prefix, suffix, shape: extra embedded columns")
     g.add_argument("--affix-length", type=positive_int, default=3, help="characters of --features prefix/suffix")
-    g.add_argument("--feature-embedding-size", type=positive_int, default=16)
+    g.add_argument(
+        "--feature-embedding-size", type=positive_int, default=16, help="embedding size of each --features column"
+    )
 
 
 # ---- words and features ----------------------------------------------------

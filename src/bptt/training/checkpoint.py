@@ -389,7 +389,7 @@ def load(run_dir: str | os.PathLike, step: int | None = None) -> Checkpoint:
     Raises CheckpointError naming the file and what is wrong.
     """
     run_dir = Path(run_dir)
-    _check_dir(run_dir)
+    check_dir(run_dir)
     index_path = run_dir / (INDEX if step is None else _numbered_name(step))
     for attempt in range(_RETRIES + 1):
         index = _read_index(index_path)
@@ -419,7 +419,7 @@ def _read_index_or_none(index_path: Path) -> dict | None:
         return None
 
 
-def _check_dir(run_dir: Path) -> None:
+def check_dir(run_dir: Path) -> None:
     if not run_dir.exists():
         raise CheckpointError(f"{run_dir}: no such run directory")
     if not run_dir.is_dir():

@@ -82,6 +82,7 @@ class TrainOptions:
     extra: dict = field(default_factory=dict)  # task data saved with the run (vocab, labels, ...)
     diagnostics: bool = False  # record every update's gradient norm per tensor to grad-norms.jsonl
     command: list[str] | None = None  # the `bptt train` command line that started the run, for the record
+    tensorboard: bool = False  # TensorBoard event files in the run directory (bptt.training.tensorboard)
 
     def window(self) -> int:
         """k2, the number of steps one backward pass spans."""
@@ -107,6 +108,10 @@ class Loop:
     """The shared loop. Subclasses implement train_step, n_batches and evaluate (see the module doc)."""
 
     def __init__(self, model: RNNModel, run_dir, opts: TrainOptions, progress=None, log=print):
+        """progress: None, or called after every update as progress(state, summary, total), summary the
+        running "train <metric> <value> | <rate> tok/s" of the log lines; if it has `write(line)`, log
+        lines go through it (a progress bar prints them above itself), and `close()` is called when
+        fit returns or raises."""
         if opts.monitor_mode not in ("min", "max"):
             raise UsageError(f"monitor_mode: got {opts.monitor_mode!r}, expected min or max")
         self.model, self.opts, self.log = model, opts, log
@@ -140,6 +145,10 @@ class Loop:
         }
         self.good = None  # in-memory copy of the last checkpoint, for rollbacks
         self._grad_log: list[dict] = []  # diagnostics records not yet written (see `save`)
+        self._events: list = []  # TensorBoard events not yet written (see `save`)
+        self._tensorboard = None  # its EventWriter, while fit runs with opts.tensorboard
+        self._update: dict = {}  # the last update's gradient norms per tensor (before clipping), clipped, grads
+        self.text_sample = None  # model -> str: generated text or predictions, for TensorBoard (set by the task)
 
     # ---- what a subclass provides -----------------------------------------
 
@@ -194,7 +203,8 @@ class Loop:
 
     def _clip(self, grads) -> None:
         o = self.opts
-        if o.diagnostics:
+        per_tensor = o.diagnostics or o.tensorboard
+        if per_tensor:
             clipped_before = self.state["clipped"]
             norms = {k: clipping.tensor_norm(g) for k, g in grads.items()}
         if o.clip_value is not None:
@@ -210,6 +220,8 @@ class Loop:
                 self.state["clipped"] += int(clipped)
         else:
             self.state["grad_norm"] = float(clipping.global_norm(grads))
+        if o.tensorboard:
+            self._update = {"norms": norms, "clipped": self.state["clipped"] > clipped_before, "grads": grads}
         if o.diagnostics:
             self._grad_log.append(
                 {
@@ -229,8 +241,14 @@ class Loop:
         start = time.perf_counter() - s["elapsed"]
         self._tick = (time.perf_counter(), s["tokens"])
         self.model.train()
+        if o.tensorboard:
+            from bptt.training import tensorboard
+
+            tensorboard.check_installed()
         created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: everything has been checked
+        if o.tensorboard:
+            self._tensorboard = tensorboard.EventWriter(self.run_dir)
         if self.good is None:
             self.good = self._snapshot()
         stop_reason = None
@@ -250,6 +268,11 @@ class Loop:
             if created and not checkpoint.is_run_dir(self.run_dir):  # failed before its first checkpoint: leave nothing
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
+        finally:  # before anything else is printed: the bar is drawn for the last time here
+            self.close_progress()
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+                self._tensorboard = None
         s["stop_reason"] = stop_reason or "max epochs"
         return s
 
@@ -267,8 +290,10 @@ class Loop:
         s["loss_tokens"] += n_tokens
         self._advance_cursor()
         s["elapsed"] = time.perf_counter() - start
+        if o.tensorboard:
+            self._record_update(loss)
         if self.progress is not None:
-            self.progress(s, loss, total)
+            self.progress(s, self.running_summary(), total)
         if s["step"] % o.eval_every == 0 or s["step"] == total:
             reason = self._evaluate_and_save()
             if reason:
@@ -297,8 +322,7 @@ class Loop:
     def _evaluate_and_save(self) -> str | None:
         """Log a metrics line, checkpoint; a reason when early stopping (or `stop_reason`) says stop."""
         s, o = self.state, self.opts
-        now = time.perf_counter()
-        rate = (s["tokens"] - self._tick[1]) / max(now - self._tick[0], 1e-9)
+        rate = self.throughput()
         train_loss = s["loss_sum"] / max(s["loss_tokens"], 1)
         record = {
             "step": s["step"],
@@ -333,6 +357,8 @@ class Loop:
                 self.schedule.step(value if o.monitor_mode == "min" else -value)
         s["loss_sum"], s["loss_tokens"], s["clipped"] = 0.0, 0, 0
         checkpoint.append_jsonl(self.run_dir / "metrics.jsonl", record)
+        if o.tensorboard:
+            self._record_evaluation(record)
         self.log_metrics(record)
         self.save()
         if improved and o.keep_best:
@@ -340,10 +366,32 @@ class Loop:
         self._tick = (time.perf_counter(), s["tokens"])
         return self.stop_reason(record) or stop
 
+    def throughput(self) -> float:
+        """Tokens per second of training since the last evaluation (evaluating and saving excluded):
+        the rate of the log lines and of the progress bar alike."""
+        return (self.state["tokens"] - self._tick[1]) / max(time.perf_counter() - self._tick[0], 1e-9)
+
+    def running_summary(self) -> str:
+        """The training metric since the last evaluation, in the unit of the log lines, and the throughput."""
+        s = self.state
+        train_loss = s["loss_sum"] / max(s["loss_tokens"], 1)
+        shown = self.display({"train_loss": train_loss, **self.train_metrics(train_loss)})[0]
+        return f"{shown} | {self.throughput():,.0f} tok/s"
+
     def log_metrics(self, r: dict) -> None:
         parts = [f"step {r['step']}", f"epoch {r['epoch']:.2f}", *self.display(r)]
         parts += [f"{r['tokens_per_s']:,.0f} tok/s", f"grad norm {r['grad_norm']:.2f}", f"lr {r['lr']:.2g}"]
-        self.log(" | ".join(parts))
+        self.say(" | ".join(parts))
+
+    def say(self, line: str) -> None:
+        """A log line; through the progress bar when there is one, so that it is not drawn over."""
+        write = getattr(self.progress, "write", None)
+        (write or self.log)(line)
+
+    def close_progress(self) -> None:
+        close = getattr(self.progress, "close", None)
+        if close is not None:
+            close()
 
     # ---- checkpoints and rollback -----------------------------------------
 
@@ -376,6 +424,44 @@ class Loop:
         for record in self._grad_log:  # after the checkpoint: a crash in between loses lines, never repeats them
             checkpoint.append_jsonl(self.run_dir / "grad-norms.jsonl", record)
         self._grad_log.clear()
+        if self._tensorboard is not None:  # likewise
+            self._tensorboard.write(self._events)
+        self._events.clear()
+
+    # ---- TensorBoard (opts.tensorboard) ------------------------------------
+
+    def _record_update(self, loss: float) -> None:
+        """The update just taken, as TensorBoard scalars (written at the next checkpoint)."""
+        from bptt.training import tensorboard
+
+        u = self._update
+        values = {"update/loss": loss, "update/grad_norm": self.state["grad_norm"]}
+        values["update/clipped"] = float(u.get("clipped", False))
+        values.update({f"update/grad_norm/{k}": v for k, v in u.get("norms", {}).items()})
+        self._events.append(tensorboard.scalars(self.state["step"], values))
+
+    def _record_evaluation(self, record: dict) -> None:
+        """An evaluation's metrics, histograms of the weights and of the last gradient, and the task's text."""
+        from bptt.training import tensorboard
+
+        step = record["step"]
+        numbers = {
+            tensorboard.tag_of(k): v
+            for k, v in record.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        }
+        self._events.append(tensorboard.scalars(step, numbers))
+        self._events.append(tensorboard.histograms(step, self.model.params, "weights"))
+        if self._update.get("grads"):
+            self._events.append(tensorboard.histograms(step, self._update["grads"], "gradients"))
+        if self.text_sample is not None:
+            training = self.model.training
+            self.model.eval()
+            try:
+                content = self.text_sample(self.model)
+            finally:
+                self.model.train(training)
+            self._events.append(tensorboard.text(step, "samples", content))
 
     def save_best(self) -> None:
         """The checkpoint just saved, also as run_dir/best: a complete run directory of its own
@@ -444,10 +530,11 @@ class Loop:
         old_lr = self.optimizer.lr
         self.restore(self.good)
         self._grad_log.clear()  # updates after the checkpoint are undone
+        self._events.clear()
         self.state["rollbacks"] = rollbacks
         self.optimizer.lr = old_lr * o.rollback_factor
         self.good = self._snapshot()
-        self.log(
+        self.say(
             f"warning: {what} at step {step + 1}; rolled back to step {self.state['step']}, "
             f"lr {old_lr:.3g} -> {self.optimizer.lr:.3g} (rollback {rollbacks} of {o.max_rollbacks})"
         )
@@ -542,29 +629,46 @@ def _stop_signals():
 
 
 def default_progress(total_label: str = "train"):
-    """A tqdm bar (loss, tokens/s, ETA) when tqdm is installed and stderr is a terminal, else None."""
+    """A tqdm bar (the running metric, tokens/s, ETA) on stderr when tqdm is installed and stderr is a
+    terminal, else None. Log lines go through `tqdm.write`, above the bar (see `Loop.say`)."""
     try:
-        from tqdm import tqdm
+        import tqdm  # noqa: F401
     except ImportError:
         return None
-    bar = None
+    if not sys.stderr.isatty():
+        return None
+    return Progress(total_label)
 
-    def update(state: dict, loss: float, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(
+
+class Progress:
+    """The progress bar of `default_progress`: created at the first update, closed by the loop."""
+
+    def __init__(self, label: str):
+        self.label, self.bar = label, None
+
+    def __call__(self, state: dict, summary: str, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
                 total=total,
                 initial=state["step"] - 1,
-                desc=total_label,
+                desc=self.label,
                 unit="step",
                 file=sys.stderr,
                 dynamic_ncols=True,
-                disable=None,
             )
-        bar.update(1)
-        rate = state["tokens"] / max(state["elapsed"], 1e-9)
-        bar.set_postfix_str(f"loss {loss:.3f} | {rate:,.0f} tok/s", refresh=False)
-        if state["step"] >= total:
-            bar.close()
+        self.bar.set_postfix_str(summary, refresh=False)
+        self.bar.update(1)
 
-    return update
+    def write(self, line: str) -> None:
+        """Print a line to stdout with the bar cleared first and redrawn after it."""
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

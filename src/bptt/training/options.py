@@ -17,6 +17,28 @@ from bptt.errors import CheckpointError
 from bptt.layers import cells
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; each option's help ends with its default, unless it says it itself
+    (a flag that is off, or an option whose default is "none", shows none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default is argparse.SUPPRESS or default == ""
+        if action.option_strings and not unset and "default" not in text:
+            text += f" (default: {show_default(default)})"
+        return text
+
+
+def show_default(value) -> str:
+    """A default as a user would type it: 0.002, 1000,10000, a path as given."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value).replace("%", "%%")
+
+
 def _number(text: str, convert, expect: checks.Expect):
     """argparse type: `text` converted and checked by the rule `expect` of `bptt.checks`, or
     argparse's one line "argument --flag: got TEXT, expected <expect.words>"."""
@@ -59,14 +81,16 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
         default=defaults.get("hidden_size", 8),
         help="H, units per layer and direction",
     )
-    g.add_argument("--num-layers", type=positive_int, default=defaults.get("num_layers", 1))
+    g.add_argument(
+        "--num-layers", type=positive_int, default=defaults.get("num_layers", 1), help="stacked recurrent layers"
+    )
     g.add_argument(
         "--cell", choices=list(cells.CELLS), default="elman", help="the recurrent cell (bptt.layers.cells.CELLS)"
     )
     g.add_argument(
         "--nonlinearity", choices=["tanh", "relu", "sigmoid", "identity"], default="tanh", help="f in h_t = f(a_t)"
     )
-    g.add_argument("--bidirectional", action="store_true")
+    g.add_argument("--bidirectional", action="store_true", help="add a reverse-time direction to each layer")
     g.add_argument(
         "--dropout", type=fraction, default=defaults.get("dropout", 0.0), help="between layers, training only"
     )
@@ -74,9 +98,14 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
         "--embedding-size",
         type=positive_int,
         default=defaults.get("embedding_size"),
-        help="an embedding table for token inputs (default: one-hot inputs)",
+        help="size of an embedding table for token inputs (unset: one-hot inputs)",
     )
-    g.add_argument("--init", choices=["pytorch", "xavier", "orthogonal", "identity", "spectral"], default="pytorch")
+    g.add_argument(
+        "--init",
+        choices=["pytorch", "xavier", "orthogonal", "identity", "spectral"],
+        default="pytorch",
+        help="initialisation of W (identity with --nonlinearity relu: the IRNN)",
+    )
     g.add_argument(
         "--init-scale",
         type=positive_float,
@@ -84,7 +113,12 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
         help="gain of orthogonal / scale of identity / spectral radius of spectral init",
     )
     g.add_argument("--no-bias", action="store_true", help="drop b (and keep c)")
-    g.add_argument("--seed", type=non_negative_int, default=defaults.get("seed", 0))
+    g.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=defaults.get("seed", 0),
+        help="seeds the initialisation, dropout and the data order",
+    )
     g.add_argument(
         "--checkpoint-every",
         type=checkpoint_every,
@@ -132,7 +166,8 @@ def options_from_args(args):
 
 
 def resumed_options(args, ckpt):
-    """The saved TrainOptions of a run, with the one change a resume may make: a longer budget."""
+    """The saved TrainOptions of a run, with the changes a resume may make (`bptt.training.resumable`)."""
+    from bptt.training import resumable
     from bptt.training.loop import TrainOptions
 
     try:
@@ -141,7 +176,5 @@ def resumed_options(args, ckpt):
         raise CheckpointError(f"{args.resume}: checkpoint.json has no usable training options ({e})") from None
     if not isinstance(opts.extra, dict):
         raise CheckpointError(f"{args.resume}: checkpoint.json: training options 'extra' is not a JSON object")
-    for flag, name in (("--max-epochs", "max_epochs"), ("--max-time", "max_time")):
-        if flag in args.argv:
-            setattr(opts, name, getattr(args, name))
+    resumable.apply(args, opts, ckpt.model_config)  # the budget, evaluation and output flags; refuses the rest
     return opts

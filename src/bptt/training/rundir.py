@@ -26,6 +26,7 @@ RUN_FILES = (
     "diagnose.",
     "grad-norms.png",
     "report.html",
+    "events.out.tfevents.",  # --tensorboard
 )
 
 
