@@ -1387,18 +1387,54 @@ def test_errors_while_running_are_one_line_and_debug_shows_the_traceback(runs, m
         main(["--debug", *argv])
 
 
-def test_a_full_disk_while_saving_is_one_line_naming_the_file(runs, tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def full_disk(tmp_path):
+    """A directory on a filesystem with no space left: a 1 MiB tmpfs mounted there and filled
+    (as CI runs, as root), or None where mounting is not permitted."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = shutil.which("mount")
+    if os.geteuid() != 0 or mount is None:
+        yield None
+        return
+    if subprocess.run([mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        yield None  # a container without CAP_SYS_ADMIN
+        return
+    try:
+        with open(disk / "filler", "wb", buffering=0) as f:
+            try:
+                while f.write(b"\0" * 4096):
+                    pass
+            except OSError:  # ENOSPC: the disk is full
+                pass
+        yield disk
+    finally:
+        subprocess.run([shutil.which("umount") or "umount", str(disk)], check=True)
+
+
+def test_a_full_disk_while_saving_is_one_line_naming_the_file(
+    runs, full_disk, tmp_path, monkeypatch, capsys, record_property
+):
+    """On a real full filesystem where the machine allows a mount (root, as CI runs); else
+    os.fsync patched to fail as a full disk does (the test records which ran)."""
     import errno
 
-    real = os.fsync
+    if full_disk is not None:
+        record_property("full_disk", "a full 1 MiB tmpfs")
+        out = full_disk / "run"
+    else:
+        record_property("full_disk", "os.fsync patched (mount not permitted)")
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        def full(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "fsync", full)
-    out = tmp_path / "run"
-    assert main(["train", *SMALL.split(), "--data", str(runs["corpus"]), "--out", str(out), "--eval-every", "2"]) == 2
-    monkeypatch.setattr(os, "fsync", real)
+        monkeypatch.setattr(os, "fsync", full)
+        out = tmp_path / "run"
+    argv = ["train", *SMALL.split(), "--data", str(runs["corpus"]), "--out", str(out), "--eval-every", "2"]
+    assert main(argv) == 2
+    monkeypatch.undo()
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"bptt: error: {out / 'metrics.jsonl'}: No space left on device"]
     assert not out.exists()  # it failed before its first checkpoint: nothing left behind
