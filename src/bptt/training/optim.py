@@ -136,9 +136,11 @@ class Optimizer:
                 kinds = ", ".join(self.buffers) or "none"
                 raise CheckpointError(f"optimizer state {key!r}: not a {cls} buffer ({kinds})")
         try:
-            lr, t = float(meta["lr"]), int(meta["t"])
+            lr, t = float(meta["lr"]), meta["t"]
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"optimizer state: lr and t missing or malformed ({e})") from None
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:  # t = -1 would divide by 1 - beta^0 = 0
+            raise CheckpointError(f"optimizer state: step count t = {t!r}, expected an integer >= 0")
         # copies: later steps must not write into the caller's arrays (a snapshot kept for rollback)
         self.state = {k: np.array(v) for k, v in arrays.items()}
         self.lr, self.t = lr, t
