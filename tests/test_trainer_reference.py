@@ -273,6 +273,11 @@ LM_CASES = {
         k2=6,
         tau=None,
     ),
+    "TBPTT(3, 7), memory-saving BPTT": dict(
+        argv=["--seq-length", "3", "--backprop-steps", "7", "--num-layers", "1", "--checkpoint-every", "2"],
+        k2=7,
+        tau=None,
+    ),
     "horizon 3": dict(argv=["--seq-length", "4", "--horizon", "3", "--num-layers", "1"], k2=6, tau=3),
     "horizon 5, relu": dict(
         argv=["--seq-length", "3", "--horizon", "5", "--num-layers", "1", "--nonlinearity", "relu"], k2=7, tau=5
@@ -382,6 +387,11 @@ TASKS = {
     ),
     "regress many-to-one": ("r.csv", CSV_ONE, ["--task", "regress"]),
     "regress many-to-many": ("r.csv", CSV_STEPS, ["--task", "regress", "--nonlinearity", "relu"]),
+    "tag, memory-saving BPTT": (
+        "tag.conllu",
+        CONLLU,
+        ["--task", "tag", "--embedding-size", "3", "--num-layers", "2", "--checkpoint-every", "2"],
+    ),
     "spell (one-to-many)": (None, None, ["--task", "spell", "--max-number", "30", "--embedding-size", "3"]),
     "adding": (None, None, ["--task", "adding", "--length", "6", "--batches-per-epoch", "3"]),
     "copy": (None, None, ["--task", "copy", "--length", "2", "--batches-per-epoch", "2"]),
