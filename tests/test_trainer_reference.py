@@ -90,7 +90,8 @@ def run_layers(cfg: dict, P: dict, x: torch.Tensor, h0: torch.Tensor, valid: tor
 
 
 def model_loss(cfg: dict, P: dict, inputs, targets, mask=None, cond=None, loss_mask=None, h0=None):
-    """The model's loss on one batch (batch-first arrays), from the definitions in the docs:
+    """(L, the loss summed over its terms, the number of terms) on one batch (batch-first
+    arrays), from the definitions in the docs:
     heads softmax + cross-entropy, sigmoid + binary cross-entropy, linear + squared error
     (no 1/2); reductions "sum-over-time" (sum over t, mean over sequences), "mean"
     (over the loss terms, and over K outputs for sigmoid/linear), "sum"."""
@@ -140,12 +141,12 @@ def model_loss(cfg: dict, P: dict, inputs, targets, mask=None, cond=None, loss_m
         else:
             per = ((Z - y) ** 2).sum(2)
         per_row = K
-    total = (per * terms).sum()
+    total, n = (per * terms).sum(), int(terms.sum())
     if cfg["reduction"] == "sum-over-time":
-        return total / B
+        return total / B, total, n
     if cfg["reduction"] == "mean":
-        return total / (terms.sum() * per_row)
-    return total
+        return total / (n * per_row), total, n
+    return total, total, n
 
 
 def leaves(params: dict) -> dict:
@@ -218,7 +219,8 @@ CORPUS = "the cat sat on the mat; a bat ate the rat. " * 3  # 132 characters, 11
 
 
 def lm_reference(cfg: dict, theta: dict, inputs: np.ndarray, targets: np.ndarray, n_updates: int, k1, k2, tau):
-    """The parameters after each of `n_updates` updates of truncated BPTT on streams
+    """The parameters after each of `n_updates` updates of truncated BPTT on streams, and each
+    update's mean loss per new token; on streams
     inputs/targets (B, n), from the definition (module docstring). Epochs restart at
     position 0 from h = 0; chunk k of an epoch holds positions [k k1, (k+1) k1)."""
     B, n = inputs.shape
@@ -226,7 +228,7 @@ def lm_reference(cfg: dict, theta: dict, inputs: np.ndarray, targets: np.ndarray
     L, H = cfg["num_layers"], cfg["hidden_size"]
     keep = k2 - k1  # steps before the chunk that the window also spans
     theta = {k: v.copy() for k, v in theta.items()}
-    out = []
+    out, losses = [], []
     for u in range(n_updates):
         k = u % n_chunks
         if k == 0:
@@ -254,6 +256,7 @@ def lm_reference(cfg: dict, theta: dict, inputs: np.ndarray, targets: np.ndarray
                 z = fin[0] @ P["head.V"].T + P["head.c"]
                 loss = loss + torch.nn.functional.cross_entropy(z, y[:, i - 1], reduction="sum")
             loss = loss / (B * (hi - lo))
+        losses.append(loss.item())
         g = grads_of(loss, P)
         # what the next window starts from: this forward pass's state at that position
         nxt = max(hi - keep, 0)
@@ -261,7 +264,7 @@ def lm_reference(cfg: dict, theta: dict, inputs: np.ndarray, targets: np.ndarray
             carried[nxt] = torch.stack([states[layer][nxt - s - 1] for layer in range(L)]).detach()
         theta = {kk: v - LR * g[kk] for kk, v in theta.items()}
         out.append(theta)
-    return out
+    return out, losses
 
 
 LM_CASES = {
@@ -290,6 +293,9 @@ def test_language_model_updates_follow_the_truncated_objective(tmp_path, monkeyp
     """Two epochs (a short last chunk, an epoch restart, windows that start mid-stream)."""
     case = LM_CASES[name]
     (tmp_path / "corpus.txt").write_text(CORPUS)
+    returned = []
+    update = Trainer.update
+    monkeypatch.setattr(Trainer, "update", lambda trainer, X, Y: returned.append(update(trainer, X, Y)) or returned[-1])
     rec = Recorder(monkeypatch, Trainer)
     train(
         tmp_path,
@@ -313,7 +319,7 @@ def test_language_model_updates_follow_the_truncated_objective(tmp_path, monkeyp
     n = streams.inputs.shape[1]
     assert n % k1 != 0, "the case should have a short last chunk"
     assert len(rec.steps) == 2 * -(-n // k1)
-    expected = lm_reference(
+    expected, expected_loss = lm_reference(
         trainer.model.config,
         rec.steps[0][0],
         np.asarray(streams.inputs),
@@ -329,6 +335,7 @@ def test_language_model_updates_follow_the_truncated_objective(tmp_path, monkeyp
         g = {k: (theta[k] - want[k]) / LR for k in theta}
         assert_update(before, after, g, f"{name}, update {u + 1}")
         theta = want
+    np.testing.assert_allclose(returned, expected_loss, rtol=1e-10)  # the loss per token it reports
 
 
 # ---- dataset tasks: bucketed batches of whole sequences ---------------------------------
@@ -409,12 +416,13 @@ def test_task_updates_follow_the_batch_loss(tmp_path, monkeypatch, name):
         data = ["--data", tmp_path / file]
     if argv[1] in ("adding", "copy", "temporal-order"):
         argv = argv + LONGMEM
-    batches = []
+    batches, returned = [], []
     update = BatchTrainer.update
 
     def recording_update(trainer, batch):
         batches.append(batch)
-        return update(trainer, batch)
+        returned.append(update(trainer, batch))
+        return returned[-1]
 
     monkeypatch.setattr(BatchTrainer, "update", recording_update)
     rec = Recorder(monkeypatch, BatchTrainer)
@@ -423,10 +431,11 @@ def test_task_updates_follow_the_batch_loss(tmp_path, monkeypatch, name):
     assert len(rec.steps) == len(batches) >= 3
     if file is not None or argv[1] == "spell":  # datasets: padded batches of whole sequences
         assert any(b.mask is not None and np.min(b.mask) < b.inputs.shape[1] for b in batches), "no padding"
-    for u, ((before, after), batch) in enumerate(zip(rec.steps, batches)):
+    for u, ((before, after), batch, (mean, n)) in enumerate(zip(rec.steps, batches, returned)):
         P = leaves(before)
-        loss = model_loss(cfg, P, batch.inputs, batch.targets, batch.mask, batch.cond, batch.loss_mask)
+        loss, total, n_terms = model_loss(cfg, P, batch.inputs, batch.targets, batch.mask, batch.cond, batch.loss_mask)
         assert_update(before, after, grads_of(loss, P), f"{name}, update {u + 1}")
+        assert n == n_terms and mean == pytest.approx(float(total) / n_terms, rel=1e-10)  # what it reports
 
 
 class Fixed:
@@ -453,14 +462,21 @@ def test_batch_trainer_applies_the_loss_mask_and_ignore_index(tmp_path, monkeypa
         lm = rng.random((3, 5)) < 0.6
         lm[:, -1] = True
         batches.append(Batch(rng.integers(0, 5, (3, 5)), y, mask=np.array([5, 3, 4]), loss_mask=lm))
+    one = np.zeros((3, 5), bool)
+    one[2, 1] = True  # a batch with a single loss term
+    batches.append(Batch(rng.integers(0, 5, (3, 5)), rng.integers(0, 4, (3, 5)), loss_mask=one))
+    returned = []
+    update = BatchTrainer.update
+    monkeypatch.setattr(BatchTrainer, "update", lambda t, b: returned.append(update(t, b)) or returned[-1])
     rec = Recorder(monkeypatch, BatchTrainer)
     opts = TrainOptions(optimizer="sgd", lr=LR, clip_norm=None, eval_every=100, max_epochs=1)
     BatchTrainer(model, Fixed(batches), None, tmp_path / "run", opts, log=lambda *a: None).fit()
-    assert len(rec.steps) == 3
-    for u, ((before, after), b) in enumerate(zip(rec.steps, batches)):
+    assert len(rec.steps) == 4
+    for u, ((before, after), b, (mean, n)) in enumerate(zip(rec.steps, batches, returned)):
         P = leaves(before)
-        loss = model_loss(model.config, P, b.inputs, b.targets, b.mask, None, b.loss_mask)
+        loss, total, n_terms = model_loss(model.config, P, b.inputs, b.targets, b.mask, None, b.loss_mask)
         assert_update(before, after, grads_of(loss, P), f"update {u + 1}")
+        assert n == n_terms and mean == pytest.approx(float(total) / n_terms, rel=1e-10)
 
 
 def test_the_reference_is_not_vacuous():
@@ -472,9 +488,11 @@ def test_the_reference_is_not_vacuous():
     model = RNNModel(vocab_size=4, hidden_size=3, dtype="float64", seed=0)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 4, (2, 13)), rng.integers(0, 4, (2, 13))
-    base = lm_reference(model.config, model.params, x, y, 3, 3, 7, None)
+    base, _ = lm_reference(model.config, model.params, x, y, 3, 3, 7, None)
     assert not np.allclose(
-        base[2]["rnn0.W"], lm_reference(model.config, model.params, x, y, 3, 3, 3, None)[2]["rnn0.W"]
+        base[2]["rnn0.W"], lm_reference(model.config, model.params, x, y, 3, 3, 3, None)[0][2]["rnn0.W"]
     )
-    tau = lm_reference(model.config, model.params, x, y, 3, 3, 4, 2)
-    assert not np.allclose(tau[2]["rnn0.W"], lm_reference(model.config, model.params, x, y, 3, 3, 4, None)[2]["rnn0.W"])
+    tau, _ = lm_reference(model.config, model.params, x, y, 3, 3, 4, 2)
+    assert not np.allclose(
+        tau[2]["rnn0.W"], lm_reference(model.config, model.params, x, y, 3, 3, 4, None)[0][2]["rnn0.W"]
+    )
