@@ -89,7 +89,7 @@ def test_horizon_sweep_at_tau_T_is_the_full_sweep_with_both_gradients_entering(h
     pad = None
     if holes:
         pad = np.zeros((T, B, 1), bool)
-        pad[2, 0] = pad[3, 0] = pad[5, 1] = True
+        pad[2, 0] = pad[3, 0] = pad[5, 1] = pad[0, 2] = True  # row 2 starts with a padded step
         f_prime = np.where(pad, 0.0, f_prime)
     full, lagged = f_prime.copy(), f_prime.copy()
     dh0_full = elman.sweep(full, dout, dhn, W, pad)
