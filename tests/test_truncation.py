@@ -96,3 +96,16 @@ def test_horizon_sweep_at_tau_T_is_the_full_sweep_with_both_gradients_entering(h
     dh0_lagged = horizon_sweep(lagged, dout, dhn, W, pad, T)
     np.testing.assert_allclose(lagged, full, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(dh0_lagged, dh0_full, rtol=1e-12, atol=1e-14)
+
+
+def test_both_sweeps_take_no_final_state_gradient_as_zero():
+    """dhn=None (no loss on the last state) is the same as dhn = 0, in full BPTT and with a horizon."""
+    from bptt.layers import elman
+    from bptt.layers.truncation import horizon_sweep
+
+    rng = np.random.default_rng(5)
+    W, f_prime, dout = rng.standard_normal((3, 3)), rng.random((4, 2, 3)), rng.standard_normal((4, 2, 3))
+    for sweep in (elman.sweep, lambda *a: horizon_sweep(*a, 2)):
+        a, b = f_prime.copy(), f_prime.copy()
+        np.testing.assert_array_equal(sweep(a, dout, None, W, None), sweep(b, dout, np.zeros((2, 3)), W, None))
+        np.testing.assert_array_equal(a, b)
