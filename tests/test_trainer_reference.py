@@ -276,6 +276,7 @@ LM_CASES = {
         k2=6,
         tau=None,
     ),
+    "TBPTT(1, 3)": dict(argv=["--seq-length", "1", "--backprop-steps", "3", "--num-layers", "1"], k2=3, tau=None),
     "TBPTT(3, 7), memory-saving BPTT": dict(
         argv=["--seq-length", "3", "--backprop-steps", "7", "--num-layers", "1", "--checkpoint-every", "2"],
         k2=7,
@@ -317,7 +318,7 @@ def test_language_model_updates_follow_the_truncated_objective(tmp_path, monkeyp
     k1 = trainer.opts.seq_length
     streams = trainer.streams
     n = streams.inputs.shape[1]
-    assert n % k1 != 0, "the case should have a short last chunk"
+    assert n % k1 != 0 or k1 == 1, "the case should have a short last chunk"
     assert len(rec.steps) == 2 * -(-n // k1)
     expected, expected_loss = lm_reference(
         trainer.model.config,
