@@ -289,7 +289,12 @@ LM_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(LM_CASES))
+SLOW = {"TBPTT(1, 3)", "horizon 5, relu"}  # over 5 s on a loaded 2-core machine
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in LM_CASES], ids=list(LM_CASES)
+)
 def test_language_model_updates_follow_the_truncated_objective(tmp_path, monkeypatch, name):
     """Two epochs (a short last chunk, an epoch restart, windows that start mid-stream)."""
     case = LM_CASES[name]
