@@ -441,7 +441,7 @@ def test_task_updates_follow_the_batch_loss(tmp_path, monkeypatch, name):
         P = leaves(before)
         loss, total, n_terms = model_loss(cfg, P, batch.inputs, batch.targets, batch.mask, batch.cond, batch.loss_mask)
         assert_update(before, after, grads_of(loss, P), f"{name}, update {u + 1}")
-        assert n == n_terms and mean == pytest.approx(float(total) / n_terms, rel=1e-10)  # what it reports
+        assert n == n_terms and mean == pytest.approx(total.item() / n_terms, rel=1e-10)  # what it reports
 
 
 class Fixed:
@@ -482,7 +482,7 @@ def test_batch_trainer_applies_the_loss_mask_and_ignore_index(tmp_path, monkeypa
         P = leaves(before)
         loss, total, n_terms = model_loss(model.config, P, b.inputs, b.targets, b.mask, None, b.loss_mask)
         assert_update(before, after, grads_of(loss, P), f"update {u + 1}")
-        assert n == n_terms and mean == pytest.approx(float(total) / n_terms, rel=1e-10)
+        assert n == n_terms and mean == pytest.approx(total.item() / n_terms, rel=1e-10)
 
 
 def test_the_reference_is_not_vacuous():
