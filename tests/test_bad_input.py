@@ -1442,7 +1442,9 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
 
 
-def make_files(tmp: Path, files: dict, places: dict, monkeypatch) -> None:
+def make_files(tmp: Path, files: dict, places: dict, monkeypatch, deny_root: bool = True) -> None:
+    """deny_root: as root, patch os.access to deny writing in READONLY directories (the
+    in-process rows; test_no_write_permission_for_real drops root's override instead)."""
     for spec, content in files.items():
         path = Path(spec.format(**places)) if spec.startswith("{") else tmp / spec
         if path.name.startswith("@"):
@@ -1453,7 +1455,9 @@ def make_files(tmp: Path, files: dict, places: dict, monkeypatch) -> None:
         elif content is READONLY:
             path.mkdir(exist_ok=True)
             path.chmod(0o555)
-            if os.geteuid() == 0:  # root writes anywhere whatever the mode: deny it as the kernel would a user
+            if (
+                deny_root and os.geteuid() == 0
+            ):  # root writes anywhere whatever the mode: deny it as the kernel would a user
                 real = os.access
                 monkeypatch.setattr(
                     os,
@@ -1473,8 +1477,8 @@ def run_cli(argv: list[str]) -> int:
         return e.code
 
 
-@pytest.mark.parametrize("argv,files,code,message", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
-def test_bad_input(argv, files, code, message, runs, tmp_path, monkeypatch, capsys):
+def copy_runs(argv: str, files: dict, runs: dict, tmp_path: Path) -> dict:
+    """The run fixtures a row names, copied into tmp_path; returns the row's places."""
     places = {"tmp": tmp_path} | {name: tmp_path / name for name in TASK_RUNS}
     for name in TASK_RUNS:
         if f"{{{name}}}" in argv or any(f"{{{name}}}" in k for k in files):
@@ -1484,6 +1488,12 @@ def test_bad_input(argv, files, code, message, runs, tmp_path, monkeypatch, caps
                     places[name] / "checkpoint.json"
                 )
                 (tmp_path / "corpus.txt").write_text(TEXT)
+    return places
+
+
+@pytest.mark.parametrize("argv,files,code,message", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+def test_bad_input(argv, files, code, message, runs, tmp_path, monkeypatch, capsys):
+    places = copy_runs(argv, files, runs, tmp_path)
     make_files(tmp_path, files, places, monkeypatch)
     before = snapshot(tmp_path)
     try:
@@ -1498,6 +1508,59 @@ def test_bad_input(argv, files, code, message, runs, tmp_path, monkeypatch, caps
     assert len(lines) == 1 and lines[0].startswith("bptt: error: "), err
     assert message in lines[0], lines[0]
     assert "Traceback" not in err + out
+    assert snapshot(tmp_path) == before, "files were written or changed"
+
+
+def unprivileged_prefix() -> list[str] | None:
+    """A command prefix under which the kernel enforces file permissions: nothing for a
+    user; for root, setpriv dropping CAP_DAC_OVERRIDE (as root in CI); None if neither works."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    drop = "-dac_override,-dac_read_search"
+    prefix = [setpriv, f"--inh-caps={drop}", f"--bounding-set={drop}"]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o555)
+        probe = f"import os, sys; sys.exit(os.access({d!r}, os.W_OK))"  # 1 while root may write there anyway
+        ok = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True).returncode == 0
+        os.chmod(d, 0o755)
+    return prefix if ok else None
+
+
+@pytest.mark.parametrize(
+    "argv,files,code,message",
+    [r[1:] for r in ROWS if READONLY in r[2].values()],
+    ids=[r[0] for r in ROWS if READONLY in r[2].values()],
+)
+def test_no_write_permission_for_real(argv, files, code, message, runs, tmp_path, monkeypatch):
+    """The READONLY rows again, with os.access left alone: the CLI runs in a process whose
+    writes the kernel really refuses (a user, or root without CAP_DAC_OVERRIDE)."""
+    import subprocess
+
+    prefix = unprivileged_prefix()
+    if prefix is None:
+        pytest.skip("root, and setpriv cannot drop CAP_DAC_OVERRIDE here: only the patched rows ran")
+    places = copy_runs(argv, files, runs, tmp_path)
+    make_files(tmp_path, files, places, monkeypatch, deny_root=False)
+    before = snapshot(tmp_path)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    argv = [a.format(**places) for a in shlex.split(argv)]
+    try:
+        r = subprocess.run([*prefix, sys.executable, "-m", "bptt.cli", *argv], capture_output=True, text=True, env=env)
+    finally:
+        for p in tmp_path.rglob("*"):
+            if p.is_dir():
+                p.chmod(0o755)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == code, r.stderr
+    assert len(lines) == 1 and lines[0].startswith("bptt: error: ") and message in lines[0], r.stderr
     assert snapshot(tmp_path) == before, "files were written or changed"
 
 
@@ -1546,18 +1609,54 @@ def test_errors_while_running_are_one_line_and_debug_shows_the_traceback(runs, m
         main(["--debug", *argv])
 
 
-def test_a_full_disk_while_saving_is_one_line_naming_the_file(runs, tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def full_disk(tmp_path):
+    """A directory on a filesystem with no space left: a 1 MiB tmpfs mounted there and filled
+    (as CI runs, as root), or None where mounting is not permitted."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = shutil.which("mount")
+    if os.geteuid() != 0 or mount is None:
+        yield None
+        return
+    if subprocess.run([mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        yield None  # a container without CAP_SYS_ADMIN
+        return
+    try:
+        with open(disk / "filler", "wb", buffering=0) as f:
+            try:
+                while f.write(b"\0" * 4096):
+                    pass
+            except OSError:  # ENOSPC: the disk is full
+                pass
+        yield disk
+    finally:
+        subprocess.run([shutil.which("umount") or "umount", str(disk)], check=True)
+
+
+def test_a_full_disk_while_saving_is_one_line_naming_the_file(
+    runs, full_disk, tmp_path, monkeypatch, capsys, record_property
+):
+    """On a real full filesystem where the machine allows a mount (root, as CI runs); else
+    os.fsync patched to fail as a full disk does (the test records which ran)."""
     import errno
 
-    real = os.fsync
+    if full_disk is not None:
+        record_property("full_disk", "a full 1 MiB tmpfs")
+        out = full_disk / "run"
+    else:
+        record_property("full_disk", "os.fsync patched (mount not permitted)")
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        def full(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "fsync", full)
-    out = tmp_path / "run"
-    assert main(["train", *SMALL.split(), "--data", str(runs["corpus"]), "--out", str(out), "--eval-every", "2"]) == 2
-    monkeypatch.setattr(os, "fsync", real)
+        monkeypatch.setattr(os, "fsync", full)
+        out = tmp_path / "run"
+    argv = ["train", *SMALL.split(), "--data", str(runs["corpus"]), "--out", str(out), "--eval-every", "2"]
+    assert main(argv) == 2
+    monkeypatch.undo()
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"bptt: error: {out / 'metrics.jsonl'}: no space left on device (this write needs ")

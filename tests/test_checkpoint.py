@@ -472,28 +472,93 @@ def test_any_json_in_any_field_of_checkpoint_json(template, path, value, sealed)
     load_or_checkpoint_error(template, mutate)
 
 
+TENSOR_FILES = ["weights", "optimizer"]  # every file of a checkpoint: these two and checkpoint.json
+
+
 @PROPERTY
+@pytest.mark.parametrize("role", TENSOR_FILES)
 @given(data=st.binary(max_size=300), checksummed=st.booleans())
-def test_any_bytes_as_weights_file(template, data, checksummed):
+def test_any_bytes_as_a_tensor_file(template, role, data, checksummed):
     def mutate(run):
         if checksummed:
-            rewrite_file(run, "weights", data)
+            rewrite_file(run, role, data)
         else:
-            weights_path(run).write_bytes(data)
+            (run / index_of(run)[role]).write_bytes(data)
 
     load_or_checkpoint_error(template, mutate)
 
 
 @PROPERTY
+@pytest.mark.parametrize("role", TENSOR_FILES)
 @given(cut=st.integers(0, 10_000), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), max_size=3))
-def test_damaged_safetensors_with_matching_checksum(template, cut, flips):
+def test_damaged_safetensors_with_matching_checksum(template, role, cut, flips):
     def mutate(run):
-        data = bytearray(weights_path(run).read_bytes())
+        data = bytearray((run / index_of(run)[role]).read_bytes())
         for at, bits in flips:
             data[at % len(data)] ^= bits
-        rewrite_file(run, "weights", bytes(data[: len(data) - cut % (len(data) + 1)]))
+        rewrite_file(run, role, bytes(data[: len(data) - cut % (len(data) + 1)]))
 
     load_or_checkpoint_error(template, mutate)
+
+
+@pytest.fixture(scope="module")
+def adam_run(tmp_path_factory) -> Path:
+    """A language-model run checkpointed by Adam after 3 updates: its optimizer file holds
+    exp_avg.* and exp_avg_sq.* for every parameter, and the carried state."""
+    from bptt.training.loop import TrainOptions
+    from bptt.training.tbptt import Trainer
+
+    run = tmp_path_factory.mktemp("adam") / "run"
+    ids = np.random.default_rng(0).integers(0, 5, 200)
+    opts = TrainOptions(seq_length=4, batch_size=2, optimizer="adam", eval_every=3, max_epochs=3 / 25)
+    Trainer(model(), ids, None, run, opts, log=lambda *a: None).fit()
+    return run
+
+
+OPT_KEYS = ["opt.exp_avg.rnn0.W", "opt.exp_avg_sq.head.c", "opt.exp_avg.embed.E", "opt.sum.rnn0.b", "opt.x", "state.h"]
+tensors = st.sampled_from([np.float32, np.float64, np.int64, np.float16]).flatmap(
+    lambda dt: st.lists(st.integers(0, 5), max_size=3).map(
+        lambda shape: np.random.default_rng(len(shape)).standard_normal(shape).astype(dt)
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    drop=st.lists(st.sampled_from(OPT_KEYS), max_size=2),
+    put=st.dictionaries(st.sampled_from(OPT_KEYS), tensors, max_size=2),
+    t=st.sampled_from([None, 0, -1, "3", 2**70]),
+)
+def test_any_arrays_in_the_optimizer_file_resume_or_fail_with_a_checkpoint_error(adam_run, drop, put, t):
+    """The optimizer file holds valid safetensors with arrays missing, added, of another
+    shape or dtype (and the step count t in checkpoint.json edited): resuming either
+    continues, one update included, or raises a one-line CheckpointError (a buffer of
+    the wrong shape is found when the first update adopts it, before anything is written)."""
+    import safetensors.numpy as stn
+
+    from bptt.training.loop import TrainOptions
+    from bptt.training.tbptt import Trainer
+
+    with tempfile.TemporaryDirectory() as d:
+        run = Path(d) / "run"
+        shutil.copytree(adam_run, run)
+        arrays = stn.load((run / index_of(run)["optimizer"]).read_bytes())
+        for k in drop:
+            arrays.pop(k, None)
+        arrays.update(put)
+        rewrite_file(run, "optimizer", stn.save(arrays))
+        if t is not None:
+            index = index_of(run)
+            index["train"]["optimizer"]["t"] = t
+            write_sealed(run, index)
+        ids = np.random.default_rng(0).integers(0, 5, 200)
+        opts = TrainOptions(seq_length=4, batch_size=2, optimizer="adam", eval_every=100, max_epochs=4 / 25)
+        trainer = Trainer(model(), ids, None, run, opts, log=lambda *a: None)
+        try:
+            trainer.resume_from(checkpoint.load(run))
+            trainer.train_step()
+        except CheckpointError as e:
+            assert "\n" not in str(e)
 
 
 # ---- never pickle --------------------------------------------------------------------

@@ -62,15 +62,14 @@ def test_parity_with_torch(bi):
     tl = torch.nn.functional.cross_entropy(z.reshape(-1, 3), torch.tensor(y).reshape(-1))
     tl.backward()
     assert loss == pytest.approx(tl.item(), rel=1e-12)
-    for k in ("embed.E", "embed1.E", "embed2.E", "head.V", "head.c"):
-        np.testing.assert_allclose(grads[k], P[k].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
+    expected = {k: P[k].grad for k in ("embed.E", "embed1.E", "embed2.E", "head.V", "head.c")}
     for suffix, name in [("", "rnn0"), ("_reverse", "rnn0_reverse")][: 1 + bi]:
-        np.testing.assert_allclose(
-            grads[f"{name}.U"], getattr(rnn, f"weight_ih_l0{suffix}").grad.numpy(), rtol=1e-10, atol=1e-12
-        )
-        np.testing.assert_allclose(
-            grads[f"{name}.W"], getattr(rnn, f"weight_hh_l0{suffix}").grad.numpy(), rtol=1e-10, atol=1e-12
-        )
+        expected[f"{name}.U"] = getattr(rnn, f"weight_ih_l0{suffix}").grad
+        expected[f"{name}.W"] = getattr(rnn, f"weight_hh_l0{suffix}").grad
+        expected[f"{name}.b"] = getattr(rnn, f"bias_ih_l0{suffix}").grad  # b = bias_ih + bias_hh (0)
+    assert set(expected) == set(grads)  # every gradient
+    for k, g in expected.items():
+        np.testing.assert_allclose(grads[k], g.numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
 
 
 def test_rebuilt_from_its_config_and_refuses_bad_inputs():

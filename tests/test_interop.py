@@ -258,7 +258,10 @@ def test_ignore_index_matches_torch():
     )
     tloss.backward()
     assert loss == pytest.approx(tloss.item(), rel=1e-12)
-    np.testing.assert_allclose(grads["rnn0.W"], rnn.weight_hh_l0.grad.numpy(), rtol=1e-10)
+    expected = torch_grads((None, rnn, lin))
+    assert set(expected) == set(grads)  # every gradient
+    for k in grads:
+        np.testing.assert_allclose(grads[k], expected[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
 @pytest.mark.parametrize("bi", [False, True])

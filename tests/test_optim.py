@@ -226,6 +226,35 @@ def test_load_state_dict_rejects_other_state():
         fresh.step(params, grads[0])
 
 
+@pytest.mark.parametrize(
+    "name, kw", [c for c in CASES if c[0] != "sgd"], ids=[i for i in IDS if not i.startswith("sgd")]
+)
+def test_loaded_buffers_adopt_the_models_dtype_and_refuse_another_shape(name, kw):
+    """A checkpoint written by a float64 run, resumed by a float32 one: every buffer becomes
+    float32 at the first step and the run goes on as if it had been float32 throughout
+    (to float32 rounding); a buffer of another shape is a CheckpointError naming it."""
+    g64, g32 = grad_sequence(np.float64), grad_sequence(np.float32)
+    p64, p32 = make_params(np.float64), make_params(np.float32)
+    opt64, opt32 = run(name, kw, p64, g64[:5]), run(name, kw, p32, g32[:5])
+    arrays, meta = opt64.state_dict()
+    fresh = optim.make_optimizer(name, 1.0, **kw)
+    fresh.load_state_dict(arrays, meta)
+    resumed = {k: v.astype(np.float32) for k, v in p64.items()}
+    for g in g32[5:]:
+        fresh.step(resumed, g)
+        opt32.step(p32, g)
+    assert all(v.dtype == np.float32 for v in fresh.state.values())
+    for k in p32:
+        assert resumed[k].dtype == np.float32
+        np.testing.assert_allclose(resumed[k], p32[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    key = sorted(arrays)[0]
+    arrays[key] = np.zeros((2, 2))
+    fresh = optim.make_optimizer(name, 1.0, **kw)
+    fresh.load_state_dict(arrays, meta)
+    with pytest.raises(CheckpointError, match=f"optimizer state '{key}': shape \\(2, 2\\)"):
+        fresh.step(make_params(np.float32), g32[0])
+
+
 # ---- options ----------------------------------------------------------------
 
 

@@ -110,9 +110,35 @@ def test_check_memory_passes_what_fits_and_where_memory_is_unknown(monkeypatch):
     resources.check_memory(est)  # not Linux: no check, no error
 
 
-def test_available_memory_reads_proc_meminfo():
-    have = resources.available_memory()
-    assert have is None or (isinstance(have, int) and have > 0)
+def test_available_memory_reads_proc_meminfo(monkeypatch):
+    """MemAvailable in bytes from the file's kB; None when the file or the line is missing
+    or malformed. On Linux the real file gives a positive number (None would skip every check)."""
+    import io
+    from pathlib import Path
+
+    if Path("/proc/meminfo").exists():
+        have = resources.available_memory()
+        assert isinstance(have, int) and have > 0, have
+    files = {
+        "MemTotal:        8000000 kB\nMemFree:          100000 kB\nMemAvailable:    1234567 kB\n": 1234567 * 1024,
+        "MemTotal:        8000000 kB\nMemFree:          100000 kB\n": None,  # kernels before 3.14
+        "MemAvailable:    lots kB\n": None,
+        "MemAvailable:\n": None,
+    }
+    for text, expected in files.items():
+
+        def fake_open(path, *args, text=text, **kw):
+            assert path == "/proc/meminfo", path
+            return io.StringIO(text)
+
+        monkeypatch.setattr(resources, "open", fake_open, raising=False)
+        assert resources.available_memory() == expected, text
+
+    def missing(path, *args, **kw):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(resources, "open", missing, raising=False)
+    assert resources.available_memory() is None
 
 
 def test_default_run_fits_in_a_gigabyte():

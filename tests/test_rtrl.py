@@ -41,22 +41,36 @@ def test_rtrl_equals_bptt(kind, mode, head, nonlinearity):
     h0 = None if mode == "one-to-many" else random_h0(model, rng, 3)
     loss_b, g_b, s_b = model.loss_and_grads(x, y, mask, h0, cond=cond, return_state=True)
     loss_r, g_r, s_r = rtrl.loss_and_grads(model, x, y, mask, h0, cond=cond, return_state=True)
-    assert loss_r == loss_b and list(g_r) == list(g_b)
+    assert loss_r == pytest.approx(loss_b, rel=1e-12) and list(g_r) == list(g_b)
     for k in g_b:
         assert relative_error(g_r[k], g_b[k]) < 1e-9, k
     if h0 is not None:
         assert relative_error(s_r["dh0"], s_b["dh0"]) < 1e-9
 
 
-def test_rtrl_with_a_loss_mask_and_no_bias():
+@pytest.mark.parametrize("reduction", ["sum-over-time", "mean", "sum"])
+def test_rtrl_with_a_loss_mask_ignore_index_and_no_bias(reduction):
     rng = np.random.default_rng(4)
-    model = make_model("one-hot", hidden_size=4, bias=False, dtype="float64")
+    model = make_model("one-hot", hidden_size=4, bias=False, dtype="float64", reduction=reduction)
     x, y, _ = make_batch(model, rng, B=2, T=6)
+    y[1, 4] = model.ignore_index
     loss_mask = np.zeros((2, 6), bool)
     loss_mask[:, 3:] = True
-    _, g_b = model.loss_and_grads(x, y, loss_mask=loss_mask)
-    _, g_r = rtrl.loss_and_grads(model, x, y, loss_mask=loss_mask)
+    loss_b, g_b = model.loss_and_grads(x, y, loss_mask=loss_mask)
+    loss_r, g_r = rtrl.loss_and_grads(model, x, y, loss_mask=loss_mask)
+    assert loss_r == pytest.approx(loss_b, rel=1e-12)
     assert "rnn0.b" not in g_r and max(relative_error(g_r[k], g_b[k]) for k in g_b) < 1e-9
+
+
+@pytest.mark.parametrize("head", ["sigmoid", "linear"])
+def test_rtrl_mean_reduction_over_outputs(head):
+    rng = np.random.default_rng(6)
+    model = make_model("features", hidden_size=3, output_size=2, head=head, dtype="float64", reduction="mean")
+    x, y, _ = make_batch(model, rng, B=3, T=4)
+    loss_b, g_b = model.loss_and_grads(x, y, np.array([4, 1, 3]))
+    loss_r, g_r = rtrl.loss_and_grads(model, x, y, np.array([4, 1, 3]))
+    assert loss_r == pytest.approx(loss_b, rel=1e-12)
+    assert max(relative_error(g_r[k], g_b[k]) for k in g_b) < 1e-9
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,23 @@ def test_divergence_stops_after_max_rollbacks(corpus, tmp_path, monkeypatch, cap
     assert not (tmp_path / "r").exists()  # it failed before its first checkpoint: nothing is left behind
 
 
+def test_a_non_finite_loss_names_the_time_step_of_the_chunk():
+    """The first step whose logits are not finite, counted within the new chunk (the window
+    of TBPTT(4, 6) also holds 2 steps before it)."""
+    model = RNNModel(vocab_size=5, embedding_size=3, hidden_size=3, nonlinearity="relu", dtype="float64", seed=0)
+    ids = np.random.default_rng(0).integers(0, 4, 100)
+    opts = train.TrainOptions(seq_length=4, backprop_steps=6, batch_size=2, optimizer="sgd", lr=0.1)
+    trainer = train.Trainer(model, ids, None, None, opts, log=lambda *a: None)
+    X, Y = trainer.streams.chunk(0)
+    with np.errstate(all="ignore"):
+        trainer.update(X, Y)  # a finite first window: the next one starts 2 steps early
+        X, Y = np.array(trainer.streams.chunk(1)[0]), trainer.streams.chunk(1)[1]
+        X[1, 1] = 4
+        model.params["embed.E"][4] = np.inf  # relu(inf) = inf from that step on
+        with pytest.raises(train.NonFinite, match=r"^the loss is (nan|inf) at time step 1 of the chunk$"):
+            trainer.update(X, Y)
+
+
 def test_tbptt_windows_start_from_the_carried_state(corpus):
     """With frozen weights, each TBPTT(k1, k2) window starts from the state that a single
     forward pass over the whole stream has at the window's first step."""

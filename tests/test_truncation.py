@@ -71,3 +71,41 @@ def test_horizon_refuses_stacks():
     model = make_model("features", num_layers=2)
     with pytest.raises(ValueError, match="num_layers=1"):
         model.loss_and_grads(np.zeros((1, 3, 3)), np.zeros((1, 3), int), horizon=2)
+
+
+@pytest.mark.parametrize("holes", [False, True])
+def test_horizon_sweep_at_tau_T_is_the_full_sweep_with_both_gradients_entering(holes):
+    """The lagged sweep with tau >= T is exact BPTT (`elman.sweep`), also when a loss on the
+    final state (dhn) and per-step gradients (dout) enter together and padded steps sit in
+    the middle of a sequence (no model call passes both, so only this test reaches it)."""
+    from bptt.layers import elman
+    from bptt.layers.truncation import horizon_sweep
+
+    rng = np.random.default_rng(3)
+    T, B, H = 6, 3, 4
+    W = rng.standard_normal((H, H))
+    f_prime = rng.random((T, B, H))
+    dout, dhn = rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
+    pad = None
+    if holes:
+        pad = np.zeros((T, B, 1), bool)
+        pad[2, 0] = pad[3, 0] = pad[5, 1] = pad[0, 2] = True  # row 2 starts with a padded step
+        f_prime = np.where(pad, 0.0, f_prime)
+    full, lagged = f_prime.copy(), f_prime.copy()
+    dh0_full = elman.sweep(full, dout, dhn, W, pad)
+    dh0_lagged = horizon_sweep(lagged, dout, dhn, W, pad, T)
+    np.testing.assert_allclose(lagged, full, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dh0_lagged, dh0_full, rtol=1e-12, atol=1e-14)
+
+
+def test_both_sweeps_take_no_final_state_gradient_as_zero():
+    """dhn=None (no loss on the last state) is the same as dhn = 0, in full BPTT and with a horizon."""
+    from bptt.layers import elman
+    from bptt.layers.truncation import horizon_sweep
+
+    rng = np.random.default_rng(5)
+    W, f_prime, dout = rng.standard_normal((3, 3)), rng.random((4, 2, 3)), rng.standard_normal((4, 2, 3))
+    for sweep in (elman.sweep, lambda *a: horizon_sweep(*a, 2)):
+        a, b = f_prime.copy(), f_prime.copy()
+        np.testing.assert_array_equal(sweep(a, dout, None, W, None), sweep(b, dout, np.zeros((2, 3)), W, None))
+        np.testing.assert_array_equal(a, b)

@@ -105,11 +105,12 @@ class Trainer(Loop):
         check_finite(loss, {}, where)
         grads, _ = m.backward(fwd, dZ, o.horizon)
         check_finite(loss, grads)
-        self.apply_update(grads)
-        # the next window: the last k2 steps; it starts from the state after the steps it drops
+        # the next window: the last k2 steps; it starts from the state after the steps it drops,
+        # taken before the update (memory-saving BPTT recomputes it with the parameters in place)
         keep = o.window() - o.seq_length
-        if T - keep > 0:
-            self.h = m.state_after(fwd, T - keep)
+        h_next = m.state_after(fwd, T - keep) if T - keep > 0 else self.h
+        self.apply_update(grads)
+        self.h = h_next
         both = np.stack([inputs, targets], axis=2)
         self.history = both[:, T - min(keep, T) :] if keep else both[:, :0]
         n_tokens = int(loss_mask.sum()) if loss_mask is not None else X.size
