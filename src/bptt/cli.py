@@ -6,11 +6,16 @@ one line and exit 2; an unexpected internal error prints
 one line with a hint to re-run with --debug (which shows the traceback) and
 exits 1. SIGINT (Ctrl-C) and SIGTERM during training save a checkpoint first and
 exit 130 and 143 (128 + the signal's number).
+
+Under an MPI launcher (`mpirun -n N bptt train ...`, `bptt.training.distributed`)
+only rank 0 prints to stdout; the other ranks' errors go to stderr as
+`bptt: rank R: error: ...`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bptt import __version__
@@ -51,10 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.argv = argv[argv.index(args.command) + 1 :]  # the subcommand's own flags, for config merging
+    prefix = "bptt:"
     try:
+        prefix = _mpi_rank_prefix()
         return int(args.run(args) or 0)
     except Interrupted as e:
-        print(f"bptt: interrupted: {e}", file=sys.stderr)
+        print(f"{prefix} interrupted: {e}", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print("bptt: interrupted", file=sys.stderr)
@@ -62,19 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     except (BpttError, ValueError) as e:
         if debug:
             raise
-        print(f"bptt: error: {_one_line(e)}", file=sys.stderr)
+        print(f"{prefix} error: {_one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # a file that cannot be read or written: permissions, a full disk, a missing directory
         if debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
-        print(f"bptt: error: {where}{_one_line(e) if not e.strerror else e.strerror}", file=sys.stderr)
+        print(f"{prefix} error: {where}{_one_line(e) if not e.strerror else e.strerror}", file=sys.stderr)
         return 2
     except MemoryError as e:
         if debug:
             raise
         print(
-            f"bptt: error: out of memory ({_one_line(e)}); use smaller sizes (--hidden-size, --batch-size, "
+            f"{prefix} error: out of memory ({_one_line(e)}); use smaller sizes (--hidden-size, --batch-size, "
             "--seq-length, --vocab-size)",
             file=sys.stderr,
         )
@@ -83,10 +90,24 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(
-            f"bptt: internal error: {type(e).__name__}: {_one_line(e)} (re-run with --debug for the traceback)",
+            f"{prefix} internal error: {type(e).__name__}: {_one_line(e)} (re-run with --debug for the traceback)",
             file=sys.stderr,
         )
         return 1
+
+
+def _mpi_rank_prefix() -> str:
+    """Under an MPI launcher with several ranks: silence stdout but on rank 0 and return the
+    prefix of this rank's error lines; "bptt:" otherwise (mpi4py is imported only under a launcher)."""
+    from bptt.training import distributed
+
+    if not distributed.launched_by_mpi():
+        return "bptt:"
+    comm = distributed.communicator()
+    if comm.is_root:
+        return "bptt:"
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    return f"bptt: rank {comm.rank}:"
 
 
 def _one_line(e: BaseException) -> str:
