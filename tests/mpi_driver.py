@@ -56,7 +56,7 @@ def main() -> int:
             if code:
                 return code
         elif step[0] == "kill-after":
-            kill_after(step[1], step[2])
+            kill_after(step[1], int(step[2]))
         elif step[0] == "guard":
             guard()
     return 0
