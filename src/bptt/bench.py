@@ -17,6 +17,11 @@ generate    sampling at batch 1 (temperature 1), bptt.generate.sample against a
 memory      peak memory (tracemalloc, which sees NumPy's buffers) and time of one
             training step against T, full BPTT against checkpoint_every="auto".
 jax         with JAX installed: a jitted lax.scan of the same step at batch 1.
+mpi         (only when asked for) data-parallel updates under mpirun: one process
+            with all BLAS threads against N ranks with one BLAS thread each, the
+            same global batch; tokens/s and the shares of the update spent
+            computing, waiting for the slowest rank and in the Allreduce of
+            the gradient buffer (docs/distributed.md).
 
 The machine may be shared: rounds interleave the contenders so that load hits
 both alike, and medians are reported. Entry points: `bptt bench` and
@@ -40,7 +45,8 @@ CONFIGS = {  # name: (K, H, T, B, mode)
     "word": (10000, 256, 35, 20, "many-to-many"),
     "long-many-to-one": (8, 128, 1000, 16, "many-to-one"),
 }
-SECTIONS = ("step", "profile", "generate", "memory", "jax")
+SECTIONS = ("step", "profile", "generate", "memory", "jax", "mpi")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # mpi starts mpirun: only when asked for
 LR = 1e-3
 
 
@@ -415,6 +421,100 @@ def run_jax(rounds: int, seconds: float, out=print) -> None:
     out(f"ratio {ratio(r['bptt'], r['jax']):.2f}")
 
 
+# ---- MPI data parallelism ------------------------------------------------------
+
+
+def mpi_updates(name: str, steps: int) -> dict:
+    """Run `steps` data-parallel updates (loss_and_grads on this rank's rows of the global batch,
+    Barrier, Allreduce of the flat gradient buffer, SGD step) of configuration `name` after one
+    warm-up; rank's seconds spent in each part and the gradient bytes. Runs in every rank (or alone, in one process); the
+    global batch must divide by the ranks."""
+    from bptt import RNNModel
+    from bptt.training import distributed
+    from bptt.training.optim import SGD
+
+    comm = distributed.communicator()
+    K, H, T, B, mode = CONFIGS[name]
+    model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T))
+    rows = comm.rows(B)
+    opt = SGD(lr=LR)
+    times = {"compute": 0.0, "wait": 0.0, "allreduce": 0.0, "step": 0.0}
+    barrier = getattr(getattr(comm, "comm", None), "Barrier", lambda: None)
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        _, grads = model.loss_and_grads(x[rows], y[rows])
+        t1 = time.perf_counter()
+        barrier()
+        t2 = time.perf_counter()
+        comm.allreduce(grads, 1.0 / comm.size, [0.0])
+        t3 = time.perf_counter()
+        opt.step(model.params, grads)
+        t4 = time.perf_counter()
+        if i:  # the first update is a warm-up
+            for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                times[key] += dt
+    return {
+        "ranks": comm.size,
+        "tokens": steps * B * T,
+        "bytes": sum(g.nbytes for g in grads.values()),
+        **times,
+    }
+
+
+def print_mpi_updates(name: str, steps: int) -> None:
+    """`mpi_updates` in every rank of an mpirun; rank 0 prints the result as a JSON line."""
+    import json
+
+    from bptt.training import distributed
+
+    result = mpi_updates(name, steps)
+    if distributed.communicator().is_root:
+        print(json.dumps(result))
+
+
+def run_mpi(configs: list[str], rounds: int, ranks: int = 2, out=print) -> None:
+    """One process with the machine's BLAS threads against `ranks` ranks with one BLAS thread
+    each (mpirun from the `mpi` extra), `rounds` timed updates per configuration."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from bptt.errors import UsageError
+
+    mpirun = shutil.which("mpirun", path=os.path.dirname(sys.executable)) or shutil.which("mpirun")
+    if mpirun is None:
+        raise UsageError("the mpi benchmark needs mpirun and mpi4py: pip install 'bptt[mpi]'")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI refuses root unless told twice
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    out(f"mpi: 1 process ({blas_name()}) against {ranks} ranks with 1 BLAS thread each; {rounds} updates; {load()}")
+    out(
+        f"{'config':<14} {'grad MB':>8} {'1 proc tok/s':>13} {f'{ranks} ranks tok/s':>13} {'speed-up':>8} "
+        f"{'compute':>8} {'wait':>6} {'allreduce':>9} {'allreduce ms':>12}"
+    )
+    for name in configs:
+        one = mpi_updates(name, rounds)
+        code = f"from bptt.bench import print_mpi_updates; print_mpi_updates({name!r}, {rounds})"
+        done = subprocess.run(
+            [mpirun, "-n", str(ranks), sys.executable, "-c", code], env=env, capture_output=True, text=True
+        )
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode or not lines:
+            raise UsageError(f"mpirun -n {ranks} failed: {' '.join(done.stderr.split()[-40:])}")
+        many = json.loads(lines[-1])
+        total = sum(many[k] for k in ("compute", "wait", "allreduce", "step"))
+        rate1 = one["tokens"] / sum(one[k] for k in ("compute", "wait", "allreduce", "step"))
+        rate = many["tokens"] / total
+        out(
+            f"{name:<14} {many['bytes'] / 1e6:>8.2f} {rate1:>13,.0f} {rate:>13,.0f} {rate / rate1:>8.2f} "
+            f"{many['compute'] / total:>8.0%} {many['wait'] / total:>6.0%} {many['allreduce'] / total:>9.1%} "
+            f"{many['allreduce'] / rounds * 1e3:>12.2f}"
+        )
+
+
 def run(
     sections: list[str],
     configs: list[str],
@@ -445,4 +545,6 @@ def run(
             run_memory(lengths, rounds, out=out)
         elif section == "jax":
             run_jax(rounds, seconds, out)
+        elif section == "mpi":
+            run_mpi([c for c in configs if CONFIGS[c][4] == "many-to-many"], rounds, out=out)
     out(f"[{load()}]")
