@@ -123,7 +123,8 @@ def single(tmp_path_factory) -> dict[str, dict]:
 @pytest.mark.parametrize("n", [2, 4])
 def test_n_ranks_end_with_the_weights_of_one_process(tmp_path, single, n):
     steps = [["bptt", *argv, "--out", tmp_path / name] for name, argv in runs(tmp_path).items()]
-    steps.append(["bptt", *runs(tmp_path)["lm-float64"], "--out", tmp_path / "lm-float64-again"])
+    again = ["bptt", *runs(tmp_path)["lm-float64"], "--out", tmp_path / "lm-float64-again"]
+    steps += [again, [*again, "--overwrite"]]  # every rank deletes the old run's files
     done = mpirun(n, steps, tmp_path, "equivalence")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("stopped after") == len(steps)  # rank 0 alone prints
