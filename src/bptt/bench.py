@@ -31,6 +31,7 @@ benchmarks/bench_step.py.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import statistics
 import time
@@ -495,6 +496,7 @@ def run_mpi(configs: list[str], rounds: int, ranks: int = 2, out=print) -> None:
         f"{'config':<14} {'grad MB':>8} {'1 proc tok/s':>13} {f'{ranks} ranks tok/s':>13} {'speed-up':>8} "
         f"{'compute':>8} {'wait':>6} {'allreduce':>9} {'allreduce ms':>12}"
     )
+    measured = {}
     for name in configs:
         one = mpi_updates(name, rounds)
         code = f"from bptt.bench import print_mpi_updates; print_mpi_updates({name!r}, {rounds})"
@@ -513,6 +515,46 @@ def run_mpi(configs: list[str], rounds: int, ranks: int = 2, out=print) -> None:
             f"{many['compute'] / total:>8.0%} {many['wait'] / total:>6.0%} {many['allreduce'] / total:>9.1%} "
             f"{many['allreduce'] / rounds * 1e3:>12.2f}"
         )
+        B = CONFIGS[name][3]
+        measured[name] = (many["compute"] / rounds / (B // ranks), many["step"] / rounds, many["bytes"])
+    out("")
+    out(
+        "projected speed-up over one rank (docs/distributed.md): an update of b rows per rank takes "
+        "b t_row + t_step + 2(N-1)/N S / bandwidth + latency log2 N; t_row, t_step, S measured above "
+        "(1 BLAS thread), latency assumed " + ", ".join(f"{lat * 1e6:g} us at {gbit:g} Gb/s" for gbit, lat in NETWORKS)
+    )
+    out(
+        "N=...: B rows per rank (global batch N B); strong: global batch B on 8 ranks; "
+        f"b*: rows per rank below which communication and step outweigh compute at N={PROJECT_N[-1]}"
+    )
+    out(
+        f"{'config':<14} {'t_row ms':>8} {'t_step ms':>9} {'network':>8} "
+        + " ".join(f"{f'N={n}':>7}" for n in PROJECT_N)
+        + f" {'b* rows':>8} {'strong':>14}"
+    )
+    for name, (t_row, t_step, nbytes) in measured.items():
+        B = CONFIGS[name][3]
+        for gbit, latency in NETWORKS:
+            cells = []
+            for n in PROJECT_N:
+                comm_s = allreduce_seconds(n, nbytes, gbit, latency)
+                cells.append(f"{n * (B * t_row + t_step) / (B * t_row + t_step + comm_s):>7.1f}")
+            big = allreduce_seconds(PROJECT_N[-1], nbytes, gbit, latency)
+            strong = (B * t_row + t_step) / (B / 8 * t_row + t_step + allreduce_seconds(8, nbytes, gbit, latency))
+            out(
+                f"{name:<14} {t_row * 1e3:>8.2f} {t_step * 1e3:>9.2f} {f'{gbit:g} Gb/s':>8} "
+                + " ".join(cells)
+                + f" {(big + t_step) / t_row:>8.1f} {f'{strong:.1f} (N=8)':>14}"
+            )
+
+
+NETWORKS = ((10.0, 20e-6), (100.0, 2e-6))  # (Gb/s, assumed per-message latency in seconds)
+PROJECT_N = (8, 64, 512)
+
+
+def allreduce_seconds(n: int, nbytes: int, gbit: float, latency: float) -> float:
+    """Ring (bandwidth) plus tree (latency) Allreduce: 2(n-1)/n S / bandwidth + latency log2 n."""
+    return 2 * (n - 1) / n * nbytes / (gbit * 1e9 / 8) + latency * math.log2(n)
 
 
 def run(
