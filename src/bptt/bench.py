@@ -30,6 +30,7 @@ benchmarks/bench_step.py.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -425,11 +426,12 @@ def run_jax(rounds: int, seconds: float, out=print) -> None:
 # ---- MPI data parallelism ------------------------------------------------------
 
 
-def mpi_updates(name: str, steps: int) -> dict:
+def mpi_updates(name: str, steps: int, rows: int | None = None) -> dict:
     """Run `steps` data-parallel updates (loss_and_grads on this rank's rows of the global batch,
     Barrier, Allreduce of the flat gradient buffer, SGD step) of configuration `name` after one
-    warm-up; rank's seconds spent in each part and the gradient bytes. Runs in every rank (or alone, in one process); the
-    global batch must divide by the ranks."""
+    warm-up; this rank's seconds in each part, its rows and the gradient bytes. Runs in every
+    rank (or alone, in one process); the global batch must divide by the ranks. rows: compute on
+    only the first `rows` of this rank's block (the cost of a smaller batch per rank)."""
     from bptt import RNNModel
     from bptt.training import distributed
     from bptt.training.optim import SGD
@@ -439,13 +441,15 @@ def mpi_updates(name: str, steps: int) -> dict:
     model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean")
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T))
-    rows = comm.rows(B)
+    block = comm.rows(B)
+    if rows is not None:
+        block = slice(block.start, block.start + rows)
     opt = SGD(lr=LR)
     times = {"compute": 0.0, "wait": 0.0, "allreduce": 0.0, "step": 0.0}
     barrier = getattr(getattr(comm, "comm", None), "Barrier", lambda: None)
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        _, grads = model.loss_and_grads(x[rows], y[rows])
+        _, grads = model.loss_and_grads(x[block], y[block])
         t1 = time.perf_counter()
         barrier()
         t2 = time.perf_counter()
@@ -458,8 +462,10 @@ def mpi_updates(name: str, steps: int) -> dict:
                 times[key] += dt
     return {
         "ranks": comm.size,
+        "rows": block.stop - block.start,
         "tokens": steps * B * T,
         "bytes": sum(g.nbytes for g in grads.values()),
+        "seconds": sum(times.values()),
         **times,
     }
 
@@ -475,9 +481,11 @@ def print_mpi_updates(name: str, steps: int) -> None:
         print(json.dumps(result))
 
 
-def run_mpi(configs: list[str], rounds: int, ranks: int = 2, out=print) -> None:
+def run_mpi(configs: list[str], rounds: int, ranks: int = 2, repeats: int = 3, out=print) -> None:
     """One process with the machine's BLAS threads against `ranks` ranks with one BLAS thread
-    each (mpirun from the `mpi` extra), `rounds` timed updates per configuration."""
+    each (mpirun from the `mpi` extra), `rounds` timed updates per configuration, the two
+    alternated `repeats` times (medians); then the compute per row at 1 row per rank, and the
+    projection of docs/distributed.md."""
     import json
     import shutil
     import subprocess
@@ -491,14 +499,8 @@ def run_mpi(configs: list[str], rounds: int, ranks: int = 2, out=print) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI refuses root unless told twice
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    out(f"mpi: 1 process ({blas_name()}) against {ranks} ranks with 1 BLAS thread each; {rounds} updates; {load()}")
-    out(
-        f"{'config':<14} {'grad MB':>8} {'1 proc tok/s':>13} {f'{ranks} ranks tok/s':>13} {'speed-up':>8} "
-        f"{'compute':>8} {'wait':>6} {'allreduce':>9} {'allreduce ms':>12}"
-    )
-    measured = {}
-    for name in configs:
-        one = mpi_updates(name, rounds)
+
+    def launch(name: str) -> dict:
         code = f"from bptt.bench import print_mpi_updates; print_mpi_updates({name!r}, {rounds})"
         done = subprocess.run(
             [mpirun, "-n", str(ranks), sys.executable, "-c", code], env=env, capture_output=True, text=True
@@ -506,17 +508,46 @@ def run_mpi(configs: list[str], rounds: int, ranks: int = 2, out=print) -> None:
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode or not lines:
             raise UsageError(f"mpirun -n {ranks} failed: {' '.join(done.stderr.split()[-40:])}")
-        many = json.loads(lines[-1])
-        total = sum(many[k] for k in ("compute", "wait", "allreduce", "step"))
-        rate1 = one["tokens"] / sum(one[k] for k in ("compute", "wait", "allreduce", "step"))
-        rate = many["tokens"] / total
+        return json.loads(lines[-1])
+
+    def median_run(results: list[dict]) -> dict:
+        return sorted(results, key=lambda r: r["seconds"])[len(results) // 2]
+
+    out(
+        f"mpi: 1 process ({blas_name()}) against {ranks} ranks with 1 BLAS thread each; {rounds} updates, "
+        f"alternated {repeats} times (medians); {load()}"
+    )
+    out(
+        f"{'config':<14} {'grad MB':>8} {'1 proc tok/s':>13} {f'{ranks} ranks tok/s':>13} {'speed-up':>8} "
+        f"{'compute':>8} {'wait':>6} {'allreduce':>9} {'allreduce ms':>12}"
+    )
+    measured = {}
+    for name in configs:
+        ones, manys = [], []
+        for _ in range(repeats):
+            ones.append(mpi_updates(name, rounds))
+            manys.append(launch(name))
+        one, many = median_run(ones), median_run(manys)
+        rate1, rate = one["tokens"] / one["seconds"], many["tokens"] / many["seconds"]
+        total = many["seconds"]
         out(
             f"{name:<14} {many['bytes'] / 1e6:>8.2f} {rate1:>13,.0f} {rate:>13,.0f} {rate / rate1:>8.2f} "
             f"{many['compute'] / total:>8.0%} {many['wait'] / total:>6.0%} {many['allreduce'] / total:>9.1%} "
             f"{many['allreduce'] / rounds * 1e3:>12.2f}"
         )
-        B = CONFIGS[name][3]
-        measured[name] = (many["compute"] / rounds / (B // ranks), many["step"] / rounds, many["bytes"])
+        measured[name] = (many["compute"] / rounds / many["rows"], many["step"] / rounds, many["bytes"])
+    out("")
+    out("compute per row on 1 BLAS thread (t_row): with B/ranks rows per rank (above), with 1 row per rank")
+    rows_one = {}
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    for name in configs:
+        with threadpool_limits(1) if threadpool_limits else contextlib.nullcontext():
+            r = median_run([mpi_updates(name, rounds, rows=1) for _ in range(repeats)])
+        rows_one[name] = r["compute"] / rounds
+        out(f"{name:<14} {measured[name][0] * 1e3:>8.2f} ms {rows_one[name] * 1e3:>8.2f} ms")
     out("")
     out(
         "projected speed-up over one rank (docs/distributed.md): an update of b rows per rank takes "
@@ -524,8 +555,9 @@ def run_mpi(configs: list[str], rounds: int, ranks: int = 2, out=print) -> None:
         "(1 BLAS thread), latency assumed " + ", ".join(f"{lat * 1e6:g} us at {gbit:g} Gb/s" for gbit, lat in NETWORKS)
     )
     out(
-        "N=...: B rows per rank (global batch N B); strong: global batch B on 8 ranks; "
-        f"b*: rows per rank below which communication and step outweigh compute at N={PROJECT_N[-1]}"
+        "N=...: B rows per rank (global batch N B); strong: global batch B on 8 ranks, their rows at the "
+        f"cost of 1 row per rank (a lower bound); b*: rows per rank (at that cost) below which communication "
+        f"and step outweigh compute at N={PROJECT_N[-1]}"
     )
     out(
         f"{'config':<14} {'t_row ms':>8} {'t_step ms':>9} {'network':>8} "
@@ -540,11 +572,12 @@ def run_mpi(configs: list[str], rounds: int, ranks: int = 2, out=print) -> None:
                 comm_s = allreduce_seconds(n, nbytes, gbit, latency)
                 cells.append(f"{n * (B * t_row + t_step) / (B * t_row + t_step + comm_s):>7.1f}")
             big = allreduce_seconds(PROJECT_N[-1], nbytes, gbit, latency)
-            strong = (B * t_row + t_step) / (B / 8 * t_row + t_step + allreduce_seconds(8, nbytes, gbit, latency))
+            t_1 = rows_one[name]
+            strong = (B * t_row + t_step) / (B / 8 * t_1 + t_step + allreduce_seconds(8, nbytes, gbit, latency))
             out(
                 f"{name:<14} {t_row * 1e3:>8.2f} {t_step * 1e3:>9.2f} {f'{gbit:g} Gb/s':>8} "
                 + " ".join(cells)
-                + f" {(big + t_step) / t_row:>8.1f} {f'{strong:.1f} (N=8)':>14}"
+                + f" {(big + t_step) / t_1:>8.1f} {f'{strong:.1f} (N=8)':>14}"
             )
 
 
