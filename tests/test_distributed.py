@@ -2,7 +2,7 @@
 
 N ranks with a global batch B end with the parameters one process with batch B
 ends with (float64: relative 1e-10; float32: 1e-5), for a language model with
-TBPTT and dropout, tagging (word dropout) and classification (a last batch with
+TBPTT, dropout and clipping, tagging (word dropout) and classification (a last batch with
 fewer rows than ranks); two runs with the same N are bitwise identical; a rank
 killed with SIGKILL ends the job with a non-zero exit and a line naming the
 rank, and --resume (under 2 ranks, or under 1 process) finishes with the
@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
 DRIVER = Path(__file__).with_name("mpi_driver.py")
 
-LM = ["--hidden-size", "8", "--embedding-size", "4", "--num-layers", "2", "--dropout", "0.3"]
+# --clip-norm 0.3 clips every update (the norms are about 0.5): clipping must see the summed gradient
+LM = ["--hidden-size", "8", "--embedding-size", "4", "--num-layers", "2", "--dropout", "0.3", "--clip-norm", "0.3"]
 LM += ["--seq-length", "5", "--backprop-steps", "8", "--batch-size", "8", "--eval-every", "7", "--samples", "0"]
 TAG = ["--task", "tag", "--data", EX / "tag-dev.conllu", "--features", "suffix", "--word-dropout", "0.1"]
 TAG += ["--hidden-size", "6", "--embedding-size", "4", "--batch-size", "8", "--max-epochs", "2"]
@@ -137,6 +138,7 @@ def test_n_ranks_end_with_the_weights_of_one_process(tmp_path, single, n):
         np.testing.assert_array_equal(again[k], first[k], err_msg=k)
     lines = [json.loads(line) for line in (tmp_path / "lm-float64" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [7, 14, 21, 22]  # one line per evaluation: rank 0 wrote it
+    assert [r["clipped"] for r in lines] == [7, 7, 7, 1]  # every update clipped, by the summed gradient's norm
 
 
 @pytest.mark.slow
