@@ -29,13 +29,27 @@ ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
 DRIVER = Path(__file__).with_name("mpi_driver.py")
 
-# --clip-norm 0.3 clips every update (the norms are about 0.5): clipping must see the summed gradient
-LM = ["--hidden-size", "8", "--embedding-size", "4", "--num-layers", "2", "--dropout", "0.3", "--clip-norm", "0.3"]
+# SGD with momentum: a gradient off by a factor shows (Adam would hide it); --clip-norm 0.5 clips
+# some updates and not others (the norms are 0.3 to 0.5), so clipping must see the summed gradient
+SGD = ["--optimizer", "momentum", "--lr", "0.1"]
+LM = [
+    "--hidden-size",
+    "8",
+    "--embedding-size",
+    "4",
+    "--num-layers",
+    "2",
+    "--dropout",
+    "0.3",
+    *SGD,
+    "--clip-norm",
+    "0.5",
+]
 LM += ["--seq-length", "5", "--backprop-steps", "8", "--batch-size", "8", "--eval-every", "7", "--samples", "0"]
 TAG = ["--task", "tag", "--data", EX / "tag-dev.conllu", "--features", "suffix", "--word-dropout", "0.1"]
-TAG += ["--hidden-size", "6", "--embedding-size", "4", "--batch-size", "8", "--max-epochs", "2"]
+TAG += [*SGD, "--hidden-size", "6", "--embedding-size", "4", "--batch-size", "8", "--max-epochs", "2"]
 CLASSIFY = ["--task", "classify", "--hidden-size", "6", "--embedding-size", "4", "--num-layers", "2"]
-CLASSIFY += ["--dropout", "0.2", "--pooling", "mean", "--batch-size", "8", "--max-epochs", "4"]
+CLASSIFY += [*SGD, "--dropout", "0.2", "--pooling", "mean", "--batch-size", "8", "--max-epochs", "4"]
 
 
 def mpirun_command() -> list[str]:
@@ -50,6 +64,7 @@ def mpi_env() -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     # Open MPI refuses root unless told twice; containers often run the tests as root
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+    env["OMPI_MCA_mpi_yield_when_idle"] = "1"  # ranks waiting in a collective give up the core: more ranks than cores
     env.update(OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for name in distributed.LAUNCHER_VARS:  # a test session itself started by mpirun
         env.pop(name, None)
@@ -138,7 +153,7 @@ def test_n_ranks_end_with_the_weights_of_one_process(tmp_path, single, n):
         np.testing.assert_array_equal(again[k], first[k], err_msg=k)
     lines = [json.loads(line) for line in (tmp_path / "lm-float64" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [7, 14, 21, 22]  # one line per evaluation: rank 0 wrote it
-    assert [r["clipped"] for r in lines] == [7, 7, 7, 1]  # every update clipped, by the summed gradient's norm
+    assert 0 < sum(r["clipped"] for r in lines) < 22  # some updates clipped, by the summed gradient's norm
 
 
 @pytest.mark.slow

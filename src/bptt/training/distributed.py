@@ -67,6 +67,9 @@ class Single:
     def check_same(self, params: dict[str, np.ndarray]) -> None:
         """RanksDisagree naming the first tensor whose checksum differs between ranks."""
 
+    def barrier(self) -> None:
+        """Wait until every rank is here (after rank 0 has written a checkpoint)."""
+
     def dropout_rng(self, rng: np.random.Generator, n: int, rows: slice):
         """The Generator the forward pass of `rows` of a global batch of n draws dropout masks from."""
         return rng
@@ -127,6 +130,9 @@ class MPI(Single):
                 f"the {self.size} MPI ranks no longer hold the same parameters: {names[differ[0]]} differs "
                 f"(checksum on rank {self.rank}: {sums[differ[0]]:08x}); stopping"
             )
+
+    def barrier(self):
+        self.comm.Barrier()
 
     def dropout_rng(self, rng, n, rows):
         return _Rows(rng, n, rows)

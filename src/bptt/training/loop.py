@@ -398,32 +398,31 @@ class Loop:
         return {"params": params, "arrays": {k: v.copy() for k, v in arrays.items()}, "train": train}
 
     def save(self) -> None:
-        """Checkpoint (rank 0 writes; every rank keeps the snapshot for rollbacks)."""
+        """Checkpoint (rank 0 writes, the others wait for it; every rank keeps the snapshot for rollbacks)."""
         self.good = self._snapshot()
         self.comm.check_same(self.model.params)
-        if not self.comm.is_root:
-            self._grad_log.clear()
-            return
-        checkpoint.save(
-            self.run_dir,
-            self.good["params"],
-            self.model.config,
-            self.good["train"],
-            self.good["arrays"],
-            keep=self.opts.keep,
-        )
-        for record in self._grad_log:  # after the checkpoint: a crash in between loses lines, never repeats them
-            checkpoint.append_jsonl(self.run_dir / "grad-norms.jsonl", record)
+        if self.comm.is_root:
+            checkpoint.save(
+                self.run_dir,
+                self.good["params"],
+                self.model.config,
+                self.good["train"],
+                self.good["arrays"],
+                keep=self.opts.keep,
+            )
+            for record in self._grad_log:  # after the checkpoint: a crash in between loses lines, never repeats them
+                checkpoint.append_jsonl(self.run_dir / "grad-norms.jsonl", record)
         self._grad_log.clear()
+        self.comm.barrier()  # no rank goes on (or exits) while the checkpoint is half-written
 
     def save_best(self) -> None:
         """The checkpoint just saved, also as run_dir/best: a complete run directory of its own
         (`bptt predict RUN_DIR/best`), replaced whenever the monitored metric improves."""
-        if not self.comm.is_root:
-            return
-        checkpoint.save(
-            self.run_dir / "best", self.good["params"], self.model.config, self.good["train"], self.good["arrays"]
-        )
+        if self.comm.is_root:
+            checkpoint.save(
+                self.run_dir / "best", self.good["params"], self.model.config, self.good["train"], self.good["arrays"]
+            )
+        self.comm.barrier()
 
     def restore(self, snap: dict) -> None:
         """Put the trainer back exactly where `snap` (a snapshot or a loaded checkpoint) was."""
