@@ -127,7 +127,7 @@ class Trainer(Loop):
 
     def on_epoch(self) -> None:
         """A new epoch: every stream starts over from h = 0."""
-        self.h = self.model.zero_state(self.h.shape[1])
+        self.h = self.model.zero_state(self.rows.stop - self.rows.start)  # this rank's streams
         self.history = self.history[:, :0]
 
     def carried_arrays(self) -> dict[str, np.ndarray]:
