@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -69,6 +70,24 @@ def edit_index(sealed=True, **changes):
         p.write_text(json.dumps(index))
 
     return apply
+
+
+def edit_tensors(path, name, value):
+    """Set every element of tensor `name` in the tensor file `path` to `value`, and seal the run's
+    checkpoint.json with the file's new size and sha256, as a deliberate edit would."""
+    import hashlib
+
+    import safetensors.numpy as st
+
+    tensors = st.load(path.read_bytes())
+    tensors[name] = np.full_like(tensors[name], value)
+    data = st.save(tensors)
+    path.write_bytes(data)
+    index_path = path.parent / "checkpoint.json"
+    index = json.loads(index_path.read_text())
+    index["files"][path.name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    index["sha256"] = checkpoint.index_sha256(index)
+    index_path.write_text(json.dumps(index))
 
 
 TASK = "--hidden-size 4 --embedding-size 4 --max-epochs 1 --batch-size 8"
@@ -386,7 +405,119 @@ ROWS = [
         "train --resume {run}",
         {"{run}/checkpoint.json": edit_index(**{"train.rng": {}})},
         2,
-        "the training state does not fit this run",
+        "checkpoint.json: 'rng' is for bit generator None, expected 'PCG64'",
+    ),
+    (
+        "resume rng float",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.rng.state.state": 1.5})},
+        2,
+        "checkpoint.json: rng 'state.state' is 1.5, expected an integer in [0, ",
+    ),
+    (
+        "resume rng even",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.rng.state.inc": 2})},
+        2,
+        "rng 'state.inc' is even",
+    ),
+    (
+        "resume step counter",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.progress.step": 999})},
+        2,
+        "progress 'step' is 999, but epoch",
+    ),
+    (
+        "resume optimizer betas",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.optimizer.betas": [0.9, 1.5]})},
+        2,
+        "checkpoint.json: optimizer 'betas' is [0.9, 1.5], expected two numbers in [0, 1)",
+    ),
+    (
+        "resume optimizer eps",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.optimizer.eps": -1e-8})},
+        2,
+        "optimizer 'eps' is -1e-08, expected a number in [0, 1]",
+    ),
+    (
+        "resume optimizer eps NaN",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.optimizer.eps": float("nan")})},
+        2,
+        "optimizer 'eps' is nan, expected a number in [0, 1]",
+    ),
+    (
+        "resume optimizer lr",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.optimizer.lr": "0.002"})},
+        2,
+        "optimizer 'lr' is '0.002', expected a positive finite number",
+    ),
+    (
+        "resume optimizer weight decay",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.optimizer.weight_decay": float("inf")})},
+        2,
+        "optimizer 'weight_decay' is inf, expected a finite number >= 0",
+    ),
+    (
+        "resume optimizer steps",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.optimizer.t": -3})},
+        2,
+        "optimizer 't' is -3, expected an integer >= 0",
+    ),
+    (
+        "resume optimizer amsgrad",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.optimizer.amsgrad": 1})},
+        2,
+        "optimizer 'amsgrad' is 1, expected true or false",
+    ),
+    (
+        "resume optimizer buffer NaN",
+        "train --resume {run}",
+        {"{run}/@optimizer": lambda p: edit_tensors(p, "opt.exp_avg.rnn0.W", np.nan)},
+        2,
+        "optimizer state 'exp_avg.rnn0.W': float32 values, expected finite floats",
+    ),
+    (
+        "resume schedule where none",
+        "train --resume {run}",
+        {"{run}/checkpoint.json": edit_index(**{"train.schedule": {"factor": 0.5}})},
+        2,
+        "'schedule' is dict, but the run's options ask for none",
+    ),
+    (
+        "resume schedule every",
+        "train --resume {run}",
+        {
+            "{run}/checkpoint.json": edit_index(
+                **{
+                    "train.options.lr_decay": 0.5,
+                    "train.schedule": {"factor": 0.5, "every": 0, "start": 0, "last_epoch": 0},
+                }
+            )
+        },
+        2,
+        "schedule 'every' is 0, expected a positive integer",
+    ),
+    (
+        "resume schedule factor",
+        "train --resume {run}",
+        {
+            "{run}/checkpoint.json": edit_index(
+                **{
+                    "train.options.lr_decay": 0.5,
+                    "train.schedule": {"factor": -2.0, "every": 1, "start": 0, "last_epoch": 0},
+                }
+            )
+        },
+        2,
+        "schedule 'factor' is -2.0, expected a positive finite number",
     ),
     (
         "resume batch size",
@@ -416,6 +547,27 @@ ROWS = [
     ),
     ("generate empty prime", "generate {run} --prime=", {}, 2, "--prime: expected at least one character"),
     ("generate length 0", "generate {run} --length 0", {}, 2, "argument --length: got 0"),
+    (
+        "generate huge length",
+        f"generate {{run}} --length {10**15}",
+        {},
+        2,
+        f"--length {10**15} needs about ",
+    ),
+    (
+        "generate huge length spell",
+        f"generate {{spell}} --cond 7 --length {10**15}",
+        {},
+        2,
+        "is available; use a smaller --length",
+    ),
+    (
+        "diagnose huge batch",
+        f"diagnose {{run}} --batch-size {10**12} --no-plot",
+        {},
+        2,
+        f"--batch-size {10**12} x --steps 100 needs about ",
+    ),
     ("generate temperature nan", "generate {run} --temperature nan", {}, 2, "argument --temperature: got nan"),
     ("generate top-k", "generate {run} --top-k -1", {}, 2, "argument --top-k: got -1"),
     ("generate seed", "generate {run} --seed -5", {}, 2, "argument --seed: got -5"),
@@ -1407,8 +1559,36 @@ def test_a_full_disk_while_saving_is_one_line_naming_the_file(runs, tmp_path, mo
     assert main(["train", *SMALL.split(), "--data", str(runs["corpus"]), "--out", str(out), "--eval-every", "2"]) == 2
     monkeypatch.setattr(os, "fsync", real)
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"bptt: error: {out / 'metrics.jsonl'}: No space left on device"]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"bptt: error: {out / 'metrics.jsonl'}: no space left on device (this write needs ")
+    assert lines[0].endswith(
+        "; free some space, keep fewer checkpoints (--keep 1) or write the run elsewhere (--out DIR)"
+    )
     assert not out.exists()  # it failed before its first checkpoint: nothing left behind
+
+
+def test_a_full_disk_at_the_commit_removes_the_files_of_that_save_at_once(runs, tmp_path, monkeypatch, capsys):
+    import errno
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["run"], run)
+    edit_index(**{"train.options.extra.data": str(runs["corpus"])})(run / "checkpoint.json")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != "metrics.jsonl"}
+    real = os.replace
+
+    def full(src, dst):
+        if Path(dst).name == "checkpoint.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    assert main(["train", "--resume", str(run), "--max-epochs", "2"]) == 2
+    monkeypatch.setattr(os, "replace", real)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bptt: error: {run / 'checkpoint.json'}: no space left on device")
+    assert re.search(r"\(this write needs [1-9][0-9.]* KiB, [0-9.]+ [KMG]?i?B(ytes)? free\)", lines[0]), lines[0]
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != "metrics.jsonl"} == before  # no orphans
+    assert main(["train", "--resume", str(run)]) == 0  # the previous checkpoint is intact
 
 
 def test_a_run_killed_before_its_first_checkpoint_can_be_started_over(runs, tmp_path, capsys):
@@ -1434,3 +1614,15 @@ def test_memory_limit_message_suggests_what_to_lower_for_words(runs, tmp_path, m
     assert "of 400 steps x 64 sequences" in err and "--batch-size" in err
     assert not (tmp_path / "r").exists()
     np.testing.assert_equal(resources.available_memory(), 2**20)
+
+
+def test_generate_estimates_its_text_before_generating(runs, monkeypatch, capsys):
+    from bptt import generate
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 2**20)  # a 1 MiB machine
+    monkeypatch.setattr(generate, "sample", lambda *a, **k: pytest.fail("generated before the check"))
+    assert main(["generate", str(runs["run"]), "--length", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "--length 100000 needs about 4.6 MiB of memory but 1.0 MiB is available; use a smaller --length" in err
+    monkeypatch.undo()
+    assert main(["generate", str(runs["run"]), "--length", "20"]) == 0

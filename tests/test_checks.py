@@ -143,10 +143,9 @@ def test_bools_are_not_numbers():
             expect.check("x", True)
 
 
-# Raising ValueError for a user's mistake is what the convention replaces. Left: the checkpoint
-# state a trainer restores (Loop.resume_from turns it into a CheckpointError), and layers/,
+# Raising ValueError for a user's mistake is what the convention replaces. Left: layers/,
 # whose cells are being rewritten.
-ALLOWED = {"training/tbptt.py": 3}
+ALLOWED = {}
 
 
 def test_no_plain_value_error_is_raised_outside_the_allowed_places():

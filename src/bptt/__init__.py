@@ -9,7 +9,7 @@ against finite differences and PyTorch autograd.
 """
 
 from bptt.analysis.gradcheck import gradcheck
-from bptt.model import RNNModel
+from bptt.model import ModelConfig, RNNModel
 from bptt.version import __version__
 
-__all__ = ["RNNModel", "gradcheck", "__version__"]
+__all__ = ["ModelConfig", "RNNModel", "gradcheck", "__version__"]

@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:
-    from bptt.commands import bench, diagnose, evaluate, generate, plot, predict, train
+    from bptt.commands import bench, diagnose, evaluate, generate, plot, predict, report, train
 
-    return [train, generate, evaluate, predict, plot, diagnose, bench]
+    return [train, generate, evaluate, predict, plot, report, diagnose, bench]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        from bptt.training import lock
+
+        lock.release_all()  # the run directory this command wrote into is free again
 
 
 def _mpi_rank_prefix() -> str:

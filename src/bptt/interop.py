@@ -67,7 +67,7 @@ def from_torch(
     embedding_size from it), else float features of rnn.input_size.
     The dtype (float32/float64) is the torch weights'. model_options go to
     RNNModel (head, mode, pooling, reduction, ...); an option that contradicts
-    the modules raises ValueError naming it.
+    the modules raises UsageError naming it.
     """
     torch = _torch()
     if not isinstance(rnn, torch.nn.RNN):
@@ -108,6 +108,8 @@ def from_torch(
     for what, mod in (("linear", linear), ("embedding", embedding)):
         if mod is not None and mod.weight.dtype != tdt:
             raise UsageError(f"{what}: weights are {mod.weight.dtype}, expected {tdt} like the rnn")
+    if model_options.get("cell", "elman") != "elman":
+        raise UsageError(f"cell: torch.nn.RNN is the Elman cell, got cell={model_options['cell']!r}")
     for k, v in derived.items():
         if k in model_options and model_options[k] != v:
             raise UsageError(f"{k}: got {model_options[k]!r}, but the torch modules have {v!r}")
@@ -133,10 +135,12 @@ def to_torch(model: RNNModel) -> TorchModules:
     """torch modules computing what `model` computes: rnn (batch_first=True,
     bias_ih = b, bias_hh = 0), linear (K, H * dirs), embedding (V, E) or None.
 
-    Raises ValueError for what nn.RNN cannot express: sigmoid/identity
+    Raises UsageError for what nn.RNN cannot express: sigmoid/identity
     nonlinearities and one-hot token inputs (vocab_size without embedding_size).
     """
     torch = _torch()
+    if model.config.cell != "elman":
+        raise UsageError(f"cell: torch.nn.RNN is the Elman cell, the model uses cell={model.config.cell!r}")
     if model.nonlinearity not in ("tanh", "relu"):
         raise UsageError(f"nonlinearity: torch.nn.RNN has tanh and relu only, the model uses {model.nonlinearity!r}")
     if model.uses_tokens and model.embedding_size is None:

@@ -76,6 +76,7 @@ def batch_for(model, ckpt, args) -> tuple[dict, str]:
     B = args.batch_size
     if args.steps > MAX_STEPS:
         raise UsageError(f"--steps: got {args.steps}, at most {MAX_STEPS} (the (t, k) terms cost O(T^2))")
+    check_memory(model, B, args.steps)
     if task == "lm" and "vocab" in extra:
         from bptt.training.runs import lm_text_ids
 
@@ -101,6 +102,19 @@ def batch_for(model, ckpt, args) -> tuple[dict, str]:
     return _random_batch(
         model, rng, B, args.steps
     ), f"{B} random sequences of {args.steps} steps (no data for task {task!r})"
+
+
+def check_memory(model, B: int, T: int) -> None:
+    """Refuse a --batch-size whose batch would not fit in memory, before allocating: a training step's
+    worth of it (`bptt.training.resources`), in float64, plus the per-lag sums (T H (H + D + 1))."""
+    from bptt.training import resources
+
+    est = resources.estimate_model(
+        {**model.config.to_dict(), "dtype": "float64"}, steps=T, batch_size=B, optimizer="sgd"
+    )
+    H, D = model.hidden_size, model.embedding_size or model.input_size or model.vocab_size
+    extra = 8 * (T * B * model.hidden_size + T * H * (H + D + 1) + 3 * T * T)
+    resources.check_bytes(est.total + extra, f"--batch-size {B} x --steps {T}", "a smaller --batch-size or --steps")
 
 
 def _random_batch(model, rng, B, T) -> dict:
@@ -147,9 +161,12 @@ def history_summary(records: list[dict]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.analysis import diagnostics
+    from bptt.training import lock
     from bptt.training.checkpoint import atomic_write_bytes, atomic_write_text
     from bptt.training.runs import load_run
 
+    if args.out is None:  # it writes into the run: not while a trainer does
+        lock.hold(args.run_dir, args, create=False)
     model, ckpt = load_run(args.run_dir)
     batch, source = batch_for(model, ckpt, args)
     history = grad_history(args.run_dir)
@@ -193,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(model, r: dict) -> str:
-    lines = [f"{model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN; {r['data']}; loss {r['loss']:.4g}"]
+    lines = [f"{model.num_layers} x {model.hidden_size} {model.kind}; {r['data']}; loss {r['loss']:.4g}"]
     for layer in r["layers"]:
         s, j, c = layer["spectrum"], layer["jacobian"], layer["contributions"]
         lines.append(

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         if args.cond is None:
             raise UsageError(f"{args.run_dir}: a one-to-many run generates from a condition; pass --cond NUMBER")
         numbers = spell.parse_numbers(args.cond, extra)
+        check_length(args, len(numbers), max(map(len, extra["vocab"]), default=1))
         for n, words in zip(numbers, spell.generate(model, extra, numbers, args.length)):
             print(f"{n}\t{words}")
         return 0
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         use = "its result is in result.json" if judged else "use bptt predict or bptt evaluate"
         raise UsageError(f"{args.run_dir}: a --task {extra['task']} run generates nothing; {use}")
     vocab = vocab_of(ckpt, args.run_dir)
+    check_length(args, 1, max(map(len, vocab.itos)))
     prime = args.prime
     if prime is None:
         prime = "\n" if vocab.level == "char" and "\n" in vocab.stoi else vocab.itos[0]
@@ -82,3 +84,11 @@ def run(args: argparse.Namespace) -> int:
     sep = "" if vocab.level == "char" else " "
     print(prime + sep + vocab.decode(out))
     return 0
+
+
+def check_length(args, sequences: int, token_chars: int) -> None:
+    """Refuse a --length whose text would not fit in memory, before generating any of it."""
+    from bptt.training import resources
+
+    need = resources.generation_bytes(args.length, sequences, token_chars)
+    resources.check_bytes(need, f"--length {args.length}", "a smaller --length")

@@ -42,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
     except ImportError:
         raise BpttError("matplotlib is needed for bptt plot: pip install 'bptt[plot]'") from None
+    from bptt.training import lock
     from bptt.training.checkpoint import atomic_write_bytes
 
+    if args.out is None:  # it writes into the run: not while a trainer does
+        lock.hold(args.run_dir, args, create=False)
     records = read_metrics(args.run_dir / "metrics.jsonl")
     char = "train_bpc" in records[0]
     scale = 1 / math.log(2) if char else 1.0

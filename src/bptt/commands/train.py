@@ -117,9 +117,11 @@ def run(args: argparse.Namespace) -> int:
 def resume(args) -> int:
     """Continue the run in args.resume exactly where its last checkpoint left it."""
     from bptt import tasks
+    from bptt.training import lock
     from bptt.training.runs import load_run
 
     run_dir = args.resume
+    lock.hold(run_dir, args, create=False, what=f"--resume {run_dir}")  # before reading: no save is under way
     model, ckpt = load_run(run_dir)
     check_writable(run_dir, f"--resume {run_dir}")
     opts = resumed_options(args, ckpt)

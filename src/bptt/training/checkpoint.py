@@ -42,9 +42,11 @@ Guarantees
        the tensor files that none of the remaining checkpoints names, and
        temporary files a killed save (or `trim_metrics`) left behind.
   A crash before 3 leaves the previous checkpoint plus orphan files (removed
-  by the next save); a crash during 4 leaves orphans only. This assumes one
-  writer per run directory (the trainer). A load racing a save can find a
-  file already pruned: that is a CheckpointError, and a retry reads the new one.
+  by the next save); a crash during 4 leaves orphans only. A save that fails
+  with an error before 3 (a full disk: the message says how much it needed)
+  removes the files it wrote at once. One writer per run directory: every
+  command that writes holds `bptt.training.lock`. A load racing a save can
+  find a file already pruned: it then reads the newly committed checkpoint.
 - `load` checks everything before anything is used: the directory, JSON
   syntax, format and version, the JSON's own sha256, every listed file's size and sha256, the
   safetensors parse, tensor dtypes (float32, float64, integers). Any problem
@@ -54,11 +56,14 @@ Guarantees
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,18 +124,46 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     line, so only that partial line is lost.
     """
     line = json.dumps(record) + "\n"
+    size = None
     try:
         with open(path, "a+b") as f:
-            if f.tell() > 0:
+            size = f.tell()
+            if size > 0:
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":
                     line = "\n" + line
-            f.write(line.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                f.write(line.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    f.truncate(size)  # no partial line left behind
+                raise
     except OSError as e:
         _name_file(e, path)
+        if e.errno == errno.ENOSPC:
+            raise no_space(Path(path), len(line.encode("utf-8"))) from None
         raise
+
+
+def no_space(path: Path, needed: int) -> CheckpointError:
+    """The one line for a write that failed on a full disk: how much it needed, how much is free, what to do."""
+    try:
+        free = f"{_size(shutil.disk_usage(path.parent).free)} free"
+    except OSError:
+        free = "free space unknown"
+    return CheckpointError(
+        f"{path}: no space left on device (this write needs {_size(needed)}, {free}); free some space, "
+        "keep fewer checkpoints (--keep 1) or write the run elsewhere (--out DIR)"
+    )
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
 
 
 def _name_file(e: BaseException, path, tmp=None) -> None:
@@ -252,18 +285,34 @@ def save(
         "files": {},
     }
     json.dumps(index)  # not JSON-able: fail before any file is written
+    blobs = {}
     for role, tensors in zip(ROLES, (params, arrays or {})):
         data = st.save(_prepared(tensors, role))
         sha = hashlib.sha256(data).hexdigest()
         name = f"{role}-{step:09d}-{sha[:16]}.safetensors"
-        atomic_write_bytes(run_dir / name, data)
+        blobs[name] = data
         index[role] = name
         index["files"][name] = {"sha256": sha, "bytes": len(data)}
     index["sha256"] = index_sha256(index)
     text = json.dumps(index, indent=1)
-    if keep > 1:
-        atomic_write_text(run_dir / _numbered_name(step), text)
-    atomic_write_text(run_dir / INDEX, text)  # the commit point
+    written: list[Path] = []  # files this save created, removed again if it fails before its commit
+    try:
+        for name, data in blobs.items():
+            if not (run_dir / name).exists():
+                written.append(run_dir / name)
+            atomic_write_bytes(run_dir / name, data)
+        if keep > 1:
+            if not (run_dir / _numbered_name(step)).exists():
+                written.append(run_dir / _numbered_name(step))
+            atomic_write_text(run_dir / _numbered_name(step), text)
+        atomic_write_text(run_dir / INDEX, text)  # the commit point
+    except BaseException as e:
+        for p in written:
+            p.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            needed = sum(map(len, blobs.values())) + len(text.encode("utf-8")) * (2 if keep > 1 else 1)
+            raise no_space(Path(e.filename or run_dir / INDEX), needed) from None
+        raise
     _prune(run_dir, keep, index)
     return run_dir / INDEX
 
@@ -342,13 +391,32 @@ def load(run_dir: str | os.PathLike, step: int | None = None) -> Checkpoint:
     run_dir = Path(run_dir)
     _check_dir(run_dir)
     index_path = run_dir / (INDEX if step is None else _numbered_name(step))
-    index = _read_index(index_path)
-    names = _check_index(index, index_path)
-    data = {
-        name: _verified_bytes(run_dir / name, spec["bytes"], spec["sha256"]) for name, spec in index["files"].items()
-    }
+    for attempt in range(_RETRIES + 1):
+        index = _read_index(index_path)
+        names = _check_index(index, index_path)
+        try:
+            data = {
+                name: _verified_bytes(run_dir / name, spec["bytes"], spec["sha256"])
+                for name, spec in index["files"].items()
+            }
+            break
+        except CheckpointError:
+            # a reader racing the writer: a save committed a new checkpoint and pruned the files of the
+            # one read here. Read the new one; a checkpoint.json that did not change means a real problem.
+            if attempt == _RETRIES or _read_index_or_none(index_path) in (None, index):
+                raise
     weights, arrays = (_parse_tensors(run_dir / names[role], data[names[role]]) for role in ROLES)
     return Checkpoint(weights, index["model"], index["train"], arrays, run_dir)
+
+
+_RETRIES = 3
+
+
+def _read_index_or_none(index_path: Path) -> dict | None:
+    try:
+        return _read_index(index_path)
+    except CheckpointError:
+        return None
 
 
 def _check_dir(run_dir: Path) -> None:

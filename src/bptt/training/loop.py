@@ -85,6 +85,7 @@ class TrainOptions:
     monitor_mode: str = "min"  # min | max
     extra: dict = field(default_factory=dict)  # task data saved with the run (vocab, labels, ...)
     diagnostics: bool = False  # record every update's gradient norm per tensor to grad-norms.jsonl
+    command: list[str] | None = None  # the `bptt train` command line that started the run, for the record
 
     def window(self) -> int:
         """k2, the number of steps one backward pass spans."""
@@ -405,7 +406,7 @@ class Loop:
             checkpoint.save(
                 self.run_dir,
                 self.good["params"],
-                self.model.config,
+                self.model.config.to_dict(),
                 self.good["train"],
                 self.good["arrays"],
                 keep=self.opts.keep,
@@ -420,7 +421,11 @@ class Loop:
         (`bptt predict RUN_DIR/best`), replaced whenever the monitored metric improves."""
         if self.comm.is_root:
             checkpoint.save(
-                self.run_dir / "best", self.good["params"], self.model.config, self.good["train"], self.good["arrays"]
+                self.run_dir / "best",
+                self.good["params"],
+                self.model.config.to_dict(),
+                self.good["train"],
+                self.good["arrays"],
             )
         self.comm.barrier()
 
@@ -449,8 +454,17 @@ class Loop:
         lr = train.get("lr")
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
             raise CheckpointError(f"{where}: learning rate {lr!r}, expected a positive number")
+        check_rng(train.get("rng"), self.model.rng, where)
+        if (self.schedule is None) != (train.get("schedule") is None):
+            raise CheckpointError(
+                f"{where}: 'schedule' is {_kind(train.get('schedule'))}, but the run's options ask for "
+                f"{'none' if self.schedule is None else type(self.schedule).__name__}"
+            )
         try:
             self.restore({"params": ckpt.params, "arrays": ckpt.arrays, "train": train})
+            self.optimizer.check_buffers(self.model.params)
+        except CheckpointError as e:
+            raise CheckpointError(f"{where}: {e}") from None
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise CheckpointError(
                 f"{where}: the training state does not fit this run ({type(e).__name__}: {e})"
@@ -504,6 +518,38 @@ def check_progress(progress, template: dict, n_batches: int, where) -> None:
         raise CheckpointError(
             f"{where}: progress 'chunk' is {progress['chunk']}, but an epoch of this run has {n_batches} batches"
         )
+    if progress["step"] != progress["epoch"] * n_batches + progress["chunk"]:
+        raise CheckpointError(
+            f"{where}: progress 'step' is {progress['step']}, but epoch {progress['epoch']} and chunk "
+            f"{progress['chunk']} of {n_batches} batches per epoch make {progress['epoch'] * n_batches + progress['chunk']}"
+        )
+
+
+def check_rng(state, rng: np.random.Generator, where) -> None:
+    """A saved bit generator state of the model's kind; for PCG64 (numpy's default) every field an integer
+    in its range, since numpy itself silently truncates a float. CheckpointError naming the field."""
+    kind = type(rng.bit_generator).__name__
+    if not isinstance(state, dict) or state.get("bit_generator") != kind:
+        found = state.get("bit_generator") if isinstance(state, dict) else _kind(state)
+        raise CheckpointError(f"{where}: 'rng' is for bit generator {found!r}, expected {kind!r}")
+    if kind != "PCG64":
+        return
+    inner = state.get("state")
+    fields = {
+        "state.state": (inner.get("state") if isinstance(inner, dict) else None, 2**128),
+        "state.inc": (inner.get("inc") if isinstance(inner, dict) else None, 2**128),
+        "has_uint32": (state.get("has_uint32"), 2),
+        "uinteger": (state.get("uinteger"), 2**32),
+    }
+    for key, (value, end) in fields.items():
+        if type(value) is not int or not 0 <= value < end:
+            raise CheckpointError(f"{where}: rng {key!r} is {value!r}, expected an integer in [0, {end})")
+    if fields["state.inc"][0] % 2 == 0:
+        raise CheckpointError(f"{where}: rng 'state.inc' is even, a PCG64 increment is odd")
+
+
+def _kind(value) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def summed_loss(model: RNNModel, loss: float, n_tokens: int, batch_size: int) -> float:

@@ -122,16 +122,65 @@ class Optimizer:
             if key.split(".", 1)[0] not in self.buffers or "." not in key:
                 kinds = ", ".join(self.buffers) or "none"
                 raise CheckpointError(f"optimizer state {key!r}: not a {cls} buffer ({kinds})")
+        check_meta(meta, self.hyper)
         try:
-            lr, t = float(meta["lr"]), int(meta["t"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"optimizer state: lr and t missing or malformed ({e})") from None
+            type(self)(meta["lr"], **{h: tuple(meta[h]) if h == "betas" else meta[h] for h in self.hyper})
+        except UsageError as e:  # each value is in range, but not together (nesterov without momentum)
+            raise CheckpointError(f"optimizer {e}") from None
+        for key, buf in arrays.items():
+            if buf.dtype.kind != "f" or not np.isfinite(buf).all():
+                raise CheckpointError(f"optimizer state {key!r}: {buf.dtype} values, expected finite floats")
         # copies: later steps must not write into the caller's arrays (a snapshot kept for rollback)
         self.state = {k: np.array(v) for k, v in arrays.items()}
-        self.lr, self.t = lr, t
+        self.lr, self.t = float(meta["lr"]), meta["t"]
         for h in self.hyper:
-            if h in meta:
-                setattr(self, h, tuple(meta[h]) if isinstance(meta[h], list) else meta[h])
+            setattr(self, h, tuple(meta[h]) if isinstance(meta[h], list) else meta[h])
+
+    def check_buffers(self, params: dict[str, np.ndarray]) -> None:
+        """Every buffer belongs to a parameter of `params` and has its shape; CheckpointError otherwise."""
+        for key, buf in self.state.items():
+            name = key.split(".", 1)[1]
+            if name not in params:
+                raise CheckpointError(f"optimizer state {key!r}: the model has no parameter {name!r}")
+            if buf.shape != params[name].shape:
+                raise CheckpointError(
+                    f"optimizer state {key!r}: shape {buf.shape}, the parameter is {params[name].shape}"
+                )
+
+
+UNIT = checks.Expect("a number in [0, 1]", lambda v: checks.is_real(v) and 0 <= v <= 1)
+FLAG = checks.Expect("true or false", lambda v: isinstance(v, bool))
+BETAS = checks.Expect(
+    "two numbers in [0, 1)", lambda v: isinstance(v, list) and len(v) == 2 and all(map(checks.FRACTION.ok, v))
+)
+
+# what a checkpoint's optimizer metadata may hold, stricter than the constructors where those
+# follow torch (a momentum of 1 or more, an alpha above 1 make no sense to resume)
+META = {
+    "lr": checks.POSITIVE_NUMBER,
+    "t": checks.NON_NEGATIVE_INT,
+    "weight_decay": checks.NON_NEGATIVE_NUMBER,
+    "momentum": checks.FRACTION,
+    "dampening": UNIT,
+    "nesterov": FLAG,
+    "lr_decay": checks.NON_NEGATIVE_NUMBER,
+    "eps": UNIT,
+    "initial_accumulator_value": checks.NON_NEGATIVE_NUMBER,
+    "alpha": UNIT,
+    "centered": FLAG,
+    "betas": BETAS,
+    "amsgrad": FLAG,
+}
+
+
+def check_meta(meta: dict, hyper: tuple[str, ...]) -> None:
+    """lr, t and every hyperparameter in `hyper` present in `meta` with a type and value in range
+    (`META`); CheckpointError naming the first key that is not."""
+    for key in ("lr", "t", *hyper):
+        if key not in meta:
+            raise CheckpointError(f"optimizer {key!r} missing")
+        if not META[key].ok(meta[key]):
+            raise CheckpointError(f"optimizer {key!r} is {meta[key]!r}, expected {META[key].words}")
 
 
 class SGD(Optimizer):

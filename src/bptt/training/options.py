@@ -14,6 +14,7 @@ from dataclasses import fields
 
 from bptt import checks
 from bptt.errors import CheckpointError
+from bptt.layers import cells
 
 
 def _number(text: str, convert, expect: checks.Expect):
@@ -60,6 +61,9 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     )
     g.add_argument("--num-layers", type=positive_int, default=defaults.get("num_layers", 1))
     g.add_argument(
+        "--cell", choices=list(cells.CELLS), default="elman", help="the recurrent cell (bptt.layers.cells.CELLS)"
+    )
+    g.add_argument(
         "--nonlinearity", choices=["tanh", "relu", "sigmoid", "identity"], default="tanh", help="f in h_t = f(a_t)"
     )
     g.add_argument("--bidirectional", action="store_true")
@@ -95,6 +99,7 @@ def model_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
+        cell=args.cell,
         nonlinearity=args.nonlinearity,
         bidirectional=args.bidirectional,
         dropout=args.dropout,
@@ -121,6 +126,8 @@ def options_from_args(args):
     opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
     if args.no_clip_norm:
         opts.clip_norm = None
+    if getattr(args, "argv", None) is not None:
+        opts.command = ["bptt", "train", *args.argv]
     return opts
 
 

@@ -188,3 +188,25 @@ def check_memory(
         f"{what} needs about {est.total / GIB:.1f} GiB of memory ({size}) but {have / GIB:.1f} GiB "
         f"is available; use {hint}"
     )
+
+
+def check_bytes(needed: int, what: str, hint: str, available: int | None = None) -> None:
+    """UsageError, before anything is allocated, when `needed` bytes (a command's own estimate of
+    what a user's number makes it allocate) exceed USABLE_FRACTION of the available memory:
+    "`what` needs about N GiB (or MiB) of memory but M GiB is available; use `hint`"."""
+    have = available_memory() if available is None else available
+    if have is None or needed <= USABLE_FRACTION * have:
+        return
+    raise UsageError(f"{what} needs about {_size(needed)} of memory but {_size(have)} is available; use {hint}")
+
+
+def _size(n: int) -> str:
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.1f} MiB"
+
+
+def generation_bytes(length: int, sequences: int, token_chars: int) -> int:
+    """What generating `length` tokens for each of `sequences` sequences holds at once: the ids
+    (8 bytes each), a list of references to their strings (8 each) and the decoded text (up to 4
+    bytes per character, `token_chars` characters and a separator per token), times 2 for the
+    copies printing makes."""
+    return 2 * int(length) * int(sequences) * (16 + 4 * (int(token_chars) + 1))

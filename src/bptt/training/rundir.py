@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from bptt.errors import UsageError
+from bptt.training import lock
 
 RUN_FILES = (
     "checkpoint",
@@ -24,6 +25,7 @@ RUN_FILES = (
     "result.json",
     "diagnose.",
     "grad-norms.png",
+    "report.html",
 )
 
 
@@ -37,16 +39,19 @@ def choose_run_dir(args, name: str) -> Path:
         while out.exists():
             out, n = Path(f"{base}-{n}"), n + 1
         check_writable(out, f"run directory {out}")
+        lock.hold(out, args, what=f"run directory {out}")
         return out
     out = args.out
     check_writable(out, f"--out {out}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, expected a directory")
-    if out.exists() and any(out.iterdir()):
+    lock.hold(out, args, what=f"--out {out}")  # before anything is checked or deleted: one writer at a time
+    entries = [f for f in out.iterdir() if not lock.is_lock_file(f)] if out.is_dir() else []
+    if entries:
         from bptt.training import checkpoint
 
         started = checkpoint.is_run_dir(out)
-        if not started and not all(_run_file(f) for f in out.iterdir()):
+        if not started and not all(_run_file(f) for f in entries):
             raise UsageError(
                 f"--out {out}: is not a bptt run directory, refusing to {'overwrite' if args.overwrite else 'use'} it"
             )
@@ -59,7 +64,7 @@ def choose_run_dir(args, name: str) -> Path:
             raise UsageError(
                 f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it"
             )
-        for f in out.iterdir():  # under mpirun every rank deletes: a file may be gone already
+        for f in entries:  # under mpirun every rank deletes: a file may be gone already
             if _run_file(f):
                 shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
     return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 from bptt import checks
+from bptt.errors import CheckpointError
 
 
 class StepDecay:
@@ -50,8 +51,17 @@ class StepDecay:
         return {"factor": self.factor, "every": self.every, "start": self.start, "last_epoch": self.last_epoch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.factor, self.every, self.start = float(state["factor"]), int(state["every"]), int(state["start"])
-        self.last_epoch = int(state["last_epoch"])
+        check_state(
+            state,
+            {
+                "factor": checks.POSITIVE_NUMBER,
+                "every": checks.POSITIVE_INT,
+                "start": checks.NON_NEGATIVE_INT,
+                "last_epoch": checks.NON_NEGATIVE_INT,
+            },
+        )
+        self.factor, self.every, self.start = float(state["factor"]), state["every"], state["start"]
+        self.last_epoch = state["last_epoch"]
 
 
 class ExponentialDecay(StepDecay):
@@ -124,6 +134,20 @@ class ReduceOnPlateau:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        check_state(
+            state,
+            {
+                "factor": checks.OPEN_FRACTION,
+                "patience": checks.NON_NEGATIVE_INT,
+                "threshold": checks.FRACTION,
+                "min_lr": checks.NON_NEGATIVE_NUMBER,
+                "cooldown": checks.NON_NEGATIVE_INT,
+                "eps": checks.NON_NEGATIVE_NUMBER,
+                "best": checks.Expect('a finite number or "inf"', lambda v: v == "inf" or checks.FINITE_NUMBER.ok(v)),
+                "num_bad_epochs": checks.NON_NEGATIVE_INT,
+                "cooldown_counter": checks.NON_NEGATIVE_INT,
+            },
+        )
         self.factor, self.patience, self.threshold = (
             float(state["factor"]),
             int(state["patience"]),
@@ -132,3 +156,15 @@ class ReduceOnPlateau:
         self.min_lr, self.cooldown, self.eps = float(state["min_lr"]), int(state["cooldown"]), float(state["eps"])
         self.best = float(state["best"])
         self.num_bad_epochs, self.cooldown_counter = int(state["num_bad_epochs"]), int(state["cooldown_counter"])
+
+
+def check_state(state, spec: dict[str, checks.Expect]) -> None:
+    """A schedule's saved state: a JSON object with every key of `spec` passing its rule;
+    CheckpointError naming the first key that does not."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"schedule state is {type(state).__name__}, expected a JSON object")
+    for key, rule in spec.items():
+        if key not in state:
+            raise CheckpointError(f"schedule {key!r} missing")
+        if not rule.ok(state[key]):
+            raise CheckpointError(f"schedule {key!r} is {state[key]!r}, expected {rule.words}")

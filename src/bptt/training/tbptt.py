@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from bptt.errors import DataError, UsageError
+from bptt.errors import CheckpointError, DataError, UsageError
 from bptt.model import RNNModel
 from bptt.training import distributed
 from bptt.training.loop import Loop, NonFinite, TrainOptions, check_finite, default_progress, summed_loss
@@ -131,14 +131,25 @@ class Trainer(Loop):
         self.history = self.history[:, :0]
 
     def carried_arrays(self) -> dict[str, np.ndarray]:
-        """h (L, B, H) and history (B, <= k2 - k1, 2) of all B streams (gathered from the ranks)."""
-        return {"h": self.comm.gather_rows(self.h, 1), "history": self.comm.gather_rows(self.history, 0)}
+        """The carried state, one array per state part ("h", and "c" for a two-part state), and the
+        history, of all B streams (gathered from the ranks)."""
+        parts = self.h if isinstance(self.h, tuple) else (self.h,)
+        parts = [self.comm.gather_rows(p, 1) for p in parts]
+        return {**dict(zip(self.model.cell.state_names, parts)), "history": self.comm.gather_rows(self.history, 0)}
 
     def restore_carried(self, arrays: dict[str, np.ndarray]) -> None:
-        h, history = arrays["h"], arrays["history"]
+        history = arrays["history"]
         B, k = self.opts.batch_size, self.opts.window() - self.opts.seq_length
-        if h.shape != self.model.zero_state(B).shape or h.dtype.kind != "f":
-            raise ValueError(f"state.h has shape {h.shape}, expected {self.model.zero_state(B).shape}")
+        zero = self.model.zero_state(B)
+        expected = (zero if isinstance(zero, tuple) else (zero,))[0].shape
+        parts = []
+        for name in self.model.cell.state_names:
+            h = arrays.get(name)
+            if h is None:
+                raise CheckpointError(f"state.{name}: missing, expected the carried state part {name} {expected}")
+            if h.shape != expected or h.dtype.kind != "f":
+                raise CheckpointError(f"state.{name} has shape {h.shape}, expected {expected}")
+            parts.append(h[:, self.rows].astype(self.model.dtype))
         if (
             history.ndim != 3
             or history.shape[0] != B
@@ -146,10 +157,10 @@ class Trainer(Loop):
             or history.shape[2] != 2
             or history.dtype.kind not in "iu"
         ):
-            raise ValueError(f"state.history has shape {history.shape}, expected ({B}, at most {k}, 2) integers")
+            raise CheckpointError(f"state.history has shape {history.shape}, expected ({B}, at most {k}, 2) integers")
         if history.size and (history.min() < 0 or history.max() >= self.model.vocab_size):
-            raise ValueError(f"state.history holds ids outside 0..{self.model.vocab_size - 1}")
-        self.h = h[:, self.rows].astype(self.model.dtype)
+            raise CheckpointError(f"state.history holds ids outside 0..{self.model.vocab_size - 1}")
+        self.h = parts[0] if len(parts) == 1 else tuple(parts)
         self.history = history[self.rows].astype(np.int64)
 
     def evaluate(self) -> dict:
@@ -195,7 +206,7 @@ def evaluate_stream(model: RNNModel, ids: np.ndarray, batch_size: int = 16, seq_
             loss, _ = model.loss(fwd, Y)
             total += summed_loss(model, loss, X.size, X.shape[0])
             count += X.size
-            h = fwd.hn
+            h = fwd.final_state
     finally:
         model.train(training)
     if comm is not None:
