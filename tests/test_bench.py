@@ -46,3 +46,15 @@ def test_bench_refuses_an_unknown_configuration(capsys):
         main(["bench", "--configs", "char-huge"])
     assert e.value.code == 2
     assert "expected comma-separated configurations from: char-small-B1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_mpi_section_runs_two_ranks(capsys, monkeypatch):
+    from test_distributed import mpi_env
+
+    for name in ("PYTHONPATH", "OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"):
+        monkeypatch.setenv(name, mpi_env()[name])
+    args = ["bench", "--sections", "mpi", "--configs", "char-small-B32", "--rounds", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 ranks tok/s" in out and "char-small-B32" in out

@@ -17,6 +17,11 @@ generate    sampling at batch 1 (temperature 1), bptt.generate.sample against a
 memory      peak memory (tracemalloc, which sees NumPy's buffers) and time of one
             training step against T, full BPTT against checkpoint_every="auto".
 jax         with JAX installed: a jitted lax.scan of the same step at batch 1.
+mpi         (only when asked for) data-parallel updates under mpirun: one process
+            with all BLAS threads against N ranks with one BLAS thread each, the
+            same global batch; tokens/s and the shares of the update spent
+            computing, waiting for the slowest rank and in the Allreduce of
+            the gradient buffer (docs/distributed.md).
 
 The machine may be shared: rounds interleave the contenders so that load hits
 both alike, and medians are reported. Entry points: `bptt bench` and
@@ -25,7 +30,9 @@ benchmarks/bench_step.py.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import os
 import statistics
 import time
@@ -40,7 +47,8 @@ CONFIGS = {  # name: (K, H, T, B, mode)
     "word": (10000, 256, 35, 20, "many-to-many"),
     "long-many-to-one": (8, 128, 1000, 16, "many-to-one"),
 }
-SECTIONS = ("step", "profile", "generate", "memory", "jax")
+SECTIONS = ("step", "profile", "generate", "memory", "jax", "mpi")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # mpi starts mpirun: only when asked for
 LR = 1e-3
 
 
@@ -415,6 +423,179 @@ def run_jax(rounds: int, seconds: float, out=print) -> None:
     out(f"ratio {ratio(r['bptt'], r['jax']):.2f}")
 
 
+# ---- MPI data parallelism ------------------------------------------------------
+
+
+def mpi_updates(name: str, steps: int, rows: int | None = None) -> dict:
+    """Run `steps` data-parallel updates (loss_and_grads on this rank's rows of the global batch,
+    Barrier, Allreduce of the flat gradient buffer, SGD step) of configuration `name` after one
+    warm-up; this rank's seconds in each part, its rows and the gradient bytes. Runs in every
+    rank (or alone, in one process); the global batch must divide by the ranks. rows: compute on
+    only the first `rows` of this rank's block (the cost of a smaller batch per rank)."""
+    from bptt import RNNModel
+    from bptt.training import distributed
+    from bptt.training.optim import SGD
+
+    comm = distributed.communicator()
+    K, H, T, B, mode = CONFIGS[name]
+    model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T))
+    block = comm.rows(B)
+    if rows is not None:
+        block = slice(block.start, block.start + rows)
+    opt = SGD(lr=LR)
+    times = {"compute": 0.0, "wait": 0.0, "allreduce": 0.0, "step": 0.0}
+    cpu = 0.0  # the compute's CPU time: what it costs on an idle core (one BLAS thread), whatever the load
+    barrier = getattr(getattr(comm, "comm", None), "Barrier", lambda: None)
+    for i in range(steps + 1):
+        t0, c0 = time.perf_counter(), time.process_time()
+        _, grads = model.loss_and_grads(x[block], y[block])
+        t1, c1 = time.perf_counter(), time.process_time()
+        barrier()
+        t2 = time.perf_counter()
+        comm.allreduce(grads, 1.0 / comm.size, [0.0])
+        t3 = time.perf_counter()
+        opt.step(model.params, grads)
+        t4 = time.perf_counter()
+        if i:  # the first update is a warm-up
+            for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                times[key] += dt
+            cpu += c1 - c0
+    return {
+        "compute_cpu": cpu,
+        "ranks": comm.size,
+        "rows": block.stop - block.start,
+        "tokens": steps * B * T,
+        "bytes": sum(g.nbytes for g in grads.values()),
+        "seconds": sum(times.values()),
+        **times,
+    }
+
+
+def print_mpi_updates(name: str, steps: int) -> None:
+    """`mpi_updates` in every rank of an mpirun; rank 0 prints the result as a JSON line."""
+    import json
+
+    from bptt.training import distributed
+
+    result = mpi_updates(name, steps)
+    if distributed.communicator().is_root:
+        print(json.dumps(result))
+
+
+def run_mpi(configs: list[str], rounds: int, ranks: int = 2, repeats: int = 3, out=print) -> None:
+    """One process with the machine's BLAS threads against `ranks` ranks with one BLAS thread
+    each (mpirun from the `mpi` extra), `rounds` timed updates per configuration, the two
+    alternated `repeats` times (medians); then the compute per row at 1 row per rank, and the
+    projection of docs/distributed.md."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from bptt.errors import UsageError
+
+    mpirun = shutil.which("mpirun", path=os.path.dirname(sys.executable)) or shutil.which("mpirun")
+    if mpirun is None:
+        raise UsageError("the mpi benchmark needs mpirun and mpi4py: pip install 'bptt[mpi]'")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI refuses root unless told twice
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+    def launch(name: str) -> dict:
+        code = f"from bptt.bench import print_mpi_updates; print_mpi_updates({name!r}, {rounds})"
+        done = subprocess.run(
+            [mpirun, "-n", str(ranks), sys.executable, "-c", code], env=env, capture_output=True, text=True
+        )
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode or not lines:
+            raise UsageError(f"mpirun -n {ranks} failed: {' '.join(done.stderr.split()[-40:])}")
+        return json.loads(lines[-1])
+
+    def median_run(results: list[dict]) -> dict:
+        return sorted(results, key=lambda r: r["seconds"])[len(results) // 2]
+
+    out(
+        f"mpi: 1 process ({blas_name()}) against {ranks} ranks with 1 BLAS thread each; {rounds} updates, "
+        f"alternated {repeats} times (medians); {load()}"
+    )
+    out(
+        f"{'config':<14} {'grad MB':>8} {'1 proc tok/s':>13} {f'{ranks} ranks tok/s':>13} {'speed-up':>8} "
+        f"{'compute':>8} {'wait':>6} {'allreduce':>9} {'allreduce ms':>12}"
+    )
+    measured = {}
+    for name in configs:
+        ones, manys = [], []
+        for _ in range(repeats):
+            ones.append(mpi_updates(name, rounds))
+            manys.append(launch(name))
+        one, many = median_run(ones), median_run(manys)
+        rate1, rate = one["tokens"] / one["seconds"], many["tokens"] / many["seconds"]
+        total = many["seconds"]
+        out(
+            f"{name:<14} {many['bytes'] / 1e6:>8.2f} {rate1:>13,.0f} {rate:>13,.0f} {rate / rate1:>8.2f} "
+            f"{many['compute'] / total:>8.0%} {many['wait'] / total:>6.0%} {many['allreduce'] / total:>9.1%} "
+            f"{many['allreduce'] / rounds * 1e3:>12.2f}"
+        )
+        measured[name] = (many["compute_cpu"] / rounds / many["rows"], many["step"] / rounds, many["bytes"])
+    out("")
+    out(
+        "compute per row on 1 BLAS thread (t_row, CPU time: what an idle core takes, whatever the load): "
+        "with B/ranks rows per rank (above), with 1 row per rank"
+    )
+    rows_one = {}
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    for name in configs:
+        with threadpool_limits(1) if threadpool_limits else contextlib.nullcontext():
+            r = median_run([mpi_updates(name, rounds, rows=1) for _ in range(repeats)])
+        rows_one[name] = max(r["compute_cpu"] / rounds, measured[name][0])  # a row never costs less alone
+        out(f"{name:<14} {measured[name][0] * 1e3:>8.2f} ms {rows_one[name] * 1e3:>8.2f} ms")
+    out("")
+    out(
+        "projected speed-up over one rank (docs/distributed.md): an update of b rows per rank takes "
+        "b t_row + t_step + 2(N-1)/N S / bandwidth + latency log2 N; t_row, t_step, S measured above "
+        "(1 BLAS thread), latency assumed " + ", ".join(f"{lat * 1e6:g} us at {gbit:g} Gb/s" for gbit, lat in NETWORKS)
+    )
+    out(
+        "N=...: B rows per rank (global batch N B); strong: global batch B on 8 ranks, their rows at the "
+        f"cost of 1 row per rank (a lower bound); b*: rows per rank (at that cost) below which communication "
+        f"and step outweigh compute at N={PROJECT_N[-1]}"
+    )
+    out(
+        f"{'config':<14} {'t_row ms':>8} {'t_step ms':>9} {'network':>8} "
+        + " ".join(f"{f'N={n}':>7}" for n in PROJECT_N)
+        + f" {'b* rows':>8} {'strong':>14}"
+    )
+    for name, (t_row, t_step, nbytes) in measured.items():
+        B = CONFIGS[name][3]
+        for gbit, latency in NETWORKS:
+            cells = []
+            for n in PROJECT_N:
+                comm_s = allreduce_seconds(n, nbytes, gbit, latency)
+                cells.append(f"{n * (B * t_row + t_step) / (B * t_row + t_step + comm_s):>7.1f}")
+            big = allreduce_seconds(PROJECT_N[-1], nbytes, gbit, latency)
+            t_1 = rows_one[name]
+            strong = (B * t_row + t_step) / (B / 8 * t_1 + t_step + allreduce_seconds(8, nbytes, gbit, latency))
+            out(
+                f"{name:<14} {t_row * 1e3:>8.2f} {t_step * 1e3:>9.2f} {f'{gbit:g} Gb/s':>8} "
+                + " ".join(cells)
+                + f" {(big + t_step) / t_1:>8.1f} {f'{strong:.1f} (N=8)':>14}"
+            )
+
+
+NETWORKS = ((10.0, 20e-6), (100.0, 2e-6))  # (Gb/s, assumed per-message latency in seconds)
+PROJECT_N = (8, 64, 512)
+
+
+def allreduce_seconds(n: int, nbytes: int, gbit: float, latency: float) -> float:
+    """Ring (bandwidth) plus tree (latency) Allreduce: 2(n-1)/n S / bandwidth + latency log2 n."""
+    return 2 * (n - 1) / n * nbytes / (gbit * 1e9 / 8) + latency * math.log2(n)
+
+
 def run(
     sections: list[str],
     configs: list[str],
@@ -445,4 +626,6 @@ def run(
             run_memory(lengths, rounds, out=out)
         elif section == "jax":
             run_jax(rounds, seconds, out)
+        elif section == "mpi":
+            run_mpi([c for c in configs if CONFIGS[c][4] == "many-to-many"], rounds, out=out)
     out(f"[{load()}]")

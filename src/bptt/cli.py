@@ -8,6 +8,10 @@ exits 1. SIGINT (Ctrl-C) and SIGTERM during training save a checkpoint first and
 exit 130 and 143 (128 + the signal's number). Output into a pipe that closes
 early (`bptt generate RUN | head`) ends the command quietly, with status 0, as
 for any Unix filter.
+
+Under an MPI launcher (`mpirun -n N bptt train ...`, `bptt.training.distributed`)
+only rank 0 prints to stdout; the other ranks' errors go to stderr as
+`bptt: rank R: error: ...`.
 """
 
 from __future__ import annotations
@@ -85,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra:  # said by the subcommand's parser: its options are the ones to suggest, its --help the one to read
         _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = argv[argv.index(args.command) + 1 :]  # the subcommand's own flags, for config merging
+    prefix = "bptt:"
     try:
+        prefix = _mpi_rank_prefix()
         code = int(args.run(args) or 0)
         sys.stdout.flush()  # here, so that a closed pipe is caught below and not at exit
         return code
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except Interrupted as e:
-        print(f"bptt: interrupted: {e}", file=sys.stderr)
+        print(f"{prefix} interrupted: {e}", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print("bptt: interrupted", file=sys.stderr)
@@ -101,19 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     except (BpttError, ValueError) as e:
         if debug:
             raise
-        print(f"bptt: error: {_one_line(e)}", file=sys.stderr)
+        print(f"{prefix} error: {_one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # a file that cannot be read or written: permissions, a full disk, a missing directory
         if debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
-        print(f"bptt: error: {where}{_one_line(e) if not e.strerror else e.strerror}", file=sys.stderr)
+        print(f"{prefix} error: {where}{_one_line(e) if not e.strerror else e.strerror}", file=sys.stderr)
         return 2
     except MemoryError as e:
         if debug:
             raise
         print(
-            f"bptt: error: out of memory ({_one_line(e)}); use smaller sizes (--hidden-size, --batch-size, "
+            f"{prefix} error: out of memory ({_one_line(e)}); use smaller sizes (--hidden-size, --batch-size, "
             "--seq-length, --vocab-size)",
             file=sys.stderr,
         )
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(
-            f"bptt: internal error: {type(e).__name__}: {_one_line(e)} (re-run with --debug for the traceback)",
+            f"{prefix} internal error: {type(e).__name__}: {_one_line(e)} (re-run with --debug for the traceback)",
             file=sys.stderr,
         )
         return 1
@@ -142,6 +148,20 @@ def _silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def _mpi_rank_prefix() -> str:
+    """Under an MPI launcher with several ranks: silence stdout but on rank 0 and return the
+    prefix of this rank's error lines; "bptt:" otherwise (mpi4py is imported only under a launcher)."""
+    from bptt.training import distributed
+
+    if not distributed.launched_by_mpi():
+        return "bptt:"
+    comm = distributed.communicator()
+    if comm.is_root:
+        return "bptt:"
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    return f"bptt: rank {comm.rank}:"
 
 
 def _one_line(e: BaseException) -> str:

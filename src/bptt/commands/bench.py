@@ -3,7 +3,8 @@
 Sections: step (one training step per configuration, and its fraction of the
 GEMM-bound ceiling), profile (where a bptt step's time goes), generate (sampling at batch 1), memory (full BPTT against
 checkpoint_every="auto" for growing T; needs no torch), jax (only when JAX is
-installed). The step and generate sections need torch.
+installed), mpi (only when asked for: N ranks under mpirun against one process,
+docs/distributed.md). The step and generate sections need torch.
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--sections",
         type=_names(bench.SECTIONS, "comma-separated sections"),
-        default=list(bench.SECTIONS),
-        help="comma-separated, from: " + ", ".join(bench.SECTIONS) + " (default: all)",
+        default=list(bench.DEFAULT_SECTIONS),
+        help="comma-separated, from: "
+        + ", ".join(bench.SECTIONS)
+        + " (default: "
+        + ",".join(bench.DEFAULT_SECTIONS)
+        + ")",
     )
     p.add_argument(
         "--configs",

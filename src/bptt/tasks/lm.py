@@ -169,7 +169,7 @@ def finish(trainer, vocab) -> int:
         start = np.array([int(trainer.valid_ids[0] if trainer.valid_ids is not None else 0)])
         ids = sample(trainer.model, start, extra["sample_length"], temperature=extra["temperature"], rng=rng)
         texts.append(vocab.decode(np.concatenate([start, ids])))
-    if texts:
+    if texts and trainer.comm.is_root:  # under mpirun: rank 0 alone prints and writes
         print(f"samples (temperature {extra['temperature']}):")
         for t in texts:
             print("---\n" + t)

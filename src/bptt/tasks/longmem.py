@@ -308,7 +308,8 @@ def _finish(trainer, s: Spec) -> int:
         "criterion": s.criterion,
         "solved": ok,
     }
-    atomic_write_text(trainer.run_dir / "result.json", json.dumps(result, indent=1) + "\n")
+    if trainer.comm.is_root:  # under mpirun: rank 0 alone writes
+        atomic_write_text(trainer.run_dir / "result.json", json.dumps(result, indent=1) + "\n")
     base = f" (baseline {result['baseline_loss']:.4g})" if "baseline_loss" in result else ""
     print(
         f"stopped after {state['step']} updates ({state['stop_reason']}), {state['elapsed']:.1f} s; checkpoint in {trainer.run_dir}"

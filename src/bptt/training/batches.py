@@ -17,6 +17,9 @@ signals) is `bptt.training.loop.Loop`. A source is anything with
 so the data cursor of a checkpoint is just (epoch, k) and a resumed run sees
 exactly the batches an uninterrupted one would (shuffling, bucketing, word
 dropout and on-the-fly generation are all seeded by (seed, epoch, k)).
+
+Under MPI (`bptt.training.distributed`) every rank makes the same global batch
+and computes the gradient of its block of rows (`rows_of`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 from bptt.data.batching import Batch
 from bptt.errors import UsageError
 from bptt.model import SEQUENCE_MODES, RNNModel
+from bptt.training import distributed
 from bptt.training.loop import Loop, TrainOptions, check_finite, summed_loss
 
 
@@ -48,6 +52,16 @@ def n_targets(batch: Batch, model: RNNModel) -> int:
     return int(valid.sum())
 
 
+def rows_of(batch: Batch, rows: slice) -> Batch:
+    """The batch of rows `rows` of `batch` (every field is batch-first)."""
+    return Batch(
+        *(
+            None if a is None else a[rows]
+            for a in (batch.inputs, batch.targets, batch.mask, batch.cond, batch.loss_mask)
+        )
+    )
+
+
 class BatchTrainer(Loop):
     """Trains `model` on batches from `source`; `evaluate(model) -> {"valid_loss": ..., ...}`;
     `stop(record) -> reason or None` may end the run after an evaluation."""
@@ -66,6 +80,7 @@ class BatchTrainer(Loop):
         super().__init__(model, run_dir, opts, progress, log)
         if source.n_batches < 1:
             raise UsageError("source: no batches, expected at least one per epoch")
+        distributed.check_batch(opts.batch_size, self.comm)
         self.source = source
         self._evaluate = evaluate
         self._stop = stop
@@ -80,16 +95,25 @@ class BatchTrainer(Loop):
         return self.update(batch)
 
     def update(self, batch: Batch) -> tuple[float, int]:
-        """One update on `batch`; returns (mean loss per loss term in nats, number of loss terms)."""
-        m = self.model
-        fwd = m.forward(batch.inputs, batch.mask, cond=batch.cond)
-        loss, dZ = m.loss(fwd, batch.targets, batch.loss_mask)
-        check_finite(loss, {})
+        """One update on `batch` (this rank's rows of it under MPI); returns (mean loss per loss term
+        in nats, number of loss terms) of the whole batch."""
+        m, comm = self.model, self.comm
+        rows = comm.rows(batch.size)
+        empty = rows.start == rows.stop  # a last batch with fewer rows than ranks: compute on row 0, weigh it 0
+        rows = slice(0, 1) if empty else rows
+        local = batch if comm.size == 1 else rows_of(batch, rows)
+        fwd = m.forward(local.inputs, local.mask, cond=local.cond, rng=comm.dropout_rng(m.rng, batch.size, rows))
+        loss, dZ = m.loss(fwd, local.targets, local.loss_mask)
+        if comm.size == 1:  # under MPI: found in the summed loss
+            check_finite(loss, {})
         grads, _ = m.backward(fwd, dZ)
-        check_finite(loss, grads)
-        self.apply_update(grads)
-        n = max(n_targets(batch, m), 1)
-        return summed_loss(m, loss, n, batch.size) / n, n
+        if comm.size == 1:
+            n = max(n_targets(batch, m), 1)
+            return self.apply_update(grads, summed_loss(m, loss, n, batch.size), n)
+        n = 0 if empty else n_targets(local, m)
+        share = 0.0 if empty else distributed.share(m.reduction, (n, local.size), (n_targets(batch, m), batch.size))
+        loss, n = self.apply_update(grads, summed_loss(m, loss, n, local.size) if n else 0.0, n, share)
+        return loss, max(n, 1)
 
     def evaluate(self) -> dict:
         return {} if self._evaluate is None else self._evaluate(self.model)

@@ -33,6 +33,7 @@ import socket
 from pathlib import Path
 
 from bptt.errors import CheckpointError, UsageError
+from bptt.training import distributed
 
 LOCK = ".bptt-lock"
 HOLDER = ".bptt-lock.json"
@@ -81,8 +82,8 @@ def hold(run_dir: str | os.PathLike, args=None, *, create: bool = True, what: st
     what = what or str(run_dir)
     if _key(run_dir) in _HELD:
         return _HELD[_key(run_dir)]
-    if os.environ.get("BPTT_NO_LOCK") == "1":
-        return None
+    if os.environ.get("BPTT_NO_LOCK") == "1" or not distributed.communicator().is_root:
+        return None  # under mpirun rank 0 alone writes the run directory, and holds its lock
     created = False
     while True:
         if not run_dir.is_dir():

@@ -27,6 +27,10 @@ With `diagnostics` on, every update's gradient norm per tensor (before
 clipping), the global norm and whether clipping fired are kept and appended
 to RUN_DIR/grad-norms.jsonl at each checkpoint, so the file always matches
 the last checkpoint and a resumed run neither loses nor repeats a line.
+
+Under an MPI launcher (`mpirun -n N bptt train ...`) the subclass computes the gradient of
+its rows of the global batch and `apply_update` sums the ranks' gradients
+(`bptt.training.distributed`); only rank 0 prints and writes the run directory.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import numpy as np
 
 from bptt.errors import CheckpointError, Interrupted, UsageError
 from bptt.model import RNNModel
-from bptt.training import checkpoint, clipping
+from bptt.training import checkpoint, clipping, distributed
 from bptt.training.optim import make_optimizer
 from bptt.training.schedules import ReduceOnPlateau, StepDecay
 
@@ -114,9 +118,10 @@ class Loop:
         fit returns or raises."""
         if opts.monitor_mode not in ("min", "max"):
             raise UsageError(f"monitor_mode: got {opts.monitor_mode!r}, expected min or max")
-        self.model, self.opts, self.log = model, opts, log
+        self.comm = distributed.communicator()
+        self.model, self.opts, self.log = model, opts, log if self.comm.is_root else _silent
         self.run_dir = None if run_dir is None else Path(run_dir)
-        self.progress = progress
+        self.progress = progress if self.comm.is_root else None
         if opts.nesterov and opts.optimizer != "momentum":
             raise UsageError(f"--nesterov: needs --optimizer momentum, got --optimizer {opts.optimizer}")
         kw = {"momentum": opts.momentum, "nesterov": opts.nesterov} if opts.optimizer == "momentum" else {}
@@ -149,6 +154,10 @@ class Loop:
         self._tensorboard = None  # its EventWriter, while fit runs with opts.tensorboard
         self._update: dict = {}  # the last update's gradient norms per tensor (before clipping), clipped, grads
         self.text_sample = None  # model -> str: generated text or predictions, for TensorBoard (set by the task)
+        # what the ranks agreed on in the last update's Allreduce (see `apply_update`)
+        self._signalled: list[str] = []
+        self._start = time.perf_counter()
+        self._stop_agreed, self._elapsed_agreed = False, 0.0
 
     # ---- what a subclass provides -----------------------------------------
 
@@ -159,7 +168,8 @@ class Loop:
 
     def train_step(self) -> tuple[float, int]:
         """One update on the batch at the cursor (state["epoch"], state["chunk"]):
-        BPTT, `self.apply_update(grads)`; returns (mean loss per token in nats, tokens)."""
+        BPTT on this rank's rows, `self.apply_update(...)`; returns (mean loss per token in nats,
+        tokens) of the whole global batch."""
         raise NotImplementedError
 
     def evaluate(self) -> dict:
@@ -196,10 +206,23 @@ class Loop:
 
     # ---- one update --------------------------------------------------------
 
-    def apply_update(self, grads: dict[str, np.ndarray]) -> None:
-        """Clip the gradients (as configured) and let the optimizer take its step."""
+    def apply_update(
+        self, grads: dict[str, np.ndarray], loss_sum: float, n: int, share: float = 1.0
+    ) -> tuple[float, int]:
+        """Sum the ranks' gradients (share: this rank's factor, `distributed.share`), check them,
+        clip (as configured) and let the optimizer take its step. loss_sum: this rank's loss summed
+        over its n loss terms. Returns (mean loss per term, terms) of the global batch; NonFinite
+        (on every rank alike) when the summed loss or a gradient is not finite."""
+        if self.comm.size > 1:
+            stop = 1.0 if self._signalled else 0.0
+            red = self.comm.allreduce(grads, share, [loss_sum, n, stop, time.perf_counter() - self._start])
+            loss_sum, n = float(red[0]), int(round(red[1]))
+            self._stop_agreed = self._stop_agreed or red[2] > 0
+            self._elapsed_agreed = float(red[3]) / self.comm.size
+        check_finite(loss_sum, grads)
         self._clip(grads)
         self.optimizer.step(self.model.params, grads)
+        return loss_sum / max(n, 1), n
 
     def _clip(self, grads) -> None:
         o = self.opts
@@ -238,31 +261,34 @@ class Loop:
         """Train until max_epochs, max_time or early stopping; checkpoint at every evaluation."""
         o, s = self.opts, self.state
         total = int(math.ceil(o.max_epochs * self.n_batches))
-        start = time.perf_counter() - s["elapsed"]
+        start = self._start = time.perf_counter() - s["elapsed"]
         self._tick = (time.perf_counter(), s["tokens"])
         self.model.train()
         if o.tensorboard:
             from bptt.training import tensorboard
 
             tensorboard.check_installed()
-        created = not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: everything has been checked
-        if o.tensorboard:
-            self._tensorboard = tensorboard.EventWriter(self.run_dir)
+        created = self.comm.is_root and not self.run_dir.exists()
+        if self.comm.is_root:
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: everything has been checked
+            if o.tensorboard:
+                self._tensorboard = tensorboard.EventWriter(self.run_dir)
         if self.good is None:
             self.good = self._snapshot()
         stop_reason = None
         try:
             # overflow to inf/nan is caught (rollback, then a one-line error), not printed as warnings
             with _stop_signals() as signalled, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                while s["step"] < total and not signalled and stop_reason is None:
+                self._signalled = signalled
+                while s["step"] < total and not self._stopping() and stop_reason is None:
                     stop_reason = self._one(total, start)
-                if signalled:
+                if self._stopping():
                     self.save()
+                    name = signalled[0] if signalled else "SIGTERM"  # another rank's signal
                     raise Interrupted(
-                        f"{signalled[0]} at step {s['step']}; checkpoint saved in {self.run_dir}; "
+                        f"{name} at step {s['step']}; checkpoint saved in {self.run_dir}; "
                         f"continue with: bptt train --resume {self.run_dir}",
-                        signal.Signals[signalled[0]],
+                        signal.Signals[name],
                     )
         except BaseException:
             if created and not checkpoint.is_run_dir(self.run_dir):  # failed before its first checkpoint: leave nothing
@@ -275,6 +301,11 @@ class Loop:
                 self._tensorboard = None
         s["stop_reason"] = stop_reason or "max epochs"
         return s
+
+    def _stopping(self) -> bool:
+        """A signal asked to stop: this process's, or under MPI any rank's as of the last update
+        (so that every rank stops after the same one)."""
+        return self._stop_agreed if self.comm.size > 1 else bool(self._signalled)
 
     def _one(self, total: int, start: float) -> str | None:
         """One update with its bookkeeping; a stop reason, or None to go on."""
@@ -289,8 +320,10 @@ class Loop:
         s["loss_sum"] += loss * n_tokens
         s["loss_tokens"] += n_tokens
         self._advance_cursor()
-        s["elapsed"] = time.perf_counter() - start
-        if o.tensorboard:
+        s["elapsed"] = self._elapsed_agreed if self.comm.size > 1 else time.perf_counter() - start
+        if s["step"] % distributed.CHECK_EVERY == 0:
+            self.comm.check_same(self.model.params)
+        if o.tensorboard and self.comm.is_root:
             self._record_update(loss)
         if self.progress is not None:
             self.progress(s, self.running_summary(), total)
@@ -356,9 +389,10 @@ class Loop:
             if isinstance(self.schedule, ReduceOnPlateau):
                 self.schedule.step(value if o.monitor_mode == "min" else -value)
         s["loss_sum"], s["loss_tokens"], s["clipped"] = 0.0, 0, 0
-        checkpoint.append_jsonl(self.run_dir / "metrics.jsonl", record)
-        if o.tensorboard:
-            self._record_evaluation(record)
+        if self.comm.is_root:
+            checkpoint.append_jsonl(self.run_dir / "metrics.jsonl", record)
+            if o.tensorboard:
+                self._record_evaluation(record)
         self.log_metrics(record)
         self.save()
         if improved and o.keep_best:
@@ -407,26 +441,31 @@ class Loop:
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
             "rng": self.model.rng.bit_generator.state,
             "lr": self.optimizer.lr,
+            "ranks": self.comm.size,  # MPI processes (any number can resume: the data layout depends on B only)
         }
         params = {k: v.copy() for k, v in self.model.params.items()}
         return {"params": params, "arrays": {k: v.copy() for k, v in arrays.items()}, "train": train}
 
     def save(self) -> None:
+        """Checkpoint (rank 0 writes, the others wait for it; every rank keeps the snapshot for rollbacks)."""
         self.good = self._snapshot()
-        checkpoint.save(
-            self.run_dir,
-            self.good["params"],
-            self.model.config.to_dict(),
-            self.good["train"],
-            self.good["arrays"],
-            keep=self.opts.keep,
-        )
-        for record in self._grad_log:  # after the checkpoint: a crash in between loses lines, never repeats them
-            checkpoint.append_jsonl(self.run_dir / "grad-norms.jsonl", record)
+        self.comm.check_same(self.model.params)
+        if self.comm.is_root:
+            checkpoint.save(
+                self.run_dir,
+                self.good["params"],
+                self.model.config.to_dict(),
+                self.good["train"],
+                self.good["arrays"],
+                keep=self.opts.keep,
+            )
+            for record in self._grad_log:  # after the checkpoint: a crash in between loses lines, never repeats them
+                checkpoint.append_jsonl(self.run_dir / "grad-norms.jsonl", record)
         self._grad_log.clear()
         if self._tensorboard is not None:  # likewise
             self._tensorboard.write(self._events)
         self._events.clear()
+        self.comm.barrier()  # no rank goes on (or exits) while the checkpoint is half-written
 
     # ---- TensorBoard (opts.tensorboard) ------------------------------------
 
@@ -466,13 +505,15 @@ class Loop:
     def save_best(self) -> None:
         """The checkpoint just saved, also as run_dir/best: a complete run directory of its own
         (`bptt predict RUN_DIR/best`), replaced whenever the monitored metric improves."""
-        checkpoint.save(
-            self.run_dir / "best",
-            self.good["params"],
-            self.model.config.to_dict(),
-            self.good["train"],
-            self.good["arrays"],
-        )
+        if self.comm.is_root:
+            checkpoint.save(
+                self.run_dir / "best",
+                self.good["params"],
+                self.model.config.to_dict(),
+                self.good["train"],
+                self.good["arrays"],
+            )
+        self.comm.barrier()
 
     def restore(self, snap: dict) -> None:
         """Put the trainer back exactly where `snap` (a snapshot or a loaded checkpoint) was."""
@@ -515,7 +556,9 @@ class Loop:
                 f"{where}: the training state does not fit this run ({type(e).__name__}: {e})"
             ) from None
         self.good = self._snapshot()
-        if self.run_dir is not None:  # a kill between logging and committing: log those steps once
+        if (
+            self.run_dir is not None and self.comm.is_root
+        ):  # a kill between logging and committing: log those steps once
             checkpoint.trim_metrics(self.run_dir / "metrics.jsonl", self.state["step"])
 
     def _rollback(self, what: str) -> None:
@@ -604,6 +647,10 @@ def summed_loss(model: RNNModel, loss: float, n_tokens: int, batch_size: int) ->
     if model.reduction == "sum":
         return loss
     return loss * batch_size  # sum over time, mean over sequences
+
+
+def _silent(*args, **kwargs) -> None:
+    """The log of an MPI rank other than 0: it prints nothing."""
 
 
 @contextlib.contextmanager

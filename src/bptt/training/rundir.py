@@ -65,9 +65,9 @@ def choose_run_dir(args, name: str) -> Path:
             raise UsageError(
                 f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it"
             )
-        for f in entries:
+        for f in entries:  # under mpirun every rank deletes: a file may be gone already
             if _run_file(f):
-                shutil.rmtree(f) if f.is_dir() else f.unlink()
+                shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
     return out
 
 

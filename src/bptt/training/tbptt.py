@@ -20,6 +20,9 @@ its first dropped steps, taken from this window's forward pass.
 The loop itself (clipping, optimizer, evaluation, checkpoints, rollback on a
 non-finite loss, signals) is `bptt.training.loop.Loop`, shared with every task; this
 file adds the streams and the state carried between windows.
+
+Under MPI (`bptt.training.distributed`) rank r reads only its block of the B
+streams and carries only their state; a checkpoint holds the state of all B.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 
 from bptt.errors import CheckpointError, DataError, UsageError
 from bptt.model import RNNModel
+from bptt.training import distributed
 from bptt.training.loop import Loop, NonFinite, TrainOptions, check_finite, default_progress, summed_loss
 
 __all__ = ["Trainer", "TrainOptions", "NonFinite", "evaluate_stream", "default_progress"]
@@ -71,7 +75,9 @@ class Trainer(Loop):
         super().__init__(model, run_dir, opts, progress, log)
         self.streams = Streams(train_ids, opts.batch_size, opts.seq_length)
         self.valid_ids = valid_ids
-        B = opts.batch_size
+        distributed.check_batch(opts.batch_size, self.comm)
+        self.rows = self.comm.rows(opts.batch_size)  # this rank's streams
+        B = self.rows.stop - self.rows.start
         self.h = model.zero_state(B)  # the state that starts the next window
         self.history = np.zeros((B, 0, 2), dtype=np.int64)  # (inputs, targets) of the window before the new chunk
 
@@ -81,12 +87,13 @@ class Trainer(Loop):
 
     def train_step(self) -> tuple[float, int]:
         X, Y = self.streams.chunk(self.state["chunk"])
-        return self.update(X, Y), X.size
+        return self.update(X[self.rows], Y[self.rows]), X.size
 
     # ---- one update --------------------------------------------------------
 
     def update(self, X: np.ndarray, Y: np.ndarray) -> float:
-        """One TBPTT update on a new chunk X, Y (B, k1); returns the chunk's loss per token (nats)."""
+        """One TBPTT update on a new chunk X, Y (B, k1) of this rank's streams; returns the loss per
+        token (nats) of the chunk of all streams."""
         m, o = self.model, self.opts
         k1 = X.shape[1]
         inputs = np.concatenate([self.history[:, :, 0], X], axis=1) if self.history.size else X
@@ -96,37 +103,40 @@ class Trainer(Loop):
         if T > k1:
             loss_mask = np.zeros(inputs.shape, bool)
             loss_mask[:, T - k1 :] = True
-        fwd = m.forward(inputs, h0=self.h)
+        fwd = m.forward(inputs, h0=self.h, rng=self.comm.dropout_rng(m.rng, o.batch_size, self.rows))
         loss, dZ = m.loss(fwd, targets, loss_mask)
         where = ""
-        if not math.isfinite(loss):
+        if not math.isfinite(loss) and self.comm.size == 1:  # under MPI: found in the summed loss
             bad = np.flatnonzero(~np.isfinite(fwd.Z).all(axis=(1, 2)))
             where = f" at time step {int(bad[0]) - (T - k1)} of the chunk" if bad.size else ""
-        check_finite(loss, {}, where)
+            check_finite(loss, {}, where)
         grads, _ = m.backward(fwd, dZ, o.horizon)
-        check_finite(loss, grads)
+        n_tokens = int(loss_mask.sum()) if loss_mask is not None else X.size
+        B, N = X.shape[0], self.comm.size
+        share = distributed.share(m.reduction, (n_tokens, B), (n_tokens * N, B * N))
         # the next window: the last k2 steps; it starts from the state after the steps it drops,
         # taken before the update (memory-saving BPTT recomputes it with the parameters in place)
         keep = o.window() - o.seq_length
         h_next = m.state_after(fwd, T - keep) if T - keep > 0 else self.h
-        self.apply_update(grads)
+        mean, _ = self.apply_update(grads, summed_loss(m, loss, n_tokens, B), n_tokens, share)
         self.h = h_next
         both = np.stack([inputs, targets], axis=2)
         self.history = both[:, T - min(keep, T) :] if keep else both[:, :0]
-        n_tokens = int(loss_mask.sum()) if loss_mask is not None else X.size
-        return summed_loss(m, loss, n_tokens, X.shape[0]) / n_tokens
+        return mean
 
     # ---- what the loop asks of a task ---------------------------------------
 
     def on_epoch(self) -> None:
         """A new epoch: every stream starts over from h = 0."""
-        self.h = self.model.zero_state(self.opts.batch_size)
+        self.h = self.model.zero_state(self.rows.stop - self.rows.start)  # this rank's streams
         self.history = self.history[:, :0]
 
     def carried_arrays(self) -> dict[str, np.ndarray]:
-        """The carried state, one array per state part ("h", and "c" for a two-part state)."""
+        """The carried state, one array per state part ("h", and "c" for a two-part state), and the
+        history, of all B streams (gathered from the ranks)."""
         parts = self.h if isinstance(self.h, tuple) else (self.h,)
-        return {**dict(zip(self.model.cell.state_names, parts)), "history": self.history}
+        parts = [self.comm.gather_rows(p, 1) for p in parts]
+        return {**dict(zip(self.model.cell.state_names, parts)), "history": self.comm.gather_rows(self.history, 0)}
 
     def restore_carried(self, arrays: dict[str, np.ndarray]) -> None:
         history = arrays["history"]
@@ -140,7 +150,7 @@ class Trainer(Loop):
                 raise CheckpointError(f"state.{name}: missing, expected the carried state part {name} {expected}")
             if h.shape != expected or h.dtype.kind != "f":
                 raise CheckpointError(f"state.{name} has shape {h.shape}, expected {expected}")
-            parts.append(h.astype(self.model.dtype))
+            parts.append(h[:, self.rows].astype(self.model.dtype))
         if (
             history.ndim != 3
             or history.shape[0] != B
@@ -152,12 +162,12 @@ class Trainer(Loop):
         if history.size and (history.min() < 0 or history.max() >= self.model.vocab_size):
             raise CheckpointError(f"state.history holds ids outside 0..{self.model.vocab_size - 1}")
         self.h = parts[0] if len(parts) == 1 else tuple(parts)
-        self.history = history.astype(np.int64)
+        self.history = history[self.rows].astype(np.int64)
 
     def evaluate(self) -> dict:
         if self.valid_ids is None:
             return {}
-        valid = evaluate_stream(self.model, self.valid_ids)
+        valid = evaluate_stream(self.model, self.valid_ids, comm=self.comm)
         return {"valid_loss": valid, **_per_token_metrics("valid", valid, self.level)}
 
     def train_metrics(self, train_loss: float) -> dict:
@@ -175,21 +185,24 @@ class Trainer(Loop):
         return parts
 
 
-def evaluate_stream(model: RNNModel, ids: np.ndarray, batch_size: int = 16, seq_length: int = 100) -> float:
-    """Mean cross-entropy per token (nats) of predicting ids[t+1] from ids[..t], in B streams."""
+def evaluate_stream(model: RNNModel, ids: np.ndarray, batch_size: int = 16, seq_length: int = 100, comm=None) -> float:
+    """Mean cross-entropy per token (nats) of predicting ids[t+1] from ids[..t], in B streams
+    (with an MPI `comm`: each rank reads its block of the streams and the sums are reduced)."""
     from bptt.data.streams import Streams
 
     n = len(ids) - 1
     B = max(1, min(batch_size, n // max(seq_length, 1)))
     T = min(seq_length, n // B)
     streams = Streams(ids, B, T)
+    rows = slice(0, B) if comm is None else comm.rows(B)
     training = model.training
     model.eval()
-    h = model.zero_state(B)
+    h = model.zero_state(rows.stop - rows.start)
     total, count = 0.0, 0
     try:
-        for k in range(streams.n_chunks):
+        for k in range(streams.n_chunks if rows.stop > rows.start else 0):
             X, Y = streams.chunk(k)
+            X, Y = X[rows], Y[rows]
             fwd = model.forward(X, h0=h)
             loss, _ = model.loss(fwd, Y)
             total += summed_loss(model, loss, X.size, X.shape[0])
@@ -197,6 +210,8 @@ def evaluate_stream(model: RNNModel, ids: np.ndarray, batch_size: int = 16, seq_
             h = fwd.final_state
     finally:
         model.train(training)
+    if comm is not None:
+        total, count = comm.sum([total, count])
     return total / count
 
 
