@@ -155,7 +155,7 @@ def _head(model, Hs, real, targets, loss_mask):
         feat = H.reshape(T * B, -1)
     else:
         if loss_mask is not None:
-            raise ValueError(f"loss_mask: only for sequence outputs, got mode={model.mode!r}")
+            raise UsageError(f"loss_mask: only for sequence outputs, got mode={model.mode!r}")
         Y = model._prepare_targets(targets, (B,))
         terms = np.ones(B, bool)
         kind = "last" if model.mode == "one-to-one" else model.pooling
