@@ -554,3 +554,21 @@ def test_fresh_plateau_state_is_json():
 def test_bad_schedule_options(make, option):
     with pytest.raises(UsageError, match=option):
         make(optim.make_optimizer("sgd", 1.0))
+
+
+@pytest.mark.parametrize("name, kw", CASES, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [False, True])
+def test_blocked_updates_are_the_whole_array_updates_bit_for_bit(name, kw, dtype, threads, monkeypatch):
+    """Large parameters are updated in cache-sized blocks (on two threads from PARALLEL on):
+    the same elementwise operations, so the same bits as whole-array passes."""
+    grads = grad_sequence(dtype, steps=6)
+    whole = make_params(dtype)
+    run(name, kw, whole, grads, halve_at=3)
+    monkeypatch.setattr(optim, "BLOCK", 5)  # head.V has 24 elements: 5 blocks, the last one short
+    monkeypatch.setattr(optim, "PARALLEL", 20 if threads else 10**9)
+    blocked = make_params(dtype)
+    opt = run(name, kw, blocked, grads, halve_at=3)
+    for k in whole:
+        np.testing.assert_array_equal(blocked[k], whole[k], err_msg=k)
+    assert all(v.dtype == dtype for v in opt.state.values())
