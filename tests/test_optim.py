@@ -572,3 +572,15 @@ def test_blocked_updates_are_the_whole_array_updates_bit_for_bit(name, kw, dtype
     for k in whole:
         np.testing.assert_array_equal(blocked[k], whole[k], err_msg=k)
     assert all(v.dtype == dtype for v in opt.state.values())
+
+
+def test_float32_norm_in_blocks_is_the_float64_norm(monkeypatch):
+    """A large float32 gradient's norm is summed block by block in float64: the float64 norm to round-off."""
+    rng = np.random.default_rng(3)
+    g = (rng.standard_normal((7, 11)) * 1e3).astype(np.float32)
+    want = math.sqrt(float(np.sum(g.astype(np.float64) ** 2)))
+    monkeypatch.setattr(clipping, "BLOCK", 10)  # 77 elements: 8 blocks, the last one short
+    assert clipping.tensor_norm(g) == pytest.approx(want, rel=1e-14)
+    big = np.full(20, 3e38, np.float32)  # float64 squares do not overflow; the norm is finite
+    assert clipping.tensor_norm(big) == pytest.approx(3e38 * math.sqrt(20), rel=1e-7)
+    assert math.isnan(clipping.tensor_norm(np.array([1.0] * 15 + [np.nan], np.float32)))

@@ -37,34 +37,15 @@ bit for bit.
 from __future__ import annotations
 
 import inspect
-import os
-import threading
 
 import numpy as np
 
-from bptt import checks
+from bptt import blas, checks
 from bptt.errors import CheckpointError, UsageError
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
 BLOCK = 65536  # elements per block: the update's arrays of one block stay in cache
 PARALLEL = 2**20  # elements from which a parameter's blocks are shared by two threads
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _threads():
-    """A two-thread pool (made once), or None on a single core."""
-    global _pool
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores < 2:
-        return None
-    with _pool_lock:
-        if _pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _pool = ThreadPoolExecutor(2, thread_name_prefix="bptt-optim")
-    return _pool
 
 
 def check_lr(lr) -> None:
@@ -133,13 +114,7 @@ class Optimizer:
                 e = min(s + BLOCK, stop)
                 math(*(a[s:e] for a in flat), t1[: e - s], t2[: e - s])
 
-        pool = _threads() if n >= PARALLEL else None
-        if pool is None:
-            blocks(0, n, 0)
-            return
-        half = (n // 2 // BLOCK) * BLOCK
-        for f in [pool.submit(blocks, 0, half, 1), pool.submit(blocks, half, n, 2)]:
-            f.result()
+        blas.halves(blocks, n, BLOCK, n >= PARALLEL)
 
     def _buffer(self, kind: str, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
         key = f"{kind}.{name}"
