@@ -132,3 +132,17 @@ def test_converge_reaches_a_lenient_target_on_both_sides():
         assert r[side]["valid"] <= 2.6 and r[side]["updates"] % 10 == 0 and r[side]["seconds"] > 0
     # the same model, data and optimizer: both get there after the same number of updates (to float round-off)
     assert abs(r["bptt"]["updates"] - r["torch"]["updates"]) <= 10
+
+
+def test_converge_table_prints_both_times_and_the_ratio(monkeypatch):
+    from bptt import bench
+
+    real = bench.converge_data
+    monkeypatch.setattr(bench, "converge_data", lambda spec, text=None: real(spec, TEXT))
+    monkeypatch.setitem(bench.CONVERGE, "tiny", TINY)
+    lines = []
+    bench.run_converge(["tiny"], 100.0, 60.0, eval_every=5, out=lines.append)  # any loss is below 100 nats
+    assert lines[0].startswith("# cpu:")
+    row = next(line.split() for line in lines if line.startswith("tiny"))
+    assert row[1] == "100.00" and row[3] == row[5] == "5"  # both stopped at the first evaluation
+    assert float(row[6]) > 0 and float(row[2]) >= 0 and float(row[4]) >= 0  # torch/bptt, seconds each

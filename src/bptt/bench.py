@@ -515,14 +515,15 @@ def run_converge(names: list[str], target: float | None, budget: float, eval_eve
         cells = []
         for side in ("bptt", "torch"):
             x = r[side]
-            s = f"{x['seconds']:.1f}" if x["reached"] else f">{x['seconds']:.0f}"
+            s = f"{x['seconds']:.2f}" if x["reached"] else f">{x['seconds']:.0f}"
             cells.append(f"{s:>8} {x['updates']:>7}")
         both = r["bptt"]["reached"] and r["torch"]["reached"]
         ratio_s = f"{r['torch']['seconds'] / r['bptt']['seconds']:.2f}" if both else "-"
         out(f"{name:<12} {r['target']:>6.2f} {cells[0]} {cells[1]} {ratio_s:>10}")
         if not both:
+            missed = " and ".join(side for side in ("bptt", "torch") if not r[side]["reached"])
             out(
-                f"  not reached within the budget: last valid loss bptt {r['bptt']['valid']:.3f}, "
+                f"  {missed}: not reached within the budget; last valid loss bptt {r['bptt']['valid']:.3f}, "
                 f"torch {r['torch']['valid']:.3f}"
             )
 
