@@ -584,3 +584,24 @@ def test_float32_norm_in_blocks_is_the_float64_norm(monkeypatch):
     big = np.full(20, 3e38, np.float32)  # float64 squares do not overflow; the norm is finite
     assert clipping.tensor_norm(big) == pytest.approx(3e38 * math.sqrt(20), rel=1e-7)
     assert math.isnan(clipping.tensor_norm(np.array([1.0] * 15 + [np.nan], np.float32)))
+
+
+FORKED = """
+import os, numpy as np
+from bptt.training import optim
+optim.PARALLEL, optim.BLOCK = 10, 4
+opt, p, g = optim.Adam(), {"x": np.ones(40)}, {"x": np.ones(40)}
+opt.step(p, g)  # the two-thread pool exists now
+pid = os.fork()
+if pid == 0:
+    opt.step(p, g)  # the child's pool has no threads: a new one is made
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_updates_on_two_threads_without_hanging():
+    r = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

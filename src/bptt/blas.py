@@ -59,6 +59,16 @@ def pool():
     return _pool
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: make a new pool when one is needed."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def halves(fn, n: int, step: int, parallel: bool) -> None:
     """fn(start, stop, worker) over [0, n): on two threads (workers 1 and 2, the split at a
     multiple of `step`) when `parallel` and a pool exists, else fn(0, n, 0) here."""
