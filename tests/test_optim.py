@@ -591,7 +591,9 @@ import os, numpy as np
 from bptt.training import optim
 optim.PARALLEL, optim.BLOCK = 10, 4
 opt, p, g = optim.Adam(), {"x": np.ones(40)}, {"x": np.ones(40)}
-opt.step(p, g)  # the two-thread pool exists now
+from bptt import blas
+while len(blas.pool()._threads) < 2:  # both of the pool's threads started, and idle
+    opt.step(p, g)
 pid = os.fork()
 if pid == 0:
     opt.step(p, g)  # the child's pool has no threads: a new one is made
@@ -603,5 +605,5 @@ raise SystemExit(os.waitstatus_to_exitcode(status))
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork is POSIX only")
 def test_a_forked_child_updates_on_two_threads_without_hanging():
-    r = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
