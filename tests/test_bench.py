@@ -122,6 +122,7 @@ def test_converge_starts_both_sides_from_the_same_weights():
     np.testing.assert_array_equal(p["head.c"], lin.bias.detach().numpy())
 
 
+@pytest.mark.slow
 def test_converge_reaches_a_lenient_target_on_both_sides():
     from bptt.bench import converge
 
