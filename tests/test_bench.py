@@ -116,8 +116,9 @@ def test_converge_starts_both_sides_from_the_same_weights():
     for layer in range(2):
         np.testing.assert_array_equal(p[f"rnn{layer}.U"], getattr(rnn, f"weight_ih_l{layer}").detach().numpy())
         np.testing.assert_array_equal(p[f"rnn{layer}.W"], getattr(rnn, f"weight_hh_l{layer}").detach().numpy())
-        b = getattr(rnn, f"bias_ih_l{layer}") + getattr(rnn, f"bias_hh_l{layer}")
-        np.testing.assert_array_equal(p[f"rnn{layer}.b"], b.detach().numpy())
+        np.testing.assert_array_equal(p[f"rnn{layer}.b"], getattr(rnn, f"bias_ih_l{layer}").detach().numpy())
+        bias_hh = getattr(rnn, f"bias_hh_l{layer}")  # one trained bias per layer on both sides
+        assert not bias_hh.requires_grad and not bias_hh.detach().numpy().any()
     np.testing.assert_array_equal(p["head.V"], lin.weight.detach().numpy())
     np.testing.assert_array_equal(p["head.c"], lin.bias.detach().numpy())
 

@@ -404,7 +404,8 @@ def converge_setup(spec: dict, K: int, seed: int = 0):
 
     torch.nn.RNN(K, H, num_layers) + nn.Linear(H, K) on one-hot inputs; the bptt
     RNNModel(vocab_size=K) takes their weights through bptt.interop.from_torch
-    (b = bias_ih + bias_hh; torch keeps bias_hh, whose gradient equals bias_ih's)."""
+    (b = bias_ih + bias_hh). torch's bias_hh is then folded into bias_ih and frozen at 0,
+    so that both sides train one bias per layer (two would each take an Adam step)."""
     torch = import_torch()
     from bptt import RNNModel
     from bptt.interop import from_torch
@@ -412,6 +413,10 @@ def converge_setup(spec: dict, K: int, seed: int = 0):
     torch.manual_seed(seed)
     rnn = torch.nn.RNN(K, spec["H"], num_layers=spec["layers"], nonlinearity="tanh", batch_first=True)
     lin = torch.nn.Linear(spec["H"], K)
+    with torch.no_grad():  # one bias per layer as in bptt: torch's two would each take an Adam step
+        for layer in range(spec["layers"]):
+            getattr(rnn, f"bias_ih_l{layer}").add_(getattr(rnn, f"bias_hh_l{layer}"))
+            getattr(rnn, f"bias_hh_l{layer}").zero_().requires_grad_(False)
     features = from_torch(rnn, lin, reduction="mean")
     model = RNNModel(vocab_size=K, hidden_size=spec["H"], num_layers=spec["layers"], output_size=K, reduction="mean")
     for name, value in features.params.items():
@@ -446,7 +451,7 @@ def converge(
     model, rnn, lin = converge_setup(spec, K)
     streams = Streams(train, spec["B"], spec["T"])
     opt = Adam(lr=spec["lr"])
-    tparams = list(rnn.parameters()) + list(lin.parameters())
+    tparams = [p for p in list(rnn.parameters()) + list(lin.parameters()) if p.requires_grad]
     topt = torch.optim.Adam(tparams, lr=spec["lr"])
     h = {"bptt": model.zero_state(spec["B"]), "torch": torch.zeros(spec["layers"], spec["B"], spec["H"])}
 
