@@ -583,3 +583,56 @@ def test_fresh_plateau_state_is_json():
 def test_bad_schedule_options(make, option):
     with pytest.raises(UsageError, match=option):
         make(optim.make_optimizer("sgd", 1.0))
+
+
+@pytest.mark.parametrize("name, kw", CASES, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [False, True])
+def test_blocked_updates_are_the_whole_array_updates_bit_for_bit(name, kw, dtype, threads, monkeypatch):
+    """Large parameters are updated in cache-sized blocks (on two threads from PARALLEL on):
+    the same elementwise operations, so the same bits as whole-array passes."""
+    grads = grad_sequence(dtype, steps=6)
+    whole = make_params(dtype)
+    run(name, kw, whole, grads, halve_at=3)
+    monkeypatch.setattr(optim, "BLOCK", 5)  # head.V has 24 elements: 5 blocks, the last one short
+    monkeypatch.setattr(optim, "PARALLEL", 20 if threads else 10**9)
+    blocked = make_params(dtype)
+    opt = run(name, kw, blocked, grads, halve_at=3)
+    for k in whole:
+        np.testing.assert_array_equal(blocked[k], whole[k], err_msg=k)
+    assert all(v.dtype == dtype for v in opt.state.values())
+
+
+def test_float32_norm_in_blocks_is_the_float64_norm(monkeypatch):
+    """A large float32 gradient's norm is summed block by block in float64: the float64 norm to round-off."""
+    rng = np.random.default_rng(3)
+    g = (rng.standard_normal((7, 11)) * 1e3).astype(np.float32)
+    want = math.sqrt(float(np.sum(g.astype(np.float64) ** 2)))
+    monkeypatch.setattr(clipping, "BLOCK", 10)  # 77 elements: 8 blocks, the last one short
+    assert clipping.tensor_norm(g) == pytest.approx(want, rel=1e-14)
+    big = np.full(20, 3e38, np.float32)  # float64 squares do not overflow; the norm is finite
+    assert clipping.tensor_norm(big) == pytest.approx(3e38 * math.sqrt(20), rel=1e-7)
+    assert math.isnan(clipping.tensor_norm(np.array([1.0] * 15 + [np.nan], np.float32)))
+
+
+FORKED = """
+import os, numpy as np
+from bptt.training import optim
+optim.PARALLEL, optim.BLOCK = 10, 4
+opt, p, g = optim.Adam(), {"x": np.ones(40)}, {"x": np.ones(40)}
+from bptt import blas
+while len(blas.pool()._threads) < 2:  # both of the pool's threads started, and idle
+    opt.step(p, g)
+pid = os.fork()
+if pid == 0:
+    opt.step(p, g)  # the child's pool has no threads: a new one is made
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_updates_on_two_threads_without_hanging():
+    r = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -6,10 +6,10 @@ step        one training step (forward over T, full BPTT, SGD update) of bptt
             compared first (a timing is only honest if both compute the same
             thing). Both are timed in interleaved rounds; tokens/s (median, min,
             max) and the median of the per-round ratios bptt / torch. A second
-            table puts bptt against the GEMMs alone: the step's GEMM FLOPs over
-            its time, as a fraction of float32 SGEMM GFLOP/s (1024^3, timed in
-            every round next to the step), and against the "GEMM-bound
-            ceiling", the tokens/s of running only the step's matrix products
+            table is the roofline: the step's FLOPs (`step_flops`, counted by
+            hand) at the float32 SGEMM rate (1024^3, timed in every round next to
+            the step) as the machine's limit in tokens/s, and bptt's fraction of
+            it; and the tokens/s of running only the step's matrix products
             (same shapes, same BLAS, timed in the same rounds).
 profile     where one bptt step's time goes: forward, loss, backward, update.
 generate    sampling at batch 1 (temperature 1), bptt.generate.sample against a
@@ -22,6 +22,11 @@ mpi         (only when asked for) data-parallel updates under mpirun: one proces
             same global batch; tokens/s and the shares of the update spent
             computing, waiting for the slowest rank and in the Allreduce of
             the gradient buffer (docs/distributed.md).
+converge    time to a target validation loss on the built-in corpus, bptt against
+            torch from the same initial weights on the same batches (`converge`).
+
+Every section prints the machine first (`machine`): CPU model, cores, NumPy's BLAS
+and its kernel, OPENBLAS_CORETYPE, thread counts and the load average.
 
 The machine may be shared: rounds interleave the contenders so that load hits
 both alike, and medians are reported. Entry points: `bptt bench` and
@@ -47,8 +52,8 @@ CONFIGS = {  # name: (K, H, T, B, mode)
     "word": (10000, 256, 35, 20, "many-to-many"),
     "long-many-to-one": (8, 128, 1000, 16, "many-to-one"),
 }
-SECTIONS = ("step", "profile", "generate", "memory", "jax", "mpi")
-DEFAULT_SECTIONS = SECTIONS[:-1]  # mpi starts mpirun: only when asked for
+SECTIONS = ("step", "profile", "generate", "memory", "jax", "mpi", "converge")
+DEFAULT_SECTIONS = SECTIONS[:-2]  # mpi starts mpirun, converge trains for minutes: only when asked for
 LR = 1e-3
 
 
@@ -70,17 +75,49 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def blas_name() -> str:
-    """NumPy's BLAS, e.g. "openblas 0.3.31", when threadpoolctl can tell."""
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo (Linux) or platform.processor()."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Hardware", "cpu model") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "CPU unknown"
+
+
+def cpu_flags() -> str:
+    """The widest x86 vector extension the CPU reports (avx512f, avx2, ...), or ""."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return ""
+    return next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
+
+
+def blas_libs() -> list[dict]:
+    """NumPy's BLAS libraries as threadpoolctl sees them (name, version, kernel, threads); [] without it."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return "BLAS unknown"
-    libs = [
-        f"{i['internal_api']} {i.get('version') or ''}, {i['num_threads']} threads"
-        for i in threadpool_info()
-        if i["user_api"] == "blas"
-    ]
+        return []
+    return [i for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def blas_name() -> str:
+    """NumPy's BLAS, e.g. "openblas 0.3.31 (kernel Haswell, pthreads), 2 threads", when threadpoolctl can tell."""
+    libs = []
+    for i in blas_libs():
+        kernel = ", ".join(x for x in (i.get("architecture"), i.get("threading_layer")) if x)
+        libs.append(
+            f"{i['internal_api']} {i.get('version') or ''}{f' (kernel {kernel})' if kernel else ''}, "
+            f"{i['num_threads']} threads"
+        )
     return ", ".join(libs) or "BLAS unknown"
 
 
@@ -89,6 +126,30 @@ def load() -> str:
     if not hasattr(os, "getloadavg"):
         return "load average unknown"
     return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
+def machine(torch=None) -> dict[str, str]:
+    """What a table describes: CPU, cores, NumPy and its BLAS (kernel = OpenBLAS's core type),
+    OPENBLAS_CORETYPE, torch and its threads, the load. Printed above every bench run."""
+    info = {
+        "cpu": cpu_model() + (f" ({cpu_flags()})" if cpu_flags() else ""),
+        "cores": f"{os.cpu_count()} logical, {threads()} usable",
+        "numpy": f"{np.__version__}, {blas_name()}",
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "unset"),
+        "bptt threads": f"BLAS {', '.join(str(i['num_threads']) for i in blas_libs()) or 'unknown'}, "
+        "one Python thread for the time loops",
+    }
+    if torch is not None:
+        cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "?")()
+        mkl = "MKL" if torch.backends.mkl.is_available() else "no MKL"
+        info["torch"] = f"{torch.__version__} ({mkl}, CPU capability {cap}), {torch.get_num_threads()} threads"
+    info["load"] = load()
+    return info
+
+
+def print_machine(out=print, torch=None) -> None:
+    for key, value in machine(torch).items():
+        out(f"# {key + ':':<19} {value}")
 
 
 def time_it(fn, seconds: float) -> float:
@@ -183,20 +244,42 @@ def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
     return model, bptt_step, torch_step, check
 
 
+def step_flops(K: int, H: int, T: int, B: int, mode: str) -> dict[str, int]:
+    """Floating-point operations of one training step (one-hot inputs, one tanh layer, softmax
+    head, SGD), counted by hand: {"gemm": ..., "elementwise": ..., "total": ...}.
+
+    N = T*B output rows (B for many-to-one). A multiply-add is 2 FLOPs, tanh and exp 1 each.
+      forward   U x_t + b: a gather and T*B*H adds; h_{t-1} W^T: 2TBH^2; + and tanh: 2TBH;
+                head Z = feat V^T + c: 2NHK + NK; softmax cross-entropy (max, subtract, exp,
+                sum, scale, -1 at y): 5NK
+      backward  dL/dfeat = dZ V: 2NHK; dV = dZ^T feat: 2NHK; dc: NK;
+                delta_t W: 2TBH^2; (1 - h^2) and its product, + the carried term: 4TBH;
+                dW = sum delta^T h_{t-1}: 2TBH^2; db: TBH; dU (a scatter-add of delta): TBH
+      update    p - lr g: 2 per parameter, P = HK + H^2 + H + KH + K
+    """
+    N = T * B if mode == "many-to-many" else B
+    P = H * K + H * H + H + K * H + K
+    gemm = 3 * 2 * T * B * H * H + 3 * 2 * N * H * K
+    elementwise = T * B * H + 2 * T * B * H + N * K + 5 * N * K + N * K + 4 * T * B * H + 2 * T * B * H + 2 * P
+    return {"gemm": gemm, "elementwise": elementwise, "total": gemm + elementwise}
+
+
 def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
     """The matrix products one step cannot avoid, alone: (run, flops).
 
     Forward h_{t-1} W^T for t = 1..T; the head V h (every step, or the last);
     backward dV, dL/dh = dZ V, delta_t W for t = T..1, and dW over all T*B rows.
     (U x_t is a gather for one-hot inputs: no GEMM.) Same shapes, float32, out=,
-    and the same BLAS thread policy as RNNModel (`bptt.blas`).
+    and the same BLAS thread policy as RNNModel (`bptt.blas`). Every operand keeps
+    its values from call to call (h in tanh's range, W ~ 1/sqrt(H)): nothing drifts
+    towards subnormal floats, which are many times slower on some CPUs.
     """
     from bptt import blas
 
     rng = np.random.default_rng(seed)
-    f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    f = lambda *shape: rng.uniform(-1, 1, shape).astype(np.float32)  # noqa: E731
     N = T * B if mode == "many-to-many" else B
-    h, W, buf = f(B, H), f(H, H) * 0.01, f(B, H)
+    h, W, a, delta, dh = f(B, H), f(H, H) / np.float32(H**0.5), f(B, H), f(B, H), f(B, H)
     feat, V, Z, dV, dfeat = f(N, H), f(K, H), f(N, K), f(K, H), f(N, H)
     D, Hprev, dW = f(T * B, H), f(T * B, H), f(H, H)
     WT = W.T
@@ -205,17 +288,16 @@ def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
         with blas.threads_for(T * B * H * max(H, K), blas.STEP_SMALL):
             with blas.loop_threads(B, H):
                 for _ in range(T):
-                    np.matmul(h, WT, out=buf)
+                    np.matmul(h, WT, out=a)
             np.matmul(feat, V.T, out=Z)
             np.matmul(Z.T, feat, out=dV)
             np.matmul(Z, V, out=dfeat)
             with blas.loop_threads(B, H):
                 for _ in range(T):
-                    np.matmul(buf, W, out=h)
+                    np.matmul(delta, W, out=dh)
             np.matmul(D.T, Hprev, out=dW)
 
-    flops = 2 * (2 * T * B * H * H + T * B * H * H + 3 * N * H * K)
-    return run, flops
+    return run, step_flops(K, H, T, B, mode)["gemm"]
 
 
 def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None:
@@ -224,35 +306,46 @@ def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     c = np.empty_like(a)
     sgemm = functools.partial(np.matmul, a, a, out=c)  # timed in every round, next to the step
-    out(
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__} ({blas_name()}); {load()}"
-    )
+    print_machine(out, torch)
     out(f"{'config':<18} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
-    gemm_rows = []
+    rows = []
     for name in configs:
         K, H, T, B, mode = CONFIGS[name]
         _, bptt_step, torch_step, check = step_setup(K, H, T, B, mode)
         check()
-        gemms, flops = step_gemms(K, H, T, B, mode)
+        gemms, gemm_flops = step_gemms(K, H, T, B, mode)
+        total = step_flops(K, H, T, B, mode)["total"]
         r = interleaved({"bptt": bptt_step, "torch": torch_step, "gemm": gemms, "sgemm": sgemm}, rounds, seconds)
         tok = {k: [v * B * T for v in r[k]] for k in ("bptt", "torch", "gemm")}
         out(f"{name:<18} {spread(tok['bptt']):>30} {spread(tok['torch']):>30} {ratio(r['bptt'], r['torch']):>6.2f}")
-        peak = statistics.median(r["sgemm"]) * 2 * n**3 / 1e9
-        gflops = statistics.median(r["bptt"]) * flops / 1e9
-        of_sgemm = ratio(r["bptt"], r["sgemm"]) * flops / (2 * n**3)  # per round, against that round's SGEMM
-        gemm_rows.append(
-            (name, flops, gflops, peak, of_sgemm, statistics.median(tok["gemm"]), ratio(r["bptt"], r["gemm"]))
+        sgemm_flops = [v * 2 * n**3 for v in r["sgemm"]]
+        roof = [v * B * T / total for v in sgemm_flops]  # tokens/s if every FLOP ran at that round's SGEMM rate
+        rows.append(
+            dict(
+                name=name,
+                gflop=total / 1e9,
+                gemm_share=gemm_flops / total,
+                bptt_gflops=statistics.median(r["bptt"]) * total / 1e9,
+                sgemm=statistics.median(sgemm_flops) / 1e9,
+                roof=statistics.median(roof),
+                of_roof=ratio(tok["bptt"], roof),
+                gemm_only=statistics.median(tok["gemm"]),
+                of_gemm=ratio(r["bptt"], r["gemm"]),
+            )
         )
     out("")
     out(
-        "GEMM-bound ceiling: SGEMM 1024^3 and the step's GEMMs alone, timed in the same rounds (per-round ratios, medians)"
+        "roofline: the step's FLOPs (bench.step_flops) at the SGEMM 1024^3 rate of the same round, as tokens/s;"
+        " GEMM-only: the step's matrix products alone (per-round ratios, medians)"
     )
     out(
-        f"{'config':<18} {'GFLOP/step':>10} {'bptt GFLOP/s':>12} {'SGEMM GFLOP/s':>13} {'of SGEMM':>8} {'GEMM-only tok/s':>15} {'bptt of it':>10}"
+        f"{'config':<18} {'GFLOP/step':>10} {'GEMM':>5} {'bptt GFLOP/s':>12} {'SGEMM GFLOP/s':>13} "
+        f"{'roofline tok/s':>14} {'bptt of it':>10} {'GEMM-only tok/s':>15} {'bptt of it':>10}"
     )
-    for name, flops, gflops, peak, of_sgemm, ceiling, frac in gemm_rows:
+    for w in rows:
         out(
-            f"{name:<18} {flops / 1e9:>10.3f} {gflops:>12.1f} {peak:>13.1f} {of_sgemm:>8.0%} {ceiling:>15,.0f} {frac:>10.0%}"
+            f"{w['name']:<18} {w['gflop']:>10.3f} {w['gemm_share']:>5.0%} {w['bptt_gflops']:>12.1f} {w['sgemm']:>13.1f} "
+            f"{w['roof']:>14,.0f} {w['of_roof']:>10.0%} {w['gemm_only']:>15,.0f} {w['of_gemm']:>10.0%}"
         )
 
 
@@ -287,6 +380,164 @@ def run_profile(configs: list[str], rounds: int, out=print) -> None:
         total = sum(med.values())
         cells = " ".join(f"{med[k]:>8.2f} {med[k] / total:>5.0%} " for k in phases)
         out(f"{name:<18} {cells}{total:>8.2f}")
+
+
+# ---- time to quality ------------------------------------------------------------
+
+# Targets: 1.5 nats = 2.16 bits per character, which `bptt train`'s default model (2 x 256, embedding 64) passes
+# after 200 to 400 updates (docs/language-models.md); 6.5 nats = perplexity 665 on words. Chosen
+# for a run of a few minutes on a quiet 2-core machine, not yet calibrated there: --target overrides.
+CONVERGE = {  # name: level, layers, H, B, T, lr, target validation loss (nats per token)
+    "char-2x256": dict(level="char", layers=2, H=256, B=32, T=50, lr=2e-3, target=1.5),
+    "char-1x512": dict(level="char", layers=1, H=512, B=32, T=50, lr=2e-3, target=1.5),
+    "word-1x256": dict(level="word", layers=1, H=256, B=20, T=35, lr=2e-3, target=6.5, vocab=10000),
+}
+CLIP_NORM = 5.0
+
+
+def converge_data(spec: dict, text: str | None = None):
+    """(train ids, valid ids, K) of the built-in corpus (or `text`), as `bptt train` splits it (5% held out)."""
+    from bptt.data.text import Vocab, builtin_corpus, split
+
+    text = builtin_corpus() if text is None else text
+    kw = {"max_size": spec["vocab"]} if spec["level"] == "word" and spec.get("vocab") else {}
+    vocab = Vocab(text, level=spec["level"], **kw)
+    train, valid = split(vocab.encode(text), 0.05)
+    return train, valid, len(vocab)
+
+
+def converge_setup(spec: dict, K: int, seed: int = 0):
+    """The same network on both sides: (bptt model, torch rnn, torch linear).
+
+    torch.nn.RNN(K, H, num_layers) + nn.Linear(H, K) on one-hot inputs; the bptt
+    RNNModel(vocab_size=K) takes their weights through bptt.interop.from_torch
+    (b = bias_ih + bias_hh). torch's bias_hh is then folded into bias_ih and frozen at 0,
+    so that both sides train one bias per layer (two would each take an Adam step)."""
+    torch = import_torch()
+    from bptt import RNNModel
+    from bptt.interop import from_torch
+
+    torch.manual_seed(seed)
+    rnn = torch.nn.RNN(K, spec["H"], num_layers=spec["layers"], nonlinearity="tanh", batch_first=True)
+    lin = torch.nn.Linear(spec["H"], K)
+    with torch.no_grad():  # one bias per layer as in bptt: torch's two would each take an Adam step
+        for layer in range(spec["layers"]):
+            getattr(rnn, f"bias_ih_l{layer}").add_(getattr(rnn, f"bias_hh_l{layer}"))
+            getattr(rnn, f"bias_hh_l{layer}").zero_().requires_grad_(False)
+    features = from_torch(rnn, lin, reduction="mean")
+    model = RNNModel(vocab_size=K, hidden_size=spec["H"], num_layers=spec["layers"], output_size=K, reduction="mean")
+    for name, value in features.params.items():
+        model.params[name][...] = value
+    return model, rnn, lin
+
+
+def converge(
+    spec: dict, text: str | None = None, target: float | None = None, budget: float = 120.0, eval_every: int = 50
+) -> dict:
+    """Train bptt and torch side by side, update for update, to a validation loss of `target` nats.
+
+    Same initial weights (`converge_setup`), the same chunks in the same order (B streams
+    of the corpus, T steps per update, h carried across updates and reset each epoch),
+    Adam(lr) and global-norm clipping at 5 on both sides. Only the updates are timed
+    (each side's own clock, alternating update by update so load hits both alike);
+    every `eval_every` updates both are evaluated with the same code
+    (bptt.training.tbptt.evaluate_stream; torch's weights read through from_torch).
+    A side stops when it reaches the target; both stop when `budget` seconds of
+    training have passed on each side still running.
+    Returns {side: {"seconds", "updates", "valid", "reached"}} and "target".
+    """
+    torch = import_torch()
+    from bptt.data.streams import Streams
+    from bptt.interop import from_torch
+    from bptt.training import clipping
+    from bptt.training.optim import Adam
+    from bptt.training.tbptt import evaluate_stream
+
+    target = spec["target"] if target is None else target
+    train, valid, K = converge_data(spec, text)
+    model, rnn, lin = converge_setup(spec, K)
+    streams = Streams(train, spec["B"], spec["T"])
+    opt = Adam(lr=spec["lr"])
+    tparams = [p for p in list(rnn.parameters()) + list(lin.parameters()) if p.requires_grad]
+    topt = torch.optim.Adam(tparams, lr=spec["lr"])
+    h = {"bptt": model.zero_state(spec["B"]), "torch": torch.zeros(spec["layers"], spec["B"], spec["H"])}
+
+    def bptt_update(X, Y):
+        _, grads, state = model.loss_and_grads(X, Y, h0=h["bptt"], return_state=True)
+        clipping.clip_global_norm(grads, CLIP_NORM)
+        opt.step(model.params, grads)
+        h["bptt"] = state["hn"]
+
+    def torch_update(X, Y):
+        x = torch.nn.functional.one_hot(torch.from_numpy(np.ascontiguousarray(X)), K).float()
+        topt.zero_grad(set_to_none=False)
+        o, hn = rnn(x, h["torch"])
+        loss = torch.nn.functional.cross_entropy(lin(o).reshape(-1, K), torch.tensor(Y).reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tparams, CLIP_NORM)
+        topt.step()
+        h["torch"] = hn.detach()
+
+    twin = converge_setup(spec, K)[0]  # evaluates torch's weights with bptt's evaluator
+
+    def valid_loss(side: str) -> float:
+        if side == "torch":
+            for name, value in from_torch(rnn, lin, reduction="mean").params.items():
+                twin.params[name][...] = value
+        return evaluate_stream(model if side == "bptt" else twin, valid)
+
+    sides = {"bptt": bptt_update, "torch": torch_update}
+    res = {s: {"seconds": 0.0, "updates": 0, "valid": float("nan"), "reached": False} for s in sides}
+    running = set(sides)
+    n = k = 0
+    while running:
+        if k == streams.n_chunks:  # a new epoch: every stream starts over from h = 0
+            k = 0
+            h["bptt"], h["torch"] = model.zero_state(spec["B"]), torch.zeros_like(h["torch"])
+        X, Y = streams.chunk(k)
+        k, n = k + 1, n + 1
+        for side in sorted(running):
+            t0 = time.perf_counter()
+            sides[side](X, Y)
+            res[side]["seconds"] += time.perf_counter() - t0
+            res[side]["updates"] += 1
+        if n % eval_every:
+            continue
+        for side in sorted(running):
+            res[side]["valid"] = valid_loss(side)
+            res[side]["reached"] = res[side]["valid"] <= target
+            if res[side]["reached"] or res[side]["seconds"] >= budget:
+                running.discard(side)
+    res["target"] = target
+    return res
+
+
+def run_converge(names: list[str], target: float | None, budget: float, eval_every: int = 50, out=print) -> None:
+    """Time to a target validation loss for each configuration of `names` (see `converge`)."""
+    torch = import_torch()
+    print_machine(out, torch)
+    out(
+        f"time to target validation loss (nats/token) on the built-in corpus: same initial weights, data order, "
+        f"Adam, clip-norm {CLIP_NORM}; training time only, evaluated every {eval_every} updates; budget {budget:g} s"
+    )
+    out(f"{'config':<12} {'target':>6} {'bptt s':>8} {'updates':>7} {'torch s':>8} {'updates':>7} {'torch/bptt':>10}")
+    for name in names:
+        spec = CONVERGE[name]
+        r = converge(spec, target=target, budget=budget, eval_every=eval_every)
+        cells = []
+        for side in ("bptt", "torch"):
+            x = r[side]
+            s = f"{x['seconds']:.2f}" if x["reached"] else f">{x['seconds']:.0f}"
+            cells.append(f"{s:>8} {x['updates']:>7}")
+        both = r["bptt"]["reached"] and r["torch"]["reached"]
+        ratio_s = f"{r['torch']['seconds'] / r['bptt']['seconds']:.2f}" if both else "-"
+        out(f"{name:<12} {r['target']:>6.2f} {cells[0]} {cells[1]} {ratio_s:>10}")
+        if not both:
+            missed = " and ".join(side for side in ("bptt", "torch") if not r[side]["reached"])
+            out(
+                f"  {missed}: not reached within the budget; last valid loss bptt {r['bptt']['valid']:.3f}, "
+                f"torch {r['torch']['valid']:.3f}"
+            )
 
 
 # ---- generation ---------------------------------------------------------------
@@ -605,12 +856,16 @@ def run(
     gen_length: int = 200,
     torch_threads: int | None = None,
     out=print,
+    converge_configs: list[str] | None = None,
+    target: float | None = None,
+    budget: float = 120.0,
 ) -> None:
     """Run the chosen sections in order, printing as they finish.
 
     torch_threads: torch.set_num_threads (default: the cores, as NumPy's BLAS uses).
+    converge_configs, target, budget: for the converge section (`run_converge`).
     """
-    if set(sections) & {"step", "generate"}:
+    if set(sections) & {"step", "generate", "converge"}:
         import_torch().set_num_threads(torch_threads or threads())
     for i, section in enumerate(sections):
         if i:
@@ -628,4 +883,6 @@ def run(
             run_jax(rounds, seconds, out)
         elif section == "mpi":
             run_mpi([c for c in configs if CONFIGS[c][4] == "many-to-many"], rounds, out=out)
+        elif section == "converge":
+            run_converge(converge_configs or list(CONVERGE), target, budget, out=out)
     out(f"[{load()}]")

