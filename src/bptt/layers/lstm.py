@@ -182,6 +182,10 @@ def recur(A, Hs, Cs, TC, W, pad) -> None:
     gated.halve_rows(A, SIGMOID_BLOCKS, H)  # sigma(a) = (1 + tanh(a/2)) / 2: halve the sigmoid rows once
     WT = gated.halve_rows(W.T.copy(), SIGMOID_BLOCKS, H)  # (H, 4H), sigmoid columns halved
     buf = np.empty((B, H4), dtype=A.dtype)
+    # sigma(a) = 0.5 tanh(a/2) + 0.5 on the sigmoid columns, tanh(a) on g: one affine map per row
+    scale = np.full(H4, 0.5, dtype=A.dtype)
+    shift = np.full(H4, 0.5, dtype=A.dtype)
+    scale[2 * H : 3 * H], shift[2 * H : 3 * H] = 1.0, 0.0
     ig = np.empty((B, H), dtype=A.dtype)
     with blas.loop_threads(B, H4 // 2):
         for t in range(T):
@@ -189,8 +193,8 @@ def recur(A, Hs, Cs, TC, W, pad) -> None:
             np.matmul(Hs[t], WT, out=buf)  # W h_{t-1} for all four gates: one GEMM
             a += buf
             np.tanh(a, out=a)
-            gated.sigmoid_from_tanh(a[:, : 2 * H])
-            gated.sigmoid_from_tanh(a[:, 3 * H :])
+            a *= scale
+            a += shift
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
             c = Cs[t + 1]
             np.multiply(f, Cs[t], out=c)
