@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from bptt.layers import cells
+
 
 def _number(text: str, convert, ok, expected: str):
     """argparse type: convert `text`, or say what was expected."""
@@ -53,6 +55,9 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     )
     g.add_argument("--num-layers", type=positive_int, default=defaults.get("num_layers", 1))
     g.add_argument(
+        "--cell", choices=list(cells.CELLS), default="elman", help="the recurrent cell (bptt.layers.cells.CELLS)"
+    )
+    g.add_argument(
         "--nonlinearity", choices=["tanh", "relu", "sigmoid", "identity"], default="tanh", help="f in h_t = f(a_t)"
     )
     g.add_argument("--bidirectional", action="store_true")
@@ -88,6 +93,7 @@ def model_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
+        cell=args.cell,
         nonlinearity=args.nonlinearity,
         bidirectional=args.bidirectional,
         dropout=args.dropout,
