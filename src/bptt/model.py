@@ -81,7 +81,8 @@ class Forward:
 class RNNModel:
     """A stacked recurrent network with a head, trained by exact BPTT. Options use torch/Keras names.
 
-    cell            the recurrent cell, a name in bptt.layers.cells.CELLS (default "elman")
+    cell            the recurrent cell, a name in bptt.layers.cells.CELLS: elman (default) | lstm | gru
+    forget_bias     lstm only: added to the forget gate's bias at initialisation (1.0: Jozefowicz et al. 2015)
 
     input_size      features per step for float inputs (B, T, D); or
     vocab_size      for token ids (B, T); with embedding_size an embedding
@@ -132,6 +133,7 @@ class RNNModel:
         seed: int = 0,
         checkpoint_every: int | str | None = None,
         cell: str = "elman",
+        forget_bias: float = 0.0,
     ):
         dtype = np.dtype(dtype).name
         validate.choice("cell", cell, cells.CELLS)
@@ -202,7 +204,9 @@ class RNNModel:
             checkpoint_every=checkpoint_every,
             cell=cell,
         )
-        self.cell = cells.make_cell(cell, nonlinearity=nonlinearity)
+        options = {} if isinstance(forget_bias, (int, float)) and forget_bias == 0 else {"forget_bias": forget_bias}
+        self.cell = cells.make_cell(cell, nonlinearity=nonlinearity, **options)  # only the LSTM takes forget_bias
+        self.config["forget_bias"] = float(forget_bias)
         self.rng = np.random.default_rng(seed)
         self.training = True
         self.params = self._init_params()

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bptt import blas
-from bptt.errors import UsageError
 from bptt.layers import gated
+from bptt.layers.cell import Cell
 from bptt.layers.elman import input_term, padding
 from bptt.layers.lstm import check_horizon
 
@@ -68,20 +68,13 @@ class Cache:
         return (self.Hs[t],)
 
 
-class GRU:
+class GRU(Cell):
     """The GRU cell on the recurrent-cell interface (see the module docstring for the equations)."""
 
     name = "gru"
     gates = 3
     n_states = 1
     nonlinearities = ("tanh",)
-
-    def __init__(self, nonlinearity: str = "tanh", **options):
-        if nonlinearity not in self.nonlinearities:
-            raise UsageError(f"nonlinearity: the gru cell takes tanh, got {nonlinearity!r}")
-        if options:
-            raise UsageError(f"{', '.join(sorted(options))}: not an option of the gru cell")
-        self.nonlinearity = nonlinearity
 
     def shapes(self, D: int, H: int, bias: bool) -> dict[str, tuple[int, ...]]:
         """{"U": (3H, D), "W": (3H, H), "b": (3H,), "bn": (H,)}; gate blocks r, z, n."""
@@ -153,9 +146,6 @@ class GRU:
         """One step: x (B, D) floats or (B,) ids, state (h,). Returns (h, (h,)), as `forward` computes it."""
         out, state_n, _ = self.forward(params, np.asarray(x)[None], state)
         return out[0], state_n
-
-    def zero_state(self, B: int, H: int, dtype) -> tuple[np.ndarray]:
-        return (np.zeros((B, H), dtype),)
 
 
 def recur(A, Hs, Q, W, bn, pad) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 from bptt import blas
 from bptt.errors import UsageError
 from bptt.layers import gated
+from bptt.layers.cell import Cell
 from bptt.layers.elman import input_term, padding
 
 SIGMOID_BLOCKS = (0, 1, 3)  # i, f, o
@@ -70,7 +71,7 @@ class Cache:
         return self.Hs[t], self.Cs[t]
 
 
-class LSTM:
+class LSTM(Cell):
     """The LSTM cell on the recurrent-cell interface (see the module docstring for the equations)."""
 
     name = "lstm"
@@ -79,15 +80,12 @@ class LSTM:
     nonlinearities = ("tanh",)
 
     def __init__(self, nonlinearity: str = "tanh", forget_bias: float = 0.0, **options):
-        if nonlinearity not in self.nonlinearities:
-            raise UsageError(f"nonlinearity: the lstm cell takes tanh, got {nonlinearity!r}")
-        if options:
-            raise UsageError(f"{', '.join(sorted(options))}: not an option of the lstm cell")
-        if isinstance(forget_bias, bool) or not np.isfinite(forget_bias):
+        super().__init__(nonlinearity, **options)
+        ok = isinstance(forget_bias, (int, float, np.floating, np.integer)) and not isinstance(forget_bias, bool)
+        if not ok or not np.isfinite(forget_bias):
             raise UsageError(
                 f"forget_bias: got {forget_bias!r}, expected a finite number (1.0 as Jozefowicz et al. 2015)"
             )
-        self.nonlinearity = nonlinearity
         self.forget_bias = float(forget_bias)
 
     def shapes(self, D: int, H: int, bias: bool) -> dict[str, tuple[int, ...]]:
@@ -159,9 +157,6 @@ class LSTM:
         """One step: x (B, D) floats or (B,) ids, state (h, c). Returns (h, (h, c)), as `forward` computes it."""
         out, state_n, _ = self.forward(params, np.asarray(x)[None], state)
         return out[0], state_n
-
-    def zero_state(self, B: int, H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-        return np.zeros((B, H), dtype), np.zeros((B, H), dtype)
 
 
 def check_horizon(horizon) -> int:
