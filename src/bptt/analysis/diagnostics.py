@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from bptt.layers import activations, elman, recompute
+from bptt.layers import activations, elman, gru, lstm, recompute
 from bptt.layers.embedding import scatter_add_rows
 
 LAG_BUCKETS = (("0", 0, 1), ("1-9", 1, 10), ("10-99", 10, 100), ("100+", 100, None))
@@ -208,8 +208,12 @@ def diagnose(
     (by_lag), "heatmap": {"W", "U", "b": (T, T) arrays} or None,
     "lag_sums": {...}}]} (arrays as numpy; `to_json` makes it serialisable).
     """
-    if not isinstance(model.cell, elman.Elman):
-        raise ValueError(f"diagnose: the diagnostics are written out for the Elman cell, got cell={model.cell.name!r}")
+    from bptt.analysis import gate_diagnostics
+
+    if not isinstance(model.cell, (elman.Elman, lstm.LSTM, gru.GRU)):
+        raise ValueError(
+            f"diagnose: the diagnostics are written out for the elman, lstm and gru cells, got cell={model.cell.name!r}"
+        )
     m = model.astype(np.float64).eval()
     fwd = m.forward(inputs, mask, h0, cond=cond)
     loss, dZ = m.loss(fwd, targets, loss_mask)
@@ -220,6 +224,21 @@ def diagnose(
         for d, name in enumerate(m.layer_names(layer)):
             cache = recompute.full(fwd.caches[layer][d])
             dout, dhn = taps[(layer, d)]
+            if gate_diagnostics.is_gated(cache):  # the head reads h only: no gradient enters c from above
+                c = gate_diagnostics.contributions(cache, dout, (dhn, None), heatmap=heatmap)
+                layers.append(
+                    {
+                        "name": name,
+                        "cell": m.cell.name,
+                        "spectrum": gate_diagnostics.spectrum(cache),
+                        "saturation": gate_diagnostics.saturation(cache),
+                        "jacobian": gate_diagnostics.jacobian_norms(cache, max_sequences),
+                        "contributions": by_lag(c["lag_sums"]),
+                        "heatmap": c["heatmap"],
+                        "lag_sums": c["lag_sums"],
+                    }
+                )
+                continue
             c = contributions(cache, dout, dhn, heatmap=heatmap)
             layers.append(
                 {

@@ -169,7 +169,7 @@ def contributions(cache, dout: np.ndarray | None, dstate_n, heatmap: bool = True
     ids = X.dtype.kind in "iu"
     D = U.shape[1]
     n_states = 2 if kind == "lstm" else 1
-    dstate_n = (None,) * n_states if dstate_n is None else tuple(dstate_n)
+    dstate_n = (tuple(dstate_n) if dstate_n is not None else ()) + (None,) * n_states  # missing parts: none
     Gh = np.zeros((T, B, H))
     if dout is not None:
         Gh += dout[::-1] if cache.reverse else dout
