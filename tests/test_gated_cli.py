@@ -150,3 +150,17 @@ def test_diagnose_a_gated_run(tmp_path, capsys, corpus):
     layer = report["layers"][0]
     assert layer["cell"] == "lstm" and set(layer["saturation"]) == {"i", "f", "o", "near"}
     assert len(layer["jacobian"]["c"]["spectral"]) == len(layer["jacobian"]["spectral"])
+
+
+def test_bench_has_gated_rows_and_compares_their_gradients_first(capsys):
+    argv = ["bench", "--sections", "step,profile,memory", "--configs", "char-small-B1", "--cells", "lstm,gru"]
+    argv += ["--rounds", "1", "--seconds", "0.01", "--lengths", "20"]
+    code, out, _ = cli(capsys, *argv)
+    assert code == 0
+    for expected in ("char-small-B1 lstm", "char-small-B1 gru", "lstm         20", "gru          20"):
+        assert expected in out
+    assert "char-small-B1 " not in out.replace("char-small-B1 lstm", "").replace("char-small-B1 gru", "")
+    with pytest.raises(SystemExit) as e:  # argparse: one line, exit 2
+        main(["bench", "--cells", "lstm,rnn"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "--cells" in err and "elman, lstm, gru" in err

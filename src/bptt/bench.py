@@ -1,7 +1,8 @@
 """Benchmarks against PyTorch in the same process: training steps, generation, memory.
 
 step        one training step (forward over T, full BPTT, SGD update) of bptt
-            against torch.nn.RNN(nonlinearity="tanh") + nn.Linear + cross-entropy
+            against torch.nn.RNN(nonlinearity="tanh") (or nn.LSTM, nn.GRU for the
+            lstm and gru rows) + nn.Linear + cross-entropy
             + torch.optim.SGD, same initial weights and data; the gradients are
             compared first (a timing is only honest if both compute the same
             thing). Both are timed in interleaved rounds; tokens/s (median, min,
@@ -41,6 +42,8 @@ CONFIGS = {  # name: (K, H, T, B, mode)
     "long-many-to-one": (8, 128, 1000, 16, "many-to-one"),
 }
 SECTIONS = ("step", "profile", "generate", "memory", "jax")
+CELLS = ("elman", "lstm", "gru")  # a row per configuration and cell in step, profile and memory
+GATES = {"elman": 1, "lstm": 4, "gru": 3}  # row blocks of U, W: the recurrent GEMM is (B, H) x (H, G*H)
 LR = 1e-3
 
 
@@ -117,12 +120,13 @@ def spread(v: list[float]) -> str:
 # ---- one training step --------------------------------------------------------
 
 
-def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
+def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0, cell: str = "elman"):
     """The same network, weights and batch on both sides: (model, bptt_step, torch_step, check).
 
     bptt uses one-hot token inputs (a gather of columns of U), torch the one-hot
-    vectors as float features into nn.RNN; U, W, b, V, c start equal (b = torch's
-    bias_ih + bias_hh). check() asserts that the gradients agree.
+    vectors as float features into nn.RNN (nn.LSTM, nn.GRU for those cells); U, W,
+    b, V, c start equal (b = torch's bias_ih + bias_hh; see `bptt.interop`).
+    check() asserts that the gradients agree.
     """
     torch = import_torch()
     from bptt import RNNModel
@@ -130,10 +134,13 @@ def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
     from bptt.training.optim import SGD
 
     torch.manual_seed(seed)
-    rnn = torch.nn.RNN(K, H, nonlinearity="tanh", batch_first=True)
+    if cell == "elman":
+        rnn = torch.nn.RNN(K, H, nonlinearity="tanh", batch_first=True)
+    else:
+        rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](K, H, batch_first=True)
     lin = torch.nn.Linear(H, K)
     features = from_torch(rnn, lin, mode=mode, reduction="mean")
-    model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean")
+    model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean", cell=cell)
     model.params = {k: v.copy() for k, v in features.params.items()}
     rng = np.random.default_rng(seed)
     x = rng.integers(0, K, (B, T))
@@ -146,6 +153,7 @@ def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
 
     def torch_loss():
         out, hn = rnn(xt)
+        hn = hn[0] if cell == "lstm" else hn  # (h_n, c_n)
         z = lin(out if mode == "many-to-many" else hn[-1])
         return torch.nn.functional.cross_entropy(z.reshape(-1, K), yt)
 
@@ -169,48 +177,55 @@ def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
             "head.V": lin.weight,
             "head.c": lin.bias,
         }
-        for name, t in pairs.items():
-            np.testing.assert_allclose(grads[name], t.grad.numpy(), rtol=2e-3, atol=1e-5, err_msg=name)
+        expected = {name: t.grad.numpy() for name, t in pairs.items()}
+        if cell == "gru":  # b_hn: the reset gate multiplies it, so bptt keeps it apart as bn
+            expected["rnn0.bn"] = rnn.bias_hh_l0.grad.numpy()[2 * H :]
+        assert set(expected) == set(grads)
+        for name, g in expected.items():
+            np.testing.assert_allclose(grads[name], g, rtol=2e-3, atol=1e-5, err_msg=name)
 
     return model, bptt_step, torch_step, check
 
 
-def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
+def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0, gates: int = 1):
     """The matrix products one step cannot avoid, alone: (run, flops).
 
     Forward h_{t-1} W^T for t = 1..T; the head V h (every step, or the last);
     backward dV, dL/dh = dZ V, delta_t W for t = T..1, and dW over all T*B rows.
-    (U x_t is a gather for one-hot inputs: no GEMM.) Same shapes, float32, out=,
-    and the same BLAS thread policy as RNNModel (`bptt.blas`).
+    (U x_t is a gather for one-hot inputs: no GEMM.) W is (G*H, H) for a cell with
+    G gates (`GATES`). Same shapes, float32, out=, and the same BLAS thread policy
+    as RNNModel (`bptt.blas`).
     """
     from bptt import blas
 
     rng = np.random.default_rng(seed)
     f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
     N = T * B if mode == "many-to-many" else B
-    h, W, buf = f(B, H), f(H, H) * 0.01, f(B, H)
+    G = gates
+    h, W, buf = f(B, H), f(G * H, H) * 0.01, f(B, G * H)
     feat, V, Z, dV, dfeat = f(N, H), f(K, H), f(N, K), f(K, H), f(N, H)
-    D, Hprev, dW = f(T * B, H), f(T * B, H), f(H, H)
+    D, Hprev, dW = f(T * B, G * H), f(T * B, H), f(G * H, H)
     WT = W.T
+    loop = int(np.sqrt(G)) * H  # blas.loop_threads(B, n) bounds B n^2 multiply-adds per step
 
     def run():
-        with blas.threads_for(T * B * H * max(H, K), blas.STEP_SMALL):
-            with blas.loop_threads(B, H):
+        with blas.threads_for(T * B * H * max(G * H, K), blas.STEP_SMALL):
+            with blas.loop_threads(B, loop):
                 for _ in range(T):
                     np.matmul(h, WT, out=buf)
             np.matmul(feat, V.T, out=Z)
             np.matmul(Z.T, feat, out=dV)
             np.matmul(Z, V, out=dfeat)
-            with blas.loop_threads(B, H):
+            with blas.loop_threads(B, loop):
                 for _ in range(T):
                     np.matmul(buf, W, out=h)
             np.matmul(D.T, Hprev, out=dW)
 
-    flops = 2 * (2 * T * B * H * H + T * B * H * H + 3 * N * H * K)
+    flops = 2 * (3 * T * B * G * H * H + 3 * N * H * K)
     return run, flops
 
 
-def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None:
+def run_step(configs: list[str], rounds: int, seconds: float, out=print, cells=("elman",)) -> None:
     torch = import_torch()
     n = 1024
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
@@ -219,16 +234,17 @@ def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None
     out(
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__} ({blas_name()}); {load()}"
     )
-    out(f"{'config':<18} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
+    out(f"{'config':<22} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
     gemm_rows = []
-    for name in configs:
-        K, H, T, B, mode = CONFIGS[name]
-        _, bptt_step, torch_step, check = step_setup(K, H, T, B, mode)
+    for config, cell in [(c, cell) for c in configs for cell in cells]:
+        name = config if cell == "elman" else f"{config} {cell}"
+        K, H, T, B, mode = CONFIGS[config]
+        _, bptt_step, torch_step, check = step_setup(K, H, T, B, mode, cell=cell)
         check()
-        gemms, flops = step_gemms(K, H, T, B, mode)
+        gemms, flops = step_gemms(K, H, T, B, mode, gates=GATES[cell])
         r = interleaved({"bptt": bptt_step, "torch": torch_step, "gemm": gemms, "sgemm": sgemm}, rounds, seconds)
         tok = {k: [v * B * T for v in r[k]] for k in ("bptt", "torch", "gemm")}
-        out(f"{name:<18} {spread(tok['bptt']):>30} {spread(tok['torch']):>30} {ratio(r['bptt'], r['torch']):>6.2f}")
+        out(f"{name:<22} {spread(tok['bptt']):>30} {spread(tok['torch']):>30} {ratio(r['bptt'], r['torch']):>6.2f}")
         peak = statistics.median(r["sgemm"]) * 2 * n**3 / 1e9
         gflops = statistics.median(r["bptt"]) * flops / 1e9
         of_sgemm = ratio(r["bptt"], r["sgemm"]) * flops / (2 * n**3)  # per round, against that round's SGEMM
@@ -240,25 +256,26 @@ def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None
         "GEMM-bound ceiling: SGEMM 1024^3 and the step's GEMMs alone, timed in the same rounds (per-round ratios, medians)"
     )
     out(
-        f"{'config':<18} {'GFLOP/step':>10} {'bptt GFLOP/s':>12} {'SGEMM GFLOP/s':>13} {'of SGEMM':>8} {'GEMM-only tok/s':>15} {'bptt of it':>10}"
+        f"{'config':<22} {'GFLOP/step':>10} {'bptt GFLOP/s':>12} {'SGEMM GFLOP/s':>13} {'of SGEMM':>8} {'GEMM-only tok/s':>15} {'bptt of it':>10}"
     )
     for name, flops, gflops, peak, of_sgemm, ceiling, frac in gemm_rows:
         out(
-            f"{name:<18} {flops / 1e9:>10.3f} {gflops:>12.1f} {peak:>13.1f} {of_sgemm:>8.0%} {ceiling:>15,.0f} {frac:>10.0%}"
+            f"{name:<22} {flops / 1e9:>10.3f} {gflops:>12.1f} {peak:>13.1f} {of_sgemm:>8.0%} {ceiling:>15,.0f} {frac:>10.0%}"
         )
 
 
-def run_profile(configs: list[str], rounds: int, out=print) -> None:
+def run_profile(configs: list[str], rounds: int, out=print, cells=("elman",)) -> None:
     """Where one bptt step's time goes: forward, loss (softmax CE), backward, update;
     medians over `rounds` steps, in milliseconds and as shares of their sum."""
     from bptt import RNNModel
     from bptt.training.optim import SGD
 
     out(f"profile of one bptt step, ms (median of {rounds} steps) and share")
-    out(f"{'config':<18} {'forward':>15} {'loss':>15} {'backward':>15} {'SGD update':>15} {'step':>8}")
-    for name in configs:
-        K, H, T, B, mode = CONFIGS[name]
-        model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean")
+    out(f"{'config':<22} {'forward':>15} {'loss':>15} {'backward':>15} {'SGD update':>15} {'step':>8}")
+    for config, cell in [(c, cell) for c in configs for cell in cells]:
+        name = config if cell == "elman" else f"{config} {cell}"
+        K, H, T, B, mode = CONFIGS[config]
+        model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean", cell=cell)
         rng = np.random.default_rng(0)
         x, y = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T) if mode == "many-to-many" else (B,))
         opt = SGD(lr=LR)
@@ -278,7 +295,7 @@ def run_profile(configs: list[str], rounds: int, out=print) -> None:
         med = {k: statistics.median(v[1:]) for k, v in phases.items()}  # the first is a warm-up
         total = sum(med.values())
         cells = " ".join(f"{med[k]:>8.2f} {med[k] / total:>5.0%} " for k in phases)
-        out(f"{name:<18} {cells}{total:>8.2f}")
+        out(f"{name:<22} {cells}{total:>8.2f}")
 
 
 # ---- generation ---------------------------------------------------------------
@@ -322,9 +339,11 @@ def run_generate(rounds: int, seconds: float, length: int = 200, out=print) -> N
 # ---- memory -------------------------------------------------------------------
 
 
-def run_memory(lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B: int = 16, out=print) -> None:
+def run_memory(
+    lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B: int = 16, out=print, cells=("elman",)
+) -> None:
     """Peak memory and time of one many-to-one training step (forward, BPTT) against T,
-    full BPTT against checkpoint_every="auto"; times are medians of interleaved rounds."""
+    full BPTT against checkpoint_every="auto", per cell; times are medians of interleaved rounds."""
     from bptt import RNNModel
     from bptt.layers import recompute
 
@@ -332,13 +351,17 @@ def run_memory(lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B:
         f"memory: many-to-one, K={K}, H={H}, B={B}, float32; peak = tracemalloc peak during loss_and_grads; "
         f"time: median of {rounds} interleaved rounds"
     )
-    out(f"{'T':>8} {'full MB':>9} {'full s':>8} {'ckpt MB':>9} {'ckpt s':>8} {'k':>5} {'memory':>7} {'time':>6}")
-    for T in lengths:
+    out(
+        f"{'cell':<6} {'T':>8} {'full MB':>9} {'full s':>8} {'ckpt MB':>9} {'ckpt s':>8} {'k':>5} {'memory':>7} {'time':>6}"
+    )
+    for cell, T in [(cell, T) for cell in cells for T in lengths]:
         rng = np.random.default_rng(T)
         x, y = rng.integers(0, K, (B, T)), rng.integers(0, K, B)
         models, peaks, grads = [], [], []
         for every in (None, "auto"):
-            model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode="many-to-one", checkpoint_every=every)
+            model = RNNModel(
+                vocab_size=K, hidden_size=H, output_size=K, mode="many-to-one", checkpoint_every=every, cell=cell
+            )
             tracemalloc.start()
             _, g = model.loss_and_grads(x, y)
             peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
@@ -353,7 +376,7 @@ def run_memory(lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B:
         t0, t1 = (1 / statistics.median(times[i]) for i in (0, 1))
         k = recompute.resolve_every("auto", T)
         out(
-            f"{T:>8,} {peaks[0]:>9.1f} {t0:>8.3f} {peaks[1]:>9.1f} {t1:>8.3f} {k:>5} {peaks[1] / peaks[0]:>7.1%} {t1 / t0:>6.2f}"
+            f"{cell:<6} {T:>8,} {peaks[0]:>9.1f} {t0:>8.3f} {peaks[1]:>9.1f} {t1:>8.3f} {k:>5} {peaks[1] / peaks[0]:>7.1%} {t1 / t0:>6.2f}"
         )
 
 
@@ -424,6 +447,7 @@ def run(
     gen_length: int = 200,
     torch_threads: int | None = None,
     out=print,
+    cells=CELLS,
 ) -> None:
     """Run the chosen sections in order, printing as they finish.
 
@@ -436,13 +460,13 @@ def run(
             out(f"[{load()}]")
             out("")
         if section == "step":
-            run_step(configs, rounds, seconds, out)
+            run_step(configs, rounds, seconds, out, cells)
         elif section == "profile":
-            run_profile(configs, rounds * 3, out)
+            run_profile(configs, rounds * 3, out, cells)
         elif section == "generate":
             run_generate(rounds, seconds, gen_length, out=out)
         elif section == "memory":
-            run_memory(lengths, rounds, out=out)
+            run_memory(lengths, rounds, out=out, cells=cells)
         elif section == "jax":
             run_jax(rounds, seconds, out)
     out(f"[{load()}]")

@@ -41,6 +41,12 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--configs", type=_names(list(bench.CONFIGS), "comma-separated configurations"), default=list(bench.CONFIGS)
     )
+    p.add_argument(
+        "--cells",
+        type=_names(bench.CELLS, "comma-separated cells"),
+        default=list(bench.CELLS),
+        help="a row per configuration and cell in step, profile and memory (against nn.RNN, nn.LSTM, nn.GRU)",
+    )
     p.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds (medians are reported)")
     p.add_argument("--seconds", type=positive_float, default=0.5, help="per contender per round")
     p.add_argument("--lengths", type=_lengths, default=[1000, 10000, 100000], help="T for the memory section")
@@ -63,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
         args.gen_length,
         args.torch_threads,
         out=lambda line: print(line, flush=True),
+        cells=args.cells,
     )
     return 0
