@@ -224,6 +224,11 @@ class RNNModel:
         return 2 if self.bidirectional else 1
 
     @property
+    def cell_kind(self) -> str:
+        """How messages name the recurrence: "tanh RNN" (Elman, with its f), "LSTM", "GRU"."""
+        return f"{self.nonlinearity} RNN" if self.cell.name == "elman" else self.cell.name.upper()
+
+    @property
     def uses_tokens(self) -> bool:
         return self.vocab_size is not None
 
