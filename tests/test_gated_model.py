@@ -178,3 +178,24 @@ def test_forget_bias_and_options():
         RNNModel(vocab_size=5, hidden_size=4, cell="lstm", nonlinearity="relu")
     with pytest.raises(UsageError, match="forget_bias"):
         RNNModel(vocab_size=5, hidden_size=4, cell="lstm", forget_bias="x")
+
+
+@pytest.mark.parametrize("cell", GATED)
+def test_recompute_keeps_only_checkpoints_and_bounds_memory(cell):
+    """The memory-saving mode keeps every k-th (h, c), not every state and gate: the peak of one
+    training step at T = 400 falls to a fraction of full BPTT's (tracemalloc sees NumPy's buffers)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(14)
+    x, y = rng.integers(0, 6, (4, 400)), rng.integers(0, 3, 4)
+    peaks = []
+    for every in (None, "auto"):
+        model = make_model("one-hot", cell=cell, hidden_size=32, mode="many-to-one", checkpoint_every=every)
+        tracemalloc.start()
+        model.loss_and_grads(x, y)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    fwd = model.forward(x)
+    cache = fwd.caches[0][0]
+    assert cache.every == 20 and [c.shape for c in cache.checkpoints] == [(20, 4, 32)] * model.cell.n_states
+    assert peaks[1] < 0.35 * peaks[0], peaks
