@@ -164,3 +164,17 @@ def test_bench_has_gated_rows_and_compares_their_gradients_first(capsys):
         main(["bench", "--cells", "lstm,rnn"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "--cells" in err and "elman, lstm, gru" in err
+
+
+@pytest.mark.parametrize("cell, hidden, forget_bias", [("lstm", 128, 1.0), ("gru", 148, 0.0)])
+def test_language_model_defaults_of_the_gated_cells(tmp_path, capsys, corpus, cell, hidden, forget_bias):
+    """`bptt train --cell lstm|gru` keeps the Elman default's parameter budget; flags still win."""
+    argv = ["train", "--data", corpus, "--cell", cell, "--seq-length", "8", "--batch-size", "2"]
+    argv += ["--max-epochs", "0.01", "--samples", "0"]
+    assert cli(capsys, *argv, "--out", tmp_path / "a")[0] == 0
+    config = checkpoint.load(tmp_path / "a").model_config
+    assert (config["hidden_size"], config["forget_bias"], config["num_layers"]) == (hidden, forget_bias, 2)
+    if cell == "lstm":
+        assert cli(capsys, *argv, "--hidden-size", "8", "--forget-bias", "0", "--out", tmp_path / "b")[0] == 0
+        config = checkpoint.load(tmp_path / "b").model_config
+        assert (config["hidden_size"], config["forget_bias"]) == (8, 0.0)
