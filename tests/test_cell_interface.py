@@ -90,7 +90,13 @@ class ToyCache:
         self.order, self.X, self.mask, self.states, self.pre, self.params = order, X, mask, states, pre, params
 
     def state(self, t):
-        return (self.states[t],)
+        s = self.states[t]
+        return s if isinstance(s, tuple) else (s,)
+
+
+@pytest.fixture
+def leaky(monkeypatch):
+    monkeypatch.setitem(cells.CELLS, "leaky", Leaky)
 
 
 @pytest.fixture
@@ -268,24 +274,26 @@ def test_toy_cell_refuses_a_horizon(toy):
 
 
 @pytest.mark.slow
-def test_toy_cell_trains_gradchecks_and_resumes_through_the_cli(toy, tmp_path, capsys):
+@pytest.mark.parametrize("cell", ["toy", "leaky"])
+def test_a_new_cell_trains_gradchecks_and_resumes_through_the_cli(toy, leaky, cell, tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("abcabcabdabcabcabd\n" * 40, encoding="utf-8")
-    common = ["--data", str(corpus), "--cell", "toy", "--hidden-size", "6", "--seq-length", "8"]
+    common = ["--data", str(corpus), "--cell", cell, "--hidden-size", "6", "--seq-length", "8"]
     common += ["--batch-size", "4", "--eval-every", "20", "--samples", "0"]
     run = tmp_path / "run"
     assert cli_main(["train", *common, "--max-epochs", "1", "--out", str(run)]) == 0
     ckpt = checkpoint.load(run)
-    assert ckpt.model_config["cell"] == "toy"
+    assert ckpt.model_config["cell"] == cell
     model, _ = runs.load_run(run)
-    assert isinstance(model.cell, Toy)
+    assert type(model.cell) is cells.CELLS[cell]
+    assert set(ckpt.arrays) >= {f"state.{part}" for part in model.cell.state_names}  # the carried state, every part
     first = {k: v.copy() for k, v in ckpt.params.items()}
     assert cli_main(["train", *common, "--max-epochs", "2", "--resume", str(run)]) == 0
     again = checkpoint.load(run)
     assert again.train_state["progress"]["epoch"] > ckpt.train_state["progress"]["epoch"]
     assert any(not np.array_equal(again.params[k], first[k]) for k in first)
     capsys.readouterr()
-    argv = ["gradcheck", "--cell", "toy", "--num-layers", "2", "--uneven", "--h0", "--seq-length", "4"]
+    argv = ["gradcheck", "--cell", cell, "--num-layers", "2", "--uneven", "--h0", "--seq-length", "4"]
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "rnn1.W" in out and "below threshold" in out
@@ -293,9 +301,151 @@ def test_toy_cell_trains_gradchecks_and_resumes_through_the_cli(toy, tmp_path, c
 
 def test_checkpoint_without_a_cell_reads_as_elman(tmp_path):
     model = RNNModel(vocab_size=4, hidden_size=3)
-    config = {k: v for k, v in model.config.items() if k != "cell"}  # as bptt before cells wrote it
+    config = {k: v for k, v in model.config.to_dict().items() if k != "cell"}  # as bptt before cells wrote it
     checkpoint.save(tmp_path / "old", model.params, config, {"progress": {"step": 1}})
     loaded, _ = runs.load_run(tmp_path / "old")
     assert loaded.cell.name == "elman"
     for k, v in model.params.items():
         np.testing.assert_array_equal(loaded.params[k], v)
+
+
+# ---- a cell with a two-part state (h, c) through the model -------------------------
+
+
+class Leaky(Cell):
+    """A two-part state, as LSTM's: a_t = U x_t + W h_{t-1} + b, c_t = c_{t-1} / 2 + tanh(a_t),
+    h_t = tanh(c_t). Written here to check the model's tuple-state plumbing."""
+
+    name = "leaky"
+    n_states = 2
+
+    def shapes(self, D, H, bias):
+        return {"U": (H, D), "W": (H, H), "b": (H,)} if bias else {"U": (H, D), "W": (H, H)}
+
+    def init(self, D, H, bias, rng, scheme="pytorch", scale=1.0, dtype="float32"):
+        return {n: rng.uniform(-0.5, 0.5, s).astype(dtype) for n, s in self.shapes(D, H, bias).items()}
+
+    def _one(self, params, x, h, c):
+        a = Toy._x(params["U"], x) + h @ params["W"].T + params.get("b", 0)
+        g = np.tanh(a)
+        c = 0.5 * c + g
+        return np.tanh(c), c, g
+
+    def forward(self, params, X, state0, mask=None, reverse=False):
+        order = list(range(X.shape[0] - 1, -1, -1) if reverse else range(X.shape[0]))
+        h, c = state0
+        states, gs, out = [(h, c)], [], np.zeros((X.shape[0],) + h.shape, h.dtype)
+        for t in order:
+            nh, nc, g = self._one(params, X[t], h, c)
+            if mask is not None:
+                keep = mask[t][:, None]
+                nh, nc = np.where(keep, nh, h), np.where(keep, nc, c)
+            h, c = nh, nc
+            states.append((h, c))
+            gs.append(g)
+            out[t] = h
+        return out, (h, c), ToyCache(order, X, mask, states, gs, params)
+
+    def backward(self, dout, dstate_n, cache, need_dX=True, horizon=None):
+        self.refuse_horizon(horizon)
+        p = cache.params
+        grads = {n: np.zeros_like(v) for n, v in p.items()}
+        floats = cache.X.dtype.kind == "f"
+        dX = np.zeros(cache.X.shape[:2] + (p["U"].shape[1],), p["W"].dtype) if need_dX and floats else None
+        dh, dc = (np.zeros_like(s) for s in cache.states[0]) if dstate_n is None else (s.copy() for s in dstate_n)
+        for i in range(len(cache.order) - 1, -1, -1):
+            t = cache.order[i]
+            if dout is not None:
+                dh = dh + dout[t]
+            keep = (np.ones(dh.shape[0], bool) if cache.mask is None else cache.mask[t])[:, None]
+            h_t = cache.states[i + 1][0]
+            dct = dc + dh * (1 - h_t**2) * keep
+            da = dct * (1 - cache.pre[i] ** 2) * keep
+            grads["W"] += da.T @ cache.states[i][0]
+            if "b" in grads:
+                grads["b"] += da.sum(axis=0)
+            if floats:
+                grads["U"] += da.T @ cache.X[t]
+            else:
+                np.add.at(grads["U"].T, cache.X[t], da)
+            if dX is not None:
+                dX[t] = da @ p["U"]
+            dh = da @ p["W"] + dh * ~keep
+            dc = np.where(keep, 0.5 * dct, dc)
+        return dX, grads, (dh, dc)
+
+    def step(self, params, x, state):
+        h, c, _ = self._one(params, x, *state)
+        return h, (h, c)
+
+
+@pytest.mark.parametrize("every", [None, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_two_part_states_go_through_the_model(leaky, every, bidirectional):
+    rng = np.random.default_rng(7)
+    model = RNNModel(
+        input_size=3,
+        hidden_size=3,
+        output_size=2,
+        num_layers=2,
+        cell="leaky",
+        dtype="float64",
+        bidirectional=bidirectional,
+        checkpoint_every=every,
+    )
+    L = 2 * (2 if bidirectional else 1)
+    x = rng.standard_normal((2, 5, 3))
+    y = rng.integers(0, 2, (2, 5))
+    h0, c0 = 0.5 * rng.standard_normal((L, 2, 3)), 0.5 * rng.standard_normal((L, 2, 3))
+    mask = np.array([5, 3])
+    zero = model.zero_state(2)
+    assert isinstance(zero, tuple) and [z.shape for z in zero] == [(L, 2, 3)] * 2
+    loss, grads, state = model.loss_and_grads(x, y, mask, (h0, c0), return_state=True)
+    assert set(state) == {"hn", "dh0", "cn", "dc0"}
+    fwd = model.forward(x, mask, (h0, c0))
+    np.testing.assert_array_equal(fwd.hn, state["hn"])
+    np.testing.assert_array_equal(fwd.state_n[1], state["cn"])
+    report = gradcheck(model, x, y, mask)
+    assert set(report) == set(model.params) and max(report.values()) < 1e-6, report
+
+    def objective():
+        return model.loss(model.forward(x, mask, (h0, c0)), y)[0]
+
+    for theta, analytic in ((h0, state["dh0"]), (c0, state["dc0"])):
+        flat, numeric = theta.reshape(-1), np.empty(theta.size)
+        for i in range(theta.size):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            up = objective()
+            flat[i] = old - 1e-6
+            numeric[i] = (up - objective()) / 2e-6
+            flat[i] = old
+        assert relative_error(analytic.reshape(-1), numeric) < 1e-6
+
+
+def test_two_part_states_step_and_carry(leaky):
+    rng = np.random.default_rng(8)
+    model = RNNModel(vocab_size=5, hidden_size=4, num_layers=2, cell="leaky", dtype="float64").eval()
+    ids = rng.integers(0, 5, (2, 6))
+    fwd = model.forward(ids)
+    state = model.zero_state(2)
+    for t in range(6):
+        z, state = model.step(ids[:, t], state)
+        np.testing.assert_allclose(z, fwd.Z[t], rtol=1e-12)
+        after = model.state_after(fwd, t + 1)
+        np.testing.assert_allclose(state[0], after[0], rtol=1e-12)
+        np.testing.assert_allclose(state[1], after[1], rtol=1e-12)
+    np.testing.assert_allclose(state[1], fwd.state_n[1], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"h0: got a tuple of 3 arrays, expected 2 \(h, c\)"):
+        model.forward(ids, h0=(state[0], state[1], state[1]))
+
+
+def test_elman_only_analyses_refuse_other_cells_in_one_line(toy):
+    from bptt.analysis import diagnostics, rtrl
+
+    model = RNNModel(input_size=2, hidden_size=2, output_size=2, cell="toy")
+    x, y = np.zeros((1, 3, 2)), np.zeros((1, 3), int)
+    with pytest.raises(UsageError, match="rtrl: written out for the Elman cell, got cell='toy'"):
+        rtrl.loss_and_grads(model, x, y)
+    with pytest.raises(UsageError, match="diagnose: the diagnostics are written out for the elman, lstm and gru cells"):
+        diagnostics.diagnose(model, x, y)

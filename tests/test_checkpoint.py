@@ -39,7 +39,7 @@ def save_at(run_dir: Path, step: int, keep: int = 1, arrays: dict | None = None,
     params = {k: np.full_like(v, step) for k, v in m.params.items()}
     train = json.loads(json.dumps(TRAIN))
     train["progress"]["step"] = step
-    checkpoint.save(run_dir, params, m.config, train, arrays, keep=keep)
+    checkpoint.save(run_dir, params, m.config.to_dict(), train, arrays, keep=keep)
     return params
 
 
@@ -85,10 +85,10 @@ def test_round_trip(tmp_path, dtype):
         "state.scalar": np.array(2.5, dtype),
         "state.t": np.arange(3, dtype=np.int32),
     }
-    checkpoint.save(tmp_path / "run", params, m.config, TRAIN, arrays)
+    checkpoint.save(tmp_path / "run", params, m.config.to_dict(), TRAIN, arrays)
     ck = checkpoint.load(tmp_path / "run")
     assert ck.path == tmp_path / "run"
-    assert ck.model_config == m.config and ck.train_state == TRAIN
+    assert ck.model_config == m.config.to_dict() and ck.train_state == TRAIN
     for saved, loaded in ((params, ck.params), (arrays, ck.arrays)):
         assert saved.keys() == loaded.keys()
         for k in saved:
@@ -387,7 +387,11 @@ def test_saving_twice_at_one_step_replaces_that_checkpoint(tmp_path):
     save_at(tmp_path, 4, keep=2)
     m = model()
     checkpoint.save(
-        tmp_path, {k: np.full_like(v, 9) for k, v in m.params.items()}, m.config, {"progress": {"step": 4}}, keep=2
+        tmp_path,
+        {k: np.full_like(v, 9) for k, v in m.params.items()},
+        m.config.to_dict(),
+        {"progress": {"step": 4}},
+        keep=2,
     )
     assert (checkpoint.load(tmp_path).params["head.c"] == 9).all()
     assert (checkpoint.load(tmp_path, step=4).params["head.c"] == 9).all()

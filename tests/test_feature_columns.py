@@ -75,7 +75,7 @@ def test_parity_with_torch(bi):
 
 def test_rebuilt_from_its_config_and_refuses_bad_inputs():
     model = _model()
-    again = RNNModel(**model.config)
+    again = RNNModel(model.config)
     assert {k: v.shape for k, v in again.params.items()} == {k: v.shape for k, v in model.params.items()}
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="expected"):

@@ -169,7 +169,7 @@ def test_forget_bias_and_options():
     m0 = RNNModel(vocab_size=5, hidden_size=4, cell="lstm", seed=0, dtype="float64")
     m1 = RNNModel(vocab_size=5, hidden_size=4, cell="lstm", seed=0, dtype="float64", forget_bias=1.0)
     np.testing.assert_allclose(m1.params["rnn0.b"] - m0.params["rnn0.b"], np.r_[np.zeros(4), np.ones(4), np.zeros(8)])
-    assert m1.config["forget_bias"] == 1.0 and RNNModel(**m1.config).cell.forget_bias == 1.0
+    assert m1.config.forget_bias == 1.0 and RNNModel(**m1.config.to_dict()).cell.forget_bias == 1.0
     assert m0.params["rnn0.W"].shape == (16, 4)
     assert RNNModel(vocab_size=5, hidden_size=4, cell="gru").params["rnn0.bn"].shape == (4,)
     with pytest.raises(UsageError, match="forget_bias: not an option of the gru cell"):

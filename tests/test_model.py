@@ -187,3 +187,27 @@ def test_sigmoid_targets_must_be_probabilities():
     model = make_model("features", head="sigmoid", output_size=1)
     with pytest.raises(ValueError, match=r"targets in \[0, 1\]"):
         model.loss_and_grads(np.zeros((2, 3, 3)), np.full((2, 3), 2.0))
+
+
+def test_config_is_a_frozen_dataclass_and_both_ways_of_building_agree():
+    import dataclasses
+
+    from bptt import ModelConfig
+
+    config = ModelConfig(vocab_size=7, hidden_size=5, num_layers=2, seed=3)
+    assert config.output_size == 7 and config.cell == "elman"  # defaults resolved on construction
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.hidden_size = 6
+    a, b = RNNModel(config), RNNModel(vocab_size=7, hidden_size=5, num_layers=2, seed=3)
+    assert a.config == b.config and a.config.hidden_size == a.hidden_size == 5
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    wider = RNNModel(config, hidden_size=6)
+    assert wider.config.hidden_size == 6 and config.hidden_size == 5
+    assert RNNModel(**config.to_dict()).config == config  # what a checkpoint stores reads back
+    with pytest.raises(ValueError, match="hidden_size: got 0"):
+        ModelConfig(vocab_size=7, hidden_size=0)
+    with pytest.raises(TypeError, match="expected a ModelConfig"):
+        RNNModel({"vocab_size": 7})
+    with pytest.raises(ValueError, match="forget_bias: not an option of the elman cell"):
+        ModelConfig(vocab_size=7, forget_bias=1.0)  # the cell's own refusal, raised by the config

@@ -9,7 +9,7 @@ against finite differences and PyTorch autograd.
 """
 
 from bptt.analysis.gradcheck import gradcheck
-from bptt.model import RNNModel
+from bptt.model import ModelConfig, RNNModel
 
 __version__ = "0.1.0"
-__all__ = ["RNNModel", "gradcheck", "__version__"]
+__all__ = ["ModelConfig", "RNNModel", "gradcheck", "__version__"]

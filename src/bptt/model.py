@@ -27,12 +27,16 @@ masks (B, T) or lengths (B,). Inside, everything is time-major (T, B, ...).
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bptt import blas
 from bptt import checks as validate
+from bptt.errors import UsageError
 from bptt.layers import activations, cells, dense, embedding, h0map, losses, recompute
 from bptt.layers import dropout as dropout_layer
 from bptt.layers import init as initializers
@@ -78,11 +82,11 @@ class Forward:
         return self.state_n[0] if len(self.state_n) == 1 else self.state_n
 
 
-class RNNModel:
-    """A stacked recurrent network with a head, trained by exact BPTT. Options use torch/Keras names.
-
-    cell            the recurrent cell, a name in bptt.layers.cells.CELLS: elman (default) | lstm | gru
-    forget_bias     lstm only: added to the forget gate's bias at initialisation (1.0: Jozefowicz et al. 2015)
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a model's architecture, validated on construction.
+    Option names are torch's/Keras's; `RNNModel(config)` builds the model, and
+    `to_dict()` is what a checkpoint stores (`RNNModel(**d)` reads it back).
 
     input_size      features per step for float inputs (B, T, D); or
     vocab_size      for token ids (B, T); with embedding_size an embedding
@@ -91,7 +95,9 @@ class RNNModel:
                     (affixes, word shape, ...), each with a table E_f (size_f, feature_embedding_size)
                     whose rows are concatenated to E[id_t]; inputs are then (B, T, 1 + F)
     hidden_size     H;  num_layers: L;  bidirectional: two directions per layer
-    nonlinearity    f: tanh | relu | sigmoid | identity;  bias: b on or off
+    cell            the recurrent cell, a name in bptt.layers.cells.CELLS (default "elman")
+    forget_bias     lstm only: added to the forget gate's bias at initialisation (0: none)
+    nonlinearity    f: tanh | relu | sigmoid | identity (the cells that support it);  bias: b on or off
     dropout         inverted dropout between layers, training only
     output_size     K (defaults to vocab_size for token models)
     head            softmax (cross-entropy) | sigmoid (binary CE) | linear (squared error)
@@ -100,133 +106,155 @@ class RNNModel:
     cond_size       one-to-many only: size of the conditioning vector mapped to h_0
     reduction       sum-over-time (lecture notes: sum over t, mean over sequences) | mean | sum
     ignore_index    softmax targets equal to it carry no loss (torch's -100)
-    init, init_scale  pytorch | xavier | orthogonal | identity (see bptt.layers.init)
+    init, init_scale  pytorch | xavier | orthogonal | identity | spectral (see bptt.layers.init)
     dtype           float32 (default) | float64;  seed: every random draw
     checkpoint_every  memory-saving BPTT: keep every k-th state, recompute the rest
                     (k, or "auto" for sqrt(T); see bptt.layers.recompute); None: keep all
     """
 
-    def __init__(
-        self,
-        *,
-        input_size: int | None = None,
-        vocab_size: int | None = None,
-        embedding_size: int | None = None,
-        feature_vocab_sizes: list[int] | None = None,
-        feature_embedding_size: int = 16,
-        hidden_size: int = 64,
-        output_size: int | None = None,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bias: bool = True,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        head: str = "softmax",
-        mode: str = "many-to-many",
-        pooling: str = "last",
-        cond_size: int | None = None,
-        reduction: str = "sum-over-time",
-        ignore_index: int = -100,
-        init: str = "pytorch",
-        init_scale: float = 1.0,
-        dtype: str = "float32",
-        seed: int = 0,
-        checkpoint_every: int | str | None = None,
-        cell: str = "elman",
-        forget_bias: float = 0.0,
-    ):
-        dtype = np.dtype(dtype).name
-        validate.choice("cell", cell, cells.CELLS)
-        if (input_size is None) == (vocab_size is None):
-            raise ValueError("input_size / vocab_size: give exactly one (features or token ids)")
-        validate.positive_int("input_size", input_size, allow_none=True)
-        validate.positive_int("vocab_size", vocab_size, allow_none=True)
-        validate.positive_int("embedding_size", embedding_size, allow_none=True)
-        if embedding_size is not None and vocab_size is None:
-            raise ValueError("embedding_size: needs vocab_size (an embedding is for token ids)")
-        if feature_vocab_sizes is not None:
-            if embedding_size is None:
-                raise ValueError(
+    input_size: int | None = None
+    vocab_size: int | None = None
+    embedding_size: int | None = None
+    feature_vocab_sizes: tuple[int, ...] | None = None
+    feature_embedding_size: int = 16
+    hidden_size: int = 64
+    output_size: int | None = None
+    num_layers: int = 1
+    nonlinearity: str = "tanh"
+    bias: bool = True
+    bidirectional: bool = False
+    dropout: float = 0.0
+    head: str = "softmax"
+    mode: str = "many-to-many"
+    pooling: str = "last"
+    cond_size: int | None = None
+    reduction: str = "sum-over-time"
+    ignore_index: int = -100
+    init: str = "pytorch"
+    init_scale: float = 1.0
+    dtype: str = "float32"
+    seed: int = 0
+    checkpoint_every: int | str | None = None
+    cell: str = "elman"
+    forget_bias: float = 0.0
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        put("dtype", np.dtype(self.dtype).name)
+        validate.choice("cell", self.cell, cells.CELLS)
+        if (self.input_size is None) == (self.vocab_size is None):
+            raise UsageError("input_size / vocab_size: give exactly one (features or token ids)")
+        validate.positive_int("input_size", self.input_size, allow_none=True)
+        validate.positive_int("vocab_size", self.vocab_size, allow_none=True)
+        validate.positive_int("embedding_size", self.embedding_size, allow_none=True)
+        if self.embedding_size is not None and self.vocab_size is None:
+            raise UsageError("embedding_size: needs vocab_size (an embedding is for token ids)")
+        if self.feature_vocab_sizes is not None:
+            if self.embedding_size is None:
+                raise UsageError(
                     "feature_vocab_sizes: needs embedding_size (feature columns are embedded next to the token)"
                 )
-            feature_vocab_sizes = [int(n) for n in feature_vocab_sizes]
-            for f, n in enumerate(feature_vocab_sizes, 1):
+            sizes = tuple(int(n) for n in self.feature_vocab_sizes)
+            for f, n in enumerate(sizes, 1):
                 validate.positive_int(f"feature_vocab_sizes[{f - 1}]", n)
-            validate.positive_int("feature_embedding_size", feature_embedding_size)
-            feature_vocab_sizes = feature_vocab_sizes or None
-        validate.positive_int("hidden_size", hidden_size)
-        validate.positive_int("num_layers", num_layers)
-        if output_size is None and head == "softmax" and vocab_size is not None and mode in SEQUENCE_MODES:
-            output_size = vocab_size
-        if output_size is None:
-            raise ValueError("output_size: required (the number of outputs K of the head)")
-        validate.positive_int("output_size", output_size)
-        validate.choice("nonlinearity", nonlinearity, activations.NONLINEARITIES)
-        validate.probability("dropout", dropout)
-        validate.choice("head", head, losses.HEADS)
-        validate.choice("mode", mode, MODES)
-        validate.choice("pooling", pooling, pooling_layer.POOLINGS)
-        validate.choice("reduction", reduction, losses.REDUCTIONS)
-        validate.choice("init", init, initializers.SCHEMES)
-        validate.choice("dtype", dtype, DTYPES)
-        recompute.check_every(checkpoint_every)
-        if mode == "one-to-many":
-            validate.positive_int("cond_size", cond_size)
-            if bidirectional:
-                raise ValueError("bidirectional: a one-to-many model generates left to right, expected False")
-        elif cond_size is not None:
-            raise ValueError(f"cond_size: only for mode='one-to-many', got mode={mode!r}")
-        if head == "softmax" and output_size < 2:
-            raise ValueError(f"output_size: got {output_size}, a softmax head needs at least 2 classes")
-        self.config = dict(
-            input_size=input_size,
-            vocab_size=vocab_size,
-            embedding_size=embedding_size,
-            feature_vocab_sizes=feature_vocab_sizes,
-            feature_embedding_size=int(feature_embedding_size),
-            hidden_size=hidden_size,
-            output_size=output_size,
-            num_layers=num_layers,
-            nonlinearity=nonlinearity,
-            bias=bool(bias),
-            bidirectional=bool(bidirectional),
-            dropout=float(dropout),
-            head=head,
-            mode=mode,
-            pooling=pooling,
-            cond_size=cond_size,
-            reduction=reduction,
-            ignore_index=int(ignore_index),
-            init=init,
-            init_scale=float(init_scale),
-            dtype=dtype,
-            seed=int(seed),
-            checkpoint_every=checkpoint_every,
-            cell=cell,
-        )
-        options = {} if isinstance(forget_bias, (int, float)) and forget_bias == 0 else {"forget_bias": forget_bias}
-        self.cell = cells.make_cell(cell, nonlinearity=nonlinearity, **options)  # only the LSTM takes forget_bias
-        self.config["forget_bias"] = float(forget_bias)
-        self.rng = np.random.default_rng(seed)
+            validate.positive_int("feature_embedding_size", self.feature_embedding_size)
+            put("feature_vocab_sizes", sizes or None)
+        validate.positive_int("hidden_size", self.hidden_size)
+        validate.positive_int("num_layers", self.num_layers)
+        if (
+            self.output_size is None
+            and self.head == "softmax"
+            and self.vocab_size is not None
+            and self.mode in SEQUENCE_MODES
+        ):
+            put("output_size", self.vocab_size)
+        if self.output_size is None:
+            raise UsageError("output_size: required (the number of outputs K of the head)")
+        validate.positive_int("output_size", self.output_size)
+        validate.choice("nonlinearity", self.nonlinearity, activations.NONLINEARITIES)
+        validate.probability("dropout", self.dropout)
+        validate.choice("head", self.head, losses.HEADS)
+        validate.choice("mode", self.mode, MODES)
+        validate.choice("pooling", self.pooling, pooling_layer.POOLINGS)
+        validate.choice("reduction", self.reduction, losses.REDUCTIONS)
+        validate.choice("init", self.init, initializers.SCHEMES)
+        validate.choice("dtype", self.dtype, DTYPES)
+        recompute.check_every(self.checkpoint_every)
+        if self.mode == "one-to-many":
+            validate.positive_int("cond_size", self.cond_size)
+            if self.bidirectional:
+                raise UsageError("bidirectional: a one-to-many model generates left to right, expected False")
+        elif self.cond_size is not None:
+            raise UsageError(f"cond_size: only for mode='one-to-many', got mode={self.mode!r}")
+        if self.head == "softmax" and self.output_size < 2:
+            raise UsageError(f"output_size: got {self.output_size}, a softmax head needs at least 2 classes")
+        fb = self.forget_bias
+        if isinstance(fb, bool) or not isinstance(fb, numbers.Real) or not math.isfinite(fb):
+            raise UsageError(f"forget_bias: got {fb!r}, expected a finite number")
+        put("forget_bias", float(self.forget_bias))
+        cells.make_cell(self.cell, **self.cell_options())  # the cell's own refusals, here
+        put("feature_embedding_size", int(self.feature_embedding_size))
+        put("bias", bool(self.bias))
+        put("bidirectional", bool(self.bidirectional))
+        put("dropout", float(self.dropout))
+        put("ignore_index", int(self.ignore_index))
+        put("init_scale", float(self.init_scale))
+        put("seed", int(self.seed))
+
+    def cell_options(self) -> dict:
+        """The keyword options of the cell's constructor: nonlinearity, and forget_bias when set."""
+        options = {"nonlinearity": self.nonlinearity}
+        if self.forget_bias != 0:
+            options["forget_bias"] = self.forget_bias
+        return options
+
+    def to_dict(self) -> dict:
+        """The options as plain JSON values (what a checkpoint stores)."""
+        d = dataclasses.asdict(self)
+        if d["feature_vocab_sizes"] is not None:
+            d["feature_vocab_sizes"] = list(d["feature_vocab_sizes"])
+        return d
+
+    def replace(self, **changes) -> ModelConfig:
+        """A copy with some options changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+class RNNModel:
+    """A stacked recurrent network with a head, trained by exact BPTT.
+
+    RNNModel(config) with a `ModelConfig`, or RNNModel(**options) with its
+    fields as keywords (RNNModel(config, **changes) for a changed copy). Every
+    option is also readable as an attribute: model.hidden_size is
+    model.config.hidden_size. model.cell is the `bptt.layers.cell.Cell` object,
+    model.config.cell its registry name.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, /, **options):
+        if config is None:
+            config = ModelConfig(**options)
+        elif not isinstance(config, ModelConfig):
+            raise TypeError(f"config: got {type(config).__name__}, expected a ModelConfig (or keyword options)")
+        elif options:
+            config = config.replace(**options)
+        self.config = config
+        self.cell = cells.make_cell(config.cell, **config.cell_options())
+        self.rng = np.random.default_rng(config.seed)
         self.training = True
         self.params = self._init_params()
 
     # ---- structure ---------------------------------------------------------
 
-    def __getattr__(self, name):
-        config = self.__dict__.get("config")
-        if config is not None and name in config:
-            return config[name]
-        raise AttributeError(name)
+    @property
+    def kind(self) -> str:
+        """What the recurrent layers are, for summaries: "tanh RNN" for Elman, else the cell's name."""
+        return f"{self.nonlinearity} RNN" if self.config.cell == "elman" else self.config.cell
 
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
-
-    @property
-    def cell_kind(self) -> str:
-        """How messages name the recurrence: "tanh RNN" (Elman, with its f), "LSTM", "GRU"."""
-        return f"{self.nonlinearity} RNN" if self.cell.name == "elman" else self.cell.name.upper()
 
     @property
     def uses_tokens(self) -> bool:
@@ -276,8 +304,7 @@ class RNNModel:
 
     def astype(self, dtype) -> RNNModel:
         """A copy of the model with every parameter in `dtype` (float64 for gradient checks)."""
-        config = dict(self.config, dtype=np.dtype(dtype).name)
-        other = RNNModel(**config)
+        other = RNNModel(self.config, dtype=np.dtype(dtype).name)
         other.params = {k: v.astype(dtype) for k, v in self.params.items()}
         other.training = self.training
         return other
@@ -316,24 +343,24 @@ class RNNModel:
             if x.ndim == 2:
                 x = x[:, None, :]
             if x.shape[2] != self.input_size:
-                raise ValueError(f"inputs: got {x.shape[2]} features per step, expected input_size={self.input_size}")
+                raise UsageError(f"inputs: got {x.shape[2]} features per step, expected input_size={self.input_size}")
             X = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
         T, B = X.shape[0], X.shape[1]
         if T == 0 or B == 0:
-            raise ValueError(f"inputs: got {B} sequences of {T} steps, expected at least one step")
+            raise UsageError(f"inputs: got {B} sequences of {T} steps, expected at least one step")
         if one and T != 1:
-            raise ValueError(f"inputs: mode='one-to-one' takes one step per example, got T={T}")
+            raise UsageError(f"inputs: mode='one-to-one' takes one step per example, got T={T}")
         mask = self._prepare_mask(mask, B, T)
         if self.mode == "one-to-many":
             if cond is None:
-                raise ValueError("cond: required for mode='one-to-many' (the conditioning vector, (B, cond_size))")
+                raise UsageError("cond: required for mode='one-to-many' (the conditioning vector, (B, cond_size))")
             if h0 is not None:
-                raise ValueError("h0: a one-to-many model computes h_0 from cond, do not pass both")
+                raise UsageError("h0: a one-to-many model computes h_0 from cond, do not pass both")
             cond = validate.array("cond", cond, (2,), "float")
             validate.shape("cond", cond, (B, self.cond_size))
             cond = cond.astype(self.dtype)
         elif cond is not None:
-            raise ValueError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
+            raise UsageError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
         state0 = None if h0 is None else self._prepare_state(h0, B)
         return X, mask, state0, cond
 
@@ -344,7 +371,7 @@ class RNNModel:
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         if isinstance(h0, (tuple, list)):
             if len(h0) != len(names):
-                raise ValueError(
+                raise UsageError(
                     f"h0: got a tuple of {len(h0)} arrays, expected {len(names)} ({', '.join(names)}) for cell={self.cell.name!r}"
                 )
             given = list(h0)
@@ -368,7 +395,7 @@ class RNNModel:
         if mask is None:
             return None
         if self.mode == "one-to-one":
-            raise ValueError("mask: mode='one-to-one' has one step per example, expected no mask")
+            raise UsageError("mask: mode='one-to-one' has one step per example, expected no mask")
         m = np.asarray(mask)
         if m.ndim == 1:
             lengths = validate.array("mask", m, (1,), "int")
@@ -380,7 +407,7 @@ class RNNModel:
             validate.shape("mask", m, (B, T))
         if self.mode in ("many-to-one",) and not m.any(axis=1).all():
             b = int(np.flatnonzero(~m.any(axis=1))[0])
-            raise ValueError(f"mask: sequence {b} has no valid step, expected at least one per sequence")
+            raise UsageError(f"mask: sequence {b} has no valid step, expected at least one per sequence")
         return np.ascontiguousarray(m.T)
 
     # ---- forward -----------------------------------------------------------
@@ -393,12 +420,11 @@ class RNNModel:
         from `rng` (default: the model's own seeded Generator).
         """
         X, mask, state0, cond = self._prepare(inputs, mask, h0, cond)
-        p, dt = self.params, np.dtype(self.dtype)
+        dt = np.dtype(self.dtype)
         B = X.shape[1]
         fwd = Forward(Z=None, hn=None, h0=None, X=X, ids=None, mask=mask, cond=cond)
         if cond is not None:
-            h, fwd.h0map = h0map.forward(p["h0map.Q"], p["h0map.q"], cond, self.num_layers)
-            state0 = (h,) + tuple(np.zeros_like(h) for _ in range(self.cell.n_states - 1))
+            state0, fwd.h0map = self._state_from_cond(cond)
         if state0 is None:
             state0 = self._parts(self.zero_state(B))
         fwd.state0, fwd.h0 = state0, state0[0]
@@ -431,6 +457,21 @@ class RNNModel:
         fwd.hn = fwd.state_n[0]
         self._head_forward(fwd, layer_in)
         return fwd
+
+    def _state_from_cond(self, cond: np.ndarray) -> tuple[tuple, np.ndarray]:
+        """One-to-many: (state0 as a tuple of parts, the h0map cache) from cond (B, cond_size).
+        h_0 = tanh(Q cond + q) (`bptt.layers.h0map`); other state parts start at zero."""
+        h, act = h0map.forward(self.params["h0map.Q"], self.params["h0map.q"], cond, self.num_layers)
+        return (h,) + tuple(np.zeros_like(h) for _ in range(self.cell.n_states - 1)), act
+
+    def initial_state(self, cond) -> np.ndarray | tuple:
+        """A one-to-many model's initial state from cond (B, cond_size), in the form `step` takes:
+        (L, B, H), or a tuple for a two-part state."""
+        if self.mode != "one-to-many":
+            raise UsageError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
+        cond = validate.array("cond", cond, (2,), "float")
+        validate.shape("cond", cond, (None, self.cond_size))
+        return self._joined(self._state_from_cond(cond.astype(self.dtype))[0])
 
     def _parts(self, state) -> tuple:
         """A state as users pass it (array or tuple) -> a tuple of parts."""
@@ -511,7 +552,7 @@ class RNNModel:
             valid &= fwd.mask
         if loss_mask is not None:
             if not seq:
-                raise ValueError(f"loss_mask: only for sequence outputs, got mode={self.mode!r}")
+                raise UsageError(f"loss_mask: only for sequence outputs, got mode={self.mode!r}")
             lm = validate.array("loss_mask", loss_mask, (2,), "bool").astype(bool)
             validate.shape("loss_mask", lm, lead)
             valid &= lm.T
@@ -534,11 +575,11 @@ class RNNModel:
         Y = validate.array("targets", targets, (len(lead), len(lead) + 1), "float")
         if Y.ndim == len(lead):
             if K != 1:
-                raise ValueError(f"targets: got shape {Y.shape}, expected {lead + (K,)} for output_size={K}")
+                raise UsageError(f"targets: got shape {Y.shape}, expected {lead + (K,)} for output_size={K}")
             Y = Y[..., None]
         validate.shape("targets", Y, lead + (K,))
         if self.head == "sigmoid" and ((Y < 0) | (Y > 1)).any():
-            raise ValueError("targets: a sigmoid head takes targets in [0, 1], found values outside")
+            raise UsageError("targets: a sigmoid head takes targets in [0, 1], found values outside")
         return Y
 
     # ---- backward ----------------------------------------------------------
@@ -653,7 +694,7 @@ class RNNModel:
         of such arrays for a two-part state): what a truncated-BPTT window hands to the
         next one. Unidirectional only."""
         if self.bidirectional:
-            raise ValueError("state_after: a bidirectional layer has no single state at step t")
+            raise UsageError("state_after: a bidirectional layer has no single state at step t")
         per_layer = [caches[0].state(steps) for caches in fwd.caches]
         return self._joined(tuple(np.stack(part) for part in zip(*per_layer)))
 
@@ -666,7 +707,7 @@ class RNNModel:
         """
         p = self.params
         if self.feature_vocab_sizes:
-            raise ValueError("step: generation feeds back tokens alone, a model with feature columns cannot")
+            raise UsageError("step: generation feeds back tokens alone, a model with feature columns cannot")
         x = p["embed.E"][ids] if self.embedding_size is not None else ids
         parts = self._parts(h)
         new = []
@@ -692,3 +733,12 @@ class RNNModel:
                 Y = Y * fwd.mask[:, :, None]
             Y = np.ascontiguousarray(Y.transpose(1, 0, 2))
         return Y
+
+
+def _config_property(name: str) -> property:
+    return property(lambda self: getattr(self.config, name), doc=f"model.config.{name}")
+
+
+for _field in dataclasses.fields(ModelConfig):
+    if _field.name != "cell":  # model.cell is the Cell object; model.config.cell its name
+        setattr(RNNModel, _field.name, _config_property(_field.name))

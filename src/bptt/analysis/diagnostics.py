@@ -42,6 +42,7 @@ import math
 
 import numpy as np
 
+from bptt.errors import UsageError
 from bptt.layers import activations, elman, gru, lstm, recompute
 from bptt.layers.embedding import scatter_add_rows
 
@@ -211,7 +212,7 @@ def diagnose(
     from bptt.analysis import gate_diagnostics
 
     if not isinstance(model.cell, (elman.Elman, lstm.LSTM, gru.GRU)):
-        raise ValueError(
+        raise UsageError(
             f"diagnose: the diagnostics are written out for the elman, lstm and gru cells, got cell={model.cell.name!r}"
         )
     m = model.astype(np.float64).eval()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt.layers import h0map
 from bptt.layers.truncation import check_horizon, window_states
 from bptt.model import Forward
 
@@ -82,11 +81,9 @@ def truncated_objective(model, inputs, targets, mask=None, h0=None, cond=None, *
     """
     check_horizon(model, tau)
     X, m, state0, cond = model._prepare(inputs, mask, h0, cond)
-    p = model.params
     B = X.shape[1]
     if cond is not None:
-        h, _ = h0map.forward(p["h0map.Q"], p["h0map.q"], cond, model.num_layers)
-        state0 = (h,) + tuple(np.zeros_like(h) for _ in range(model.cell.n_states - 1))
+        state0, _ = model._state_from_cond(cond)
     elif state0 is None:
         state0 = model._parts(model.zero_state(B))
     X0 = model._embed(X) if model.embedding_size is not None else X

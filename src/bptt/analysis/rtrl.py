@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from bptt.errors import UsageError
 from bptt.layers import activations, elman, recompute
 
 
 def check_supported(model, horizon=None) -> None:
     """ValueError naming what RTRL (as implemented here) does not cover."""
     if not isinstance(model.cell, elman.Elman):
-        raise ValueError(f"rtrl: written out for the Elman cell, got cell={model.cell.name!r}")
+        raise UsageError(f"rtrl: written out for the Elman cell, got cell={model.cell.name!r}")
     if model.num_layers != 1:
         raise ValueError(f"rtrl: one recurrent layer only, got num_layers={model.num_layers}")
     if model.bidirectional:

@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(model, r: dict) -> str:
-    lines = [f"{model.num_layers} x {model.hidden_size} {model.cell_kind}; {r['data']}; loss {r['loss']:.4g}"]
+    lines = [f"{model.num_layers} x {model.hidden_size} {model.kind}; {r['data']}; loss {r['loss']:.4g}"]
     for layer in r["layers"]:
         s, j, c = layer["spectrum"], layer["jacobian"], layer["contributions"]
         if "saturation" in layer:  # a gated cell

@@ -320,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
         f"valid {0 if valid_ids is None else len(valid_ids):,}; run directory {out}"
     )
     print(
-        f"model: {model.num_layers} x {model.hidden_size} {model.cell_kind}, "
+        f"model: {model.num_layers} x {model.hidden_size} {model.kind}, "
         f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}"
     )
     return finish(trainer, vocab)

@@ -103,7 +103,7 @@ class Cell:
         """Exact BPTT through the cell over all T steps.
 
         dout: (T, B, H) dL/dh_t from above in natural time order, or None;
-        dstate_n: tuple of (B, H) (entries may be None) or None: dL/dstate_n.
+        dstate_n: tuple of (B, H) arrays, or None for zero: dL/dstate_n.
         horizon: per-output truncation tau (see `bptt.layers.truncation`) or
         None; a cell that cannot do it raises UsageError in one line.
 

@@ -141,7 +141,7 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
         print(data.summary)
         print(
             f"model: {'bidirectional ' if model.bidirectional else ''}{model.num_layers} x {model.hidden_size} "
-            f"{model.cell_kind}, {model.mode}, {model.head} head, {n_params(model):,} parameters; "
+            f"{model.kind}, {model.mode}, {model.head} head, {n_params(model):,} parameters; "
             f"run directory {run_dir}"
         )
     state = trainer.fit()

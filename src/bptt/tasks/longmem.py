@@ -199,7 +199,7 @@ def run(args) -> int:
     trainer = _trainer(s, model, out, opts)
     print(f"task {s.title}; run directory {out}")
     print(
-        f"model: {model.num_layers} x {model.hidden_size} {model.cell_kind}, init {model.init}, "
+        f"model: {model.num_layers} x {model.hidden_size} {model.kind}, init {model.init}, "
         f"{sum(p.size for p in model.params.values()):,} parameters; clip norm {opts.clip_norm}"
     )
     return _finish(trainer, s)

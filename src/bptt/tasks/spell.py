@@ -81,8 +81,8 @@ def generate(model, extra: dict, numbers, max_length: int = 120) -> list[str]:
     """Greedy decoding from h_0 = tanh(Q cond + q): the most probable character until <s>."""
     itos = extra["vocab"]
     cond = digits(numbers, extra["n_digits"]).astype(model.dtype)
-    p, B = model.params, len(numbers)
-    h = np.tanh(cond @ p["h0map.Q"].T + p["h0map.q"]).reshape(B, model.num_layers, -1).transpose(1, 0, 2).copy()
+    B = len(numbers)
+    h = model.initial_state(cond)
     x = np.zeros(B, dtype=np.int64)
     out = [[] for _ in range(B)]
     done = np.zeros(B, bool)

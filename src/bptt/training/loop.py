@@ -367,7 +367,7 @@ class Loop:
         checkpoint.save(
             self.run_dir,
             self.good["params"],
-            self.model.config,
+            self.model.config.to_dict(),
             self.good["train"],
             self.good["arrays"],
             keep=self.opts.keep,
@@ -380,7 +380,11 @@ class Loop:
         """The checkpoint just saved, also as run_dir/best: a complete run directory of its own
         (`bptt predict RUN_DIR/best`), replaced whenever the monitored metric improves."""
         checkpoint.save(
-            self.run_dir / "best", self.good["params"], self.model.config, self.good["train"], self.good["arrays"]
+            self.run_dir / "best",
+            self.good["params"],
+            self.model.config.to_dict(),
+            self.good["train"],
+            self.good["arrays"],
         )
 
     def restore(self, snap: dict) -> None:
