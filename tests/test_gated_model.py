@@ -199,3 +199,17 @@ def test_recompute_keeps_only_checkpoints_and_bounds_memory(cell):
     cache = fwd.caches[0][0]
     assert cache.every == 20 and [c.shape for c in cache.checkpoints] == [(20, 4, 32)] * model.cell.n_states
     assert peaks[1] < 0.35 * peaks[0], peaks
+
+
+@pytest.mark.parametrize("cell", ["elman", *GATED])
+def test_horizon_with_padding_before_the_first_real_step(cell):
+    """A window that reaches back over leading padding starts from h_0 itself: its gradient
+    (lag tau at the first real step) reaches dL/dh_0 instead of being dropped."""
+    rng = np.random.default_rng(15)
+    model = make_model("features", cell=cell, hidden_size=3, dtype="float64", seed=1)
+    x, y, _ = make_batch(model, rng, B=3, T=5)
+    mask = np.ones((3, 5), bool)
+    mask[0, :2] = False
+    mask[1, 0] = False
+    report = gradcheck(model, x, y, mask, state0(model, rng, 3), horizon=2, max_entries=60)
+    assert max(report.values()) < 1e-6, report
