@@ -9,6 +9,12 @@ fails, and print how many seeds solved each T and the longest T solved
     tanh+clip     the same with global-norm clipping at 1 (Pascanu et al. 2013)
     irnn          ReLU with W = I (Le, Jaitly & Hinton 2015), no clipping
     irnn+clip     the same with clipping at 1
+    lstm          an LSTM (`--cell lstm`), forget-gate bias 1 (Jozefowicz et al. 2015), clipping at 1
+    gru           a GRU (`--cell gru`), clipping at 1
+
+--task temporal-order runs the same chains on Hochreiter & Schmidhuber's
+temporal-order problem instead (its own pass criterion, `bptt train --task
+temporal-order`).
 
 Every run is an ordinary `bptt train` run directory under --out (with
 --diagnostics, so grad-norms.jsonl holds every update's gradient norms), so
@@ -16,6 +22,8 @@ Every run is an ordinary `bptt train` run directory under --out (with
 OUT/table.md and OUT/results.json.
 
     python examples/classic_adding.py --out runs/classic
+    python examples/classic_adding.py --configs lstm,gru --lengths 200 --out runs/gated
+    python examples/classic_adding.py --task temporal-order --configs lstm --lengths 100 --out runs/order
 """
 
 from __future__ import annotations
@@ -37,7 +45,10 @@ CONFIGS = {
     "tanh+clip": ["--nonlinearity", "tanh", "--init", "pytorch", "--clip-norm", "1"],
     "irnn": ["--nonlinearity", "relu", "--init", "identity", "--no-clip-norm"],
     "irnn+clip": ["--nonlinearity", "relu", "--init", "identity", "--clip-norm", "1"],
+    "lstm": ["--cell", "lstm", "--forget-bias", "1", "--clip-norm", "1"],
+    "gru": ["--cell", "gru", "--clip-norm", "1"],
 }
+TASKS = {"adding": ["--task", "adding", "--variant", "sum"], "temporal-order": ["--task", "temporal-order"]}
 
 
 def main() -> int:
@@ -45,6 +56,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("runs/classic"))
     p.add_argument("--lengths", default="10,20,50,100,200,400")
     p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--task", choices=list(TASKS), default="adding")
     p.add_argument("--seeds", default="0,1,2", help="one chain of growing T per configuration and seed")
     p.add_argument("--max-epochs", default="200", help="x 100 updates of 32 sequences")
     p.add_argument("--max-time", default="600", help="seconds per run")
@@ -79,10 +91,7 @@ def _chain(name: str, seed: str, lengths: list[int], args) -> list[dict]:
         run_dir = args.out / f"{name}-s{seed}-T{T}"
         argv = [
             "train",
-            "--task",
-            "adding",
-            "--variant",
-            "sum",
+            *TASKS[args.task],
             "--length",
             str(T),
             *CONFIGS[name],
@@ -126,7 +135,7 @@ def _chain(name: str, seed: str, lengths: list[int], args) -> list[dict]:
         r.update(config=name, seed=seed, wall_seconds=round(time.time() - start, 1))
         results.append(r)
         print(
-            f"{name:10s} seed {seed} T={T:<4d} {'PASS' if r['solved'] else 'FAIL'}  test MSE {r.get('test_loss', float('nan')):.4f}  "
+            f"{name:10s} seed {seed} T={T:<4d} {'PASS' if r['solved'] else 'FAIL'}  test loss {r.get('test_loss', float('nan')):.4f}  "
             f"updates {r.get('updates', '-')}  clipped {r.get('clipped_updates', '-')}  rollbacks {r.get('rollbacks', '-')}  "
             f"{r['wall_seconds']} s",
             flush=True,

@@ -447,5 +447,5 @@ def test_elman_only_analyses_refuse_other_cells_in_one_line(toy):
     x, y = np.zeros((1, 3, 2)), np.zeros((1, 3), int)
     with pytest.raises(UsageError, match="rtrl: written out for the Elman cell, got cell='toy'"):
         rtrl.loss_and_grads(model, x, y)
-    with pytest.raises(UsageError, match="diagnose: the diagnostics are written out for the Elman cell"):
+    with pytest.raises(UsageError, match="diagnose: the diagnostics are written out for the elman, lstm and gru cells"):
         diagnostics.diagnose(model, x, y)

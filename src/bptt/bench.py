@@ -1,7 +1,8 @@
 """Benchmarks against PyTorch in the same process: training steps, generation, memory.
 
 step        one training step (forward over T, full BPTT, SGD update) of bptt
-            against torch.nn.RNN(nonlinearity="tanh") + nn.Linear + cross-entropy
+            against torch.nn.RNN(nonlinearity="tanh") (or nn.LSTM, nn.GRU for the
+            lstm and gru rows) + nn.Linear + cross-entropy
             + torch.optim.SGD, same initial weights and data; the gradients are
             compared first (a timing is only honest if both compute the same
             thing). Both are timed in interleaved rounds; tokens/s (median, min,
@@ -54,6 +55,8 @@ CONFIGS = {  # name: (K, H, T, B, mode)
 }
 SECTIONS = ("step", "profile", "generate", "memory", "jax", "mpi", "converge")
 DEFAULT_SECTIONS = SECTIONS[:-2]  # mpi starts mpirun, converge trains for minutes: only when asked for
+CELLS = ("elman", "lstm", "gru")  # a row per configuration and cell in step, profile and memory
+GATES = {"elman": 1, "lstm": 4, "gru": 3}  # row blocks of U, W: the recurrent GEMM is (B, H) x (H, G*H)
 LR = 1e-3
 
 
@@ -186,12 +189,13 @@ def spread(v: list[float]) -> str:
 # ---- one training step --------------------------------------------------------
 
 
-def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
+def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0, cell: str = "elman"):
     """The same network, weights and batch on both sides: (model, bptt_step, torch_step, check).
 
     bptt uses one-hot token inputs (a gather of columns of U), torch the one-hot
-    vectors as float features into nn.RNN; U, W, b, V, c start equal (b = torch's
-    bias_ih + bias_hh). check() asserts that the gradients agree.
+    vectors as float features into nn.RNN (nn.LSTM, nn.GRU for those cells); U, W,
+    b, V, c start equal (b = torch's bias_ih + bias_hh; see `bptt.interop`).
+    check() asserts that the gradients agree.
     """
     torch = import_torch()
     from bptt import RNNModel
@@ -199,10 +203,13 @@ def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
     from bptt.training.optim import SGD
 
     torch.manual_seed(seed)
-    rnn = torch.nn.RNN(K, H, nonlinearity="tanh", batch_first=True)
+    if cell == "elman":
+        rnn = torch.nn.RNN(K, H, nonlinearity="tanh", batch_first=True)
+    else:
+        rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](K, H, batch_first=True)
     lin = torch.nn.Linear(H, K)
     features = from_torch(rnn, lin, mode=mode, reduction="mean")
-    model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean")
+    model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean", cell=cell)
     model.params = {k: v.copy() for k, v in features.params.items()}
     rng = np.random.default_rng(seed)
     x = rng.integers(0, K, (B, T))
@@ -215,6 +222,7 @@ def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
 
     def torch_loss():
         out, hn = rnn(xt)
+        hn = hn[0] if cell == "lstm" else hn  # (h_n, c_n)
         z = lin(out if mode == "many-to-many" else hn[-1])
         return torch.nn.functional.cross_entropy(z.reshape(-1, K), yt)
 
@@ -238,17 +246,22 @@ def step_setup(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
             "head.V": lin.weight,
             "head.c": lin.bias,
         }
-        for name, t in pairs.items():
-            np.testing.assert_allclose(grads[name], t.grad.numpy(), rtol=2e-3, atol=1e-5, err_msg=name)
+        expected = {name: t.grad.numpy() for name, t in pairs.items()}
+        if cell == "gru":  # b_hn: the reset gate multiplies it, so bptt keeps it apart as bn
+            expected["rnn0.bn"] = rnn.bias_hh_l0.grad.numpy()[2 * H :]
+        assert set(expected) == set(grads)
+        for name, g in expected.items():
+            np.testing.assert_allclose(grads[name], g, rtol=2e-3, atol=1e-5, err_msg=name)
 
     return model, bptt_step, torch_step, check
 
 
-def step_flops(K: int, H: int, T: int, B: int, mode: str) -> dict[str, int]:
-    """Floating-point operations of one training step (one-hot inputs, one tanh layer, softmax
+def step_flops(K: int, H: int, T: int, B: int, mode: str, gates: int = 1) -> dict[str, int]:
+    """Floating-point operations of one training step (one-hot inputs, one recurrent layer, softmax
     head, SGD), counted by hand: {"gemm": ..., "elementwise": ..., "total": ...}.
 
     N = T*B output rows (B for many-to-one). A multiply-add is 2 FLOPs, tanh and exp 1 each.
+    For the Elman cell (gates = 1), exactly:
       forward   U x_t + b: a gather and T*B*H adds; h_{t-1} W^T: 2TBH^2; + and tanh: 2TBH;
                 head Z = feat V^T + c: 2NHK + NK; softmax cross-entropy (max, subtract, exp,
                 sum, scale, -1 at y): 5NK
@@ -256,68 +269,81 @@ def step_flops(K: int, H: int, T: int, B: int, mode: str) -> dict[str, int]:
                 delta_t W: 2TBH^2; (1 - h^2) and its product, + the carried term: 4TBH;
                 dW = sum delta^T h_{t-1}: 2TBH^2; db: TBH; dU (a scatter-add of delta): TBH
       update    p - lr g: 2 per parameter, P = HK + H^2 + H + KH + K
+    A gated cell with G gate blocks (LSTM 4, GRU 3) has every recurrent GEMM G times as wide
+    (exact); its gate arithmetic is an estimate: per unit and step, 3G forward (the two adds and
+    the gate nonlinearity) + 5 for the state update, three times that backward, 2G for db and dU.
     """
+    G = gates
     N = T * B if mode == "many-to-many" else B
-    P = H * K + H * H + H + K * H + K
-    gemm = 3 * 2 * T * B * H * H + 3 * 2 * N * H * K
-    elementwise = T * B * H + 2 * T * B * H + N * K + 5 * N * K + N * K + 4 * T * B * H + 2 * T * B * H + 2 * P
+    P = G * H * K + G * H * H + G * H + K * H + K
+    gemm = 3 * 2 * T * B * G * H * H + 3 * 2 * N * H * K
+    head = N * K + 5 * N * K + N * K
+    if G == 1:
+        cell = T * B * H + 2 * T * B * H + 4 * T * B * H + 2 * T * B * H
+    else:
+        cell = (4 * (3 * G + 5) + 2 * G) * T * B * H
+    elementwise = cell + head + 2 * P
     return {"gemm": gemm, "elementwise": elementwise, "total": gemm + elementwise}
 
 
-def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0):
+def step_gemms(K: int, H: int, T: int, B: int, mode: str, seed: int = 0, gates: int = 1):
     """The matrix products one step cannot avoid, alone: (run, flops).
 
     Forward h_{t-1} W^T for t = 1..T; the head V h (every step, or the last);
     backward dV, dL/dh = dZ V, delta_t W for t = T..1, and dW over all T*B rows.
-    (U x_t is a gather for one-hot inputs: no GEMM.) Same shapes, float32, out=,
-    and the same BLAS thread policy as RNNModel (`bptt.blas`). Every operand keeps
-    its values from call to call (h in tanh's range, W ~ 1/sqrt(H)): nothing drifts
-    towards subnormal floats, which are many times slower on some CPUs.
+    (U x_t is a gather for one-hot inputs: no GEMM.) W is (G*H, H) for a cell with
+    G gates (`GATES`). Same shapes, float32, out=, and the same BLAS thread policy
+    as RNNModel (`bptt.blas`). Every operand keeps its values from call to call (h in
+    tanh's range, W ~ 1/sqrt(H)): nothing drifts towards subnormal floats, which are
+    many times slower on some CPUs.
     """
     from bptt import blas
 
     rng = np.random.default_rng(seed)
     f = lambda *shape: rng.uniform(-1, 1, shape).astype(np.float32)  # noqa: E731
     N = T * B if mode == "many-to-many" else B
-    h, W, a, delta, dh = f(B, H), f(H, H) / np.float32(H**0.5), f(B, H), f(B, H), f(B, H)
+    G = gates
+    h, W, a, delta, dh = f(B, H), f(G * H, H) / np.float32(H**0.5), f(B, G * H), f(B, G * H), f(B, H)
     feat, V, Z, dV, dfeat = f(N, H), f(K, H), f(N, K), f(K, H), f(N, H)
-    D, Hprev, dW = f(T * B, H), f(T * B, H), f(H, H)
+    D, Hprev, dW = f(T * B, G * H), f(T * B, H), f(G * H, H)
     WT = W.T
+    loop = int(np.sqrt(G)) * H  # blas.loop_threads(B, n) bounds B n^2 multiply-adds per step
 
     def run():
-        with blas.threads_for(T * B * H * max(H, K), blas.STEP_SMALL):
-            with blas.loop_threads(B, H):
+        with blas.threads_for(T * B * H * max(G * H, K), blas.STEP_SMALL):
+            with blas.loop_threads(B, loop):
                 for _ in range(T):
                     np.matmul(h, WT, out=a)
             np.matmul(feat, V.T, out=Z)
             np.matmul(Z.T, feat, out=dV)
             np.matmul(Z, V, out=dfeat)
-            with blas.loop_threads(B, H):
+            with blas.loop_threads(B, loop):
                 for _ in range(T):
                     np.matmul(delta, W, out=dh)
             np.matmul(D.T, Hprev, out=dW)
 
-    return run, step_flops(K, H, T, B, mode)["gemm"]
+    return run, step_flops(K, H, T, B, mode, gates=G)["gemm"]
 
 
-def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None:
+def run_step(configs: list[str], rounds: int, seconds: float, out=print, cells=("elman",)) -> None:
     torch = import_torch()
     n = 1024
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     c = np.empty_like(a)
     sgemm = functools.partial(np.matmul, a, a, out=c)  # timed in every round, next to the step
     print_machine(out, torch)
-    out(f"{'config':<18} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
+    out(f"{'config':<22} {'bptt tok/s (med, min, max)':>30} {'torch tok/s (med, min, max)':>30} {'ratio':>6}")
     rows = []
-    for name in configs:
-        K, H, T, B, mode = CONFIGS[name]
-        _, bptt_step, torch_step, check = step_setup(K, H, T, B, mode)
+    for config, cell in [(c, cell) for c in configs for cell in cells]:
+        name = config if cell == "elman" else f"{config} {cell}"
+        K, H, T, B, mode = CONFIGS[config]
+        _, bptt_step, torch_step, check = step_setup(K, H, T, B, mode, cell=cell)
         check()
-        gemms, gemm_flops = step_gemms(K, H, T, B, mode)
-        total = step_flops(K, H, T, B, mode)["total"]
+        gemms, gemm_flops = step_gemms(K, H, T, B, mode, gates=GATES[cell])
+        total = step_flops(K, H, T, B, mode, gates=GATES[cell])["total"]
         r = interleaved({"bptt": bptt_step, "torch": torch_step, "gemm": gemms, "sgemm": sgemm}, rounds, seconds)
         tok = {k: [v * B * T for v in r[k]] for k in ("bptt", "torch", "gemm")}
-        out(f"{name:<18} {spread(tok['bptt']):>30} {spread(tok['torch']):>30} {ratio(r['bptt'], r['torch']):>6.2f}")
+        out(f"{name:<22} {spread(tok['bptt']):>30} {spread(tok['torch']):>30} {ratio(r['bptt'], r['torch']):>6.2f}")
         sgemm_flops = [v * 2 * n**3 for v in r["sgemm"]]
         roof = [v * B * T / total for v in sgemm_flops]  # tokens/s if every FLOP ran at that round's SGEMM rate
         rows.append(
@@ -339,27 +365,28 @@ def run_step(configs: list[str], rounds: int, seconds: float, out=print) -> None
         " GEMM-only: the step's matrix products alone (per-round ratios, medians)"
     )
     out(
-        f"{'config':<18} {'GFLOP/step':>10} {'GEMM':>5} {'bptt GFLOP/s':>12} {'SGEMM GFLOP/s':>13} "
+        f"{'config':<22} {'GFLOP/step':>10} {'GEMM':>5} {'bptt GFLOP/s':>12} {'SGEMM GFLOP/s':>13} "
         f"{'roofline tok/s':>14} {'bptt of it':>10} {'GEMM-only tok/s':>15} {'bptt of it':>10}"
     )
     for w in rows:
         out(
-            f"{w['name']:<18} {w['gflop']:>10.3f} {w['gemm_share']:>5.0%} {w['bptt_gflops']:>12.1f} {w['sgemm']:>13.1f} "
+            f"{w['name']:<22} {w['gflop']:>10.3f} {w['gemm_share']:>5.0%} {w['bptt_gflops']:>12.1f} {w['sgemm']:>13.1f} "
             f"{w['roof']:>14,.0f} {w['of_roof']:>10.0%} {w['gemm_only']:>15,.0f} {w['of_gemm']:>10.0%}"
         )
 
 
-def run_profile(configs: list[str], rounds: int, out=print) -> None:
+def run_profile(configs: list[str], rounds: int, out=print, cells=("elman",)) -> None:
     """Where one bptt step's time goes: forward, loss (softmax CE), backward, update;
     medians over `rounds` steps, in milliseconds and as shares of their sum."""
     from bptt import RNNModel
     from bptt.training.optim import SGD
 
     out(f"profile of one bptt step, ms (median of {rounds} steps) and share")
-    out(f"{'config':<18} {'forward':>15} {'loss':>15} {'backward':>15} {'SGD update':>15} {'step':>8}")
-    for name in configs:
-        K, H, T, B, mode = CONFIGS[name]
-        model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean")
+    out(f"{'config':<22} {'forward':>15} {'loss':>15} {'backward':>15} {'SGD update':>15} {'step':>8}")
+    for config, cell in [(c, cell) for c in configs for cell in cells]:
+        name = config if cell == "elman" else f"{config} {cell}"
+        K, H, T, B, mode = CONFIGS[config]
+        model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode=mode, reduction="mean", cell=cell)
         rng = np.random.default_rng(0)
         x, y = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T) if mode == "many-to-many" else (B,))
         opt = SGD(lr=LR)
@@ -379,7 +406,7 @@ def run_profile(configs: list[str], rounds: int, out=print) -> None:
         med = {k: statistics.median(v[1:]) for k, v in phases.items()}  # the first is a warm-up
         total = sum(med.values())
         cells = " ".join(f"{med[k]:>8.2f} {med[k] / total:>5.0%} " for k in phases)
-        out(f"{name:<18} {cells}{total:>8.2f}")
+        out(f"{name:<22} {cells}{total:>8.2f}")
 
 
 # ---- time to quality ------------------------------------------------------------
@@ -581,9 +608,11 @@ def run_generate(rounds: int, seconds: float, length: int = 200, out=print) -> N
 # ---- memory -------------------------------------------------------------------
 
 
-def run_memory(lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B: int = 16, out=print) -> None:
+def run_memory(
+    lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B: int = 16, out=print, cells=("elman",)
+) -> None:
     """Peak memory and time of one many-to-one training step (forward, BPTT) against T,
-    full BPTT against checkpoint_every="auto"; times are medians of interleaved rounds."""
+    full BPTT against checkpoint_every="auto", per cell; times are medians of interleaved rounds."""
     from bptt import RNNModel
     from bptt.layers import recompute
 
@@ -591,13 +620,17 @@ def run_memory(lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B:
         f"memory: many-to-one, K={K}, H={H}, B={B}, float32; peak = tracemalloc peak during loss_and_grads; "
         f"time: median of {rounds} interleaved rounds"
     )
-    out(f"{'T':>8} {'full MB':>9} {'full s':>8} {'ckpt MB':>9} {'ckpt s':>8} {'k':>5} {'memory':>7} {'time':>6}")
-    for T in lengths:
+    out(
+        f"{'cell':<6} {'T':>8} {'full MB':>9} {'full s':>8} {'ckpt MB':>9} {'ckpt s':>8} {'k':>5} {'memory':>7} {'time':>6}"
+    )
+    for cell, T in [(cell, T) for cell in cells for T in lengths]:
         rng = np.random.default_rng(T)
         x, y = rng.integers(0, K, (B, T)), rng.integers(0, K, B)
         models, peaks, grads = [], [], []
         for every in (None, "auto"):
-            model = RNNModel(vocab_size=K, hidden_size=H, output_size=K, mode="many-to-one", checkpoint_every=every)
+            model = RNNModel(
+                vocab_size=K, hidden_size=H, output_size=K, mode="many-to-one", checkpoint_every=every, cell=cell
+            )
             tracemalloc.start()
             _, g = model.loss_and_grads(x, y)
             peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
@@ -612,7 +645,7 @@ def run_memory(lengths: list[int], rounds: int = 3, K: int = 8, H: int = 128, B:
         t0, t1 = (1 / statistics.median(times[i]) for i in (0, 1))
         k = recompute.resolve_every("auto", T)
         out(
-            f"{T:>8,} {peaks[0]:>9.1f} {t0:>8.3f} {peaks[1]:>9.1f} {t1:>8.3f} {k:>5} {peaks[1] / peaks[0]:>7.1%} {t1 / t0:>6.2f}"
+            f"{cell:<6} {T:>8,} {peaks[0]:>9.1f} {t0:>8.3f} {peaks[1]:>9.1f} {t1:>8.3f} {k:>5} {peaks[1] / peaks[0]:>7.1%} {t1 / t0:>6.2f}"
         )
 
 
@@ -859,6 +892,7 @@ def run(
     converge_configs: list[str] | None = None,
     target: float | None = None,
     budget: float = 120.0,
+    cells=CELLS,
 ) -> None:
     """Run the chosen sections in order, printing as they finish.
 
@@ -872,13 +906,13 @@ def run(
             out(f"[{load()}]")
             out("")
         if section == "step":
-            run_step(configs, rounds, seconds, out)
+            run_step(configs, rounds, seconds, out, cells)
         elif section == "profile":
-            run_profile(configs, rounds * 3, out)
+            run_profile(configs, rounds * 3, out, cells)
         elif section == "generate":
             run_generate(rounds, seconds, gen_length, out=out)
         elif section == "memory":
-            run_memory(lengths, rounds, out=out)
+            run_memory(lengths, rounds, out=out, cells=cells)
         elif section == "jax":
             run_jax(rounds, seconds, out)
         elif section == "mpi":

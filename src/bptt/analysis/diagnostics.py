@@ -43,8 +43,9 @@ import math
 import numpy as np
 
 from bptt import blas
+from bptt.analysis.lag_fit import fit_rate
 from bptt.errors import UsageError
-from bptt.layers import activations, elman, recompute
+from bptt.layers import activations, elman, gru, lstm, recompute
 from bptt.layers.embedding import scatter_add_rows
 
 LAG_BUCKETS = (("0", 0, 1), ("1-9", 1, 10), ("10-99", 10, 100), ("100+", 100, None))
@@ -175,15 +176,6 @@ def jacobian_norms(cache: elman.Cache, max_sequences: int = 8, progress=None) ->
     return out
 
 
-def fit_rate(lag: np.ndarray, log_norm: np.ndarray) -> float | None:
-    """exp(slope) of a least-squares line through (lag, log norm), finite points only: the factor per step."""
-    ok = np.isfinite(log_norm)
-    if ok.sum() < 2:
-        return None
-    slope = np.polyfit(lag[ok].astype(float), log_norm[ok], 1)[0]
-    return float(math.exp(slope))
-
-
 def spectrum(cache: elman.Cache) -> dict:
     """sigma_max(W), spectral radius, Pascanu et al.'s bound 1/gamma, and the mean |f'(a)| on real steps."""
     W = cache.W.astype(np.float64)
@@ -224,8 +216,12 @@ def diagnose(
     progress(done, total): called as the work advances (units: per layer direction, its gradient
     terms and each sequence's Jacobian products).
     """
-    if not isinstance(model.cell, elman.Elman):
-        raise UsageError(f"diagnose: the diagnostics are written out for the Elman cell, got cell={model.cell.name!r}")
+    from bptt.analysis import gate_diagnostics
+
+    if not isinstance(model.cell, (elman.Elman, lstm.LSTM, gru.GRU)):
+        raise UsageError(
+            f"diagnose: the diagnostics are written out for the elman, lstm and gru cells, got cell={model.cell.name!r}"
+        )
     m = model.astype(np.float64).eval()
     fwd = m.forward(inputs, mask, h0, cond=cond)
     loss, dZ = m.loss(fwd, targets, loss_mask)
@@ -246,6 +242,21 @@ def diagnose(
         for layer, d, name in names:
             cache = recompute.full(fwd.caches[layer][d])
             dout, dhn = taps[(layer, d)]
+            if gate_diagnostics.is_gated(cache):  # the head reads h only: no gradient enters c from above
+                c = gate_diagnostics.contributions(cache, dout, (dhn, None), heatmap=heatmap)
+                layers.append(
+                    {
+                        "name": name,
+                        "cell": m.cell.name,
+                        "spectrum": gate_diagnostics.spectrum(cache),
+                        "saturation": gate_diagnostics.saturation(cache),
+                        "jacobian": gate_diagnostics.jacobian_norms(cache, max_sequences),
+                        "contributions": by_lag(c["lag_sums"]),
+                        "heatmap": c["heatmap"],
+                        "lag_sums": c["lag_sums"],
+                    }
+                )
+                continue
             c = contributions(cache, dout, dhn, heatmap=heatmap)
             tick()
             layers.append(

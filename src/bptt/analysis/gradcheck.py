@@ -114,14 +114,17 @@ def gradcheck(
 
     The model is copied to float64 first. max_entries: check every entry of a
     tensor up to this many, else a seeded random sample of that many (None: all).
-    If h0 is given its gradient is checked too, under the key "h0".
+    If h0 is given its gradient is checked too, under the key "h0" (and "c0" for
+    the LSTM, whose h0 is the tuple (h0, c0)).
     Returns {name: max relative error}.
     """
     m = model.astype(np.float64)
     draws = np.random.default_rng(seed)
     dropout_seed = int(draws.integers(2**31))
 
-    h0_64 = None if h0 is None else np.array(h0, dtype=np.float64)
+    # h0: an array, or for a cell with a state of several parts (LSTM) a tuple (h0, c0)
+    parts = () if h0 is None else tuple(np.array(p, dtype=np.float64) for p in (h0 if isinstance(h0, tuple) else (h0,)))
+    h0_64 = None if h0 is None else (parts[0] if len(parts) == 1 else parts)
     _, grads, state = m.loss_and_grads(
         inputs,
         targets,
@@ -147,8 +150,8 @@ def gradcheck(
 
     tensors = dict(m.params)
     analytic = dict(grads)
-    if h0_64 is not None:
-        tensors["h0"], analytic["h0"] = h0_64, state["dh0"].reshape(h0_64.shape)
+    for part, name in zip(parts, m.cell.state_names):
+        tensors[f"{name}0"], analytic[f"{name}0"] = part, state[f"d{name}0"].reshape(part.shape)
     report = {}
     for name, theta in tensors.items():
         flat = theta.reshape(-1)

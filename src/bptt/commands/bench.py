@@ -71,6 +71,12 @@ def add_parser(sub) -> None:
         )
         + " (default: all)",
     )
+    p.add_argument(
+        "--cells",
+        type=_names(bench.CELLS, "comma-separated cells"),
+        default=list(bench.CELLS),
+        help="a row per configuration and cell in step, profile and memory (against nn.RNN, nn.LSTM, nn.GRU)",
+    )
     p.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds (medians are reported)")
     p.add_argument("--seconds", type=positive_float, default=0.5, help="per contender per round")
     p.add_argument("--lengths", type=_lengths, default=[1000, 10000, 100000], help="T for the memory section")
@@ -111,5 +117,6 @@ def run(args: argparse.Namespace) -> int:
         converge_configs=args.converge_configs,
         target=args.target,
         budget=args.budget,
+        cells=args.cells,
     )
     return 0

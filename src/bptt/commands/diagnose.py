@@ -247,14 +247,28 @@ def summary(model, r: dict) -> str:
     lines = [f"{model.num_layers} x {model.hidden_size} {model.kind}; {r['data']}; loss {r['loss']:.4g}"]
     for layer in r["layers"]:
         s, j, c = layer["spectrum"], layer["jacobian"], layer["contributions"]
-        lines.append(
-            f"{layer['name']}: sigma_max(W) {s['sigma_max_W']:.3g}, spectral radius {s['spectral_radius_W']:.3g}, "
-            f"bound 1/gamma {s['bound']:g}{' (vanishing guaranteed)' if s['vanishing_guaranteed'] else ''}; "
-            f"mean |f'(a)| {s['mean_abs_fprime']:.3g}"
-        )
-        at = ", ".join(f"lag {n}: {j['spectral'][n - 1]:.3g}" for n in (1, 10, 100) if n <= len(j["lag"]))
-        rate = "n/a" if j["rate_spectral"] is None else f"x{j['rate_spectral']:.4g}"
-        lines.append(f"  ||dh_t/dh_k||_2 {rate} per step (fitted); {at}")
+        if "saturation" in layer:  # a gated cell
+            sigmas = ", ".join(f"{k[len('sigma_max_W_') :]} {v:.3g}" for k, v in s.items() if k.startswith("sigma_max"))
+            lines.append(f"{layer['name']}: sigma_max(W_gate) {sigmas}")
+            near = layer["saturation"]["near"]
+            gates = ", ".join(
+                f"{g} mean {v['mean']:.2f} (<{near:g}: {100 * v['near_0']:.0f}%, >{1 - near:g}: {100 * v['near_1']:.0f}%)"
+                for g, v in layer["saturation"].items()
+                if g != "near"
+            )
+            lines.append(f"  gates: {gates}")
+        else:
+            lines.append(
+                f"{layer['name']}: sigma_max(W) {s['sigma_max_W']:.3g}, spectral radius {s['spectral_radius_W']:.3g}, "
+                f"bound 1/gamma {s['bound']:g}{' (vanishing guaranteed)' if s['vanishing_guaranteed'] else ''}; "
+                f"mean |f'(a)| {s['mean_abs_fprime']:.3g}"
+            )
+        for part, jp in (("h", j), ("c", j.get("c"))):
+            if jp is None:
+                continue
+            at = ", ".join(f"lag {n}: {jp['spectral'][n - 1]:.3g}" for n in (1, 10, 100) if n <= len(jp["lag"]))
+            rate = "n/a" if jp["rate_spectral"] is None else f"x{jp['rate_spectral']:.4g}"
+            lines.append(f"  ||d{part}_t/d{part}_k||_2 {rate} per step (fitted); {at}")
         share = ", ".join(f"{k}: {100 * v:.1f}%" for k, v in c["W"]["share_by_lag_bucket"].items())
         lines.append(f"  dL/dW by lag t-k: {share}")
     t = r.get("training")
@@ -289,6 +303,9 @@ def plot_report(report: dict, title: str) -> bytes:
     for row, layer in zip(axes, layers):
         j = layer["jacobian"]
         lag = np.array(j["lag"])
+        if "c" in j:  # the LSTM's cell state: the carousel
+            y = np.array(j["c"]["spectral"])
+            row[0].semilogy(lag[y > 0], y[y > 0], "-.", label="||dc_t/dc_k|| spectral")
         for kind, style in (("spectral", "-"), ("frobenius", "--")):
             y = np.array(j[kind])
             row[0].semilogy(lag[y > 0], y[y > 0], style, label=f"{kind}")
@@ -300,11 +317,15 @@ def plot_report(report: dict, title: str) -> bytes:
                     lag, c * rate**lag, ":", color="gray", label=f"fit x{rate:.4g}/step" if kind == "spectral" else None
                 )
         s = layer["spectrum"]
-        row[0].set_title(
-            f"{layer['name']}: ||dh_t/dh_k||; sigma_max(W) {s['sigma_max_W']:.2f},\n"
-            f"spectral radius {s['spectral_radius_W']:.2f}, mean |f'(a)| {s['mean_abs_fprime']:.2f}",
-            fontsize=9,
-        )
+        if "saturation" in layer:
+            gates = ", ".join(f"{g} {v['mean']:.2f}" for g, v in layer["saturation"].items() if g != "near")
+            row[0].set_title(f"{layer['name']} ({layer['cell']}): ||dh_t/dh_k||; mean gates {gates}", fontsize=9)
+        else:
+            row[0].set_title(
+                f"{layer['name']}: ||dh_t/dh_k||; sigma_max(W) {s['sigma_max_W']:.2f},\n"
+                f"spectral radius {s['spectral_radius_W']:.2f}, mean |f'(a)| {s['mean_abs_fprime']:.2f}",
+                fontsize=9,
+            )
         row[0].set_xlabel("lag t - k")
         row[0].legend()
         c = by_lag(layer["lag_sums"])

@@ -131,11 +131,11 @@ def run(args: argparse.Namespace) -> int:
         if args.mode != "many-to-many" or args.bidirectional:
             raise UsageError("--backprop-steps: TBPTT windows need a unidirectional many-to-many model")
         # the state that starts a window comes from the past: a constant, as in TBPTT
-        h0 = 0.5 * rng.standard_normal((args.num_layers, B, args.hidden_size))
+        h0 = _random_state(model, rng, (args.num_layers, B, args.hidden_size))
         loss_mask = np.zeros((B, T), bool)
         loss_mask[:, T - k1 :] = True
     if args.h0 and args.mode != "one-to-many":
-        h0 = 0.5 * rng.standard_normal((args.num_layers * nd, B, args.hidden_size))
+        h0 = _random_state(model, rng, (args.num_layers * nd, B, args.hidden_size))
     cond = rng.standard_normal((B, 2)) if args.mode == "one-to-many" else None
     if args.method == "rtrl":
         report = _against_rtrl(model, x, y, mask, h0, cond, loss_mask, args.horizon)
@@ -166,6 +166,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  {err:.2e}  {mark}")
         print(f"max relative error {worst:.2e} ({'below' if ok else 'ABOVE'} threshold {args.threshold:g})")
     return 0 if ok else 1
+
+
+def _random_state(model, rng, shape):
+    """A random initial state: an array (L * dirs, B, H), or a tuple of them for a cell whose
+    state has several parts (the LSTM's (h0, c0)), every part's gradient checked."""
+    parts = tuple(0.5 * rng.standard_normal(shape) for _ in range(model.cell.n_states))
+    return parts[0] if len(parts) == 1 else parts
 
 
 def _against_rtrl(model, x, y, mask, h0, cond, loss_mask, horizon) -> dict[str, float]:

@@ -29,7 +29,8 @@ from bptt.training.rundir import check_writable
 DEFAULTS_NOTE = """
 The defaults shown are the language model's; --task sets its own for some
 (the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
---lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN),
+--lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN; relu and
+identity for the Elman cell only),
 and flags you give always win. On --resume only the budget, evaluation and
 output options may be given (see docs/cli.md).
 """

@@ -10,9 +10,13 @@ from __future__ import annotations
 from bptt.errors import UsageError
 from bptt.layers.cell import Cell
 from bptt.layers.elman import Elman
+from bptt.layers.gru import GRU
+from bptt.layers.lstm import LSTM
 
 CELLS: dict[str, type[Cell]] = {
     "elman": Elman,
+    "lstm": LSTM,
+    "gru": GRU,
 }
 
 

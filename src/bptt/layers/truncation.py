@@ -42,29 +42,28 @@ def horizon_sweep(delta, dout, dhn, W, pad, tau: int) -> np.ndarray:
     dout: (T, B, H) or None; dhn: (B, H) or None (a loss on the last state);
     pad: (T, B, 1) bool or None: padded steps pass the gradient on and do not
     count towards the lag. Returns dL/dh_0.
+
+    G holds lags 0..tau: lags below tau make the deltas of a step; lag tau is
+    the gradient on the state a window starts from, dropped at the next real
+    step, and kept only through padding before a sequence's first real step,
+    where that state is h_0 itself (a variable, not a constant).
     """
     T, B, H = delta.shape
-    G = np.zeros((tau, B, H), dtype=delta.dtype)
+    G = np.zeros((tau + 1, B, H), dtype=delta.dtype)
     if dhn is not None:
         G[0] += dhn
     nxt = np.empty_like(G)
-    dh0 = None
     for t in range(T - 1, -1, -1):
         if dout is not None:
             G[0] += dout[t]
-        D = G * delta[t]  # (tau, B, H): dL_{t+j}/da_t for each lag j
+        D = G[:tau] * delta[t]  # (tau, B, H): dL_{t+j}/da_t for each lag j
         delta[t] = D.sum(axis=0)
-        if t == 0:
-            dh0 = delta[0] @ W  # every lag still within reach of h_0
-            if pad is not None:
-                np.copyto(dh0, G.sum(axis=0), where=pad[0])
-            break
         nxt[0] = 0.0
-        np.matmul(D[:-1], W, out=nxt[1:])  # lag j at step t -> lag j+1 at step t-1
+        np.matmul(D, W, out=nxt[1:])  # lag j at step t -> lag j+1 at step t-1
         if pad is not None:
             np.copyto(nxt, G, where=pad[t][None])
         G, nxt = nxt, G
-    return dh0
+    return G.sum(axis=0)  # dL/dh_0: every lag that reached it
 
 
 def window_states(cell, params: dict, X: np.ndarray, state0: tuple, mask: np.ndarray | None, base, tau: int):

@@ -21,10 +21,17 @@ from bptt.training.options import model_kwargs
 def run(args) -> int:
     """Read the text, build its vocabulary and the model, take the run directory, train."""
     from bptt.data.text import BUILTIN_NAME, Vocab, builtin_corpus, read_text, split
-    from bptt.training.options import options_from_args
+    from bptt.training.options import options_from_args, task_defaults
     from bptt.training.rundir import choose_run_dir
     from bptt.training.tbptt import Trainer, default_progress
 
+    # a gated cell's own language-model defaults: the Elman default's parameter budget
+    # (2 x 256 tanh RNN, 247k parameters at 103 characters: LSTM 2 x 128, GRU 2 x 148) and,
+    # for the LSTM, the forget-gate bias of 1 (Jozefowicz et al. 2015)
+    if args.cell == "lstm":
+        task_defaults(args, hidden_size=128, forget_bias=1.0)
+    elif args.cell == "gru":
+        task_defaults(args, hidden_size=148)
     text = builtin_corpus() if args.data is None else read_text(args.data, args.encoding)
     name = BUILTIN_NAME if args.data is None else args.data.stem
     vocab_kw = {}

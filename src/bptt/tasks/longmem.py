@@ -168,13 +168,15 @@ def run(args) -> int:
     from bptt.training.options import model_kwargs, options_from_args, task_defaults
     from bptt.training.rundir import choose_run_dir
 
-    task_defaults(  # the IRNN with clipping (Le et al. 2015; docs/long-memory.md): solves adding at T = 50 to 200
+    # the IRNN with clipping (Le et al. 2015; docs/long-memory.md): solves adding at T = 50 to 200. An Elman
+    # cell's defaults only: the gated cells are tanh cells whose gates carry the memory (docs/gated-cells.md)
+    irnn = dict(nonlinearity="relu", init="identity") if args.cell == "elman" else {}
+    task_defaults(
         args,
         hidden_size=64,
         num_layers=1,
         embedding_size=None,
-        nonlinearity="relu",
-        init="identity",
+        **irnn,
         batch_size=32,
         lr=1e-3,
         clip_norm=1.0,

@@ -10,6 +10,7 @@ turn parsed options, or a checkpoint's, into `bptt.training.loop.TrainOptions`.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import fields
 
 from bptt import checks
@@ -67,6 +68,10 @@ def fraction(text: str) -> float:
     return _number(text, float, checks.FRACTION)
 
 
+def finite_float(text: str) -> float:
+    return _number(text, float, checks.Expect("a finite number", math.isfinite))
+
+
 def checkpoint_every(text: str) -> int | str:
     every = checks.Expect("a positive integer or 'auto'", checks.POSITIVE_INT.ok)
     return "auto" if text == "auto" else _number(text, int, every)
@@ -86,6 +91,12 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     )
     g.add_argument(
         "--cell", choices=list(cells.CELLS), default="elman", help="the recurrent cell (bptt.layers.cells.CELLS)"
+    )
+    g.add_argument(
+        "--forget-bias",
+        type=finite_float,
+        default=0.0,
+        help="--cell lstm: added to the forget gate's bias at initialisation (1 as Jozefowicz et al. 2015)",
     )
     g.add_argument(
         "--nonlinearity", choices=["tanh", "relu", "sigmoid", "identity"], default="tanh", help="f in h_t = f(a_t)"
@@ -134,6 +145,7 @@ def model_kwargs(args: argparse.Namespace) -> dict:
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
         cell=args.cell,
+        forget_bias=args.forget_bias,
         nonlinearity=args.nonlinearity,
         bidirectional=args.bidirectional,
         dropout=args.dropout,
