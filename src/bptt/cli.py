@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:
-    from bptt.commands import bench, diagnose, evaluate, generate, plot, predict, train
+    from bptt.commands import bench, diagnose, evaluate, export, generate, plot, predict, train
 
-    return [train, generate, evaluate, predict, plot, diagnose, bench]
+    return [train, generate, evaluate, predict, plot, diagnose, bench, export]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,257 @@
+"""ONNX export: onnxruntime computes what RNNModel.predict computes, for every input kind,
+nonlinearity, layer count, direction, head and mode, with uneven lengths, with and without
+the optional inputs; the final states too. float32 within 1e-5 through ONNX's RNN operator
+and through a Scan, float64 within 1e-10 through a Scan. A run trained from the CLI runs
+in a fresh process that never imports bptt."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from bptt import RNNModel, export
+from bptt.cli import main
+from bptt.errors import UsageError
+from bptt.training.runs import load_run
+from helpers import make_model, random_h0
+
+TOL = {"float32": 1e-5, "float64": 1e-10}
+PATHS = [("float32", "op"), ("float32", "scan"), ("float64", "scan")]
+PATH_IDS = ["f32-op", "f32-scan", "f64-scan"]
+
+
+def session(proto) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # not the warning that h0 / sequence_lens are overridable initializers
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def random_inputs(model: RNNModel, rng, B: int, T: int):
+    if model.feature_vocab_sizes:
+        cols = [rng.integers(0, n, (B, T)) for n in [model.vocab_size, *model.feature_vocab_sizes]]
+        x = np.stack(cols, axis=2)
+    elif model.uses_tokens:
+        x = rng.integers(0, model.vocab_size, (B, T))
+    else:
+        x = rng.standard_normal((B, T, model.input_size)).astype(model.dtype)
+    if model.mode == "one-to-one":
+        x = x[:, 0]
+    return x
+
+
+def check(model: RNNModel, recurrence: str, seed: int = 0, B: int = 4, T: int = 6, lengths=(6, 3, 0, 1)):
+    """onnxruntime on random inputs against predict and forward().hn, with and without the optional inputs."""
+    rng = np.random.default_rng(seed)
+    model.eval()
+    proto = export.build(model, recurrence=recurrence)
+    sess = session(proto)
+    tol = TOL[model.dtype]
+    x = random_inputs(model, rng, B, T)
+    feeds = {"inputs": x}
+    kw = {}
+    if model.mode == "one-to-many":
+        kw["cond"] = feeds["cond"] = rng.standard_normal((B, model.cond_size)).astype(model.dtype)
+    cases = [({}, {})]
+    if model.mode != "one-to-one":
+        lens = np.array(lengths[:B], dtype=np.int64)
+        if model.mode == "many-to-one":
+            lens = np.maximum(lens, 1)  # bptt refuses a sequence of no steps to pool
+        cases.append(({"sequence_lens": lens}, {"mask": lens}))
+    if model.mode != "one-to-many":
+        h0 = random_h0(model, rng, B).astype(model.dtype)
+        cases += [({**extra, "h0": h0}, {**mine, "h0": h0}) for extra, mine in cases]
+    for extra, mine in cases:
+        y, hn = sess.run(None, {**feeds, **extra})
+        assert y.dtype == model.dtype and hn.dtype == model.dtype
+        want = model.predict(x, mine.get("mask"), mine.get("h0"), **kw)
+        np.testing.assert_allclose(y, want, rtol=tol, atol=tol, err_msg=str(sorted(extra)))
+        fwd = model.forward(x, mine.get("mask"), mine.get("h0"), **kw)
+        np.testing.assert_allclose(hn, fwd.hn, rtol=tol, atol=tol, err_msg=str(sorted(extra)))
+    return proto
+
+
+@pytest.mark.parametrize(("dtype", "recurrence"), PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("kind", ["features", "one-hot", "embedding"])
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu", "sigmoid", "identity"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_layers(dtype, recurrence, kind, nonlinearity, bidirectional):
+    model = make_model(
+        kind,
+        num_layers=2,
+        hidden_size=4,
+        nonlinearity=nonlinearity,
+        bidirectional=bidirectional,
+        dtype=dtype,
+        bias=nonlinearity != "relu",  # one nonlinearity without biases: B left out of the operator
+        seed=3,
+    )
+    check(model, recurrence)
+
+
+MODES = {
+    "many-to-many": dict(mode="many-to-many"),
+    "many-to-one last": dict(mode="many-to-one", pooling="last"),
+    "many-to-one mean": dict(mode="many-to-one", pooling="mean"),
+    "many-to-one max": dict(mode="many-to-one", pooling="max"),
+    "one-to-many": dict(mode="one-to-many"),
+    "one-to-one": dict(mode="one-to-one"),
+}
+
+
+@pytest.mark.parametrize(("dtype", "recurrence"), PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("head", ["softmax", "sigmoid", "linear"])
+def test_modes_and_heads(dtype, recurrence, mode, head):
+    options = dict(MODES[mode], head=head, dtype=dtype, hidden_size=3, output_size=3, seed=1)
+    if mode not in ("one-to-many", "one-to-one"):
+        options.update(num_layers=2, bidirectional=True)
+    check(make_model("embedding", **options), recurrence)
+
+
+@pytest.mark.parametrize(("dtype", "recurrence"), PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("mode", ["many-to-many", "many-to-one"])
+def test_feature_columns(dtype, recurrence, mode):
+    model = RNNModel(
+        vocab_size=7,
+        embedding_size=3,
+        feature_vocab_sizes=[4, 5],
+        feature_embedding_size=2,
+        hidden_size=4,
+        output_size=3,
+        bidirectional=True,
+        mode=mode,
+        pooling="max",
+        dtype=dtype,
+    )
+    check(model, recurrence)
+
+
+@pytest.mark.parametrize("recurrence", ["op", "scan"])
+def test_dynamic_batch_and_time(recurrence):
+    """One file, any batch size and sequence length."""
+    model = make_model("one-hot", bidirectional=True, hidden_size=4).eval()
+    sess = session(export.build(model, recurrence=recurrence))
+    rng = np.random.default_rng(2)
+    for B, T in [(1, 9), (5, 2), (2, 1)]:
+        x = rng.integers(0, 6, (B, T))
+        y, hn = sess.run(None, {"inputs": x})
+        np.testing.assert_allclose(y, model.predict(x), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(hn, model.forward(x).hn, rtol=1e-5, atol=1e-5)
+
+
+def test_the_file_checks_and_documents_itself(tmp_path):
+    model = make_model("embedding", num_layers=2, bidirectional=True, mode="many-to-one", pooling="mean")
+    path = export.to_onnx(model, tmp_path / "m.onnx", vocab=list("abcdef"), labels=["x", "y", "z"])
+    onnx.checker.check_model(str(path), full_check=True)
+    proto = onnx.load(str(path))
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert meta["bptt.vocab"] == list("abcdef") and meta["bptt.labels"] == ["x", "y", "z"]
+    assert meta["bptt.config"]["pooling"] == "mean" and meta["bptt.recurrence"] == "op"
+    graph = proto.graph
+    assert [i.name for i in graph.input] == ["inputs", "sequence_lens", "h0"]
+    assert [o.name for o in graph.output] == ["outputs", "hn"]
+    assert all(v.doc_string for v in [*graph.input, *graph.output])
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.output]
+    assert dims == [["batch", 3], [4, "batch", 3]]
+    sess = session(proto)
+    assert sess.get_modelmeta().custom_metadata_map["bptt.labels"] == '["x", "y", "z"]'
+    assert [i.name for i in sess.get_overridable_initializers()] == ["sequence_lens", "h0"]
+
+
+def test_refusals_write_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"old")
+    with pytest.raises(UsageError, match="recurrence 'op': onnxruntime runs RNN/LSTM/GRU in float32 only"):
+        export.to_onnx(make_model(dtype="float64"), path, recurrence="op")
+    with pytest.raises(UsageError, match="recurrence: got 'loop', expected one of op, scan"):
+        export.to_onnx(make_model(), path, recurrence="loop")
+    monkeypatch.delitem(export.OP_LAYOUTS, "elman")
+    with pytest.raises(UsageError, match="a 'elman' cell has no ONNX mapping yet"):
+        export.to_onnx(make_model(), path)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["m.onnx"]
+
+
+# ---- from the CLI, run where bptt is not -------------------------------------------
+
+TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 8 + "a stitch in time saves nine.\n" * 8) * 2
+SMALL = "--hidden-size 8 --num-layers 2 --embedding-size 4 --batch-size 4 --seq-length 10 --samples 0 --max-epochs 1"
+
+# what a deployment does: onnxruntime and NumPy, no bptt (docs/deployment.md)
+DEPLOYED = """
+import json, sys
+import numpy as np, onnxruntime as ort
+sess = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+vocab = json.loads(sess.get_modelmeta().custom_metadata_map["bptt.vocab"])
+stoi = {s: i for i, s in enumerate(vocab)}
+ids = np.array([[stoi[c] for c in "the quick"], [stoi[c] for c in "a stitch "]])
+probs, hn = sess.run(None, {"inputs": ids, "sequence_lens": np.array([9, 4])})
+np.savez(sys.argv[2], probs=probs, hn=hn, ids=ids)
+assert not any(m == "bptt" or m.startswith("bptt.") for m in sys.modules), "bptt was imported"
+"""
+
+
+def test_cli_run_deployed_without_bptt(tmp_path, capsys):
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "corpus.txt"), "--out", str(run), *SMALL.split()]) == 0
+    assert main(["export", str(run), "--format", "onnx"]) == 0
+    assert capsys.readouterr().err.strip().endswith(f"wrote {run / 'model.onnx'}")
+    script = tmp_path / "deployed.py"
+    script.write_text(DEPLOYED)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run(
+        [sys.executable, "-I", str(script), str(run / "model.onnx"), str(tmp_path / "out.npz")],
+        check=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    got = np.load(tmp_path / "out.npz")
+    model, _ = load_run(run)
+    np.testing.assert_allclose(got["probs"], model.predict(got["ids"], np.array([9, 4])), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["hn"], model.forward(got["ids"], np.array([9, 4])).hn, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_task_run_metadata_and_bad_input(tmp_path, capsys):
+    """A tagger with feature columns: its labels and vocabularies travel with the file; the
+    file runs; refused exports print one line and leave no file."""
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    run = tmp_path / "tag"
+    train = ["train", "--task", "tag", "--data", str(ex / "tag-train.conllu"), "--out", str(run)]
+    opts = ["--max-epochs", "0.2", "--hidden-size", "4", "--embedding-size", "4", "--features", "suffix,shape"]
+    assert main(train + opts) == 0
+    out = tmp_path / "tagger.onnx"
+    assert main(["export", str(run), "--out", str(out), "--recurrence", "scan"]) == 0
+    proto = onnx.load(str(out))
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    model, ckpt = load_run(run)
+    extra = ckpt.train_state["options"]["extra"]
+    assert meta["bptt.task"] == "tag" and meta["bptt.labels"] == extra["labels"]
+    assert meta["bptt.vocab"] == extra["vocab"]["itos"] and meta["bptt.features"] == ["suffix", "shape"]
+    assert [len(v) for v in meta["bptt.feature_vocabs"]] == model.feature_vocab_sizes
+    assert meta["bptt.recurrence"] == "scan"
+    x = random_inputs(model, np.random.default_rng(0), 3, 5)
+    y, _ = session(proto).run(None, {"inputs": x, "sequence_lens": np.array([5, 2, 4])})
+    np.testing.assert_allclose(y, model.predict(x, np.array([5, 2, 4])), rtol=1e-5, atol=1e-5)
+    capsys.readouterr()
+    out.unlink()
+    for argv, message in [
+        (["export", str(tmp_path / "nothing")], "nothing"),
+        (["export", str(run), "--out", str(tmp_path)], "is a directory, expected a file"),
+        (["export", str(run), "--format", "tflite"], "invalid choice: 'tflite'"),
+    ]:
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse's own errors exit from inside the parser
+            code = e.code
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not out.exists() and not (run / "model.onnx").exists()
