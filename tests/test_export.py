@@ -179,6 +179,37 @@ def test_refusals_write_nothing(tmp_path, monkeypatch):
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["m.onnx"]
 
 
+ROUND_TRIPS = {
+    "one-hot, bidirectional, 2 layers": dict(kind="one-hot", num_layers=2, bidirectional=True),
+    "embedding, no bias": dict(kind="embedding", bias=False, nonlinearity="relu"),
+    "features, many-to-one max": dict(kind="features", mode="many-to-one", pooling="max"),
+    "one-to-many": dict(kind="embedding", mode="one-to-many", num_layers=2),
+}
+
+
+@pytest.mark.parametrize(("dtype", "recurrence"), PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("case", list(ROUND_TRIPS))
+def test_round_trip(tmp_path, dtype, recurrence, case):
+    """from_onnx reads every parameter back out of its ONNX layout, bit for bit."""
+    options = dict(ROUND_TRIPS[case])
+    model = make_model(options.pop("kind"), dtype=dtype, seed=5, **options)
+    back = export.from_onnx(export.to_onnx(model, tmp_path / "m.onnx", recurrence=recurrence))
+    assert back.config == model.config and back.params.keys() == model.params.keys()
+    for k, v in model.params.items():
+        assert back.params[k].dtype == v.dtype, k
+        np.testing.assert_array_equal(back.params[k], v, err_msg=k)
+
+
+def test_from_onnx_refuses_other_files(tmp_path):
+    from bptt.errors import DataError
+
+    proto = export.build(make_model())
+    del proto.metadata_props[:]
+    (tmp_path / "other.onnx").write_bytes(proto.SerializeToString())
+    with pytest.raises(DataError, match="other.onnx: no bptt.config in its metadata"):
+        export.from_onnx(tmp_path / "other.onnx")
+
+
 # ---- from the CLI, run where bptt is not -------------------------------------------
 
 TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 8 + "a stitch in time saves nine.\n" * 8) * 2

@@ -90,7 +90,17 @@ def _elman_step(g: _Graph, model: RNNModel, name: str, a_t: str, state: list[str
     return [g.op(_SCAN_ACTIVATIONS[model.nonlinearity], s)]
 
 
+def _elman_from_op(W: np.ndarray, R: np.ndarray, B: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The inverse of _elman_op for one direction: U = W, W = R, b = Wb + Rb."""
+    params = {"U": W, "W": R}
+    if B is not None:
+        H = R.shape[0]
+        params["b"] = B[:H] + B[H:]
+    return params
+
+
 OP_LAYOUTS = {"elman": _elman_op}
+FROM_OP = {"elman": _elman_from_op}
 SCAN_STEPS = {"elman": _elman_step}
 N_STATES = {"elman": 1}
 
@@ -120,11 +130,12 @@ def check_exportable(model: RNNModel, recurrence: str | None = None) -> str:
 
 
 class _Graph:
-    """Nodes and initializers with fresh names; sub() makes a Scan body that shares the name counter."""
+    """Nodes and initializers with fresh names; sub() makes a Scan body that shares names and constants."""
 
-    def __init__(self, counter: list[int] | None = None):
+    def __init__(self, root: _Graph | None = None):
         self.nodes, self.inits = [], []
-        self.counter = counter if counter is not None else [0]
+        self.root = root  # a Scan body keeps its constants in the outer graph (an outer-scope reference)
+        self.counter = root.counter if root is not None else [0]
         self.consts: dict[str, str] = {}
 
     def fresh(self, stem: str) -> str:
@@ -133,6 +144,8 @@ class _Graph:
 
     def const(self, array, name: str | None = None) -> str:
         """An initializer holding `array` (named `name`, once, if given)."""
+        if self.root is not None:
+            return self.root.const(array, name)
         onnx = _onnx()
         if name is not None and name in self.consts:
             return self.consts[name]
@@ -153,7 +166,7 @@ class _Graph:
         return names[0] if outputs == 1 else names
 
     def sub(self) -> _Graph:
-        return _Graph(self.counter)
+        return _Graph(self.root or self)
 
 
 # ---- the network --------------------------------------------------------------
@@ -210,9 +223,9 @@ def build(model: RNNModel, *, recurrence: str | None = None, metadata: dict | No
     # x_t
     ids = model.uses_tokens and model.embedding_size is None
     if model.embedding_size is not None:
-        tables = model._tables() if F else [("embed.E", None, None)]
+        tables = ["embed.E"] + [f"embed{f}.E" for f in range(1, F + 1)]  # column f of the ids reads table f
         cols = [g.op("Gather", X, g.ints(f), axis=2) for f in range(1 + F)] if F else [X]
-        parts = [g.op("Gather", g.const(model.params[name], name), col) for (name, _, _), col in zip(tables, cols)]
+        parts = [g.op("Gather", g.const(model.params[name], name), col) for name, col in zip(tables, cols)]
         layer_in = parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=2)
     else:
         layer_in = X
@@ -288,12 +301,12 @@ def _layer_op(g: _Graph, model, layer, x, ids, h0_l, lens, mask):
     maps = [OP_LAYOUTS[cell_of(model)](model, name) for name in names]
     Ws = [m["W"] for m in maps]
     if ids:
-        x = g.op("Gather", g.const(np.concatenate([w.T for w in Ws], axis=1)), x)
+        x = g.op("Gather", g.const(np.concatenate([w.T for w in Ws], axis=1), f"rnn{layer}.op.X_table"), x)
         rows = Ws[0].shape[0]
         Ws = [np.eye(rows, rows * len(Ws), rows * d, dtype=Ws[0].dtype) for d in range(len(Ws))]
-    W, R = g.const(np.stack(Ws)), g.const(np.stack([m["R"] for m in maps]))
+    W, R = g.const(np.stack(Ws), f"rnn{layer}.op.W"), g.const(np.stack([m["R"] for m in maps]), f"rnn{layer}.op.R")
     Bs = [m["B"] for m in maps]
-    B = "" if Bs[0] is None else g.const(np.stack(Bs))
+    B = "" if Bs[0] is None else g.const(np.stack(Bs), f"rnn{layer}.op.B")
     # per-direction attributes (lists: activations, their alpha and beta) run forward then reverse
     attrs = {
         k: sum((m["attrs"][k] for m in maps), []) if isinstance(v, list) else v for k, v in maps[0]["attrs"].items()
@@ -428,3 +441,49 @@ def to_onnx(
     path = Path(path)
     atomic_write_bytes(path, proto.SerializeToString())
     return path
+
+
+# ---- and back ---------------------------------------------------------------------
+
+
+def from_onnx(path) -> RNNModel:
+    """The RNNModel a file written by `to_onnx` holds: its configuration from the metadata
+    (bptt.config), its parameters read back from the graph's weights in their ONNX layouts."""
+    onnx = _onnx()
+    from onnx import numpy_helper
+
+    from bptt.errors import DataError
+
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if "bptt.config" not in meta:
+        raise DataError(f"{path}: no bptt.config in its metadata, expected a file written by bptt export")
+    config = json.loads(meta["bptt.config"])
+    model = RNNModel(**config)
+    tensors = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    params = {}
+    for name in model.params:
+        if name in tensors:  # embeddings and biases are stored as they are
+            params[name] = tensors[name]
+        elif name.endswith((".U", ".W", ".Q", ".V")) and f"{name}_T" in tensors:  # stored transposed for MatMul
+            params[name] = np.ascontiguousarray(tensors[f"{name}_T"].T)
+    if json.loads(meta.get("bptt.recurrence", '"scan"')) == "op":
+        for layer in range(model.num_layers):
+            W, R = tensors[f"rnn{layer}.op.W"], tensors[f"rnn{layer}.op.R"]
+            B = tensors.get(f"rnn{layer}.op.B")
+            for d, name in enumerate(model.layer_names(layer)):
+                local = FROM_OP[cell_of(model)](W[d], R[d], None if B is None else B[d])
+                if f"rnn{layer}.op.X_table" in tensors:  # one-hot ids: U was gathered, W picks the block
+                    rows = R.shape[1]
+                    local["U"] = np.ascontiguousarray(tensors[f"rnn{layer}.op.X_table"][:, d * rows : (d + 1) * rows].T)
+                params.update({f"{name}.{k}": v for k, v in local.items() if f"{name}.{k}" in model.params})
+    missing = sorted(set(model.params) - set(params))
+    if missing:
+        raise DataError(f"{path}: no weights for {', '.join(missing)}, expected a file written by bptt export")
+    for k, v in params.items():
+        if v.shape != model.params[k].shape or v.dtype != model.params[k].dtype:
+            raise DataError(
+                f"{path}: {k} is {v.dtype} {v.shape}, expected {model.params[k].dtype} {model.params[k].shape}"
+            )
+        model.params[k] = v
+    return model.eval()
