@@ -153,8 +153,8 @@ def test_the_file_checks_and_documents_itself(tmp_path):
     onnx.checker.check_model(str(path), full_check=True)
     proto = onnx.load(str(path))
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
-    assert meta["bptt.vocab"] == list("abcdef") and meta["bptt.labels"] == ["x", "y", "z"]
-    assert meta["bptt.config"]["pooling"] == "mean" and meta["bptt.recurrence"] == "op"
+    assert meta["vocab"] == list("abcdef") and meta["labels"] == ["x", "y", "z"]
+    assert meta["config"]["pooling"] == "mean" and meta["recurrence"] == "op"
     graph = proto.graph
     assert [i.name for i in graph.input] == ["inputs", "sequence_lens", "h0"]
     assert [o.name for o in graph.output] == ["outputs", "hn"]
@@ -162,7 +162,7 @@ def test_the_file_checks_and_documents_itself(tmp_path):
     dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.output]
     assert dims == [["batch", 3], [4, "batch", 3]]
     sess = session(proto)
-    assert sess.get_modelmeta().custom_metadata_map["bptt.labels"] == '["x", "y", "z"]'
+    assert sess.get_modelmeta().custom_metadata_map["labels"] == '["x", "y", "z"]'
     assert [i.name for i in sess.get_overridable_initializers()] == ["sequence_lens", "h0"]
 
 
@@ -206,48 +206,49 @@ def test_from_onnx_refuses_other_files(tmp_path):
     proto = export.build(make_model())
     del proto.metadata_props[:]
     (tmp_path / "other.onnx").write_bytes(proto.SerializeToString())
-    with pytest.raises(DataError, match="other.onnx: no bptt.config in its metadata"):
+    with pytest.raises(DataError, match="other.onnx: no 'config' entry in its metadata"):
         export.from_onnx(tmp_path / "other.onnx")
 
 
 # ---- from the CLI, run where bptt is not -------------------------------------------
 
-TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 8 + "a stitch in time saves nine.\n" * 8) * 2
+TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 8 + "ROMEO: a stitch in time saves nine.\n" * 8) * 2
 SMALL = "--hidden-size 8 --num-layers 2 --embedding-size 4 --batch-size 4 --seq-length 10 --samples 0 --max-epochs 1"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
 
-# what a deployment does: onnxruntime and NumPy, no bptt (docs/deployment.md)
-DEPLOYED = """
-import json, sys
-import numpy as np, onnxruntime as ort
-sess = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-vocab = json.loads(sess.get_modelmeta().custom_metadata_map["bptt.vocab"])
-stoi = {s: i for i, s in enumerate(vocab)}
-ids = np.array([[stoi[c] for c in "the quick"], [stoi[c] for c in "a stitch "]])
-probs, hn = sess.run(None, {"inputs": ids, "sequence_lens": np.array([9, 4])})
-np.savez(sys.argv[2], probs=probs, hn=hn, ids=ids)
-assert not any(m == "bptt" or m.startswith("bptt.") for m in sys.modules), "bptt was imported"
-"""
+
+def doc_example() -> str:
+    """The first Python block of docs/deployment.md: the five-line onnxruntime example."""
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index("```python\n") + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+def test_the_doc_example_is_five_lines():
+    assert len([line for line in doc_example().splitlines() if line.strip()]) == 5
 
 
 def test_cli_run_deployed_without_bptt(tmp_path, capsys):
+    """docs/deployment.md's example, on a run trained and exported by the CLI, in a process without bptt."""
     (tmp_path / "corpus.txt").write_text(TEXT)
-    run = tmp_path / "run"
+    run = tmp_path / "runs" / "shakespeare"
     assert main(["train", "--data", str(tmp_path / "corpus.txt"), "--out", str(run), *SMALL.split()]) == 0
     assert main(["export", str(run), "--format", "onnx"]) == 0
     assert capsys.readouterr().err.strip().endswith(f"wrote {run / 'model.onnx'}")
     script = tmp_path / "deployed.py"
-    script.write_text(DEPLOYED)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run(
-        [sys.executable, "-I", str(script), str(run / "model.onnx"), str(tmp_path / "out.npz")],
-        check=True,
-        cwd=tmp_path,
-        env=env,
+    script.write_text(
+        doc_example()
+        + "import sys\n"
+        + "np.savez(sys.argv[1], probs=probs, hn=hn, ids=ids)\n"
+        + "assert not any(m == 'bptt' or m.startswith('bptt.') for m in sys.modules), 'bptt was imported'\n"
     )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-I", str(script), str(tmp_path / "out.npz")], check=True, cwd=tmp_path, env=env)
     got = np.load(tmp_path / "out.npz")
     model, _ = load_run(run)
-    np.testing.assert_allclose(got["probs"], model.predict(got["ids"], np.array([9, 4])), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(got["hn"], model.forward(got["ids"], np.array([9, 4])).hn, rtol=1e-5, atol=1e-5)
+    assert got["ids"].shape == (1, 6)
+    np.testing.assert_allclose(got["probs"], model.predict(got["ids"]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["hn"], model.forward(got["ids"]).hn, rtol=1e-5, atol=1e-5)
 
 
 def test_cli_task_run_metadata_and_bad_input(tmp_path, capsys):
@@ -264,10 +265,10 @@ def test_cli_task_run_metadata_and_bad_input(tmp_path, capsys):
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
     model, ckpt = load_run(run)
     extra = ckpt.train_state["options"]["extra"]
-    assert meta["bptt.task"] == "tag" and meta["bptt.labels"] == extra["labels"]
-    assert meta["bptt.vocab"] == extra["vocab"]["itos"] and meta["bptt.features"] == ["suffix", "shape"]
-    assert [len(v) for v in meta["bptt.feature_vocabs"]] == model.feature_vocab_sizes
-    assert meta["bptt.recurrence"] == "scan"
+    assert meta["task"] == "tag" and meta["labels"] == extra["labels"]
+    assert meta["vocab"] == extra["vocab"]["itos"] and meta["features"] == ["suffix", "shape"]
+    assert [len(v) for v in meta["feature_vocabs"]] == model.feature_vocab_sizes
+    assert meta["recurrence"] == "scan"
     x = random_inputs(model, np.random.default_rng(0), 3, 5)
     y, _ = session(proto).run(None, {"inputs": x, "sequence_lens": np.array([5, 2, 4])})
     np.testing.assert_allclose(y, model.predict(x, np.array([5, 2, 4])), rtol=1e-5, atol=1e-5)

@@ -275,7 +275,7 @@ def build(model: RNNModel, *, recurrence: str | None = None, metadata: dict | No
         producer_version=_version(),
         doc_string="exported by bptt.export.to_onnx; see docs/deployment.md",
     )
-    props = {"bptt.config": model.config, "bptt.recurrence": recurrence, "bptt.cell": cell_of(model)}
+    props = {"config": model.config, "recurrence": recurrence, "cell": cell_of(model)}
     props.update(metadata or {})
     helper.set_model_props(proto, {k: json.dumps(v) for k, v in props.items()})
     onnx.checker.check_model(proto, full_check=True)
@@ -426,7 +426,7 @@ def to_onnx(
 
     recurrence: "op" (ONNX's RNN operator; default for float32) or "scan" (default and
     only choice for float64). vocab / labels: the token of each input id and the name of
-    each output, stored as metadata (JSON lists under "bptt.vocab" / "bptt.labels") so that
+    each output, stored as metadata (JSON lists under "vocab" / "labels") so that
     a user can decode outputs; metadata: more str -> JSON-able entries.
     Refuses (UsageError, one line) what it cannot export, before writing anything.
     """
@@ -434,9 +434,9 @@ def to_onnx(
 
     extra = dict(metadata or {})
     if vocab is not None:
-        extra["bptt.vocab"] = list(vocab)
+        extra["vocab"] = list(vocab)
     if labels is not None:
-        extra["bptt.labels"] = list(labels)
+        extra["labels"] = list(labels)
     proto = build(model, recurrence=recurrence, metadata=extra)
     path = Path(path)
     atomic_write_bytes(path, proto.SerializeToString())
@@ -448,7 +448,7 @@ def to_onnx(
 
 def from_onnx(path) -> RNNModel:
     """The RNNModel a file written by `to_onnx` holds: its configuration from the metadata
-    (bptt.config), its parameters read back from the graph's weights in their ONNX layouts."""
+    entry "config", its parameters read back from the graph's weights in their ONNX layouts."""
     onnx = _onnx()
     from onnx import numpy_helper
 
@@ -456,9 +456,9 @@ def from_onnx(path) -> RNNModel:
 
     proto = onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
-    if "bptt.config" not in meta:
-        raise DataError(f"{path}: no bptt.config in its metadata, expected a file written by bptt export")
-    config = json.loads(meta["bptt.config"])
+    if "config" not in meta:
+        raise DataError(f"{path}: no 'config' entry in its metadata, expected a file written by bptt export")
+    config = json.loads(meta["config"])
     model = RNNModel(**config)
     tensors = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     params = {}
@@ -467,7 +467,7 @@ def from_onnx(path) -> RNNModel:
             params[name] = tensors[name]
         elif name.endswith((".U", ".W", ".Q", ".V")) and f"{name}_T" in tensors:  # stored transposed for MatMul
             params[name] = np.ascontiguousarray(tensors[f"{name}_T"].T)
-    if json.loads(meta.get("bptt.recurrence", '"scan"')) == "op":
+    if json.loads(meta.get("recurrence", '"scan"')) == "op":
         for layer in range(model.num_layers):
             W, R = tensors[f"rnn{layer}.op.W"], tensors[f"rnn{layer}.op.R"]
             B = tensors.get(f"rnn{layer}.op.B")

@@ -2,7 +2,7 @@
 
 The file runs in onnxruntime (or any ONNX runtime) without bptt or NumPy; it
 carries the run's vocabulary, labels and feature vocabularies as metadata
-(JSON under bptt.vocab, bptt.labels, ...) so that outputs can be decoded.
+(JSON strings under the keys vocab, labels, ...) so that outputs can be decoded.
 See docs/deployment.md for its inputs and outputs. Default --out: RUN_DIR/model.onnx.
 The file is written atomically (the old file or the whole new one).
 """
@@ -41,19 +41,19 @@ def add_parser(sub) -> None:
 def run_metadata(extra: dict) -> dict:
     """What a user needs to encode inputs and decode outputs, from a run's task data:
     the token of each id, the name of each output, the feature columns' vocabularies."""
-    meta = {"bptt.task": extra.get("task", "lm")}
+    meta = {"task": extra.get("task", "lm")}
     vocab = extra.get("vocab")
     if isinstance(vocab, dict):  # a bptt.data.text.Vocab
-        meta["bptt.vocab"] = vocab.get("itos")
-        meta["bptt.tokenizer"] = {k: vocab[k] for k in ("level", "lowercase", "sentence_ends") if k in vocab}
+        meta["vocab"] = vocab.get("itos")
+        meta["tokenizer"] = {k: vocab[k] for k in ("level", "lowercase", "sentence_ends") if k in vocab}
     elif isinstance(vocab, list):
-        meta["bptt.vocab"] = vocab
+        meta["vocab"] = vocab
     if extra.get("labels") is not None:
-        meta["bptt.labels"] = extra["labels"]
+        meta["labels"] = extra["labels"]
     if extra.get("features"):
-        meta["bptt.features"] = extra["features"]
-        meta["bptt.feature_vocabs"] = [v.get("itos") for v in extra.get("feature_vocabs", [])]
-        meta["bptt.affix_length"] = extra.get("affix_length")
+        meta["features"] = extra["features"]
+        meta["feature_vocabs"] = [v.get("itos") for v in extra.get("feature_vocabs", [])]
+        meta["affix_length"] = extra.get("affix_length")
     return meta
 
 
