@@ -19,7 +19,7 @@ import pytest
 
 from bptt import RNNModel, export
 from bptt.cli import main
-from bptt.errors import UsageError
+from bptt.errors import BpttError, UsageError
 from bptt.training.runs import load_run
 from helpers import make_model, random_h0
 
@@ -208,6 +208,14 @@ def test_from_onnx_refuses_other_files(tmp_path):
     (tmp_path / "other.onnx").write_bytes(proto.SerializeToString())
     with pytest.raises(DataError, match="other.onnx: no 'config' entry in its metadata"):
         export.from_onnx(tmp_path / "other.onnx")
+
+
+def test_without_the_onnx_package_one_line(tmp_path, monkeypatch):
+    """A BpttError, which the CLI prints as one line."""
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    with pytest.raises(BpttError, match=r"the onnx package is needed to export: pip install 'bptt\[onnx\]'"):
+        export.to_onnx(make_model(), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
 
 
 # ---- from the CLI, run where bptt is not -------------------------------------------

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import UsageError
+from bptt.errors import BpttError, UsageError
 from bptt.model import SEQUENCE_MODES, RNNModel
 
 OPSET = 17
@@ -50,7 +50,7 @@ def _onnx():
     try:
         import onnx
     except ImportError:
-        raise ImportError("the onnx package is needed for bptt.export: pip install 'bptt[onnx]'") from None
+        raise BpttError("the onnx package is needed to export: pip install 'bptt[onnx]'") from None
     return onnx
 
 
