@@ -41,8 +41,7 @@ from bptt.model import SEQUENCE_MODES, RNNModel
 
 OPSET = 17
 RECURRENCES = ("op", "scan")
-INPUT_NAMES = ("inputs", "sequence_lens", "h0", "cond")
-OUTPUT_NAMES = ("outputs", "hn")
+STATE_PARTS = ("h", "c")  # a cell's state: (h,) or (h, c); inputs h0, c0 and outputs hn, cn
 NO_LENGTH = np.iinfo(np.int64).max  # the default sequence_lens: every sequence runs to the end
 
 
@@ -209,36 +208,49 @@ def build(model: RNNModel, *, recurrence: str | None = None, metadata: dict | No
     steps = g.op("Range", g.ints(0), g.op("Squeeze", T, g.ints([0])), g.ints(1))
     mask = g.op("Less", g.op("Unsqueeze", steps, g.ints([1])), g.op("Unsqueeze", lens, g.ints([0])))  # (T, B) bool
 
-    # h_0: an optional input, or tanh(Q cond + q) for one-to-many
-    if model.mode == "one-to-many":
-        inputs.append(helper.make_tensor_value_info("cond", elem, ["batch", model.cond_size], doc_string=_DOCS["cond"]))
-        Q, q = model.params["h0map.Q"], model.params["h0map.q"]
-        a = g.op("Add", g.op("MatMul", "cond", g.const(np.ascontiguousarray(Q.T), "h0map.Q_T")), g.const(q, "h0map.q"))
-        h0 = g.op("Transpose", g.op("Reshape", g.op("Tanh", a), g.ints([-1, L, H])), perm=[1, 0, 2])
-    else:
-        inputs.append(helper.make_tensor_value_info("h0", elem, [N, "batch", H], doc_string=_DOCS["h0"]))
-        g.const(np.zeros((N, 1, H), dt), "h0")
-        h0 = g.op("Expand", "h0", g.op("Concat", g.ints([N]), B, g.ints([H]), axis=0))
+    # the initial state: optional inputs h0 (, c0), or h_0 = tanh(Q cond + q) for one-to-many (c_0 = 0)
+    parts = STATE_PARTS[: N_STATES[cell_of(model)]]
+    full = g.op("Concat", g.ints([N]), B, g.ints([H]), axis=0)  # (N, B, H)
+    state0 = []
+    for part in parts:
+        if model.mode == "one-to-many" and part == "h":
+            inputs.append(
+                helper.make_tensor_value_info("cond", elem, ["batch", model.cond_size], doc_string=_DOCS["cond"])
+            )
+            Q, q = model.params["h0map.Q"], model.params["h0map.q"]
+            a = g.op("MatMul", "cond", g.const(np.ascontiguousarray(Q.T), "h0map.Q_T"))
+            a = g.op("Add", a, g.const(q, "h0map.q"))
+            state0.append(g.op("Transpose", g.op("Reshape", g.op("Tanh", a), g.ints([-1, L, H])), perm=[1, 0, 2]))
+        elif model.mode == "one-to-many":
+            state0.append(g.op("Expand", g.const(np.zeros((N, 1, H), dt)), full))
+        else:
+            inputs.append(
+                helper.make_tensor_value_info(f"{part}0", elem, [N, "batch", H], doc_string=_DOCS[f"{part}0"])
+            )
+            g.const(np.zeros((N, 1, H), dt), f"{part}0")
+            state0.append(g.op("Expand", f"{part}0", full))
 
     # x_t
     ids = model.uses_tokens and model.embedding_size is None
     if model.embedding_size is not None:
         tables = ["embed.E"] + [f"embed{f}.E" for f in range(1, F + 1)]  # column f of the ids reads table f
         cols = [g.op("Gather", X, g.ints(f), axis=2) for f in range(1 + F)] if F else [X]
-        parts = [g.op("Gather", g.const(model.params[name], name), col) for name, col in zip(tables, cols)]
-        layer_in = parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=2)
+        rows = [g.op("Gather", g.const(model.params[name], name), col) for name, col in zip(tables, cols)]
+        layer_in = rows[0] if len(rows) == 1 else g.op("Concat", *rows, axis=2)
     else:
         layer_in = X
 
-    # the layers
-    hn = []
+    # the layers; state_n[k]: the final state parts of every layer so far, (dirs, B, H) each
+    state_n = [[] for _ in parts]
     for layer in range(L):
-        h0_l = g.op("Slice", h0, g.ints([layer * nd]), g.ints([(layer + 1) * nd]), g.ints([0]))
+        s0_l = [g.op("Slice", s0, g.ints([layer * nd]), g.ints([(layer + 1) * nd]), g.ints([0])) for s0 in state0]
         run = _layer_op if recurrence == "op" else _layer_scan
-        layer_in, hn_l = run(g, model, layer, layer_in, ids and layer == 0, h0_l, lens, mask)
-        hn.append(hn_l)
-    hn = g.op("Concat", *hn, axis=0) if L > 1 else hn[0]
-    g.nodes.append(helper.make_node("Identity", [hn], ["hn"]))
+        layer_in, sn_l = run(g, model, layer, layer_in, ids and layer == 0, s0_l, lens, mask)
+        for k, sn in enumerate(sn_l):
+            state_n[k].append(sn)
+    for part, sn in zip(parts, state_n):
+        sn = g.op("Concat", *sn, axis=0) if L > 1 else sn[0]
+        g.nodes.append(helper.make_node("Identity", [sn], [f"{part}n"]))
 
     # the head
     V, c = model.params["head.V"], model.params["head.c"]
@@ -265,7 +277,8 @@ def build(model: RNNModel, *, recurrence: str | None = None, metadata: dict | No
         g.nodes.append(helper.make_node("Identity", [_head(g, model.head, Z)], ["outputs"]))
         out_shape = ["batch", model.output_size]
     outputs.append(helper.make_tensor_value_info("outputs", elem, out_shape, doc_string=_DOCS["outputs"][model.head]))
-    outputs.append(helper.make_tensor_value_info("hn", elem, [N, "batch", H], doc_string=_DOCS["hn"]))
+    for part in parts:
+        outputs.append(helper.make_tensor_value_info(f"{part}n", elem, [N, "batch", H], doc_string=_DOCS[f"{part}n"]))
 
     graph = helper.make_graph(g.nodes, "bptt", inputs, outputs, g.inits, doc_string=_graph_doc(model, recurrence))
     proto = helper.make_model(
@@ -291,8 +304,9 @@ def _head(g: _Graph, head: str, Z: str) -> str:
     return Z
 
 
-def _layer_op(g: _Graph, model, layer, x, ids, h0_l, lens, mask):
-    """One layer, both directions, as one ONNX recurrent node. Returns (out (T, B, dirs*H), hn (dirs, B, H)).
+def _layer_op(g: _Graph, model, layer, x, ids, s0_l, lens, mask):
+    """One layer, both directions, as one ONNX recurrent node. s0_l: the initial state parts,
+    (dirs, B, H) each. Returns (out (T, B, dirs*H), the final state parts (dirs, B, H) each).
 
     For one-hot ids the input is the gathered columns of every direction's U, [U_d[:, id_t]]
     (T, B, dirs*gH), and each direction's W picks its own block (an exact 0/1 matrix).
@@ -313,16 +327,27 @@ def _layer_op(g: _Graph, model, layer, x, ids, h0_l, lens, mask):
     }
     direction = "bidirectional" if model.bidirectional else "forward"
     lens32 = g.op("Cast", lens, to=6)  # int32, as the operator wants
-    Y, Yh = g.op(
-        maps[0]["op"], x, W, R, B, lens32, h0_l, outputs=2, hidden_size=model.hidden_size, direction=direction, **attrs
+    op = maps[0]["op"]
+    Y, *sn = g.op(
+        op,
+        x,
+        W,
+        R,
+        B,
+        lens32,
+        *s0_l,
+        outputs=1 + len(s0_l),
+        hidden_size=model.hidden_size,
+        direction=direction,
+        **attrs,
     )
     out = g.op("Reshape", g.op("Transpose", Y, perm=[0, 2, 1, 3]), g.ints([0, 0, -1]))  # (T, B, dirs*H)
     empty = g.op("Unsqueeze", g.op("Equal", lens, g.ints(0)), g.ints([0, 2]))  # (1, B, 1)
-    return out, g.op("Where", empty, h0_l, Yh)  # a sequence of no steps keeps h_0, as in bptt
+    return out, [g.op("Where", empty, s0, s) for s0, s in zip(s0_l, sn)]  # no steps: the state stays, as in bptt
 
 
-def _layer_scan(g: _Graph, model, layer, x, ids, h0_l, lens, mask):
-    """One layer as a Scan per direction. Returns (out (T, B, dirs*H), hn (dirs, B, H))."""
+def _layer_scan(g: _Graph, model, layer, x, ids, s0_l, lens, mask):
+    """One layer as a Scan per direction; arguments and results as `_layer_op`."""
     onnx = _onnx()
     from onnx import helper
 
@@ -330,7 +355,7 @@ def _layer_scan(g: _Graph, model, layer, x, ids, h0_l, lens, mask):
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(model.dtype))
     cell = cell_of(model)
     mask3 = g.op("Unsqueeze", mask, g.ints([2]))  # (T, B, 1)
-    outs, hns = [], []
+    outs, sns = [], []
     for d, name in enumerate(model.layer_names(layer)):
         UT = g.const(np.ascontiguousarray(p[f"{name}.U"].T), f"{name}.U_T")
         A = g.op("Gather", UT, x) if ids else g.op("MatMul", x, UT)  # U x_t for every t
@@ -356,8 +381,9 @@ def _layer_scan(g: _Graph, model, layer, x, ids, h0_l, lens, mask):
             + [helper.make_tensor_value_info(y, elem, ["batch", H])],
             body.inits,
         )
-        h0_d = g.op("Squeeze", g.op("Slice", h0_l, g.ints([d]), g.ints([d + 1]), g.ints([0])), g.ints([0]))
-        start = [h0_d] + [g.op("Mul", h0_d, g.const(np.array(0, p[f"{name}.W"].dtype)))] * (n_states - 1)
+        start = [
+            g.op("Squeeze", g.op("Slice", s0, g.ints([d]), g.ints([d + 1]), g.ints([0])), g.ints([0])) for s0 in s0_l
+        ]
         reverse = [1] if d == 1 else [0]
         res = g.op(
             "Scan",
@@ -370,11 +396,10 @@ def _layer_scan(g: _Graph, model, layer, x, ids, h0_l, lens, mask):
             scan_input_directions=reverse * 2,
             scan_output_directions=reverse,
         )
-        hns.append(g.op("Unsqueeze", res[0], g.ints([0])))
+        sns.append([g.op("Unsqueeze", s, g.ints([0])) for s in res[:n_states]])
         outs.append(res[-1])
     out = outs[0] if len(outs) == 1 else g.op("Concat", *outs, axis=2)
-    hn = hns[0] if len(hns) == 1 else g.op("Concat", *hns, axis=0)
-    return out, hn
+    return out, [dirs[0] if len(dirs) == 1 else g.op("Concat", *dirs, axis=0) for dirs in zip(*sns)]
 
 
 # ---- documentation carried in the file ----------------------------------------
@@ -384,6 +409,8 @@ _DOCS = {
     "or features (batch, time, input_size); one-to-one models drop the time axis",
     "lens": "optional, int64 (batch,): real steps of each sequence (steps at or past it are padding); "
     "default: every step is real",
+    "c0": "optional, (layers * directions, batch, hidden_size): initial cell states (LSTM); default zeros",
+    "cn": "(layers * directions, batch, hidden_size): each sequence's cell state after its last real step (LSTM)",
     "h0": "optional, (layers * directions, batch, hidden_size): initial states in torch's h_0 layout; default zeros",
     "cond": "(batch, cond_size): the conditioning vector mapped to h_0 = tanh(Q cond + q)",
     "outputs": {
