@@ -77,10 +77,9 @@ def main() -> None:
                 median_time(lambda: sess.run(None, {"inputs": ids}), args.rounds),
             ),
         ]
-    config = model.config
     print(
-        f"{config['num_layers']} x {config['hidden_size']} {config['nonlinearity']} RNN, vocabulary "
-        f"{config['vocab_size']}, {config['dtype']}; onnxruntime {ort.__version__}; max |difference| {diff:.1e}"
+        f"{model.num_layers} x {model.hidden_size} {model.nonlinearity} RNN, vocabulary "
+        f"{model.vocab_size}, {model.dtype}; onnxruntime {ort.__version__}; max |difference| {diff:.1e}"
     )
     for name, n, t_bptt, t_ort in rows:
         print(

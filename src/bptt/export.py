@@ -105,7 +105,15 @@ N_STATES = {"elman": 1}
 
 
 def cell_of(model: RNNModel) -> str:
-    return model.config.get("cell") or "elman"
+    """The registry name of the model's cell (a model from before the cells is Elman)."""
+    cell = getattr(model, "cell", None)  # a bptt.layers.cell.Cell
+    return getattr(cell, "name", cell) or "elman"
+
+
+def config_of(model: RNNModel) -> dict:
+    """The model's options as plain JSON values (what RNNModel(**options) rebuilds)."""
+    config = model.config
+    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
 def check_exportable(model: RNNModel, recurrence: str | None = None) -> str:
@@ -288,7 +296,7 @@ def build(model: RNNModel, *, recurrence: str | None = None, metadata: dict | No
         producer_version=_version(),
         doc_string="exported by bptt.export.to_onnx; see docs/deployment.md",
     )
-    props = {"config": model.config, "recurrence": recurrence, "cell": cell_of(model)}
+    props = {"config": config_of(model), "recurrence": recurrence, "cell": cell_of(model)}
     props.update(metadata or {})
     helper.set_model_props(proto, {k: json.dumps(v) for k, v in props.items()})
     onnx.checker.check_model(proto, full_check=True)
