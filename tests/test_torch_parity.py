@@ -481,8 +481,10 @@ def test_from_torch_options():
         from_torch(rnn, lin, nn.Embedding(V, D + 1, dtype=torch.float64))
     with pytest.raises(ValueError, match="linear: weights are torch.float32"):
         from_torch(rnn, nn.Linear(H, K))
-    with pytest.raises(ValueError, match="rnn: got LSTM"):
-        from_torch(nn.LSTM(D, H), lin)
+    with pytest.raises(ValueError, match="rnn: got Linear"):
+        from_torch(nn.Linear(D, H), lin)
+    with pytest.raises(ValueError, match="proj_size=2"):
+        from_torch(nn.LSTM(D, H, proj_size=2, dtype=torch.float64), lin)
     with pytest.raises(ValueError, match="float32 or float64"):
         from_torch(nn.RNN(D, H, dtype=torch.float16), output_size=K)
 

@@ -1,21 +1,30 @@
-"""Convert between torch.nn.RNN (+ nn.Linear head, + nn.Embedding) and bptt.RNNModel.
+"""Convert between torch.nn.RNN / nn.LSTM / nn.GRU (+ nn.Linear head, + nn.Embedding) and bptt.RNNModel.
 
     torch                                       bptt
     RNN.weight_ih_l{k}             (H, D)       rnn{k}.U
     RNN.weight_hh_l{k}             (H, H)       rnn{k}.W
     RNN.bias_ih_l{k} + bias_hh_l{k} (H,)        rnn{k}.b   (back: bias_ih = b, bias_hh = 0)
-    RNN.*_l{k}_reverse                          rnn{k}_reverse.*
+    LSTM.weight_ih_l{k}           (4H, D)       rnn{k}.U   gates i, f, g, o in both (cell="lstm")
+    LSTM.weight_hh_l{k}           (4H, H)       rnn{k}.W
+    LSTM.bias_ih_l{k} + bias_hh_l{k} (4H,)      rnn{k}.b   (back: bias_ih = b, bias_hh = 0)
+    GRU.weight_ih_l{k}            (3H, D)       rnn{k}.U   gates r, z, n in both (cell="gru")
+    GRU.weight_hh_l{k}            (3H, H)       rnn{k}.W
+    GRU.bias_ih_l{k} + (bias_hh_l{k}[:2H], 0)   rnn{k}.b   (back: bias_ih = b, bias_hh = (0, 0, bn))
+    GRU.bias_hh_l{k}[2H:]          (H,)         rnn{k}.bn  (b_hn sits inside r * (W_n h + b_hn))
+    *.*_l{k}_reverse                            rnn{k}_reverse.*
     Linear.weight, Linear.bias     (K, H*dirs)  head.V, head.c  (no Linear bias: c = 0)
     Embedding.weight               (V, E)       embed.E
 
-Both compute the same function: torch's h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
-is bptt's h_t = f(U x_t + W h_{t-1} + b) with the two biases summed. D is the
-input size (E with an embedding); layer k > 0 takes D = H * dirs.
+Each pair computes the same function: torch's h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+is bptt's h_t = f(U x_t + W h_{t-1} + b) with the two biases summed, and the
+gated cells are torch's own equations (`bptt.layers.lstm`, `bptt.layers.gru`).
+D is the input size (E with an embedding); layer k > 0 takes D = H * dirs.
 
 Not covered: a one-to-many model's h0map (h_0 = tanh(Q cond + q)) has no
 nn.RNN counterpart; it is torch.tanh(nn.Linear(cond_size, L*H)(cond)) reshaped
 (B, L, H) -> (L, B, H), and to_torch leaves it out. An Embedding's padding_idx
-(torch zeroes that row's gradient) is not carried over.
+(torch zeroes that row's gradient) is not carried over, nor an LSTM's proj_size
+(refused).
 
 torch is optional: it is imported inside the functions.
 """
@@ -43,7 +52,7 @@ def _torch():
 class TorchModules(NamedTuple):
     """What to_torch returns: run embedding (if any), then rnn, then linear."""
 
-    rnn: torch.nn.RNN  # batch_first=True
+    rnn: torch.nn.RNN | torch.nn.LSTM | torch.nn.GRU  # batch_first=True
     linear: torch.nn.Linear  # (K, H * dirs)
     embedding: torch.nn.Embedding | None  # (V, E); None for float feature inputs
 
@@ -52,15 +61,26 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
+def _cell_of(torch, rnn) -> str:
+    """The bptt cell of a torch recurrent module (its exact class: nn.RNN, nn.LSTM or nn.GRU)."""
+    cells = {torch.nn.RNN: "elman", torch.nn.LSTM: "lstm", torch.nn.GRU: "gru"}
+    if type(rnn) not in cells:
+        raise ValueError(f"rnn: got {type(rnn).__name__}, expected torch.nn.RNN, nn.LSTM or nn.GRU")
+    if getattr(rnn, "proj_size", 0):
+        raise ValueError(f"rnn: an LSTM with proj_size={rnn.proj_size} has no bptt counterpart, expected 0")
+    return cells[type(rnn)]
+
+
 def from_torch(
-    rnn: torch.nn.RNN,
+    rnn: torch.nn.RNN | torch.nn.LSTM | torch.nn.GRU,
     linear: torch.nn.Linear | None = None,
     embedding: torch.nn.Embedding | None = None,
     **model_options,
 ) -> RNNModel:
     """A bptt model computing what embedding -> rnn -> linear compute.
 
-    rnn: any num_layers, bidirectional, bias, tanh/relu, batch_first either way.
+    rnn: nn.RNN (tanh/relu), nn.LSTM (no proj_size) or nn.GRU (the model's cell follows),
+    any num_layers, bidirectional, bias, batch_first either way.
     linear: the head, in_features = H * dirs; None lets RNNModel initialise it
     (then give output_size). embedding: token ids in (vocab_size and
     embedding_size from it), else float features of rnn.input_size.
@@ -69,17 +89,17 @@ def from_torch(
     the modules raises ValueError naming it.
     """
     torch = _torch()
-    if not isinstance(rnn, torch.nn.RNN):
-        raise ValueError(f"rnn: got {type(rnn).__name__}, expected torch.nn.RNN")
+    cell = _cell_of(torch, rnn)
     tdt = rnn.weight_hh_l0.dtype
     dtype = {torch.float32: "float32", torch.float64: "float64"}.get(tdt)
     if dtype is None:
         raise ValueError(f"rnn: weights are {tdt}, expected float32 or float64")
     dirs = 2 if rnn.bidirectional else 1
     derived = dict(
+        cell=cell,
         hidden_size=rnn.hidden_size,
         num_layers=rnn.num_layers,
-        nonlinearity=rnn.nonlinearity,
+        nonlinearity=rnn.nonlinearity if cell == "elman" else "tanh",
         bias=rnn.bias,
         bidirectional=rnn.bidirectional,
         dtype=dtype,
@@ -118,8 +138,15 @@ def from_torch(
             p[f"{name}.U"][...] = _np(getattr(rnn, f"weight_ih_l{layer}{suffix}"))
             p[f"{name}.W"][...] = _np(getattr(rnn, f"weight_hh_l{layer}{suffix}"))
             if rnn.bias:
-                b = getattr(rnn, f"bias_ih_l{layer}{suffix}") + getattr(rnn, f"bias_hh_l{layer}{suffix}")
-                p[f"{name}.b"][...] = _np(b)
+                b_ih = _np(getattr(rnn, f"bias_ih_l{layer}{suffix}"))
+                b_hh = _np(getattr(rnn, f"bias_hh_l{layer}{suffix}"))
+                if cell == "gru":  # b_hn stays apart: the reset gate multiplies it
+                    H = rnn.hidden_size
+                    b_ih[: 2 * H] += b_hh[: 2 * H]
+                    p[f"{name}.b"][...] = b_ih
+                    p[f"{name}.bn"][...] = b_hh[2 * H :]
+                else:
+                    p[f"{name}.b"][...] = b_ih + b_hh
     if linear is not None:
         p["head.V"][...] = _np(linear.weight)
         p["head.c"][...] = 0 if linear.bias is None else _np(linear.bias)
@@ -129,13 +156,18 @@ def from_torch(
 
 
 def to_torch(model: RNNModel) -> TorchModules:
-    """torch modules computing what `model` computes: rnn (batch_first=True,
-    bias_ih = b, bias_hh = 0), linear (K, H * dirs), embedding (V, E) or None.
+    """torch modules computing what `model` computes: rnn (nn.RNN, nn.LSTM or nn.GRU after the
+    model's cell; batch_first=True, bias_ih = b, bias_hh = 0, for the GRU bias_hh = (0, 0, bn)),
+    linear (K, H * dirs), embedding (V, E) or None.
 
-    Raises ValueError for what nn.RNN cannot express: sigmoid/identity
-    nonlinearities and one-hot token inputs (vocab_size without embedding_size).
+    Raises ValueError for what torch cannot express: sigmoid/identity
+    nonlinearities, a cell torch does not have, and one-hot token inputs
+    (vocab_size without embedding_size).
     """
     torch = _torch()
+    modules = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+    if model.cell.name not in modules:
+        raise ValueError(f"cell: torch has no counterpart of the {model.cell.name!r} cell, expected elman, lstm or gru")
     if model.nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity: torch.nn.RNN has tanh and relu only, the model uses {model.nonlinearity!r}")
     if model.uses_tokens and model.embedding_size is None:
@@ -150,11 +182,12 @@ def to_torch(model: RNNModel) -> TorchModules:
         param.copy_(torch.tensor(p[key]))
 
     D = model.embedding_size or model.input_size
-    rnn = torch.nn.RNN(
+    extra = {"nonlinearity": model.nonlinearity} if model.cell.name == "elman" else {}
+    rnn = modules[model.cell.name](
         D,
         model.hidden_size,
         num_layers=model.num_layers,
-        nonlinearity=model.nonlinearity,
+        **extra,
         bias=model.bias,
         batch_first=True,
         dropout=model.dropout if model.num_layers > 1 else 0.0,
@@ -174,7 +207,10 @@ def to_torch(model: RNNModel) -> TorchModules:
                 put(getattr(rnn, f"weight_hh_l{layer}{suffix}"), f"{name}.W")
                 if model.bias:
                     put(getattr(rnn, f"bias_ih_l{layer}{suffix}"), f"{name}.b")
-                    getattr(rnn, f"bias_hh_l{layer}{suffix}").zero_()
+                    b_hh = getattr(rnn, f"bias_hh_l{layer}{suffix}")
+                    b_hh.zero_()
+                    if model.cell.name == "gru":
+                        put(b_hh[2 * model.hidden_size :], f"{name}.bn")
         put(linear.weight, "head.V")
         put(linear.bias, "head.c")
         if embedding is not None:

@@ -1,11 +1,14 @@
-"""RNNModel: inputs -> stacked Elman layers -> a head and its loss, with exact BPTT.
+"""RNNModel: inputs -> stacked recurrent layers -> a head and its loss, with exact BPTT.
 
-The whole network, for layers l = 1..L (and a reverse direction if
-bidirectional, whose outputs are concatenated with the forward ones):
+The model only composes layers from `bptt.layers`; the recurrence itself is a
+cell (`bptt.layers.cell.Cell`, chosen by name from `bptt.layers.cells.CELLS`,
+Elman by default). The whole network, for layers l = 1..L (and a reverse
+direction if bidirectional, whose outputs are concatenated with the forward ones):
 
     x_t            = E[id_t] (embedding), the one-hot of id_t, or the float features;
                      with feature columns f = 1..F, x_t = [E[id_t]; E_1[f1_t]; ...; E_F[fF_t]]
-    h^l_t          = f(U^l h^{l-1}_t + W^l h^l_{t-1} + b^l),   h^0_t = x_t
+    h^l_t          = cell^l(x = h^{l-1}_t, state^l_{t-1}),   h^0_t = x_t
+                     (Elman: h^l_t = f(U^l h^{l-1}_t + W^l h^l_{t-1} + b^l))
     z_t            = V h^L_t + c                    (many-to-many, one-to-many)
     z              = V pool(h^L_1..h^L_T) + c       (many-to-one, one-to-one)
     y^             = g(z),  L = sum_t w_t L_t(y_t, y^_t)
@@ -13,8 +16,9 @@ bidirectional, whose outputs are concatenated with the forward ones):
 `loss_and_grads` runs the forward pass once and BPTT once (O(T)) and returns
 dL/dtheta for every parameter, keyed exactly like `params`: "embed.E",
 "embed{f}.E" for the feature columns f = 1..F (suffix, shape, ... ids),
-"rnn{l}.U/W/b", "rnn{l}_reverse.U/W/b", "head.V", "head.c" and, for
-one-to-many, "h0map.Q", "h0map.q" (h_0 = tanh(Q cond + q), one block per layer).
+"rnn{l}.<name>", "rnn{l}_reverse.<name>" for each of the cell's parameters
+(Elman: U, W, b), "head.V", "head.c" and, for one-to-many, "h0map.Q", "h0map.q"
+(h_0 = tanh(Q cond + q), one block per layer, `bptt.layers.h0map`).
 
 Inputs are batch-first, as users pass them: ids (B, T) (or (B, T, 1 + F) with
 feature columns: column 0 the token, column f the f-th feature's id), features (B, T, D),
@@ -23,14 +27,13 @@ masks (B, T) or lengths (B,). Inside, everything is time-major (T, B, ...).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bptt import blas
 from bptt import checks as validate
-from bptt.layers import activations, elman, embedding, losses, recompute
+from bptt.layers import activations, cells, dense, embedding, h0map, losses, recompute
 from bptt.layers import dropout as dropout_layer
 from bptt.layers import init as initializers
 from bptt.layers import pooling as pooling_layer
@@ -45,7 +48,9 @@ class Forward:
     """Everything one forward pass produced, kept for the backward pass.
 
     Z: logits, (T, B, K) for sequence outputs or (B, K) for one per sequence.
-    hn: (L * dirs, B, H) final states, torch's h_n layout.
+    hn: (L * dirs, B, H) final h states, torch's h_n layout.
+    state_n: every part of the final state, a tuple of (L * dirs, B, H) ((hn,) for Elman).
+    state0: the initial state, a tuple of (L * dirs, B, H); h0 = state0[0].
     """
 
     Z: np.ndarray
@@ -54,20 +59,30 @@ class Forward:
     X: np.ndarray  # first-layer input, time-major: ids (T, B) or (T, B, 1 + F), or floats (T, B, D)
     ids: np.ndarray | None  # token ids (T, B) when an embedding was used
     mask: np.ndarray | None  # (T, B) bool
-    caches: list = field(default_factory=list)  # [layer][direction] elman.Cache
+    caches: list = field(default_factory=list)  # [layer][direction] the cell's cache (or recompute.Cache)
     drops: list = field(default_factory=list)  # dropout scale masks between layers
     feat: np.ndarray | None = None  # head input, (T*B, F) or (B, F)
     pool: tuple | None = None  # pooling bookkeeping for many-to-one
     cond: np.ndarray | None = None
     h0map: np.ndarray | None = None  # tanh(Q cond + q), (B, L*H)
+    state_n: tuple = ()
+    state0: tuple = ()
 
     @property
     def T(self) -> int:
         return self.X.shape[0]
 
+    @property
+    def final_state(self):
+        """state_n as a model takes h0: the (L * dirs, B, H) array for a one-part state, else the tuple."""
+        return self.state_n[0] if len(self.state_n) == 1 else self.state_n
+
 
 class RNNModel:
-    """An Elman RNN with a head, trained by exact BPTT. Options use torch/Keras names.
+    """A stacked recurrent network with a head, trained by exact BPTT. Options use torch/Keras names.
+
+    cell            the recurrent cell, a name in bptt.layers.cells.CELLS: elman (default) | lstm | gru
+    forget_bias     lstm only: added to the forget gate's bias at initialisation (1.0: Jozefowicz et al. 2015)
 
     input_size      features per step for float inputs (B, T, D); or
     vocab_size      for token ids (B, T); with embedding_size an embedding
@@ -117,8 +132,11 @@ class RNNModel:
         dtype: str = "float32",
         seed: int = 0,
         checkpoint_every: int | str | None = None,
+        cell: str = "elman",
+        forget_bias: float = 0.0,
     ):
         dtype = np.dtype(dtype).name
+        validate.choice("cell", cell, cells.CELLS)
         if (input_size is None) == (vocab_size is None):
             raise ValueError("input_size / vocab_size: give exactly one (features or token ids)")
         validate.positive_int("input_size", input_size, allow_none=True)
@@ -184,7 +202,11 @@ class RNNModel:
             dtype=dtype,
             seed=int(seed),
             checkpoint_every=checkpoint_every,
+            cell=cell,
         )
+        options = {} if isinstance(forget_bias, (int, float)) and forget_bias == 0 else {"forget_bias": forget_bias}
+        self.cell = cells.make_cell(cell, nonlinearity=nonlinearity, **options)  # only the LSTM takes forget_bias
+        self.config["forget_bias"] = float(forget_bias)
         self.rng = np.random.default_rng(seed)
         self.training = True
         self.params = self._init_params()
@@ -212,6 +234,11 @@ class RNNModel:
             names.append(f"rnn{layer}_reverse")
         return names
 
+    def _cell_params(self, name: str) -> dict[str, np.ndarray]:
+        """The cell parameters of one layer direction under their local names ("U", "W", ...)."""
+        n = len(name) + 1
+        return {k[n:]: v for k, v in self.params.items() if k.startswith(name) and k[len(name)] == "."}
+
     def _init_params(self) -> dict[str, np.ndarray]:
         dt, H, rng = np.dtype(self.dtype), self.hidden_size, self.rng
         params: dict[str, np.ndarray] = {}
@@ -225,10 +252,8 @@ class RNNModel:
             D = self.vocab_size if self.uses_tokens else self.input_size
         for layer in range(self.num_layers):
             for name in self.layer_names(layer):
-                p = initializers.recurrent_layer(rng, H, D, self.init, self.init_scale, dt)
-                params[f"{name}.U"], params[f"{name}.W"] = p["U"], p["W"]
-                if self.bias:
-                    params[f"{name}.b"] = p["b"]
+                p = self.cell.init(D, H, self.bias, rng, self.init, self.init_scale, dt)
+                params.update((f"{name}.{k}", v) for k, v in p.items())
             D = H * self.num_directions
         params["head.V"], params["head.c"] = initializers.linear(rng, self.output_size, D, dt)
         if self.mode == "one-to-many":
@@ -252,9 +277,15 @@ class RNNModel:
         other.training = self.training
         return other
 
-    def zero_state(self, batch_size: int) -> np.ndarray:
-        """h_0 = 0 for every layer and direction: (L * dirs, B, H)."""
-        return np.zeros((self.num_layers * self.num_directions, batch_size, self.hidden_size), self.dtype)
+    def zero_state(self, batch_size: int):
+        """The zero initial state for every layer and direction: (L * dirs, B, H) for a
+        one-part state (Elman), a tuple of such arrays (h0, c0) for a two-part one."""
+        shape = (self.num_layers * self.num_directions, batch_size, self.hidden_size)
+        return self._joined(tuple(np.zeros(shape, self.dtype) for _ in range(self.cell.n_states)))
+
+    def _joined(self, parts: tuple):
+        """A state as users see it: the array itself for one part, the tuple otherwise."""
+        return parts[0] if self.cell.n_states == 1 else tuple(parts)
 
     # ---- inputs ------------------------------------------------------------
 
@@ -298,13 +329,34 @@ class RNNModel:
             cond = cond.astype(self.dtype)
         elif cond is not None:
             raise ValueError(f"cond: only for mode='one-to-many', got mode={self.mode!r}")
-        if h0 is not None:
-            h0 = validate.array("h0", h0, (2, 3), "float")
-            if h0.ndim == 2 and self.num_layers * self.num_directions == 1:
-                h0 = h0[None]
-            validate.shape("h0", h0, (self.num_layers * self.num_directions, B, self.hidden_size))
-            h0 = h0.astype(self.dtype)
-        return X, mask, h0, cond
+        state0 = None if h0 is None else self._prepare_state(h0, B)
+        return X, mask, state0, cond
+
+    def _prepare_state(self, h0, B: int) -> tuple:
+        """h0 (L * dirs, B, H), or for a cell with a state of n parts a tuple of n such arrays
+        (a bare array is the h part, the others start at zero) -> a tuple of parts."""
+        names = self.cell.state_names
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        if isinstance(h0, (tuple, list)):
+            if len(h0) != len(names):
+                raise ValueError(
+                    f"h0: got a tuple of {len(h0)} arrays, expected {len(names)} ({', '.join(names)}) for cell={self.cell.name!r}"
+                )
+            given = list(h0)
+        else:
+            given = [h0] + [None] * (len(names) - 1)
+        parts = []
+        for part, name in zip(given, names):
+            arg = "h0" if len(names) == 1 else f"h0 ({name}0)"
+            if part is None:
+                parts.append(np.zeros(shape, self.dtype))
+                continue
+            part = validate.array(arg, part, (2, 3), "float")
+            if part.ndim == 2 and shape[0] == 1:
+                part = part[None]
+            validate.shape(arg, part, shape)
+            parts.append(part.astype(self.dtype))
+        return tuple(parts)
 
     def _prepare_mask(self, mask, B: int, T: int) -> np.ndarray | None:
         """A (B, T) mask or (B,) lengths -> a time-major (T, B) bool mask, or None."""
@@ -335,59 +387,59 @@ class RNNModel:
         Dropout is applied when `self.training` and dropout > 0, with masks drawn
         from `rng` (default: the model's own seeded Generator).
         """
-        X, mask, h0, cond = self._prepare(inputs, mask, h0, cond)
-        p, H, dt = self.params, self.hidden_size, np.dtype(self.dtype)
+        X, mask, state0, cond = self._prepare(inputs, mask, h0, cond)
+        p, dt = self.params, np.dtype(self.dtype)
         B = X.shape[1]
         fwd = Forward(Z=None, hn=None, h0=None, X=X, ids=None, mask=mask, cond=cond)
         if cond is not None:
-            a = cond @ p["h0map.Q"].T + p["h0map.q"]
-            fwd.h0map = np.tanh(a)
-            h0 = np.ascontiguousarray(fwd.h0map.reshape(B, self.num_layers, H).transpose(1, 0, 2))
-        if h0 is None:
-            h0 = self.zero_state(B)
-        fwd.h0 = h0
+            h, fwd.h0map = h0map.forward(p["h0map.Q"], p["h0map.q"], cond, self.num_layers)
+            state0 = (h,) + tuple(np.zeros_like(h) for _ in range(self.cell.n_states - 1))
+        if state0 is None:
+            state0 = self._parts(self.zero_state(B))
+        fwd.state0, fwd.h0 = state0, state0[0]
         if self.embedding_size is not None:
             fwd.ids = X
             layer_in = self._embed(X)
         else:
             layer_in = X
-        hn = []
+        finals = []
         rng = self.rng if rng is None else rng
         for layer in range(self.num_layers):
             outs, caches = [], []
+            runner = self._runner(layer)
             for d, name in enumerate(self.layer_names(layer)):
-                out, h_last, cache = self._layer_forward(layer)(
-                    p[f"{name}.U"],
-                    p[f"{name}.W"],
-                    p.get(f"{name}.b"),
-                    layer_in,
-                    h0[layer * self.num_directions + d],
-                    self.nonlinearity,
-                    mask,
-                    reverse=d == 1,
+                k = layer * self.num_directions + d
+                out, state_n, cache = runner.forward(
+                    self._cell_params(name), layer_in, tuple(s[k] for s in state0), mask, reverse=d == 1
                 )
                 outs.append(out)
                 caches.append(cache)
-                hn.append(h_last)
+                finals.append(state_n)
             layer_in = outs[0] if len(outs) == 1 or outs[0] is None else np.concatenate(outs, axis=2)
             fwd.caches.append(caches)
             drop = None
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
                 drop = dropout_layer.make_mask(rng, layer_in.shape, self.dropout, dt)
-                layer_in = layer_in * drop
+                layer_in = dropout_layer.forward(layer_in, drop)
             fwd.drops.append(drop)
-        fwd.hn = np.stack(hn)
+        fwd.state_n = tuple(np.stack(part) for part in zip(*finals))
+        fwd.hn = fwd.state_n[0]
         self._head_forward(fwd, layer_in)
         return fwd
 
-    def _layer_forward(self, layer: int):
-        """elman.forward, or its memory-saving twin, which skips the top layer's output
-        when the head reads only the final states (pooling "last")."""
+    def _parts(self, state) -> tuple:
+        """A state as users pass it (array or tuple) -> a tuple of parts."""
+        return tuple(state) if isinstance(state, (tuple, list)) else (state,)
+
+    def _runner(self, layer: int):
+        """What runs one layer's cells: the cell itself, or the memory-saving wrapper
+        around it, which skips the top layer's output when the head reads only the
+        final states (pooling "last")."""
         if self.checkpoint_every is None:
-            return elman.forward
+            return self.cell
         last_only = self.mode == "one-to-one" or (self.mode not in SEQUENCE_MODES and self.pooling == "last")
         keep_out = layer < self.num_layers - 1 or not last_only
-        return functools.partial(recompute.forward, every=self.checkpoint_every, keep_out=keep_out)
+        return recompute.Recomputed(self.cell, every=self.checkpoint_every, keep_out=keep_out)
 
     def _tables(self) -> list[tuple[str, int, int]]:
         """(parameter name, vocabulary size, width) of each embedding table, in input-column order."""
@@ -420,9 +472,7 @@ class RNNModel:
         if self.mode in SEQUENCE_MODES:
             T, B, F = top.shape
             fwd.feat = top.reshape(T * B, F)
-            Z = fwd.feat @ V.T
-            Z += c  # in place: no second (T*B, K) array
-            fwd.Z = Z.reshape(T, B, -1)
+            fwd.Z = dense.forward(V, c, fwd.feat).reshape(T, B, -1)
             return
         kind = "last" if self.mode == "one-to-one" else self.pooling
         if kind == "last":
@@ -433,7 +483,7 @@ class RNNModel:
         else:
             feat, info = pooling_layer.max_forward(top, fwd.mask)
         fwd.feat, fwd.pool = feat, (kind, info)
-        fwd.Z = feat @ V.T + c
+        fwd.Z = dense.forward(V, c, feat)
 
     # ---- loss --------------------------------------------------------------
 
@@ -497,9 +547,8 @@ class RNNModel:
         """
         H, nd = self.hidden_size, self.num_directions
         V = self.params["head.V"]
-        Zf = dZ.reshape(-1, V.shape[0])
-        grads = {"head.V": Zf.T @ fwd.feat, "head.c": Zf.sum(axis=0)}
-        dfeat = Zf @ V
+        g, dfeat = dense.backward(dZ.reshape(-1, V.shape[0]), fwd.feat, V)
+        grads = {"head.V": g["V"], "head.c": g["c"]}
         T, B = fwd.T, fwd.h0.shape[1]
         dtop, dhn = None, np.zeros_like(fwd.hn)
         if fwd.pool is None:
@@ -520,7 +569,8 @@ class RNNModel:
     def backward(self, fwd: Forward, dZ: np.ndarray, horizon: int | None = None, *, taps: dict | None = None):
         """BPTT from dL/dZ back to every parameter and to h_0.
 
-        Returns (grads, dh0): grads keyed like `params`, dh0 (L * dirs, B, H).
+        Returns (grads, dh0): grads keyed like `params`, dh0 (L * dirs, B, H) the
+        gradient on the initial state (a tuple (dh0, dc0) for a two-part state).
         horizon: per-output truncation (see `bptt.layers.truncation`), or None for exact BPTT.
         taps: if a dict, receives taps[(layer, direction)] = (dout, dhn), the
         gradients that enter each layer direction from above (what
@@ -528,35 +578,33 @@ class RNNModel:
         """
         p, H, nd = self.params, self.hidden_size, self.num_directions
         grads, dtop, dhn = self.head_backward(fwd, dZ)
-        B = fwd.h0.shape[1]
-        dh0 = np.zeros_like(fwd.h0)
+        dstate_n = (dhn,) + tuple(np.zeros_like(s) for s in fwd.state_n[1:])
+        dstate0 = tuple(np.zeros_like(s) for s in fwd.state0)
         for layer in range(self.num_layers - 1, -1, -1):
-            if fwd.drops[layer] is not None and dtop is not None:
-                dtop = dtop * fwd.drops[layer]
+            dtop = dropout_layer.backward(dtop, fwd.drops[layer])
             need_dX = layer > 0 or self.embedding_size is not None
+            runner = self._runner(layer)
             dX_total = None
             for d, name in enumerate(self.layer_names(layer)):
                 dout = None if dtop is None else dtop[:, :, d * H : (d + 1) * H]
                 k = layer * nd + d
                 if taps is not None:
                     taps[(layer, d)] = (dout, dhn[k].copy())
-                cache = fwd.caches[layer][d]
-                layer_backward = recompute.backward if isinstance(cache, recompute.Cache) else elman.backward
-                dX, g, dh0[k] = layer_backward(dout, dhn[k], cache, need_dX, horizon)
-                grads[f"{name}.U"], grads[f"{name}.W"] = g["U"], g["W"]
-                if self.bias:
-                    grads[f"{name}.b"] = g["b"]
+                dX, g, ds0 = runner.backward(
+                    dout, tuple(s[k] for s in dstate_n), fwd.caches[layer][d], need_dX, horizon
+                )
+                for part, ds in zip(dstate0, ds0):
+                    part[k] = ds
+                grads.update((f"{name}.{key}", v) for key, v in g.items())
                 if dX is not None:
                     dX_total = dX if dX_total is None else dX_total + dX
             dtop = dX_total
         if self.embedding_size is not None:
             self._embed_backward(dtop, fwd.ids, grads)
         if fwd.cond is not None:
-            dh = dh0.transpose(1, 0, 2).reshape(B, -1)
-            da = dh * (1.0 - fwd.h0map**2)
-            grads["h0map.Q"] = da.T @ fwd.cond
-            grads["h0map.q"] = da.sum(axis=0)
-        return {k: grads[k] for k in p}, dh0
+            g = h0map.backward(dstate0[0], fwd.h0map, fwd.cond, p["h0map.Q"])
+            grads["h0map.Q"], grads["h0map.q"] = g["Q"], g["q"]
+        return {k: grads[k] for k in p}, self._joined(dstate0)
 
     # ---- public API --------------------------------------------------------
 
@@ -577,8 +625,9 @@ class RNNModel:
 
         inputs: ids (B, T) or features (B, T, D) (one-to-one: (B,) or (B, D));
         targets: class ids (B, T) / (B,) for softmax, values (B, T[, K]) / (B[, K]) otherwise;
-        mask: (B, T) bool or lengths (B,); h0: (L * dirs, B, H); cond: (B, cond_size)
-        for one-to-many. With return_state=True also returns {"hn", "dh0"}.
+        mask: (B, T) bool or lengths (B,); h0: (L * dirs, B, H) (a tuple (h0, c0) for a
+        two-part state); cond: (B, cond_size) for one-to-many. With return_state=True
+        also returns {"hn", "dh0"}, and {"cn", "dc0"} for a two-part state (h, c).
         """
         if horizon is not None:
             from bptt.layers.truncation import check_horizon
@@ -586,39 +635,40 @@ class RNNModel:
             check_horizon(self, horizon)
         fwd = self.forward(inputs, mask, h0, cond=cond, rng=rng)
         loss, dZ = self.loss(fwd, targets, loss_mask)
-        grads, dh0 = self.backward(fwd, dZ, horizon)
+        grads, dstate0 = self.backward(fwd, dZ, horizon)
         if return_state:
-            return loss, grads, {"hn": fwd.hn, "dh0": dh0}
+            state = {}
+            for name, sn, ds0 in zip(self.cell.state_names, fwd.state_n, self._parts(dstate0)):
+                state[f"{name}n"], state[f"d{name}0"] = sn, ds0
+            return loss, grads, state
         return loss, grads
 
-    def state_after(self, fwd: Forward, steps: int) -> np.ndarray:
-        """h_t of every layer after `steps` steps of a forward pass, (L, B, H):
-        what a truncated-BPTT window hands to the next one. Unidirectional only."""
+    def state_after(self, fwd: Forward, steps: int):
+        """The state of every layer after `steps` steps of a forward pass, (L, B, H) (a tuple
+        of such arrays for a two-part state): what a truncated-BPTT window hands to the
+        next one. Unidirectional only."""
         if self.bidirectional:
             raise ValueError("state_after: a bidirectional layer has no single state at step t")
-        return np.stack([caches[0].state(steps) for caches in fwd.caches])
+        per_layer = [caches[0].state(steps) for caches in fwd.caches]
+        return self._joined(tuple(np.stack(part) for part in zip(*per_layer)))
 
-    def step(self, ids: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One time step for generation: ids (B,) tokens, h (L, B, H) -> (logits (B, K), new h).
+    def step(self, ids: np.ndarray, h):
+        """One time step for generation: ids (B,) tokens, h (L, B, H) (a tuple for a two-part
+        state) -> (logits (B, K), new state of the same form).
 
-        h_t^l = f(U^l x_t + W^l h_{t-1}^l + b^l) layer by layer, z_t = V h_t^L + c,
-        with no dropout. Token models only; unidirectional only.
+        Each layer's cell.step in turn (Elman: h_t^l = f(U^l x_t + W^l h_{t-1}^l + b^l)),
+        then z_t = V h_t^L + c, with no dropout. Token models only; unidirectional only.
         """
         p = self.params
         if self.feature_vocab_sizes:
             raise ValueError("step: generation feeds back tokens alone, a model with feature columns cannot")
-        if self.embedding_size is not None:
-            x = p["embed.E"][ids]
-        new = np.empty_like(h)
+        x = p["embed.E"][ids] if self.embedding_size is not None else ids
+        parts = self._parts(h)
+        new = []
         for layer in range(self.num_layers):
-            name = f"rnn{layer}"
-            U, W = p[f"{name}.U"], p[f"{name}.W"]
-            a = U.T[ids] if layer == 0 and self.embedding_size is None else x @ U.T
-            a = a + h[layer] @ W.T
-            if self.bias:
-                a += p[f"{name}.b"]
-            x = new[layer] = activations.apply(self.nonlinearity, a, out=a)
-        return x @ p["head.V"].T + p["head.c"], new
+            x, state = self.cell.step(self._cell_params(f"rnn{layer}"), x, tuple(s[layer] for s in parts))
+            new.append(state)
+        return dense.forward(p["head.V"], p["head.c"], x), self._joined(tuple(np.stack(part) for part in zip(*new)))
 
     def predict(self, inputs, mask=None, h0=None, *, cond=None) -> np.ndarray:
         """y^ = g(z): probabilities (softmax, sigmoid) or values (linear), batch-first.

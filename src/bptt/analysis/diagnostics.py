@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from bptt.layers import activations, elman
+from bptt.layers import activations, elman, recompute
 from bptt.layers.embedding import scatter_add_rows
 
 LAG_BUCKETS = (("0", 0, 1), ("1-9", 1, 10), ("10-99", 10, 100), ("100+", 100, None))
@@ -208,6 +208,8 @@ def diagnose(
     (by_lag), "heatmap": {"W", "U", "b": (T, T) arrays} or None,
     "lag_sums": {...}}]} (arrays as numpy; `to_json` makes it serialisable).
     """
+    if not isinstance(model.cell, elman.Elman):
+        raise ValueError(f"diagnose: the diagnostics are written out for the Elman cell, got cell={model.cell.name!r}")
     m = model.astype(np.float64).eval()
     fwd = m.forward(inputs, mask, h0, cond=cond)
     loss, dZ = m.loss(fwd, targets, loss_mask)
@@ -216,7 +218,7 @@ def diagnose(
     layers = []
     for layer in range(m.num_layers):
         for d, name in enumerate(m.layer_names(layer)):
-            cache = fwd.caches[layer][d]
+            cache = recompute.full(fwd.caches[layer][d])
             dout, dhn = taps[(layer, d)]
             c = contributions(cache, dout, dhn, heatmap=heatmap)
             layers.append(

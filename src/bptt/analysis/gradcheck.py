@@ -23,12 +23,16 @@ vanishing gradient) is still checked to the same relative precision.
 
 Dropout masks are replayed from one seed for every evaluation, so a model
 with dropout is checked on the same function throughout. With a horizon the
-objective checked is the truncated one (`bptt.layers.truncation.truncated_objective`).
+objective checked is the truncated one (`truncated_objective` below).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from bptt.layers import h0map
+from bptt.layers.truncation import check_horizon, window_states
+from bptt.model import Forward
 
 DEFAULT_THRESHOLD = 1e-6
 
@@ -67,6 +71,33 @@ def _derivative(objective, flat: np.ndarray, i: int, eps: float, tries: int = 4)
     return d
 
 
+def truncated_objective(model, inputs, targets, mask=None, h0=None, cond=None, *, tau: int, base) -> float:
+    """The truncated objective: the model's loss on states h~_t, each recomputed
+    over its last tau real steps from the state after step t - tau of the forward
+    pass `base` held fixed (h~_t = h_t when t <= tau, which starts from h_0 itself).
+
+    Its gradient is what the horizon sweep computes (`bptt.layers.truncation`);
+    this evaluates it directly so finite differences can check that (T windows,
+    O(T tau)), for any cell, through `bptt.layers.truncation.window_states`.
+    """
+    check_horizon(model, tau)
+    X, m, state0, cond = model._prepare(inputs, mask, h0, cond)
+    p = model.params
+    B = X.shape[1]
+    if cond is not None:
+        h, _ = h0map.forward(p["h0map.Q"], p["h0map.q"], cond, model.num_layers)
+        state0 = (h,) + tuple(np.zeros_like(h) for _ in range(model.cell.n_states - 1))
+    elif state0 is None:
+        state0 = model._parts(model.zero_state(B))
+    X0 = model._embed(X) if model.embedding_size is not None else X
+    state0 = tuple(part[0] for part in state0)
+    Htil = window_states(model.cell, model._cell_params("rnn0"), X0, state0, m, base.caches[0][0], tau)
+    fwd = Forward(Z=None, hn=Htil[-1][None], h0=state0[0], X=X, ids=None, mask=m)
+    model._head_forward(fwd, Htil)
+    loss, _ = model.loss(fwd, targets)
+    return loss
+
+
 def gradcheck(
     model,
     inputs,
@@ -86,14 +117,17 @@ def gradcheck(
 
     The model is copied to float64 first. max_entries: check every entry of a
     tensor up to this many, else a seeded random sample of that many (None: all).
-    If h0 is given its gradient is checked too, under the key "h0".
+    If h0 is given its gradient is checked too, under the key "h0" (and "c0" for
+    the LSTM, whose h0 is the tuple (h0, c0)).
     Returns {name: max relative error}.
     """
     m = model.astype(np.float64)
     draws = np.random.default_rng(seed)
     dropout_seed = int(draws.integers(2**31))
 
-    h0_64 = None if h0 is None else np.array(h0, dtype=np.float64)
+    # h0: an array, or for a cell with a state of several parts (LSTM) a tuple (h0, c0)
+    parts = () if h0 is None else tuple(np.array(p, dtype=np.float64) for p in (h0 if isinstance(h0, tuple) else (h0,)))
+    h0_64 = None if h0 is None else (parts[0] if len(parts) == 1 else parts)
     _, grads, state = m.loss_and_grads(
         inputs,
         targets,
@@ -112,8 +146,6 @@ def gradcheck(
             return m.loss(fwd, targets, loss_mask)[0]
 
     else:
-        from bptt.layers.truncation import truncated_objective
-
         base = m.forward(inputs, mask, h0_64, cond=cond)
 
         def objective() -> float:
@@ -121,8 +153,8 @@ def gradcheck(
 
     tensors = dict(m.params)
     analytic = dict(grads)
-    if h0_64 is not None:
-        tensors["h0"], analytic["h0"] = h0_64, state["dh0"].reshape(h0_64.shape)
+    for part, name in zip(parts, m.cell.state_names):
+        tensors[f"{name}0"], analytic[f"{name}0"] = part, state[f"d{name}0"].reshape(part.shape)
     report = {}
     for name, theta in tensors.items():
         flat = theta.reshape(-1)

@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt.layers import activations
+from bptt.layers import activations, elman, recompute
 
 
 def check_supported(model, horizon=None) -> None:
     """ValueError naming what RTRL (as implemented here) does not cover."""
+    if not isinstance(model.cell, elman.Elman):
+        raise ValueError(f"rtrl: written out for the Elman cell, got cell={model.cell.name!r}")
     if model.num_layers != 1:
         raise ValueError(f"rtrl: one recurrent layer only, got num_layers={model.num_layers}")
     if model.bidirectional:
@@ -88,7 +90,7 @@ def loss_and_grads(model, inputs, targets, mask=None, h0=None, *, cond=None, los
     fwd = model.forward(inputs, mask, h0, cond=cond)
     loss, dZ = model.loss(fwd, targets, loss_mask)
     grads, dtop, dhn = model.head_backward(fwd, dZ)
-    cache = fwd.caches[0][0]
+    cache = recompute.full(fwd.caches[0][0])
     Hs, W, U = cache.Hs, p["rnn0.W"], p["rnn0.U"]
     T, B = fwd.T, Hs.shape[1]
     ids = fwd.ids if model.embedding_size is not None else None

@@ -31,6 +31,10 @@ buffers. f' for every step is one vectorised call before the backward loop.
 Inputs X are either float features (T, B, D) or integer token ids (T, B),
 which stand for one-hot vectors of size D = U.shape[1]: then U x_t is the
 column U[:, id] and dL/dU is a scatter-add.
+
+`Elman` is this layer as a `bptt.layers.cell.Cell` (state = (h,)), what
+`RNNModel` runs; the module functions below are its fast loops, which
+`bptt.layers.truncation`, `bptt.analysis.diagnostics` and `bptt.analysis.rtrl` reuse.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ import numpy as np
 
 from bptt import blas
 from bptt.layers import activations
+from bptt.layers import init as initializers
+from bptt.layers.cell import Cell
 from bptt.layers.embedding import scatter_add_rows
+from bptt.layers.truncation import horizon_sweep
 
 
 @dataclass
@@ -55,10 +62,11 @@ class Cache:
     W: np.ndarray
     nonlinearity: str
     reverse: bool
+    b: np.ndarray | None = None
 
-    def state(self, t: int) -> np.ndarray:
-        """h_t in processing order, (B, H)."""
-        return self.Hs[t]
+    def state(self, t: int) -> tuple[np.ndarray]:
+        """The state (h_t,) after t steps in processing order, h_t (B, H)."""
+        return (self.Hs[t],)
 
 
 def is_ids(X: np.ndarray) -> bool:
@@ -115,7 +123,7 @@ def forward(
     pad = padding(mask)
     recur(Hs, W, nonlinearity, pad)
     out = Hs[1:][::-1] if reverse else Hs[1:]
-    cache = Cache(X=X, Hs=Hs, pad=pad, U=U, W=W, nonlinearity=nonlinearity, reverse=reverse)
+    cache = Cache(X=X, Hs=Hs, pad=pad, U=U, W=W, nonlinearity=nonlinearity, reverse=reverse, b=b)
     return out, Hs[T], cache
 
 
@@ -166,8 +174,6 @@ def backward(
     if horizon is None:
         dh0 = sweep(delta, dout, dhn, W, pad)
     else:
-        from bptt.layers.truncation import horizon_sweep
-
         dh0 = horizon_sweep(delta, dout, dhn, W, pad, horizon)
     grads, dX = param_grads(delta, Hs[:-1], X, cache.U, need_dX)
     if dX is not None and cache.reverse:
@@ -222,3 +228,44 @@ def sweep(delta, dout, dhn, W, pad) -> np.ndarray:
                 np.copyto(nxt, dh, where=pad[t])  # padded step passes dL/dh straight through
             dh, nxt = nxt, dh
     return dh
+
+
+class Elman(Cell):
+    """h_t = f(U x_t + W h_{t-1} + b) as a `Cell`: state (h,), parameters U (H, D), W (H, H), b (H,)."""
+
+    name = "elman"
+    gates = 1
+    n_states = 1
+    nonlinearities = activations.NONLINEARITIES
+
+    def shapes(self, D: int, H: int, bias: bool) -> dict[str, tuple[int, ...]]:
+        shapes = {"U": (H, D), "W": (H, H), "b": (H,)}
+        if not bias:
+            del shapes["b"]
+        return shapes
+
+    def init(self, D, H, bias, rng, scheme="pytorch", scale=1.0, dtype="float32") -> dict[str, np.ndarray]:
+        p = initializers.recurrent_layer(rng, H, D, scheme, scale, np.dtype(dtype))
+        return {k: p[k] for k in self.shapes(D, H, bias)}
+
+    def forward(self, params, X, state0, mask=None, reverse=False):
+        out, hn, cache = forward(
+            params["U"], params["W"], params.get("b"), X, state0[0], self.nonlinearity, mask, reverse
+        )
+        return out, (hn,), cache
+
+    def backward(self, dout, dstate_n, cache, need_dX=True, horizon=None):
+        dhn = None if dstate_n is None else dstate_n[0]
+        dX, grads, dh0 = backward(dout, dhn, cache, need_dX, horizon)
+        if cache.b is None:
+            del grads["b"]
+        return dX, grads, (dh0,)
+
+    def step(self, params, x, state):
+        U, W, b = params["U"], params["W"], params.get("b")
+        a = U.T[x] if is_ids(x) else x @ U.T
+        a = a + state[0] @ W.T
+        if b is not None:
+            a += b
+        h = activations.apply(self.nonlinearity, a, out=a)
+        return h, (h,)

@@ -1,17 +1,19 @@
-"""Memory-saving BPTT for one Elman layer: keep every k-th state, recompute the rest.
+"""Memory-saving BPTT for any recurrent cell: keep every k-th state, recompute the rest.
 
-Full BPTT (`bptt.layers.elman`) keeps every hidden state h_1..h_T, O(T B H)
-memory. Here the forward pass keeps only the checkpoints h_0, h_k, h_2k, ...
+Full BPTT keeps every state of a cell over all T steps, O(T B H) memory.
+Here the forward pass keeps only the checkpoints state_0, state_k, state_2k, ...
 (and the final state). The backward pass walks the segments from last to
-first; for each segment [s, e) it recomputes
+first; for each segment [s, e) it reruns the cell's own forward pass
 
-    h_t = f(U x_t + W h_{t-1} + b),   t = s+1..e,   from the stored h_s
+    state_t = F(theta; x_t, state_{t-1}),   t = s+1..e,   from the stored state_s
 
-(the same recurrence and the same operations as the full forward pass), then runs the usual sweep
-over the segment with the gradient dL/dh_e carried in from the segment after
-it, and adds the segment's share of
+(the same operations as the full forward pass), then the cell's backward over
+the segment with the gradient dL/dstate_e carried in from the segment after
+it, and adds the segment's share of every parameter gradient
+(dL/dW = sum_t delta_t^T h_{t-1}, ... for Elman: each is a sum over t).
 
-    dL/dW = sum_t delta_t^T h_{t-1},  dL/dU = sum_t delta_t^T x_t,  dL/db = sum_t delta_t.
+It uses the cell only through `bptt.layers.cell.Cell`'s forward and backward,
+so it works for every cell in `bptt.layers.cells.CELLS`.
 
 Memory: (T/k + 1) checkpoints plus one segment of k states, O(sqrt T) states
 for k ~ sqrt T (`every="auto"`), for about one extra forward pass of time.
@@ -32,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bptt.layers import elman
+from bptt.errors import UsageError
+from bptt.layers.cell import Cell
 
 
 def resolve_every(every: int | str, T: int) -> int:
@@ -52,122 +55,138 @@ def check_every(every) -> None:
 
 @dataclass
 class Cache:
-    """Checkpoints h_0, h_k, h_2k, ... in processing order (flipped if reverse)."""
+    """Checkpoints state_0, state_k, state_2k, ... in processing order (flipped if reverse)."""
 
+    cell: Cell
+    params: dict  # the cell's local parameters
     X: np.ndarray  # (T, B, D) float or (T, B) ids, processing order
-    checkpoints: np.ndarray  # (ceil(T/k), B, H): checkpoints[i] = h_{i k}
+    mask: np.ndarray | None  # (T, B) bool, processing order, or None
+    checkpoints: tuple  # one (ceil(T/k), B, H) array per state part: checkpoints[j][i] = part j of state_{i k}
     every: int
-    pad: np.ndarray | None  # (T, B, 1) bool or None
-    U: np.ndarray
-    W: np.ndarray
-    b: np.ndarray | None
-    nonlinearity: str
     reverse: bool
 
     @property
     def T(self) -> int:
         return self.X.shape[0]
 
-    def segment(self, i: int) -> tuple[int, int, np.ndarray]:
-        """Recompute segment i: (s, e, Hs) with Hs (e-s+1, B, H), Hs[j] = h_{s+j}."""
-        s, e = i * self.every, min((i + 1) * self.every, self.T)
-        Hs = np.empty((e - s + 1,) + self.checkpoints.shape[1:], dtype=self.W.dtype)
-        Hs[0] = self.checkpoints[i]
-        elman.input_term(self.U, self.b, self.X[s:e], out=Hs[1:])
-        elman.recur(Hs, self.W, self.nonlinearity, None if self.pad is None else self.pad[s:e])
-        return s, e, Hs
+    def bounds(self, i: int) -> tuple[int, int]:
+        """Steps [s, e) of segment i."""
+        return i * self.every, min((i + 1) * self.every, self.T)
 
-    @property
-    def Hs(self) -> np.ndarray:
-        """Every state, (T+1, B, H), recomputed: what code that wants all of them at once
-        (diagnostics, RTRL) reads from a full-BPTT cache. O(T) memory, by request."""
-        n = len(self.checkpoints)
-        Hs = np.empty((self.T + 1,) + self.checkpoints.shape[1:], dtype=self.W.dtype)
-        for i in range(n):
-            s, e, seg = self.segment(i)
-            Hs[s : e + 1] = seg
-        return Hs
+    def segment(self, i: int, state: tuple | None = None):
+        """Rerun segment i from its checkpoint: (s, e, out, state_e, cell cache of the segment)."""
+        s, e = self.bounds(i)
+        if state is None:
+            state = tuple(c[i] for c in self.checkpoints)
+        mask = None if self.mask is None else self.mask[s:e]
+        out, state_e, cache = self.cell.forward(self.params, self.X[s:e], state, mask)
+        return s, e, out, state_e, cache
 
-    def state(self, t: int) -> np.ndarray:
-        """h_t in processing order, (B, H), recomputed from the checkpoint before it."""
-        i = min(t // self.every, len(self.checkpoints) - 1)
-        s, _, Hs = self.segment(i)
-        return Hs[t - s]
+    def full(self):
+        """The cell's own cache over all T steps, recomputed from state_0: what code that
+        wants every state at once (diagnostics, RTRL) reads. O(T) memory, by request."""
+        X = self.X[::-1] if self.reverse else self.X
+        mask = None if self.mask is None else (self.mask[::-1] if self.reverse else self.mask)
+        state0 = tuple(c[0] for c in self.checkpoints)
+        return self.cell.forward(self.params, X, state0, mask, reverse=self.reverse)[2]
+
+    def state(self, t: int) -> tuple:
+        """The state after t steps in processing order, a tuple of (B, H), recomputed
+        from the checkpoint before it."""
+        i = min(t // self.every, len(self.checkpoints[0]) - 1)
+        s, _, _, _, cache = self.segment(i)
+        return cache.state(t - s)
+
+
+def full(cache):
+    """A cell cache over all T steps: `cache` itself, or recomputed from a memory-saving one."""
+    return cache.full() if isinstance(cache, Cache) else cache
 
 
 def forward(
-    U: np.ndarray,
-    W: np.ndarray,
-    b: np.ndarray | None,
+    cell: Cell,
+    params: dict,
     X: np.ndarray,
-    h0: np.ndarray,
-    nonlinearity: str = "tanh",
+    state0: tuple,
     mask: np.ndarray | None = None,
     reverse: bool = False,
     *,
     every: int | str = "auto",
     keep_out: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, Cache]:
-    """`elman.forward` that keeps only every k-th state.
+) -> tuple[np.ndarray | None, tuple, Cache]:
+    """`cell.forward` that keeps only every k-th state.
 
-    Shapes as in `elman.forward`. Returns (out, hn, cache): out (T, B, H) in
-    natural time order, or None when keep_out is False; hn (B, H).
+    Shapes as in `Cell.forward`. Returns (out, state_n, cache): out (T, B, H) in
+    natural time order, or None when keep_out is False; state_n a tuple of (B, H).
     """
     if reverse:
         X = X[::-1]
         mask = None if mask is None else mask[::-1]
-    T, B, H = X.shape[0], X.shape[1], W.shape[0]
+    T = X.shape[0]
     k = resolve_every(every, T)
-    pad = elman.padding(mask)
     n = -(-T // k)
-    checkpoints = np.empty((n, B, H), dtype=W.dtype)
-    out = np.empty((T, B, H), dtype=W.dtype) if keep_out else None
-    cache = Cache(
-        X=X, checkpoints=checkpoints, every=k, pad=pad, U=U, W=W, b=b, nonlinearity=nonlinearity, reverse=reverse
-    )
-    h = np.asarray(h0, dtype=W.dtype)
+    state = tuple(np.asarray(s) for s in state0)
+    checkpoints = tuple(np.empty((n,) + s.shape, dtype=s.dtype) for s in state)
+    cache = Cache(cell=cell, params=params, X=X, mask=mask, checkpoints=checkpoints, every=k, reverse=reverse)
+    out = None
     for i in range(n):
-        checkpoints[i] = h
-        s, e, Hs = cache.segment(i)
-        if out is not None:
-            out[s:e] = Hs[1:]
-        h = Hs[-1]
+        for c, part in zip(checkpoints, state):
+            c[i] = part
+        s, e, seg_out, state, _ = cache.segment(i, state)
+        if keep_out:
+            if out is None:
+                out = np.empty((T,) + seg_out.shape[1:], dtype=seg_out.dtype)
+            out[s:e] = seg_out
     if out is not None and reverse:
         out = out[::-1]
-    return out, h.copy(), cache
+    return out, tuple(part.copy() for part in state), cache
 
 
 def backward(
     dout: np.ndarray | None,
-    dhn: np.ndarray | None,
+    dstate_n: tuple | None,
     cache: Cache,
     need_dX: bool = True,
     horizon: int | None = None,
-) -> tuple[np.ndarray | None, dict[str, np.ndarray], np.ndarray]:
-    """`elman.backward` over recomputed segments, last to first. Same arguments and returns."""
+) -> tuple[np.ndarray | None, dict[str, np.ndarray], tuple]:
+    """`cell.backward` over recomputed segments, last to first, carrying dL/dstate.
+    Same arguments and returns as `Cell.backward`."""
     if horizon is not None:
-        raise ValueError(
+        raise UsageError(
             "horizon: per-output truncation needs every state at once; use checkpoint_every=None (no --checkpoint-every) with it"
         )
-    X, W, U, pad = cache.X, cache.W, cache.U, cache.pad
     if dout is not None and cache.reverse:
         dout = dout[::-1]
-    B, H = cache.checkpoints.shape[1:]
-    dh = np.zeros((B, H), dtype=W.dtype) if dhn is None else np.array(dhn, dtype=W.dtype)
-    grads = {"U": np.zeros_like(U), "W": np.zeros_like(W), "b": np.zeros(H, dtype=W.dtype)}
-    dX = None
-    if need_dX and not elman.is_ids(X):
-        dX = np.empty(X.shape[:2] + (U.shape[1],), dtype=W.dtype)
-    for i in range(len(cache.checkpoints) - 1, -1, -1):
-        s, e, Hs = cache.segment(i)
-        seg_pad = None if pad is None else pad[s:e]
-        delta = elman.local_derivative(cache.nonlinearity, Hs[1:], seg_pad)
-        dh = elman.sweep(delta, None if dout is None else dout[s:e], dh, W, seg_pad)
-        g, dX_seg = elman.param_grads(delta, Hs[:-1], X[s:e], U, dX is not None)
-        for name in grads:
-            grads[name] += g[name]
-        if dX is not None:
+    dstate, grads, dX = dstate_n, None, None
+    for i in range(len(cache.checkpoints[0]) - 1, -1, -1):
+        s, e, _, _, seg = cache.segment(i)
+        dX_seg, g, dstate = cache.cell.backward(None if dout is None else dout[s:e], dstate, seg, need_dX)
+        if grads is None:
+            grads = g
+        else:
+            for name in grads:
+                grads[name] += g[name]
+        if dX_seg is not None:
+            if dX is None:
+                dX = np.empty((cache.T,) + dX_seg.shape[1:], dtype=dX_seg.dtype)
             dX[s:e] = dX_seg
     if dX is not None and cache.reverse:
         dX = dX[::-1]
-    return dX, grads, dh
+    return dX, grads, dstate
+
+
+class Recomputed:
+    """A cell run in memory-saving mode: `forward` and `backward` with the cell's own
+    signatures (see `bptt.layers.cell.Cell`), keeping every k-th state.
+
+    keep_out=False skips building the (T, B, H) output (when only the final state is read).
+    """
+
+    def __init__(self, cell: Cell, every: int | str = "auto", keep_out: bool = True):
+        self.cell, self.every, self.keep_out = cell, every, keep_out
+
+    def forward(self, params, X, state0, mask=None, reverse=False):
+        return forward(self.cell, params, X, state0, mask, reverse, every=self.every, keep_out=self.keep_out)
+
+    def backward(self, dout, dstate_n, cache, need_dX=True, horizon=None):
+        return backward(dout, dstate_n, cache, need_dX, horizon)

@@ -7,8 +7,8 @@ steps of the recurrence, the state before them held constant:
 
 (the lecture notes' "fixed horizon"; tau >= T is exact BPTT). This is the
 gradient of the truncated objective sum_t L_t(h_t(theta; h_{t-tau} fixed)),
-which `window_objective` evaluates directly so that finite differences can
-check it.
+whose states `window_states` computes for any cell, so that finite
+differences can check it (`bptt.analysis.gradcheck.truncated_objective`).
 
 The backward sweep keeps the gradient that is still travelling back split by
 its lag j = t - k, in a (tau, B, H) block G: each step multiplies all lags by
@@ -19,8 +19,6 @@ lag tau. That is tau times the work of full BPTT, in one GEMM per step.
 from __future__ import annotations
 
 import numpy as np
-
-from bptt.layers import activations
 
 
 def check_horizon(model, horizon) -> None:
@@ -69,44 +67,31 @@ def horizon_sweep(delta, dout, dhn, W, pad, tau: int) -> np.ndarray:
     return dh0
 
 
-def truncated_objective(model, inputs, targets, mask=None, h0=None, cond=None, *, tau: int, base) -> float:
-    """The truncated objective: the model's loss on states h~_t, each recomputed
-    over its last tau real steps from the state h_{t-tau} of the forward pass
-    `base` held fixed (h~_t = h_t when t <= tau, which starts from h_0 itself).
+def window_states(cell, params: dict, X: np.ndarray, state0: tuple, mask: np.ndarray | None, base, tau: int):
+    """h~_t for every t: the cell rerun over its last tau real steps from a fixed state.
 
-    Its gradient is what the horizon sweep computes; this evaluates it
-    directly so finite differences can check that (T windows, O(T tau)).
+    The truncated objective's states (see `bptt.analysis.gradcheck.truncated_objective`):
+    h~_t starts from the state after step t - tau of the forward pass whose cell cache
+    is `base` (held fixed), or from state0 itself when t <= tau, and runs
+    `cell.forward` over the window. Any cell; one direction, natural time order.
+
+    X: (T, B, D) or (T, B) ids; state0: tuple of (B, H); mask: (T, B) bool or None.
+    Returns h~ (T, B, H). O(T tau) cell steps.
     """
-    from bptt.layers import elman, embedding
-    from bptt.model import Forward
-
-    check_horizon(model, tau)
-    X, m, h0, cond = model._prepare(inputs, mask, h0, cond)
-    p = model.params
     T, B = X.shape[0], X.shape[1]
-    m = np.ones((T, B), bool) if m is None else m
-    h_start = base.caches[0][0].Hs  # (T+1, B, H), fixed
-    if cond is not None:
-        h0 = np.tanh(cond @ p["h0map.Q"].T + p["h0map.q"])[None]
-    elif h0 is None:
-        h0 = model.zero_state(B)
-    X0 = embedding.forward(p["embed.E"], X) if model.embedding_size is not None else X
-    A = np.empty((T, B, model.hidden_size), dtype=p["rnn0.W"].dtype)
-    elman.input_term(p["rnn0.U"], p.get("rnn0.b"), X0, out=A)
-    rows = np.arange(B)
+    m = np.ones((T, B), bool) if mask is None else mask
     counts = np.cumsum(m, axis=0)  # real steps up to and including t
-    Htil = np.empty_like(A)
+    Htil = None
     for t in range(T):
         # window of row b: real steps k <= t with counts[t] - counts[k] < tau
         first = counts[t] - tau  # rows with first > 0 start from a fixed state
-        s = np.array([np.searchsorted(counts[:, b], first[b], side="right") if first[b] > 0 else 0 for b in rows])
-        h = np.where((s == 0)[:, None], h0[0], h_start[s, rows])
-        for k in range(int(s.min()), t + 1):
-            a = A[k] + h @ p["rnn0.W"].T
-            upd = ((k >= s) & m[k])[:, None]
-            h = np.where(upd, activations.apply(model.nonlinearity, a), h)
-        Htil[t] = h
-    fwd = Forward(Z=None, hn=Htil[-1][None], h0=h0, X=X, ids=None, mask=None if mask is None else m)
-    model._head_forward(fwd, Htil)
-    loss, _ = model.loss(fwd, targets)
-    return loss
+        s = np.array([np.searchsorted(counts[:, b], first[b], side="right") if first[b] > 0 else 0 for b in range(B)])
+        for start in np.unique(s):
+            rows = np.flatnonzero(s == start)
+            begin = state0 if start == 0 else base.state(int(start))
+            state = tuple(part[rows] for part in begin)
+            _, state_t, _ = cell.forward(params, X[start : t + 1, rows], state, m[start : t + 1, rows])
+            if Htil is None:
+                Htil = np.empty((T, B) + state_t[0].shape[1:], dtype=state_t[0].dtype)
+            Htil[t, rows] = state_t[0]
+    return Htil

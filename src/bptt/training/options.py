@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from bptt.layers import cells
+
 
 def _number(text: str, convert, ok, expected: str):
     """argparse type: convert `text`, or say what was expected."""
@@ -38,6 +40,10 @@ def fraction(text: str) -> float:
     return _number(text, float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
+def finite_float(text: str) -> float:
+    return _number(text, float, math.isfinite, "a finite number")
+
+
 def checkpoint_every(text: str) -> int | str:
     return "auto" if text == "auto" else _number(text, int, lambda v: v >= 1, "a positive integer or 'auto'")
 
@@ -52,6 +58,15 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
         help="H, units per layer and direction",
     )
     g.add_argument("--num-layers", type=positive_int, default=defaults.get("num_layers", 1))
+    g.add_argument(
+        "--cell", choices=list(cells.CELLS), default="elman", help="the recurrent cell (bptt.layers.cells.CELLS)"
+    )
+    g.add_argument(
+        "--forget-bias",
+        type=finite_float,
+        default=0.0,
+        help="--cell lstm: added to the forget gate's bias at initialisation (1 as Jozefowicz et al. 2015)",
+    )
     g.add_argument(
         "--nonlinearity", choices=["tanh", "relu", "sigmoid", "identity"], default="tanh", help="f in h_t = f(a_t)"
     )
@@ -88,6 +103,8 @@ def model_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
+        cell=args.cell,
+        forget_bias=args.forget_bias,
         nonlinearity=args.nonlinearity,
         bidirectional=args.bidirectional,
         dropout=args.dropout,

@@ -123,13 +123,23 @@ class Trainer(Loop):
         self.history = self.history[:, :0]
 
     def carried_arrays(self) -> dict[str, np.ndarray]:
-        return {"h": self.h, "history": self.history}
+        """The carried state, one array per state part ("h", and "c" for a two-part state)."""
+        parts = self.h if isinstance(self.h, tuple) else (self.h,)
+        return {**dict(zip(self.model.cell.state_names, parts)), "history": self.history}
 
     def restore_carried(self, arrays: dict[str, np.ndarray]) -> None:
-        h, history = arrays["h"], arrays["history"]
+        history = arrays["history"]
         B, k = self.opts.batch_size, self.opts.window() - self.opts.seq_length
-        if h.shape != self.model.zero_state(B).shape or h.dtype.kind != "f":
-            raise ValueError(f"state.h has shape {h.shape}, expected {self.model.zero_state(B).shape}")
+        zero = self.model.zero_state(B)
+        expected = (zero if isinstance(zero, tuple) else (zero,))[0].shape
+        parts = []
+        for name in self.model.cell.state_names:
+            h = arrays.get(name)
+            if h is None:
+                raise ValueError(f"state.{name}: missing, expected the carried state part {name} {expected}")
+            if h.shape != expected or h.dtype.kind != "f":
+                raise ValueError(f"state.{name} has shape {h.shape}, expected {expected}")
+            parts.append(h.astype(self.model.dtype))
         if (
             history.ndim != 3
             or history.shape[0] != B
@@ -140,7 +150,7 @@ class Trainer(Loop):
             raise ValueError(f"state.history has shape {history.shape}, expected ({B}, at most {k}, 2) integers")
         if history.size and (history.min() < 0 or history.max() >= self.model.vocab_size):
             raise ValueError(f"state.history holds ids outside 0..{self.model.vocab_size - 1}")
-        self.h = h.astype(self.model.dtype)
+        self.h = parts[0] if len(parts) == 1 else tuple(parts)
         self.history = history.astype(np.int64)
 
     def evaluate(self) -> dict:
@@ -183,7 +193,7 @@ def evaluate_stream(model: RNNModel, ids: np.ndarray, batch_size: int = 16, seq_
             loss, _ = model.loss(fwd, Y)
             total += summed_loss(model, loss, X.size, X.shape[0])
             count += X.size
-            h = fwd.hn
+            h = fwd.final_state
     finally:
         model.train(training)
     return total / count

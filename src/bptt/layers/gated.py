@@ -1,0 +1,115 @@
+"""What the gated cells (LSTM, GRU) share: stacked gate rows, their initial draws and weight gradients.
+
+A gated cell with G gates keeps its weights stacked by gate, as torch does:
+U (G*H, D), W (G*H, H), b (G*H,), gate k in rows k*H .. (k+1)*H. Then
+
+    A = U x_t + b             for all t: one GEMM (T*B, D) x (D, G*H) before the time loop
+    A_t += W h_{t-1}          in the loop: one GEMM (B, H) x (H, G*H) per step for every gate
+
+and in the backward pass, with dA_t = dL/da_t stacked the same way (the
+input side) and dR_t the deltas that reach W h_{t-1} (the same array for
+LSTM; for GRU the n rows differ, see `bptt.layers.gru`):
+
+    dL/dW = sum_t dR_t^T h_{t-1}     dL/dU = sum_t dA_t^T x_t
+    dL/db = sum_t dA_t               dL/dx_t = U^T dA_t
+
+each one GEMM (or sum) over all T*B rows, after the loop (`weight_grads`).
+
+A sigmoid gate is computed as sigma(a) = (1 + tanh(a/2)) / 2 (never overflows,
+one tanh call for every gate of a step): the sigmoid rows of U x_t + b and of
+W are halved before the loop (`halve_rows`; halving is exact in floating
+point), so one tanh over all G*H columns gives tanh(a/2) for the sigmoid rows
+and tanh(a) for the tanh rows, and `sigmoid_from_tanh` finishes the sigmoid rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bptt.layers import init as initializers
+from bptt.layers.elman import is_ids
+from bptt.layers.embedding import scatter_add_rows
+
+
+def halve_rows(A: np.ndarray, blocks, H: int) -> np.ndarray:
+    """Multiply the gate blocks `blocks` (indices k: columns k*H..(k+1)*H of the last axis) of A by 1/2, in place."""
+    for k in blocks:
+        A[..., k * H : (k + 1) * H] *= 0.5
+    return A
+
+
+def sigmoid_from_tanh(s: np.ndarray) -> np.ndarray:
+    """s = tanh(a/2) -> sigma(a) = (1 + s) / 2, in place."""
+    s += 1.0
+    s *= 0.5
+    return s
+
+
+def one_minus_times(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = x (1 - x): sigma'(a) from sigma(a)."""
+    np.subtract(1.0, x, out=out)
+    out *= x
+    return out
+
+
+def init_stacked(
+    gates: int, D: int, H: int, rng: np.random.Generator, scheme: str, scale: float, dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Initial U (G*H, D), W (G*H, H) and torch's two bias draws b_ih, b_hh (G*H,) for a G-gate cell.
+
+    "pytorch": every entry uniform(-1/sqrt(H), 1/sqrt(H)), as torch.nn.LSTM / GRU
+    (the cell sums b_ih and b_hh as it needs them). Any other scheme of
+    `bptt.layers.init` is applied to each gate's (H, D) and (H, H) block on its
+    own, with zero biases.
+    """
+    if scheme == "pytorch":
+        k = 1.0 / np.sqrt(H)
+        U = initializers.uniform(rng, (gates * H, D), k, dtype)
+        W = initializers.uniform(rng, (gates * H, H), k, dtype)
+        b_ih = initializers.uniform(rng, (gates * H,), k, dtype)
+        b_hh = initializers.uniform(rng, (gates * H,), k, dtype)
+        return U, W, b_ih, b_hh
+    blocks = [initializers.recurrent_layer(rng, H, D, scheme, scale, dtype) for _ in range(gates)]
+    U = np.concatenate([p["U"] for p in blocks])
+    W = np.concatenate([p["W"] for p in blocks])
+    zero = np.zeros(gates * H, dtype=dtype)
+    return U, W, zero, zero.copy()
+
+
+def weight_grads(
+    dA: np.ndarray, dR: np.ndarray, Hprev: np.ndarray, X: np.ndarray, U: np.ndarray, need_dX: bool
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """dL/dU, dL/db, dL/dW (and dL/dx_t) over a block of steps, hoisted out of the time loop.
+
+    dA: (T, B, G*H) dL/da_t on the input side (U x_t + b); dR: (T, B, G*H)
+    the deltas on W h_{t-1} (may be dA itself); Hprev: (T, B, H), Hprev[t] = h_{t-1};
+    X: (T, B, D) floats or (T, B) ids. Returns ({"U", "W", "b"}, dX (T, B, D) or None).
+    """
+    T, B, GH = dA.shape
+    A2 = dA.reshape(T * B, GH)
+    grads = {"W": dR.reshape(T * B, GH).T @ Hprev.reshape(T * B, -1), "b": A2.sum(axis=0)}
+    dX = None
+    if is_ids(X):
+        grads["U"] = scatter_add_rows(X.reshape(-1), A2, U.shape[1]).T
+    else:
+        grads["U"] = A2.T @ X.reshape(T * B, -1)
+        if need_dX:
+            dX = (A2 @ U).reshape(T, B, -1)
+    return grads, dX
+
+
+def state_grads(dstate_n, n_states: int) -> tuple:
+    """A cell's dstate_n argument (None, or a tuple whose entries may be None) as a tuple of n_states entries."""
+    if dstate_n is None:
+        return (None,) * n_states
+    dstate_n = tuple(dstate_n)
+    if len(dstate_n) != n_states:
+        raise ValueError(f"dstate_n: got {len(dstate_n)} parts, expected {n_states}")
+    return dstate_n
+
+
+def reverse_inputs(X: np.ndarray, mask: np.ndarray | None, reverse: bool):
+    """(X, mask) in processing order: flipped in time when reverse."""
+    if not reverse:
+        return X, mask
+    return X[::-1], None if mask is None else mask[::-1]
