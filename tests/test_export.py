@@ -65,16 +65,20 @@ def check(model: RNNModel, recurrence: str, seed: int = 0, B: int = 4, T: int = 
         if model.mode == "many-to-one":
             lens = np.maximum(lens, 1)  # bptt refuses a sequence of no steps to pool
         cases.append(({"sequence_lens": lens}, {"mask": lens}))
+    parts = export.STATE_PARTS[: export.N_STATES[export.cell_of(model)]]  # h, and c for the LSTM
     if model.mode != "one-to-many":
-        h0 = random_h0(model, rng, B).astype(model.dtype)
-        cases += [({**extra, "h0": h0}, {**mine, "h0": h0}) for extra, mine in cases]
+        s0 = {f"{part}0": random_h0(model, rng, B).astype(model.dtype) for part in parts}
+        h0 = s0["h0"] if len(parts) == 1 else tuple(s0.values())
+        cases += [({**extra, **s0}, {**mine, "h0": h0}) for extra, mine in cases]
     for extra, mine in cases:
-        y, hn = sess.run(None, {**feeds, **extra})
-        assert y.dtype == model.dtype and hn.dtype == model.dtype
+        y, *state_n = sess.run(None, {**feeds, **extra})
+        assert y.dtype == model.dtype and all(s.dtype == model.dtype for s in state_n)
         want = model.predict(x, mine.get("mask"), mine.get("h0"), **kw)
         np.testing.assert_allclose(y, want, rtol=tol, atol=tol, err_msg=str(sorted(extra)))
         fwd = model.forward(x, mine.get("mask"), mine.get("h0"), **kw)
-        np.testing.assert_allclose(hn, fwd.hn, rtol=tol, atol=tol, err_msg=str(sorted(extra)))
+        assert len(state_n) == len(fwd.state_n) == len(parts)
+        for part, got, expected in zip(parts, state_n, fwd.state_n):
+            np.testing.assert_allclose(got, expected, rtol=tol, atol=tol, err_msg=f"{part}n {sorted(extra)}")
     return proto
 
 
@@ -96,6 +100,22 @@ def test_layers(dtype, recurrence, kind, nonlinearity, bidirectional):
     check(model, recurrence)
 
 
+@pytest.mark.parametrize(("dtype", "recurrence"), PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["features", "one-hot", "embedding"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_gated_cells(dtype, recurrence, cell, kind, bidirectional, bias):
+    """LSTM (ONNX gates i, o, f, c; c0 and cn) and GRU (z, r, h, linear_before_reset=1)."""
+    options = dict(forget_bias=1.0) if cell == "lstm" and bias else {}
+    model = make_model(
+        kind, cell=cell, num_layers=2, hidden_size=4, bidirectional=bidirectional, bias=bias, dtype=dtype, **options
+    )
+    for name, value in model.params.items():  # biases far from their initial values, bn included
+        model.params[name] = value + 0.3 * np.random.default_rng(7).standard_normal(value.shape).astype(dtype)
+    check(model, recurrence)
+
+
 MODES = {
     "many-to-many": dict(mode="many-to-many"),
     "many-to-one last": dict(mode="many-to-one", pooling="last"),
@@ -111,6 +131,17 @@ MODES = {
 @pytest.mark.parametrize("head", ["softmax", "sigmoid", "linear"])
 def test_modes_and_heads(dtype, recurrence, mode, head):
     options = dict(MODES[mode], head=head, dtype=dtype, hidden_size=3, output_size=3, seed=1)
+    if mode not in ("one-to-many", "one-to-one"):
+        options.update(num_layers=2, bidirectional=True)
+    check(make_model("embedding", **options), recurrence)
+
+
+@pytest.mark.parametrize(("dtype", "recurrence"), PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_modes(dtype, recurrence, mode, cell):
+    """Pooling "last" reads hn, one-to-many starts the LSTM's c at zero."""
+    options = dict(MODES[mode], cell=cell, dtype=dtype, hidden_size=3, output_size=3, seed=2)
     if mode not in ("one-to-many", "one-to-one"):
         options.update(num_layers=2, bidirectional=True)
     check(make_model("embedding", **options), recurrence)
@@ -184,6 +215,9 @@ ROUND_TRIPS = {
     "embedding, no bias": dict(kind="embedding", bias=False, nonlinearity="relu"),
     "features, many-to-one max": dict(kind="features", mode="many-to-one", pooling="max"),
     "one-to-many": dict(kind="embedding", mode="one-to-many", num_layers=2),
+    "lstm, one-hot, bidirectional": dict(kind="one-hot", cell="lstm", bidirectional=True, forget_bias=1.0),
+    "gru, 2 layers": dict(kind="features", cell="gru", num_layers=2),
+    "gru, no bias": dict(kind="embedding", cell="gru", bias=False),
 }
 
 

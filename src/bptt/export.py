@@ -5,7 +5,8 @@ The graph computes, batch-first as predict does (docs/deployment.md names every
 input and output):
 
     x_t   = [E[id_t]; E_1[f1_t]; ...] (Gather), the column U[:, id_t] (one-hot ids), or features
-    h^l_t = f(U^l h^{l-1}_t + W^l h^l_{t-1} + b^l)        each layer, each direction
+    h^l_t = cell(h^{l-1}_t, state^l_{t-1})                each layer, each direction; Elman:
+            f(U^l h^{l-1}_t + W^l h^l_{t-1} + b^l), or an LSTM or GRU (bptt.layers.lstm, gru)
     z     = V h^L_t + c on every step, or V pool(h^L) + c  (many-to-one: last | mean | max)
     y^    = g(z)  (softmax | sigmoid | identity), zero at padded steps of a sequence output
 
@@ -15,18 +16,22 @@ reverse direction starts there.
 
 A recurrent layer becomes one of two things (`recurrence`):
 
-    "op"    ONNX's own recurrent operator. Elman is the RNN operator, whose layout is
-            W = U (H, D), R = W (H, H), B = [b; 0] (2H,), f = Tanh | Relu | Sigmoid, and
-            identity as Affine(alpha=1, beta=0) (an optional activation of the
-            standard; onnxruntime has it). The default for float32 models.
-    "scan"  a Scan over one step of the cell, h_t = where(t < len, f(a_t + W h_{t-1}), h_{t-1})
-            with a_t = U x_t + b computed for every step before it. onnxruntime has
-            no float64 kernel for RNN/LSTM/GRU, so this is the default (and the only
-            choice) for float64 models.
+    "op"    ONNX's own recurrent operator, in its documented layout. Elman is the RNN
+            operator: W = U (H, D), R = W (H, H), B = [b; 0] (2H,), f = Tanh | Relu |
+            Sigmoid, and identity as Affine(alpha=1, beta=0) (an optional activation
+            of the standard; onnxruntime has it). LSTM: bptt's gate blocks i, f, g, o
+            reordered to ONNX's i, o, f, c, B = [b; 0]. GRU: r, z, n reordered to z, r, h,
+            linear_before_reset=1 (torch's GRU), B = [b; (0, 0, bn)]. The default for
+            float32 models.
+    "scan"  a Scan over one step of the cell, state_t = where(t < len, step(a_t, state_{t-1}),
+            state_{t-1}) with a_t = U x_t + b computed for every step before it.
+            onnxruntime has no float64 kernel for RNN/LSTM/GRU, so this is the default
+            (and the only choice) for float64 models.
 
-Each cell maps to ONNX through one small function per recurrence (OP_LAYOUTS,
-SCAN_STEPS); a cell without one is refused in one line before anything is
-written. onnx is imported inside the functions: `import bptt` never needs it.
+Each cell maps to ONNX through small functions, one line per cell in OP_LAYOUTS,
+FROM_OP, SCAN_STEPS and N_STATES; a cell without them is refused in one line
+before anything is written. onnx is imported inside the functions: `import bptt`
+never needs it.
 """
 
 from __future__ import annotations
@@ -98,10 +103,95 @@ def _elman_from_op(W: np.ndarray, R: np.ndarray, B: np.ndarray | None) -> dict[s
     return params
 
 
-OP_LAYOUTS = {"elman": _elman_op}
-FROM_OP = {"elman": _elman_from_op}
-SCAN_STEPS = {"elman": _elman_step}
-N_STATES = {"elman": 1}
+def _blocks(a: np.ndarray, order: tuple[int, ...], H: int) -> np.ndarray:
+    """Row blocks of H (axis 0) of a in the given order."""
+    return np.concatenate([a[k * H : (k + 1) * H] for k in order], axis=0)
+
+
+def _lstm_op(model: RNNModel, name: str) -> dict:
+    """LSTM: bptt's gate blocks i, f, g, o -> ONNX's i, o, f, c; B = [b; 0]."""
+    p, H = model.params, model.hidden_size
+    b = p.get(f"{name}.b")
+    order = (0, 3, 1, 2)
+    return {
+        "op": "LSTM",
+        "W": _blocks(p[f"{name}.U"], order, H),
+        "R": _blocks(p[f"{name}.W"], order, H),
+        "B": None if b is None else np.concatenate([_blocks(b, order, H), np.zeros(4 * H, b.dtype)]),
+        "attrs": {},
+    }
+
+
+def _lstm_from_op(W: np.ndarray, R: np.ndarray, B: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The inverse of _lstm_op for one direction."""
+    H = R.shape[1]
+    order = (0, 2, 3, 1)  # ONNX i, o, f, c -> bptt i, f, g, o
+    params = {"U": _blocks(W, order, H), "W": _blocks(R, order, H)}
+    if B is not None:
+        params["b"] = _blocks(B[: 4 * H] + B[4 * H :], order, H)
+    return params
+
+
+def _lstm_step(g: _Graph, model: RNNModel, name: str, a_t: str, state: list[str]) -> list[str]:
+    """i, f, o = sigma, g = tanh of a_t + h W^T (blocks i, f, g, o); c = f c + i g; h = o tanh(c)."""
+    H = model.hidden_size
+    WT = g.const(np.ascontiguousarray(model.params[f"{name}.W"].T), f"{name}.W_T")
+    s = g.op("Add", a_t, g.op("MatMul", state[0], WT))
+    i, f, gg, o = g.op("Split", s, g.ints([H] * 4), axis=1, outputs=4)
+    i, f, o, gg = g.op("Sigmoid", i), g.op("Sigmoid", f), g.op("Sigmoid", o), g.op("Tanh", gg)
+    c = g.op("Add", g.op("Mul", f, state[1]), g.op("Mul", i, gg))
+    return [g.op("Mul", o, g.op("Tanh", c)), c]
+
+
+def _gru_op(model: RNNModel, name: str) -> dict:
+    """GRU: bptt's r, z, n -> ONNX's z, r, h with linear_before_reset=1; Wb = b, Rb = (0, 0, bn)."""
+    p, H = model.params, model.hidden_size
+    b, bn = p.get(f"{name}.b"), p.get(f"{name}.bn")
+    order = (1, 0, 2)
+    B = None
+    if b is not None:
+        B = np.concatenate([_blocks(b, order, H), np.zeros(2 * H, b.dtype), bn])
+    return {
+        "op": "GRU",
+        "W": _blocks(p[f"{name}.U"], order, H),
+        "R": _blocks(p[f"{name}.W"], order, H),
+        "B": B,
+        "attrs": {"linear_before_reset": 1},
+    }
+
+
+def _gru_from_op(W: np.ndarray, R: np.ndarray, B: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The inverse of _gru_op for one direction: b = Wb + (Rb_r, Rb_z, 0) in bptt's order, bn = Rb_h."""
+    H = R.shape[1]
+    order = (1, 0, 2)  # ONNX z, r, h -> bptt r, z, n (the same swap)
+    params = {"U": _blocks(W, order, H), "W": _blocks(R, order, H)}
+    if B is not None:
+        Wb, Rb = B[: 3 * H], B[3 * H :]
+        params["b"] = _blocks(Wb + np.concatenate([Rb[: 2 * H], np.zeros(H, B.dtype)]), order, H)
+        params["bn"] = Rb[2 * H :]
+    return params
+
+
+def _gru_step(g: _Graph, model: RNNModel, name: str, a_t: str, state: list[str]) -> list[str]:
+    """r, z = sigma(a + h W^T), n = tanh(a_n + r (W_n h + bn)), h = (1 - z) n + z h."""
+    H = model.hidden_size
+    WT = g.const(np.ascontiguousarray(model.params[f"{name}.W"].T), f"{name}.W_T")
+    q = g.op("MatMul", state[0], WT)
+    ar, az, an = g.op("Split", a_t, g.ints([H] * 3), axis=1, outputs=3)
+    qr, qz, qn = g.op("Split", q, g.ints([H] * 3), axis=1, outputs=3)
+    if f"{name}.bn" in model.params:
+        qn = g.op("Add", qn, g.const(model.params[f"{name}.bn"], f"{name}.bn"))
+    r, z = g.op("Sigmoid", g.op("Add", ar, qr)), g.op("Sigmoid", g.op("Add", az, qz))
+    n = g.op("Tanh", g.op("Add", an, g.op("Mul", r, qn)))
+    h = g.op("Add", n, g.op("Mul", z, g.op("Sub", state[0], n)))  # (1 - z) n + z h = n + z (h - n)
+    return [h]
+
+
+# one line per cell: how its direction becomes an ONNX operator, the inverse, one Scan step, its state parts
+OP_LAYOUTS = {"elman": _elman_op, "lstm": _lstm_op, "gru": _gru_op}
+FROM_OP = {"elman": _elman_from_op, "lstm": _lstm_from_op, "gru": _gru_from_op}
+SCAN_STEPS = {"elman": _elman_step, "lstm": _lstm_step, "gru": _gru_step}
+N_STATES = {"elman": 1, "lstm": 2, "gru": 1}
 
 
 def cell_of(model: RNNModel) -> str:
@@ -507,10 +597,11 @@ def from_onnx(path) -> RNNModel:
             W, R = tensors[f"rnn{layer}.op.W"], tensors[f"rnn{layer}.op.R"]
             B = tensors.get(f"rnn{layer}.op.B")
             for d, name in enumerate(model.layer_names(layer)):
-                local = FROM_OP[cell_of(model)](W[d], R[d], None if B is None else B[d])
-                if f"rnn{layer}.op.X_table" in tensors:  # one-hot ids: U was gathered, W picks the block
+                W_d = W[d]
+                if f"rnn{layer}.op.X_table" in tensors:  # one-hot ids: the operator's W was gathered, its W picks it
                     rows = R.shape[1]
-                    local["U"] = np.ascontiguousarray(tensors[f"rnn{layer}.op.X_table"][:, d * rows : (d + 1) * rows].T)
+                    W_d = np.ascontiguousarray(tensors[f"rnn{layer}.op.X_table"][:, d * rows : (d + 1) * rows].T)
+                local = FROM_OP[cell_of(model)](W_d, R[d], None if B is None else B[d])
                 params.update({f"{name}.{k}": v for k, v in local.items() if f"{name}.{k}" in model.params})
     missing = sorted(set(model.params) - set(params))
     if missing:
