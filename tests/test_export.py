@@ -309,7 +309,7 @@ def test_cli_task_run_metadata_and_bad_input(tmp_path, capsys):
     extra = ckpt.train_state["options"]["extra"]
     assert meta["task"] == "tag" and meta["labels"] == extra["labels"]
     assert meta["vocab"] == extra["vocab"]["itos"] and meta["features"] == ["suffix", "shape"]
-    assert [len(v) for v in meta["feature_vocabs"]] == model.feature_vocab_sizes
+    assert [len(v) for v in meta["feature_vocabs"]] == list(model.feature_vocab_sizes)
     assert meta["recurrence"] == "scan"
     x = random_inputs(model, np.random.default_rng(0), 3, 5)
     y, _ = session(proto).run(None, {"inputs": x, "sequence_lens": np.array([5, 2, 4])})
