@@ -1395,6 +1395,17 @@ ROWS = [
         2,
         "--feature-columns: needs --input tokens and --embedding-size",
     ),
+    # ---- export ----
+    ("export no run", "export {tmp}/nowhere", {}, 2, "nowhere: no such run directory"),
+    (
+        "export read-only",
+        "export {cls} --out {tmp}/ro/m.onnx",
+        {"ro": READONLY},
+        2,
+        "m.onnx: no permission to write in",
+    ),
+    ("export --out a directory", "export {reg} --out {tmp}", {}, 2, "is a directory, expected a file"),
+    ("export format", "export {run} --format tflite", {}, 2, "argument --format: invalid choice: 'tflite'"),
     # ---- the command itself ----
     ("unknown command", "trian", {}, 2, "argument COMMAND: invalid choice: 'trian'"),
 ]

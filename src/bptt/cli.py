@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:
-    from bptt.commands import bench, diagnose, evaluate, generate, plot, predict, report, train
+    from bptt.commands import bench, diagnose, evaluate, export, generate, plot, predict, report, train
 
-    return [train, generate, evaluate, predict, plot, report, diagnose, bench]
+    return [train, generate, evaluate, predict, plot, report, diagnose, bench, export]
 
 
 def main(argv: list[str] | None = None) -> int:
