@@ -6,8 +6,11 @@ TBPTT, dropout and clipping, tagging (word dropout) and classification (a last b
 fewer rows than ranks); two runs with the same N are bitwise identical; a rank
 killed with SIGKILL ends the job with a non-zero exit and a line naming the
 rank, and --resume (under 2 ranks, or under 1 process) finishes with the
-uninterrupted run's weights. The tests start mpirun (the `mpi` extra's Open MPI),
-as root too, with more ranks than cores; they never skip.
+uninterrupted run's weights. Dataset-task evaluation is sharded: every
+evaluation record equals one process's (float64: relative 1e-10), and each
+rank evaluates only its batches (checked without MPI, the ranks simulated in
+turn). The tests start mpirun (the `mpi` extra's Open MPI), as root too, with
+more ranks than cores; they never skip.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ LM = [
 ]
 LM += ["--seq-length", "5", "--backprop-steps", "8", "--batch-size", "8", "--eval-every", "7", "--samples", "0"]
 TAG = ["--task", "tag", "--data", EX / "tag-dev.conllu", "--features", "suffix", "--word-dropout", "0.1"]
+TAG += ["--valid", EX / "tag-dev.conllu"]  # 100 sentences: 2 evaluation batches (64 and 36)
 TAG += [*SGD, "--hidden-size", "6", "--embedding-size", "4", "--batch-size", "8", "--max-epochs", "2"]
 CLASSIFY = ["--task", "classify", "--hidden-size", "6", "--embedding-size", "4", "--num-layers", "2"]
 CLASSIFY += [*SGD, "--dropout", "0.2", "--pooling", "mean", "--batch-size", "8", "--max-epochs", "4"]
@@ -93,12 +97,13 @@ def corpus(tmp_path: Path) -> Path:
     return path
 
 
-def sentences(tmp_path: Path) -> Path:
-    """42 labelled sentences: with --batch-size 8 the last batch has 2 rows, fewer than 4 ranks."""
-    rng = np.random.default_rng(1)
+def sentences(tmp_path: Path, n: int = 42, name: str = "sentences", seed: int = 1) -> Path:
+    """n labelled sentences: with --batch-size 8 the last batch of 42 has 2 rows, fewer than 4 ranks;
+    150 make 3 evaluation batches (64, 64 and 22 rows), so one of 4 ranks evaluates none."""
+    rng = np.random.default_rng(seed)
     words = "good bad film plot not very dull fine".split()
-    rows = [f"{' '.join(rng.choice(words, int(rng.integers(2, 9))))}\t{i % 2}" for i in range(42)]
-    path = tmp_path / "sentences.tsv"
+    rows = [f"{' '.join(rng.choice(words, int(rng.integers(2, 9))))}\t{i % 2}" for i in range(n)]
+    path = tmp_path / f"{name}.tsv"
     path.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
     return path
 
@@ -106,7 +111,7 @@ def sentences(tmp_path: Path) -> Path:
 def runs(tmp_path: Path) -> dict[str, list]:
     """The `bptt train` command lines compared, by run name (without --out)."""
     lm = ["train", "--data", corpus(tmp_path), *LM, "--max-epochs", "0.5"]
-    classify = ["train", *CLASSIFY, "--data", sentences(tmp_path)]
+    classify = ["train", *CLASSIFY, "--data", sentences(tmp_path), "--valid", sentences(tmp_path, 150, "valid", seed=2)]
     out = {}
     for dtype in ("float64", "float32"):
         out[f"lm-{dtype}"] = [*lm, "--dtype", dtype]
@@ -124,15 +129,30 @@ def relative_difference(a: dict, b: dict) -> float:
     return max(float(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-30)) for k in a)
 
 
+def evaluations(run_dir: Path) -> list[dict]:
+    """The step and the validation metrics of each line of metrics.jsonl."""
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k == "step" or k.startswith("valid_")} for r in lines]
+
+
+def same_evaluations(got: list[dict], expected: list[dict], tolerance: float) -> None:
+    assert [r.keys() for r in got] == [r.keys() for r in expected] and len(expected) > 1
+    for a, b in zip(got, expected):
+        assert len(b) > 2, b  # the loss and at least one metric
+        for k in b:
+            assert a[k] == pytest.approx(b[k], rel=tolerance, abs=1e-300), (k, a, b)
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory) -> dict[str, dict]:
-    """Each run in this process (one process, no MPI): name -> final weights."""
+    """Each run in this process (one process, no MPI): name -> final weights; the run directories
+    are in single["dirs"]."""
     tmp = tmp_path_factory.mktemp("single")
     out = {}
     for name, argv in runs(tmp).items():
         assert main([str(a) for a in [*argv, "--out", tmp / name]]) == 0, name
         out[name] = weights(tmp / name)
-    return out
+    return {"weights": out, "dirs": {name: tmp / name for name in out}}
 
 
 @pytest.mark.slow
@@ -144,10 +164,14 @@ def test_n_ranks_end_with_the_weights_of_one_process(tmp_path, single, n):
     done = mpirun(n, steps, tmp_path, "equivalence")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("stopped after") == len(steps)  # rank 0 alone prints
-    for name, expected in single.items():
+    for name, expected in single["weights"].items():
         tolerance = 1e-10 if name.endswith("float64") else 1e-5
         assert relative_difference(weights(tmp_path / name), expected) < tolerance, name
         assert checkpoint.load(tmp_path / name).train_state["ranks"] == n
+    # the validation sets evaluated in shards and reduced: the one-process numbers (loss, accuracy,
+    # macro F1, ROC AUC), every evaluation of the run
+    for name in ("tag-float64", "classify-float64"):
+        same_evaluations(evaluations(tmp_path / name), evaluations(single["dirs"][name]), 1e-10)
     again, first = weights(tmp_path / "lm-float64-again"), weights(tmp_path / "lm-float64")
     for k in first:
         np.testing.assert_array_equal(again[k], first[k], err_msg=k)
@@ -225,12 +249,63 @@ def test_the_share_of_a_rank_makes_the_sum_the_global_gradient():
     distributed.check_batch(7, comm)
 
 
-def test_rows_are_contiguous_blocks_covering_the_batch():
-    class Fake(distributed.MPI):
-        def __init__(self, rank, size):
-            self.rank, self.size = rank, size
+class FakeRank(distributed.MPI):
+    """Rank `rank` of `size` in this process, without MPI: the ranks run one after another and `sum`
+    adds this rank's values to what the earlier ranks contributed (`parts`), so the last rank gets
+    the reduced sums."""
 
+    def __init__(self, rank: int, size: int, parts: list | None = None):
+        self.rank, self.size, self.parts = rank, size, [] if parts is None else parts
+
+    def sum(self, values):
+        self.parts.append(np.array(values, np.float64))
+        return np.sum(self.parts, axis=0)
+
+
+def test_rows_are_contiguous_blocks_covering_the_batch():
     for n in (0, 2, 7, 8):
-        blocks = [Fake(r, 4).rows(n) for r in range(4)]
+        blocks = [FakeRank(r, 4).rows(n) for r in range(4)]
         assert [b.start for b in blocks[1:]] == [b.stop for b in blocks[:-1]]
         assert blocks[0].start == 0 and blocks[-1].stop == n
+
+
+def test_evaluation_shards_are_disjoint_and_cover_the_work():
+    for n in (0, 2, 3, 7, 8):
+        shards = [FakeRank(r, 4).shard(list(range(n))) for r in range(4)]
+        assert sorted(i for s in shards for i in s) == list(range(n))
+        assert [len(s) for s in shards] == [len(range(r, n, 4)) for r in range(4)]  # round robin
+    assert distributed.Single().shard([3, 1, 2]) == [3, 1, 2]
+
+
+@pytest.mark.parametrize("name,n_valid", [("tag-float64", 100), ("classify-float64", 150)])
+def test_each_rank_evaluates_its_shard_and_the_sums_give_one_process_numbers(single, monkeypatch, name, n_valid):
+    from bptt import tasks
+    from bptt.training.runs import load_run, task_extra
+
+    model, ckpt = load_run(single["dirs"][name])
+    extra = task_extra(ckpt)
+    evaluate = tasks.module(extra["task"]).load(extra, fresh=False).evaluate
+    forward, seen = model.forward, {}  # the id of each evaluated batch's inputs -> its rows
+
+    def counting(inputs, *args, **kwargs):
+        seen[id(inputs)] = len(inputs)
+        return forward(inputs, *args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counting)
+    monkeypatch.setattr(distributed, "_COMM", distributed.Single())
+    expected, everything = evaluate(model), dict(seen)
+    assert sum(everything.values()) == n_valid
+    for size in (2, 4):
+        parts, shards = [], []
+        for rank in range(size):
+            seen.clear()
+            monkeypatch.setattr(distributed, "_COMM", FakeRank(rank, size, parts))
+            got = evaluate(model)
+            shards.append(dict(seen))
+        assert sorted(i for s in shards for i in s) == sorted(everything)  # each batch on exactly one rank
+        assert sum(sum(s.values()) for s in shards) == n_valid
+        if size == 2:
+            assert all(shards)  # both ranks evaluate
+        assert got.keys() == expected.keys()
+        for k in expected:  # counts are exact; the loss is summed in another order
+            assert got[k] == (pytest.approx(expected[k], rel=1e-12) if k == "valid_loss" else expected[k]), k

@@ -68,8 +68,8 @@ def read(path, extra: dict):
 
 def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.data.batching import SequenceSource
-    from bptt.training import metrics
-    from bptt.training.batches import mean_loss
+    from bptt.training import distributed, metrics
+    from bptt.training.batches import loss_sum
 
     train = read(extra["data"], extra)
     toks = [tokens(e.text, extra) for e in train]
@@ -104,9 +104,15 @@ def load(extra: dict, fresh: bool) -> common.Data:
         n_valid = len(VX)
 
         def evaluate(model):
-            scores = scores_of(model, [b for _, b in batches], [i for i, _ in batches], n_valid, binary)
+            # under MPI: each rank scores its shard of the batches (zeros elsewhere) and one sum
+            # gives every rank every score, so the metrics below are the one-process ones exactly
+            comm = distributed.communicator()
+            mine = comm.shard(batches)
+            scores = scores_of(model, [b for _, b in mine], [i for i, _ in mine], n_valid, binary)
+            reduced = comm.sum(np.concatenate([loss_sum(model, [b for _, b in mine]), scores.ravel()]))
+            scores = reduced[2:].reshape(scores.shape)
             pred = decide(scores, binary)
-            r = {"valid_loss": mean_loss(model, [b for _, b in batches]), "valid_accuracy": metrics.accuracy(Vy, pred)}
+            r = {"valid_loss": float(reduced[0] / max(reduced[1], 1)), "valid_accuracy": metrics.accuracy(Vy, pred)}
             r["valid_macro_f1"] = metrics.classification_report(Vy, pred, extra["labels"])["macro_f1"]
             if binary:
                 r["valid_auc"] = metrics.roc_auc(Vy, scores[:, 0])

@@ -54,13 +54,19 @@ class Spec:
         v = f" ({self.variant} variant)" if self.variant else ""
         return f"{self.name}{v}, T={self.length}"
 
-    def measure(self, model, batches) -> dict:
+    def measure(self, model, batches, comm=None) -> dict:
         """{"loss": mean loss per loss term, "error": fraction of sequences the criterion counts wrong}.
 
         One forward pass per batch, in evaluation mode: the loss from the logits, the
-        predictions from their argmax (classes) or their value (the adding problem)."""
+        predictions from their argmax (classes) or their value (the adding problem). With an
+        MPI `comm` (every rank calls this) each rank measures its shard of the batches and
+        the sums and counts are reduced."""
+        from bptt.training import distributed
         from bptt.training.batches import n_targets
         from bptt.training.loop import summed_loss
+
+        comm = comm or distributed.Single()
+        batches = comm.shard(batches)
 
         training = model.training
         model.eval()
@@ -84,7 +90,8 @@ class Spec:
                 n += len(ok)
         finally:
             model.train(training)
-        return {"loss": total / max(count, 1), "error": wrong / n}
+        total, count, wrong, n = comm.sum([total, count, wrong, n])
+        return {"loss": float(total / max(count, 1)), "error": float(wrong / n)}
 
     def solved(self, m: dict) -> bool:
         if self.name == "adding" and self.variant == "hochreiter":
@@ -246,7 +253,7 @@ def _trainer(s: Spec, model, run_dir, opts):
     valid = synthetic.Source(s.make, EVAL_BATCH, 1, model.seed).fixed(extra["valid_size"], tag=0)
 
     def evaluate(m) -> dict:
-        r = s.measure(m, valid)
+        r = s.measure(m, valid, trainer.comm)
         return {"valid_loss": r["loss"], "valid_error": r["error"]}
 
     def stop(record) -> str | None:
@@ -257,7 +264,7 @@ def _trainer(s: Spec, model, run_dir, opts):
         if not s.solved({"loss": record["valid_loss"], "error": record["valid_error"]}):
             return None
         test = synthetic.Source(s.make, EVAL_BATCH, 1, model.seed).fixed(extra["test_size"], tag=1 + record["step"])
-        m = s.measure(model, test)
+        m = s.measure(model, test, trainer.comm)
         trainer.test_result = m
         return "solved" if s.solved(m) else None
 
@@ -294,7 +301,7 @@ def _finish(trainer, s: Spec) -> int:
         test = synthetic.Source(s.make, EVAL_BATCH, 1, trainer.model.seed).fixed(
             trainer.opts.extra["test_size"], tag=1 + state["step"]
         )
-        m = s.measure(trainer.model.eval(), test)
+        m = s.measure(trainer.model.eval(), test, trainer.comm)
     ok = s.solved(m)
     result = {
         "task": s.name,

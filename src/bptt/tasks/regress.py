@@ -77,7 +77,8 @@ def make_batch(rows, idx, mode: str):
 
 def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.data.batching import SequenceSource
-    from bptt.training.batches import mean_loss
+    from bptt.training import distributed
+    from bptt.training.batches import loss_sum
 
     train = read(extra["data"], extra)
     if fresh:
@@ -96,10 +97,18 @@ def load(extra: dict, fresh: bool) -> common.Data:
             [len(x) for x, _, _ in valid], extra["batch_size"], lambda idx: make_batch(valid, idx, extra["mode"])
         )
 
-        def evaluate(model):
-            r = {"valid_loss": mean_loss(model, batches)}
-            r.update({f"valid_{k}": v for k, v in errors(model, batches, extra["mode"]).items() if k != "n"})
-            return r
+        def evaluate(model):  # under MPI: each rank its shard of the batches, the sums summed
+            comm = distributed.communicator()
+            mine = comm.shard(batches)
+            total, count, squared, absolute, n = comm.sum(
+                [*loss_sum(model, mine), *error_sums(model, mine, extra["mode"])]
+            )
+            n = max(n, 1)
+            return {
+                "valid_loss": float(total / max(count, 1)),
+                "valid_mse": float(squared / n),
+                "valid_mae": float(absolute / n),
+            }
 
     summary = (
         f"{extra['data']}: {len(train):,} sequences of {extra['input_size']} feature(s) per step, "
@@ -109,21 +118,19 @@ def load(extra: dict, fresh: bool) -> common.Data:
     return common.Data(source, evaluate, summary)
 
 
-def errors(model, batches, mode: str) -> dict:
-    """MSE and MAE over every target value (valid steps only)."""
-    from bptt.training import metrics
-
-    true, pred = [], []
+def error_sums(model, batches, mode: str) -> tuple[float, float, int]:
+    """(sum of squared errors, sum of absolute errors, number of target values) over every target
+    value (valid steps only): MSE and MAE are the sums over the count."""
+    err = []
     for b in batches:
         y = model.predict(b.inputs, b.mask)
         if mode == "many-to-many":
             valid = np.arange(y.shape[1])[None, :] < b.mask[:, None]
-            true.append(b.targets[valid])
-            pred.append(y[valid])
+            err.append(np.asarray(y[valid], np.float64) - np.asarray(b.targets[valid], np.float64))
         else:
-            true.append(b.targets)
-            pred.append(y)
-    return metrics.regression_report(np.concatenate(true), np.concatenate(pred))
+            err.append(np.asarray(y, np.float64) - np.asarray(b.targets, np.float64))
+    err = np.concatenate(err).ravel() if err else np.zeros(0)
+    return float((err**2).sum()), float(np.abs(err).sum()), int(err.size)
 
 
 def run(args) -> int:

@@ -100,7 +100,8 @@ def generate(model, extra: dict, numbers, max_length: int = 120) -> list[str]:
 
 def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.data.batching import SequenceSource
-    from bptt.training.batches import mean_loss
+    from bptt.training import distributed
+    from bptt.training.batches import loss_sum
 
     if fresh:
         extra["n_digits"] = len(str(extra["max_number"]))
@@ -121,12 +122,13 @@ def load(extra: dict, fresh: bool) -> common.Data:
     )
     truth = [words(int(n)) for n in valid]
 
-    def evaluate(model):
-        said = generate(model, extra, valid)
-        return {
-            "valid_loss": mean_loss(model, batches),
-            "valid_exact": float(np.mean([a == b for a, b in zip(said, truth)])),
-        }
+    def evaluate(model):  # under MPI: each rank its shard of the batches and of the numbers, the counts summed
+        comm = distributed.communicator()
+        numbers, spelled = comm.shard(valid), comm.shard(truth)
+        said = generate(model, extra, numbers) if len(numbers) else []
+        exact = sum(a == b for a, b in zip(said, spelled))
+        total, count, exact = comm.sum([*loss_sum(model, comm.shard(batches)), exact])
+        return {"valid_loss": float(total / max(count, 1)), "valid_exact": float(exact / len(valid))}
 
     summary = (
         f"spelling numbers 0..{extra['max_number']:,} in English: {len(train):,} for training, {len(valid):,} "

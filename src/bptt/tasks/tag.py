@@ -149,7 +149,8 @@ def make_batch(X: list[np.ndarray], Y: list[np.ndarray] | None, idx, rng=None, w
 
 def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.data.batching import SequenceSource
-    from bptt.training.batches import mean_loss
+    from bptt.training import distributed
+    from bptt.training.batches import loss_sum
 
     train = read_tagged(extra["data"], extra)
     if fresh:
@@ -174,13 +175,15 @@ def load(extra: dict, fresh: bool) -> common.Data:
         batches = common.eval_batches([len(x) for x in VX], extra["batch_size"], lambda idx: make_batch(VX, VY, idx))
         n_valid = int(sum(len(x) for x in VX))
 
-        def evaluate(model):
-            correct = 0
-            for b in batches:
+        def evaluate(model):  # under MPI: each rank its shard of the batches, the counts summed
+            comm = distributed.communicator()
+            mine, correct = comm.shard(batches), 0
+            for b in mine:
                 pred = model.predict(b.inputs, b.mask).argmax(axis=2)
                 valid_steps = np.arange(b.targets.shape[1])[None, :] < b.mask[:, None]
                 correct += int(((pred == b.targets) & valid_steps).sum())
-            return {"valid_loss": mean_loss(model, batches), "valid_accuracy": correct / n_valid}
+            total, count, correct = comm.sum([*loss_sum(model, mine), correct])
+            return {"valid_loss": float(total / max(count, 1)), "valid_accuracy": float(correct / n_valid)}
 
     oov = sum(w not in enc.words for s in train for w in map(enc.word, s.words))
     summary = (

@@ -19,7 +19,9 @@ exactly the batches an uninterrupted one would (shuffling, bucketing, word
 dropout and on-the-fly generation are all seeded by (seed, epoch, k)).
 
 Under MPI (`bptt.training.distributed`) every rank makes the same global batch
-and computes the gradient of its block of rows (`rows_of`).
+and computes the gradient of its block of rows (`rows_of`); evaluation hooks
+take their shard of the validation batches (`comm.shard`), add up `loss_sum`
+and their counts, and reduce them with one `comm.sum`.
 """
 
 from __future__ import annotations
@@ -124,6 +126,13 @@ class BatchTrainer(Loop):
 
 def mean_loss(model: RNNModel, batches: Iterable[Batch]) -> float:
     """Mean loss per loss term (nats for cross-entropies) over batches, in evaluation mode."""
+    total, count = loss_sum(model, batches)
+    return total / max(count, 1)
+
+
+def loss_sum(model: RNNModel, batches: Iterable[Batch]) -> tuple[float, int]:
+    """(summed loss, number of loss terms) over batches, in evaluation mode: what ranks that each
+    evaluated a shard of the batches add up (`bptt.training.distributed`)."""
     training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -136,4 +145,4 @@ def mean_loss(model: RNNModel, batches: Iterable[Batch]) -> float:
             count += n
     finally:
         model.train(training)
-    return total / max(count, 1)
+    return total, count

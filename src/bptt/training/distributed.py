@@ -18,6 +18,11 @@ g, identically on every rank.
 `communicator()` returns `Single` (size 1, every operation trivial) unless the
 process was started by an MPI launcher (mpirun / mpiexec / srun: the variables
 in `LAUNCHER_VARS`); only then is mpi4py imported.
+Evaluation is split too: a language model's validation streams by `rows`, a
+dataset task's evaluation batches (or rows) by `shard` (rank r takes items r,
+r + N, r + 2N, ...), and the sufficient statistics (loss sums and counts,
+correct predictions, squared and absolute errors, or the scores themselves)
+are summed with one `sum`, so every rank ends with the one-process numbers.
 Every `CHECK_EVERY` updates (and before every checkpoint) the ranks compare a
 checksum of each parameter tensor (`check_same`); the first that differs stops
 the run on every rank with one line naming it.
@@ -56,8 +61,14 @@ class Single:
         return the summed extras (float64)."""
         return np.asarray(extras, np.float64)
 
+    def shard(self, items):
+        """This rank's part of a sequence of evaluation work (batches, rows): items rank, rank + size,
+        rank + 2 size, ... (every item here). Each item belongs to exactly one rank; round robin
+        spreads length-sorted batches evenly."""
+        return items
+
     def sum(self, values) -> np.ndarray:
-        """Sum a few float64 numbers over the ranks (metrics, evaluation)."""
+        """Sum float64 numbers over the ranks (metrics, evaluation statistics), elementwise."""
         return np.asarray(values, np.float64)
 
     def gather_rows(self, a: np.ndarray, axis: int) -> np.ndarray:
@@ -107,6 +118,9 @@ class MPI(Single):
             grads[k] = buf[start : start + n].reshape(grads[k].shape)
             start += n
         return buf[start:].astype(np.float64)
+
+    def shard(self, items):
+        return items[self.rank :: self.size]
 
     def sum(self, values) -> np.ndarray:
         a = np.array(values, np.float64)

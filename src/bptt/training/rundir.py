@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from bptt.errors import UsageError
-from bptt.training import lock
+from bptt.training import distributed, lock
 
 RUN_FILES = (
     "checkpoint",
@@ -65,9 +65,12 @@ def choose_run_dir(args, name: str) -> Path:
             raise UsageError(
                 f"--out {out}: already exists; pass --resume {out} to continue it or --overwrite to replace it"
             )
-        for f in entries:  # under mpirun every rank deletes: a file may be gone already
-            if _run_file(f):
-                shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
+        comm = distributed.communicator()
+        comm.barrier()  # under mpirun: every rank has judged the directory before rank 0 empties it
+        if comm.is_root:
+            for f in entries:
+                if _run_file(f):
+                    shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
     return out
 
 
