@@ -190,15 +190,18 @@ def local_derivative(nonlinearity: str, Hs: np.ndarray, pad: np.ndarray | None) 
     return delta
 
 
-def param_grads(delta, Hprev, X, U, need_dX: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def param_grads(delta, Hprev, X, U, need_dX: bool, dR=None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """dL/dW, dL/db, dL/dU (and dL/dx_t) from delta = dL/da over a block of steps.
 
-    delta, Hprev: (T, B, H), Hprev[t] = h_{t-1}; X: (T, B, D) or ids (T, B).
+    delta: (T, B, G*H) (G = 1 here; a gated cell stacks its G gates); Hprev: (T, B, H),
+    Hprev[t] = h_{t-1}; X: (T, B, D) or ids (T, B). dR: the deltas that reach W h_{t-1}
+    where they differ from delta (the GRU's n rows, `bptt.layers.gru`), else None.
     One GEMM each over all T*B rows. Returns ({"U", "W", "b"}, dX (T, B, D) or None).
     """
-    T, B, H = delta.shape
-    D2 = delta.reshape(T * B, H)
-    grads = {"W": D2.T @ Hprev.reshape(T * B, H), "b": D2.sum(axis=0)}
+    T, B, GH = delta.shape
+    D2 = delta.reshape(T * B, GH)
+    R2 = D2 if dR is None else dR.reshape(T * B, GH)
+    grads = {"W": R2.T @ Hprev.reshape(T * B, -1), "b": D2.sum(axis=0)}
     dX = None
     if is_ids(X):
         grads["U"] = scatter_add_rows(X.reshape(-1), D2, U.shape[1]).T

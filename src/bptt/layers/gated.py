@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bptt.layers import elman
 from bptt.layers import init as initializers
-from bptt.layers.elman import is_ids
-from bptt.layers.embedding import scatter_add_rows
 
 
 def halve_rows(A: np.ndarray, blocks, H: int) -> np.ndarray:
@@ -85,17 +84,7 @@ def weight_grads(
     the deltas on W h_{t-1} (may be dA itself); Hprev: (T, B, H), Hprev[t] = h_{t-1};
     X: (T, B, D) floats or (T, B) ids. Returns ({"U", "W", "b"}, dX (T, B, D) or None).
     """
-    T, B, GH = dA.shape
-    A2 = dA.reshape(T * B, GH)
-    grads = {"W": dR.reshape(T * B, GH).T @ Hprev.reshape(T * B, -1), "b": A2.sum(axis=0)}
-    dX = None
-    if is_ids(X):
-        grads["U"] = scatter_add_rows(X.reshape(-1), A2, U.shape[1]).T
-    else:
-        grads["U"] = A2.T @ X.reshape(T * B, -1)
-        if need_dX:
-            dX = (A2 @ U).reshape(T, B, -1)
-    return grads, dX
+    return elman.param_grads(dA, Hprev, X, U, need_dX, dR=None if dR is dA else dR)
 
 
 def state_grads(dstate_n, n_states: int) -> tuple:
