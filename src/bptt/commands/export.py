@@ -13,8 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from bptt.errors import UsageError
-
 FORMATS = ("onnx",)
 
 
@@ -59,19 +57,13 @@ def run_metadata(extra: dict) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from bptt import export
-    from bptt.training import lock
-    from bptt.training.checkpoint import is_run_dir
-    from bptt.training.rundir import check_writable
+    from bptt.training.rundir import check_output_file
     from bptt.training.runs import load_run, task_extra
 
     out = args.out if args.out is not None else args.run_dir / "model.onnx"
     model, ckpt = load_run(args.run_dir)
     export.check_exportable(model, args.recurrence)  # refuse before anything else
-    check_writable(out, f"--out {out}")
-    if is_run_dir(out.parent):  # into a run directory: not while a trainer writes there
-        lock.hold(out.parent, args, create=False)
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a directory, expected a file")
+    check_output_file(out, args)
     export.to_onnx(model, out, recurrence=args.recurrence, metadata=run_metadata(task_extra(ckpt)))
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -34,9 +34,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.tasks import task_of
-    from bptt.training import lock
-    from bptt.training.checkpoint import atomic_write_text, is_run_dir
-    from bptt.training.rundir import check_writable
+    from bptt.training.checkpoint import atomic_write_text
+    from bptt.training.rundir import check_output_file
 
     model, _, extra, module = task_of(args.run_dir)
     if module is None:
@@ -44,11 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if not hasattr(module, "predict"):
         raise UsageError(f"{args.run_dir}: a --task {extra['task']} run predicts nothing; its result is in result.json")
     if args.out is not None:  # before the work, and so that a failed write names --out, not its temporary file
-        check_writable(args.out, f"--out {args.out}")
-        if is_run_dir(args.out.parent):  # into a run directory: not while a trainer writes there
-            lock.hold(args.out.parent, args, create=False)
-        if args.out.is_dir():
-            raise UsageError(f"--out {args.out}: is a directory, expected a file")
+        check_output_file(args.out, args)
     text = module.predict(model, extra, args.data, args)
     if args.out is None:
         sys.stdout.write(text)

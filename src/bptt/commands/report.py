@@ -41,17 +41,12 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.analysis import report
-    from bptt.training import lock
-    from bptt.training.checkpoint import atomic_write_text, is_run_dir
-    from bptt.training.rundir import check_writable
+    from bptt.training.checkpoint import atomic_write_text
+    from bptt.training.rundir import check_output_file
 
     out = args.out or args.run_dir / "report.html"
     run_data = report.read_run(args.run_dir)
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a directory, expected a file")
-    check_writable(out.parent, f"--out {out}" if args.out else str(args.run_dir))  # before the work
-    if is_run_dir(out.parent):  # into a run directory: not while a trainer writes there
-        lock.hold(out.parent, args, create=False)
+    check_output_file(out, args)  # before the work
     evaluation, examples, notes = measure(run_data, args)
     page = report.render(run_data, evaluation, examples, notes)
     atomic_write_text(out, page)  # the one write of this command (into the run directory by default)

@@ -85,6 +85,20 @@ def check_writable(out: Path, what: str) -> None:
         raise UsageError(f"{what}: no permission to write in {d}")
 
 
+def check_output_file(out: Path, args=None) -> None:
+    """Before the work, for a command that writes one file `out` (--out, or its default inside the
+    run): `out` can be written (`check_writable`), this process holds the run directory's lock when
+    `out` goes into one (not while a trainer writes there), and `out` is not a directory."""
+    from bptt.training.checkpoint import is_run_dir
+
+    what = f"--out {out}"
+    check_writable(out, what)
+    if is_run_dir(out.parent):
+        lock.hold(out.parent, args, create=False)
+    if out.is_dir():
+        raise UsageError(f"{what}: is a directory, expected a file")
+
+
 def _run_file(path: Path) -> bool:
     """A file a run writes, the temporary file of one (a killed write leaves it behind),
     or the run's best/ directory (TrainOptions.keep_best)."""
