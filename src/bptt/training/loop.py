@@ -145,7 +145,8 @@ class Loop:
             "rollbacks": 0,
             "loss_sum": 0.0,
             "loss_tokens": 0,
-            "clipped": 0,
+            "clipped": 0,  # updates whose gradient clipping changed, since the last evaluation
+            "updates": 0,  # updates since the last evaluation (the clipping rate's denominator)
             "grad_norm": 0.0,
         }
         self.good = None  # in-memory copy of the last checkpoint, for rollbacks
@@ -225,34 +226,31 @@ class Loop:
         return loss_sum / max(n, 1), n
 
     def _clip(self, grads) -> None:
+        """Clip as configured; counts the update in state["clipped"] when any clipping changed it."""
         o = self.opts
         per_tensor = o.diagnostics or o.tensorboard
         if per_tensor:
-            clipped_before = self.state["clipped"]
             norms = {k: clipping.tensor_norm(g) for k, g in grads.items()}
+        fired = False
         if o.clip_value is not None:
-            self.state["clipped"] += int(clipping.clip_value(grads, o.clip_value) > 0)
+            fired = clipping.clip_value(grads, o.clip_value) > 0
         if o.clip_norm is not None:
             if o.clip_per_tensor:
                 norms = clipping.clip_per_tensor_norm(grads, o.clip_norm)
                 self.state["grad_norm"] = float(math.sqrt(sum(n * n for n in norms.values())))
-                self.state["clipped"] += int(any(n > o.clip_norm for n in norms.values()))
+                fired = any(n > o.clip_norm for n in norms.values()) or fired
             else:
                 norm, clipped = clipping.clip_global_norm(grads, o.clip_norm)
                 self.state["grad_norm"] = float(norm)
-                self.state["clipped"] += int(clipped)
+                fired = clipped or fired
         else:
             self.state["grad_norm"] = float(clipping.global_norm(grads))
+        self.state["clipped"] += int(fired)
         if o.tensorboard:
-            self._update = {"norms": norms, "clipped": self.state["clipped"] > clipped_before, "grads": grads}
+            self._update = {"norms": norms, "clipped": fired, "grads": grads}
         if o.diagnostics:
             self._grad_log.append(
-                {
-                    "step": self.state["step"] + 1,
-                    "grad_norm": self.state["grad_norm"],
-                    "clipped": self.state["clipped"] > clipped_before,
-                    "norms": norms,
-                }
+                {"step": self.state["step"] + 1, "grad_norm": self.state["grad_norm"], "clipped": fired, "norms": norms}
             )
 
     # ---- the loop ----------------------------------------------------------
@@ -316,6 +314,7 @@ class Loop:
             self._rollback(str(e))
             return None
         s["step"] += 1
+        s["updates"] += 1
         s["tokens"] += n_tokens
         s["loss_sum"] += loss * n_tokens
         s["loss_tokens"] += n_tokens
@@ -366,6 +365,7 @@ class Loop:
             "grad_norm": s["grad_norm"],
             "lr": self.optimizer.lr,
             "clipped": s["clipped"],
+            "clip_rate": s["clipped"] / max(s["updates"], 1),
             "time": round(s["elapsed"], 3),
         }
         record.update(self.train_metrics(train_loss))
@@ -388,7 +388,7 @@ class Loop:
                     stop = f"early stopping ({o.early_stopping} evaluations without improvement)"
             if isinstance(self.schedule, ReduceOnPlateau):
                 self.schedule.step(value if o.monitor_mode == "min" else -value)
-        s["loss_sum"], s["loss_tokens"], s["clipped"] = 0.0, 0, 0
+        s["loss_sum"], s["loss_tokens"], s["clipped"], s["updates"] = 0.0, 0, 0, 0
         if self.comm.is_root:
             checkpoint.append_jsonl(self.run_dir / "metrics.jsonl", record)
             if o.tensorboard:
@@ -414,7 +414,10 @@ class Loop:
 
     def log_metrics(self, r: dict) -> None:
         parts = [f"step {r['step']}", f"epoch {r['epoch']:.2f}", *self.display(r)]
-        parts += [f"{r['tokens_per_s']:,.0f} tok/s", f"grad norm {r['grad_norm']:.2f}", f"lr {r['lr']:.2g}"]
+        parts += [f"{r['tokens_per_s']:,.0f} tok/s", f"grad norm {r['grad_norm']:.2f}"]
+        if self.opts.clip_norm is not None or self.opts.clip_value is not None:
+            parts.append(f"clipped {_percent(r['clip_rate'])}")
+        parts.append(f"lr {r['lr']:.2g}")
         self.say(" | ".join(parts))
 
     def say(self, line: str) -> None:
@@ -536,6 +539,10 @@ class Loop:
         checkpoint.json when the training state in it does not fit this run."""
         where = ckpt.path / checkpoint.INDEX
         train = ckpt.train_state
+        progress = train.get("progress")
+        if isinstance(progress, dict) and "updates" not in progress and isinstance(progress.get("step"), int):
+            # a checkpoint from before the clipping rate: the updates since its last evaluation
+            progress["updates"] = progress["step"] % self.opts.eval_every
         check_progress(train.get("progress"), self.state, self.n_batches, where)
         lr = train.get("lr")
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
@@ -647,6 +654,17 @@ def summed_loss(model: RNNModel, loss: float, n_tokens: int, batch_size: int) ->
     if model.reduction == "sum":
         return loss
     return loss * batch_size  # sum over time, mean over sequences
+
+
+def _percent(rate: float) -> str:
+    """A clipping rate as the log shows it: 0%, <1%, 3%, 100% (never 0% or 100% unless exactly)."""
+    if rate == 0 or rate == 1:
+        return f"{rate:.0%}"
+    if rate < 0.01:
+        return "<1%"
+    if rate > 0.99:
+        return ">99%"
+    return f"{rate:.0%}"
 
 
 def _silent(*args, **kwargs) -> None:
