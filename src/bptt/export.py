@@ -351,8 +351,11 @@ def build(model: RNNModel, *, recurrence: str | None = None, metadata: dict | No
         g.nodes.append(helper.make_node("Identity", [sn], [f"{part}n"]))
 
     # the head
-    V, c = model.params["head.V"], model.params["head.c"]
-    VT, c = g.const(np.ascontiguousarray(V.T), "head.V_T"), g.const(c, "head.c")
+    c = g.const(model.params["head.c"], "head.c")
+    if model.tie_weights:  # V is the embedding table itself: the graph holds it once
+        VT = g.op("Transpose", g.const(model.params["embed.E"], "embed.E"), perm=[1, 0])
+    else:
+        VT = g.const(np.ascontiguousarray(model.params["head.V"].T), "head.V_T")
     mask3 = g.op("Unsqueeze", mask, g.ints([2]))  # (T, B, 1)
     if seq:
         Z = g.op("Add", g.op("MatMul", layer_in, VT), c)  # (T, B, K)

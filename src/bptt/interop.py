@@ -14,6 +14,8 @@
     *.*_l{k}_reverse                            rnn{k}_reverse.*
     Linear.weight, Linear.bias     (K, H*dirs)  head.V, head.c  (no Linear bias: c = 0)
     Embedding.weight               (V, E)       embed.E
+    linear.weight = embedding.weight            tie_weights=True: embed.E alone, no head.V
+                                                (Press & Wolf 2017; the Parameter is shared both ways)
 
 Each pair computes the same function: torch's h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
 is bptt's h_t = f(U x_t + W h_{t-1} + b) with the two biases summed, and the
@@ -125,6 +127,8 @@ def from_torch(
             got, want = linear.in_features, rnn.hidden_size * dirs
             raise UsageError(f"linear: in_features={got}, expected hidden_size * dirs = {want}")
         derived["output_size"] = linear.out_features
+        if embedding is not None:
+            derived["tie_weights"] = linear.weight is embedding.weight
     for what, mod in (("linear", linear), ("embedding", embedding)):
         if mod is not None and mod.weight.dtype != tdt:
             raise UsageError(f"{what}: weights are {mod.weight.dtype}, expected {tdt} like the rnn")
@@ -149,7 +153,8 @@ def from_torch(
                 else:
                     p[f"{name}.b"][...] = b_ih + b_hh
     if linear is not None:
-        p["head.V"][...] = _np(linear.weight)
+        if not model.tie_weights:
+            p["head.V"][...] = _np(linear.weight)
         p["head.c"][...] = 0 if linear.bias is None else _np(linear.bias)
     if embedding is not None:
         p["embed.E"][...] = _np(embedding.weight)
@@ -159,7 +164,8 @@ def from_torch(
 def to_torch(model: RNNModel) -> TorchModules:
     """torch modules computing what `model` computes: rnn (nn.RNN, nn.LSTM or nn.GRU after the
     model's cell; batch_first=True, bias_ih = b, bias_hh = 0, for the GRU bias_hh = (0, 0, bn)),
-    linear (K, H * dirs), embedding (V, E) or None.
+    linear (K, H * dirs), embedding (V, E) or None; for a model with tie_weights, linear.weight is
+    embedding.weight (one Parameter, as torch's word_language_model ties them).
 
     Raises UsageError for what torch cannot express: sigmoid/identity
     nonlinearities, a cell torch does not have, and one-hot token inputs
@@ -195,7 +201,7 @@ def to_torch(model: RNNModel) -> TorchModules:
         bidirectional=model.bidirectional,
         dtype=dt,
     )
-    K, F = p["head.V"].shape
+    K, F = p[model.head_key].shape
     linear = torch.nn.Linear(F, K, dtype=dt)
     embedding = None
     if model.embedding_size is not None:
@@ -212,9 +218,12 @@ def to_torch(model: RNNModel) -> TorchModules:
                     b_hh.zero_()
                     if model.cell.name == "gru":
                         put(b_hh[2 * model.hidden_size :], f"{name}.bn")
-        put(linear.weight, "head.V")
         put(linear.bias, "head.c")
         if embedding is not None:
             put(embedding.weight, "embed.E")
+        if model.tie_weights:
+            linear.weight = embedding.weight
+        else:
+            put(linear.weight, "head.V")
     rnn.train(model.training)
     return TorchModules(rnn, linear, embedding)

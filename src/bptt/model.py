@@ -110,6 +110,11 @@ class ModelConfig:
     dtype           float32 (default) | float64;  seed: every random draw
     checkpoint_every  memory-saving BPTT: keep every k-th state, recompute the rest
                     (k, or "auto" for sqrt(T); see bptt.layers.recompute); None: keep all
+    tie_weights     the head's V is the embedding table E itself (Press & Wolf 2017): z_t = E h_t + c.
+                    Needs a softmax sequence head over the vocabulary (output_size = vocab_size)
+                    and a head input as wide as the embedding (hidden_size x directions =
+                    embedding_size); params then hold "embed.E" and no "head.V", and dL/dE is
+                    the sum of its two uses. E starts as a head's V would (uniform +-1/sqrt(E)).
     """
 
     input_size: int | None = None
@@ -137,6 +142,7 @@ class ModelConfig:
     checkpoint_every: int | str | None = None
     cell: str = "elman"
     forget_bias: float = 0.0
+    tie_weights: bool = False
 
     def __post_init__(self):
         def put(name, value):
@@ -202,6 +208,29 @@ class ModelConfig:
         put("ignore_index", int(self.ignore_index))
         put("init_scale", float(self.init_scale))
         put("seed", int(self.seed))
+        put("tie_weights", bool(self.tie_weights))
+        if self.tie_weights:
+            self._check_tying()
+
+    def _check_tying(self) -> None:
+        """tie_weights needs E (V, E) to fit as the head's V (K, H * dirs): UsageError naming what does not."""
+        if self.vocab_size is None or self.embedding_size is None:
+            raise UsageError("tie_weights: needs token inputs with an embedding table (vocab_size and embedding_size)")
+        if self.head != "softmax" or self.mode not in SEQUENCE_MODES:
+            raise UsageError(
+                f"tie_weights: the head must predict the next token (a softmax head in a sequence mode), "
+                f"got head={self.head!r}, mode={self.mode!r}"
+            )
+        if self.output_size != self.vocab_size:
+            raise UsageError(f"tie_weights: output_size ({self.output_size}) must equal vocab_size ({self.vocab_size})")
+        dirs = 2 if self.bidirectional else 1
+        if self.hidden_size * dirs != self.embedding_size:
+            width = f"hidden_size ({self.hidden_size})" + (" x 2 directions" if dirs == 2 else "")
+            raise UsageError(
+                f"tie_weights: the head's input, {width} = {self.hidden_size * dirs}, must equal embedding_size "
+                f"({self.embedding_size}); set --embedding-size {self.hidden_size * dirs} or --hidden-size "
+                f"{self.embedding_size // dirs if self.embedding_size % dirs == 0 else self.embedding_size}"
+            )
 
     def cell_options(self) -> dict:
         """The keyword options of the cell's constructor: nonlinearity, and forget_bias when set."""
@@ -288,11 +317,20 @@ class RNNModel:
                 p = self.cell.init(D, H, self.bias, rng, self.init, self.init_scale, dt)
                 params.update((f"{name}.{k}", v) for k, v in p.items())
             D = H * self.num_directions
-        params["head.V"], params["head.c"] = initializers.linear(rng, self.output_size, D, dt)
+        V, params["head.c"] = initializers.linear(rng, self.output_size, D, dt)
+        if self.tie_weights:  # E is the head's V: scaled as a head's V, not N(0, 1) (logits of std ~sqrt(E))
+            params["embed.E"] = V
+        else:
+            params["head.V"] = V
         if self.mode == "one-to-many":
             Q, q = initializers.linear(rng, self.num_layers * H, self.cond_size, dt)
             params["h0map.Q"], params["h0map.q"] = Q, q
         return params
+
+    @property
+    def head_key(self) -> str:
+        """The parameter the head uses as V: "head.V", or "embed.E" when tie_weights."""
+        return "embed.E" if self.tie_weights else "head.V"
 
     def train(self, mode: bool = True) -> RNNModel:
         """Training mode (dropout on), as torch's module.train()."""
@@ -514,7 +552,7 @@ class RNNModel:
 
     def _head_forward(self, fwd: Forward, top: np.ndarray | None) -> None:
         """Z = V h + c on every step, or on the pooled vector (many-to-one, one-to-one)."""
-        V, c = self.params["head.V"], self.params["head.c"]
+        V, c = self.params[self.head_key], self.params["head.c"]
         if self.mode in SEQUENCE_MODES:
             T, B, F = top.shape
             fwd.feat = top.reshape(T * B, F)
@@ -587,12 +625,13 @@ class RNNModel:
     def head_backward(self, fwd: Forward, dZ: np.ndarray):
         """The head's part of the backward pass, no recursion through time.
 
-        Returns (grads {"head.V", "head.c"}, dtop, dhn): dtop (T, B, F) = dL/dh^L_t
+        Returns (grads {"head.V", "head.c"}, dtop, dhn) (dL/dV under "head.V" even when V is
+        tied to E: `backward` adds it to dL/dE): dtop (T, B, F) = dL/dh^L_t
         from the head on every step (None for "last" pooling), dhn (L * dirs, B, H)
         the gradient on the final states (nonzero only for "last" pooling).
         """
         H, nd = self.hidden_size, self.num_directions
-        V = self.params["head.V"]
+        V = self.params[self.head_key]
         g, dfeat = dense.backward(dZ.reshape(-1, V.shape[0]), fwd.feat, V)
         grads = {"head.V": g["V"], "head.c": g["c"]}
         T, B = fwd.T, fwd.h0.shape[1]
@@ -647,6 +686,8 @@ class RNNModel:
             dtop = dX_total
         if self.embedding_size is not None:
             self._embed_backward(dtop, fwd.ids, grads)
+        if self.tie_weights:  # E is used twice, as the embedding and as V: dL/dE is the sum of both
+            grads["embed.E"] += grads.pop("head.V")
         if fwd.cond is not None:
             g = h0map.backward(dstate0[0], fwd.h0map, fwd.cond, p["h0map.Q"])
             grads["h0map.Q"], grads["h0map.q"] = g["Q"], g["q"]
@@ -714,7 +755,9 @@ class RNNModel:
         for layer in range(self.num_layers):
             x, state = self.cell.step(self._cell_params(f"rnn{layer}"), x, tuple(s[layer] for s in parts))
             new.append(state)
-        return dense.forward(p["head.V"], p["head.c"], x), self._joined(tuple(np.stack(part) for part in zip(*new)))
+        return dense.forward(p[self.head_key], p["head.c"], x), self._joined(
+            tuple(np.stack(part) for part in zip(*new))
+        )
 
     def predict(self, inputs, mask=None, h0=None, *, cond=None) -> np.ndarray:
         """y^ = g(z): probabilities (softmax, sigmoid) or values (linear), batch-first.

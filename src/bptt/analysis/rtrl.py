@@ -139,7 +139,7 @@ def _head(model, Hs, real, targets, loss_mask):
     """The head and its loss on the states Hs: (loss, {"head.V", "head.c"}, dL/dh_t from the
     head on every step (T, B, H), dL/dh_T on the final state (B, H))."""
     p, K, head = model.params, model.output_size, model.head
-    V, c = p["head.V"], p["head.c"]
+    V, c = p[model.head_key], p["head.c"]  # V is E itself with tie_weights
     T, B = real.shape
     H = Hs[1:]
     seq = model.mode in ("many-to-many", "one-to-many")
@@ -270,6 +270,8 @@ def loss_and_grads(model, inputs, targets, mask=None, h0=None, *, cond=None, los
 
     for name, size in blocks:
         grads[name] = total[start[name] : start[name] + size].reshape(p[name].shape)
+    if model.tie_weights:  # E is also the head's V: its gradient is the sum of both uses
+        grads["embed.E"] = grads["embed.E"] + grads.pop("head.V")
     grads = {k: grads[k] for k in p}
     if return_state:
         return loss, grads, {"dh0": dh0[None]}

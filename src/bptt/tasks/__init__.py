@@ -58,6 +58,7 @@ READ_BY = {
     "samples": (),
     "sample_length": (),
     "temperature": (),
+    "tie_weights": (),
     "no_sentence_ends": (),
     "level": ("classify",),
     "lowercase": ("tag", "classify"),

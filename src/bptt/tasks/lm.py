@@ -32,6 +32,7 @@ def run(args) -> int:
         task_defaults(args, hidden_size=128, forget_bias=1.0)
     elif args.cell == "gru":
         task_defaults(args, hidden_size=148)
+    check_tying(args)
     text = builtin_corpus() if args.data is None else read_text(args.data, args.encoding)
     name = BUILTIN_NAME if args.data is None else args.data.stem
     vocab_kw = {}
@@ -73,8 +74,24 @@ def run(args) -> int:
     print(
         f"model: {model.num_layers} x {model.hidden_size} {model.kind}, "
         f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}"
+        + (", embedding tied to the output layer" if model.tie_weights else "")
     )
     return finish(trainer, vocab)
+
+
+def check_tying(args) -> None:
+    """--tie-weights: the embedding is as wide as the hidden layer unless --embedding-size is given, and
+    then it must be (the table E (V, E) is also the head's V (V, H)); UsageError naming both flags."""
+    if not args.tie_weights:
+        return
+    from bptt.training.options import task_defaults
+
+    task_defaults(args, embedding_size=args.hidden_size)
+    if args.embedding_size != args.hidden_size:
+        raise UsageError(
+            f"--tie-weights: --embedding-size {args.embedding_size} must equal --hidden-size {args.hidden_size}, "
+            f"the table is also the output layer's V; drop --embedding-size or set it to {args.hidden_size}"
+        )
 
 
 def check_vocab(vocab, args) -> None:

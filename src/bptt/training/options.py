@@ -137,6 +137,12 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
         metavar="K|auto",
         help="memory-saving BPTT: keep every K-th hidden state and recompute the rest (auto: sqrt(T))",
     )
+    g.add_argument(
+        "--tie-weights",
+        action="store_true",
+        help="the output layer's V is the embedding table (Press & Wolf 2017); needs --embedding-size = "
+        "--hidden-size (a language model sets it so when not given)",
+    )
 
 
 def model_kwargs(args: argparse.Namespace) -> dict:
@@ -155,6 +161,7 @@ def model_kwargs(args: argparse.Namespace) -> dict:
         bias=not args.no_bias,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
+        tie_weights=getattr(args, "tie_weights", False),
     )
 
 
