@@ -327,6 +327,8 @@ def test_nesterov_and_step_decay_from_the_command_line(corpus, tmp_path, capsys)
                 "0.5",
                 "--lr-decay-every",
                 "2",
+                "--lr-decay-after",
+                "0",
             ]
         )
         == 0

@@ -27,8 +27,10 @@ from bptt.training.options import (
 from bptt.training.rundir import check_writable
 
 DEFAULTS_NOTE = """
-The defaults shown are the language model's; --task sets its own for some
-(the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
+The defaults shown are the character language model's (--level word: --batch-size 8
+--seq-length 35 --lr 0.001 --clip-norm 2 --dropout 0.2 --lr-decay-after 3; --cell lstm: --hidden-size
+128 --forget-bias 1 --max-epochs 7.5; --cell gru: --hidden-size 148). Every other --task starts from
+--clip-norm 5 --lr-decay 1 --dropout 0 and sets its own for some (the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
 --lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN; relu and
 identity for the Elman cell only),
 and flags you give always win. On --resume only the budget, evaluation and
@@ -58,7 +60,7 @@ def add_parser(sub) -> None:
     d.add_argument("--min-freq", type=positive_int, default=1, help="word level: rarer words become <unk>")
     d.add_argument("--vocab-size", type=positive_int, default=None, help="word level: keep the most frequent words")
     d.add_argument("--no-sentence-ends", action="store_true", help="word level: no <eos> token at line ends")
-    add_model_options(p, {"hidden_size": 256, "num_layers": 2, "embedding_size": 64})
+    add_model_options(p, {"hidden_size": 256, "num_layers": 2, "embedding_size": 64, "dropout": 0.1})
     t = p.add_argument_group("truncated BPTT")
     t.add_argument("--seq-length", type=positive_int, default=50, help="k1: new steps per update")
     t.add_argument("--backprop-steps", type=positive_int, default=None, help="k2 >= k1: TBPTT(k1, k2) window")
@@ -72,14 +74,20 @@ def add_parser(sub) -> None:
     o.add_argument("--momentum", type=fraction, default=0.9, help="for --optimizer momentum")
     o.add_argument("--nesterov", action="store_true", help="Nesterov momentum, for --optimizer momentum")
     o.add_argument(
-        "--lr-decay", type=positive_float, default=1.0, help="multiply lr by this every --lr-decay-every epochs"
+        "--lr-decay", type=positive_float, default=0.8, help="multiply lr by this every --lr-decay-every epochs"
     )
     o.add_argument(
         "--lr-decay-every", type=positive_int, default=1, help="epochs between decays (1: exponential decay)"
     )
-    o.add_argument("--lr-decay-after", type=non_negative_int, default=0, help="epochs before --lr-decay starts")
+    o.add_argument("--lr-decay-after", type=non_negative_int, default=5, help="epochs before --lr-decay starts")
     o.add_argument("--lr-plateau", action="store_true", help="halve lr when validation loss stops improving")
-    o.add_argument("--clip-norm", type=positive_float, default=5.0, help="global gradient norm (Pascanu et al.)")
+    o.add_argument(
+        "--clip-norm",
+        type=positive_float,
+        default=1.0,
+        help="global gradient norm (Pascanu et al.), of the per-token mean loss: about twice its median "
+        "(docs/language-models.md)",
+    )
     o.add_argument("--no-clip-norm", action="store_true", help="no global-norm clipping")
     o.add_argument("--clip-value", type=positive_float, default=None, help="element-wise clip (char-rnn)")
     o.add_argument("--clip-per-tensor", action="store_true", help="clip each tensor's norm separately")
@@ -132,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         return resume(args)
     tasks.check_options(args)
+    tasks.apply_defaults(args)
     return tasks.module(args.task).run(args)
 
 
