@@ -28,9 +28,9 @@ from bptt.training.rundir import check_writable
 
 DEFAULTS_NOTE = """
 The defaults shown are the character language model's (--level word: --batch-size 8
---seq-length 35 --lr 0.001 --clip-norm 2 --dropout 0.2 --lr-decay-after 3; --cell lstm: --hidden-size
-128 --forget-bias 1 --max-epochs 7.5; --cell gru: --hidden-size 148). Every other --task starts from
---clip-norm 5 --lr-decay 1 --dropout 0 and sets its own for some (the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
+--seq-length 35 --lr 0.001 --dropout 0.2 --lr-decay-after 3; --cell lstm: --hidden-size 128
+--forget-bias 1 --max-epochs 7.5; --cell gru: --hidden-size 148). Every other --task starts from
+--clip-norm 5 --lr-decay 1 and sets its own for some (the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
 --lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN; relu and
 identity for the Elman cell only),
 and flags you give always win. On --resume only the budget, evaluation and
@@ -60,7 +60,7 @@ def add_parser(sub) -> None:
     d.add_argument("--min-freq", type=positive_int, default=1, help="word level: rarer words become <unk>")
     d.add_argument("--vocab-size", type=positive_int, default=None, help="word level: keep the most frequent words")
     d.add_argument("--no-sentence-ends", action="store_true", help="word level: no <eos> token at line ends")
-    add_model_options(p, {"hidden_size": 256, "num_layers": 2, "embedding_size": 64, "dropout": 0.1})
+    add_model_options(p, {"hidden_size": 256, "num_layers": 2, "embedding_size": 64})
     t = p.add_argument_group("truncated BPTT")
     t.add_argument("--seq-length", type=positive_int, default=50, help="k1: new steps per update")
     t.add_argument("--backprop-steps", type=positive_int, default=None, help="k2 >= k1: TBPTT(k1, k2) window")
@@ -84,9 +84,9 @@ def add_parser(sub) -> None:
     o.add_argument(
         "--clip-norm",
         type=positive_float,
-        default=1.0,
-        help="global gradient norm (Pascanu et al.), of the per-token mean loss: about twice its median "
-        "(docs/language-models.md)",
+        default=2.0,
+        help="global gradient norm (Pascanu et al.) of the per-token mean loss: above a language model's "
+        "typical norms (0.5 char, 1.2 word), below their spikes (docs/language-models.md)",
     )
     o.add_argument("--no-clip-norm", action="store_true", help="no global-norm clipping")
     o.add_argument("--clip-value", type=positive_float, default=None, help="element-wise clip (char-rnn)")

@@ -72,7 +72,7 @@ READ_BY = {
 # `bptt train`'s defaults are the character language model's (`bptt.tasks.lm`); these of them were
 # chosen for it alone (docs/language-models.md), and every other task starts from the values it had
 # before them, then sets its own
-NOT_LM_DEFAULTS = dict(clip_norm=5.0, lr_decay=1.0, lr_decay_after=0, dropout=0.0)
+NOT_LM_DEFAULTS = dict(clip_norm=5.0, lr_decay=1.0, lr_decay_after=0)
 
 
 def apply_defaults(args) -> None:
