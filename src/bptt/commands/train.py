@@ -16,9 +16,11 @@ from pathlib import Path
 
 from bptt.errors import UsageError
 from bptt.training.config import parse_with_config
+from bptt.training.optim import OPTIMIZERS
 from bptt.training.options import (
     add_model_options,
     fraction,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -66,7 +68,17 @@ def add_parser(sub) -> None:
     t.add_argument("--batch-size", type=positive_int, default=32, help="parallel streams")
     o = p.add_argument_group("optimization")
     o.add_argument(
-        "--optimizer", choices=["sgd", "momentum", "adagrad", "rmsprop", "adam"], default="adam", help="update rule"
+        "--optimizer",
+        choices=list(OPTIMIZERS),
+        default="adam",
+        help="update rule (adamw: Adam, decoupled weight decay)",
+    )
+    o.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        default=None,
+        help="wd: L2, wd theta added to the gradient (torch's weight_decay); for --optimizer adamw decoupled, "
+        "theta <- theta - lr wd theta before the step (default: 0.01 for adamw, else 0)",
     )
     o.add_argument("--lr", type=positive_float, default=2e-3, help="learning rate")
     o.add_argument("--momentum", type=fraction, default=0.9, help="for --optimizer momentum")
