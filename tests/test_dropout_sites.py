@@ -307,3 +307,16 @@ def test_cli_bad_values_one_line(flags, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_rtrl_refuses_the_dropout_it_does_not_model(capsys):
+    from bptt.analysis import rtrl
+
+    model = make_model("embedding", output_dropout=P, dtype="float64")
+    with pytest.raises(UsageError, match="rtrl: written out without dropout masks"):
+        rtrl.check_supported(model)
+    model.training = False
+    rtrl.check_supported(model)
+    assert main(["gradcheck", "--method", "rtrl", "--input", "features", "--input-dropout", "0.3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--method rtrl: written out without dropout masks" in err[0]
