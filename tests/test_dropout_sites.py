@@ -3,7 +3,8 @@ top layer's outputs (output_dropout), per step or locked per sequence (variation
 
 BPTT against five-point central differences in float64 with the masks replayed from one seed
 (`bptt.analysis.gradcheck`), for each site, locked and not, every cell, many-to-many and
-many-to-one with last / mean / max pooling, bidirectional, uneven lengths; then what the masks
+many-to-one with last / mean / max pooling, bidirectional, uneven lengths; input and output
+dropout against torch autograd given the same masks; then what the masks
 are (locked masks constant over time, padded steps carrying no gradient, evaluation equal to no
 dropout), the configuration, ONNX export, and the CLI flags (train, resume exactly).
 """
@@ -101,6 +102,46 @@ def test_horizon_replays_the_masks(locked):
     x, y, _ = make_batch(model, rng, T=6)
     report = gradcheck(model, x, y, np.array([6, 3, 5]), horizon=2)
     assert max(report.values()) < TOL, report
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["per-step", "locked"])
+@pytest.mark.parametrize("mode", ["m2m", "last", "mean"])
+def test_input_and_output_dropout_against_torch_autograd(mode, locked):
+    """nn.Embedding -> x * m_in -> nn.RNN (bidirectional) -> h * m_out -> pooling -> nn.Linear,
+    with bptt's masks, through torch autograd: the loss and every gradient to 1e-10."""
+    torch = pytest.importorskip("torch")
+    from test_torch_parity import bptt_model, modules, torch_grads
+
+    m, p = MODES[mode]
+    mods = modules(dtype="float64", bi=True, tokens=True, seed=2)
+    emb, rnn, lin, _ = mods
+    model = bptt_model(mods, mode=m, pooling=p, input_dropout=P, output_dropout=P, variational_dropout=locked)
+    rng = np.random.default_rng(8)
+    B, T = 4, 6
+    x = rng.integers(0, model.vocab_size, (B, T))
+    y = rng.integers(0, model.output_size, (B, T) if m == "many-to-many" else (B,))
+    fwd = model.forward(x, rng=np.random.default_rng(9))
+    loss, dZ = model.loss(fwd, y)
+    grads, _ = model.backward(fwd, dZ)
+
+    def batch_first(mask):  # time-major (T or 1, B, D) -> (B, T or 1, D)
+        return torch.tensor(np.ascontiguousarray(mask.transpose(1, 0, 2)))
+
+    xe = emb(torch.tensor(x)) * batch_first(fwd.in_drop)
+    out, hn = rnn(xe)
+    if mode == "last":
+        z = lin(torch.cat([hn[0], hn[1]], dim=1) * torch.tensor(fwd.out_drop[0]))
+    else:
+        out = out * batch_first(fwd.out_drop)
+        z = lin(out.mean(dim=1) if mode == "mean" else out)
+    ce = torch.nn.CrossEntropyLoss(reduction="sum")
+    tloss = ce(z.reshape(-1, z.shape[-1]), torch.tensor(y).reshape(-1)) / B  # sum over t, mean over sequences
+    tloss.backward()
+    np.testing.assert_allclose(loss, tloss.item(), rtol=1e-10)
+    expected = torch_grads(mods)
+    assert set(grads) == set(expected)
+    for k, g in grads.items():
+        np.testing.assert_allclose(g, expected[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
 # ---- what the masks are ----------------------------------------------------------
