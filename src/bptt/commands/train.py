@@ -111,9 +111,11 @@ def add_parser(sub) -> None:
     b.add_argument("--keep", type=positive_int, default=1, help="checkpoints kept")
     b.add_argument(
         "--keep-best",
-        action="store_true",
-        help="also keep the best evaluation's checkpoint in RUN_DIR/best (default: off for language models and "
-        "the long-memory tasks; on for --task spell, and for tag, classify, regress given --valid)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the best evaluation's checkpoint in RUN_DIR/best, the weights evaluate, predict, generate "
+        "and export use unless given --last (default: on whenever the run has validation data, except the "
+        "long-memory tasks, which test the weights they end with)",
     )
     b.add_argument("--samples", type=non_negative_int, default=3, help="samples printed at the end")
     b.add_argument("--sample-length", type=positive_int, default=200, help="tokens per sample")

@@ -81,7 +81,9 @@ class TrainOptions:
     max_rollbacks: int = 5
     rollback_factor: float = 0.5
     keep: int = 1  # checkpoints kept
-    keep_best: bool = False  # also keep the best evaluation's checkpoint in run_dir/best
+    keep_best: bool | None = (
+        None  # also keep the best evaluation's checkpoint in run_dir/best (None: when there is validation)
+    )
     monitor: str = "valid_loss"  # the metric that decides "best" and early stopping
     monitor_mode: str = "min"  # min | max
     extra: dict = field(default_factory=dict)  # task data saved with the run (vocab, labels, ...)

@@ -217,3 +217,12 @@ def resumed_options(args, ckpt):
         raise CheckpointError(f"{args.resume}: checkpoint.json: training options 'extra' is not a JSON object")
     resumable.apply(args, opts, ckpt.model_config)  # the budget, evaluation and output flags; refuses the rest
     return opts
+
+
+def add_weights_option(p) -> None:
+    """`--last` of the commands that use a trained run's weights (evaluate, predict, generate, export)."""
+    p.add_argument(
+        "--last",
+        action="store_true",
+        help="use the latest checkpoint's weights, not the best evaluation's (RUN_DIR/best, when the run kept one)",
+    )
