@@ -57,6 +57,15 @@ def test_every_gradient_matches_finite_differences(cell, layers, dropout):
 
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("variational", [False, True])
+def test_every_dropout_site_with_tied_weights(cell, variational):
+    m = tied(cell, 2, dropout=0.3, input_dropout=0.3, output_dropout=0.3, variational_dropout=variational)
+    x, y, _ = batch(11)
+    report = gradcheck(m, x, y, max_entries=None)
+    assert set(report) == set(m.params) and max(report.values()) < TOL, report
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
 def test_tbptt_window_and_horizon(cell):
     m = tied(cell, 1)
     x, y, _ = batch(3)
