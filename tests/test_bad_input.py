@@ -498,7 +498,7 @@ ROWS = [
     (
         "resume schedule where none",
         "train --resume {run}",
-        {"{run}/checkpoint.json": edit_index(**{"train.schedule": {"factor": 0.5}})},
+        {"{run}/checkpoint.json": edit_index(**{"train.options.lr_decay": 1.0, "train.schedule": {"factor": 0.5}})},
         2,
         "'schedule' is dict, but the run's options ask for none",
     ),
