@@ -21,9 +21,8 @@ from bptt.training.options import model_kwargs
 # own, for the options the user did not give (measured: docs/language-models.md, docs/recipes.md):
 CELL_DEFAULTS = {
     # the Elman default's parameter budget (2 x 256 tanh RNN, 247k parameters at 103 characters: LSTM
-    # 2 x 128, GRU 2 x 148); the LSTM's forget-gate bias of 1 (Jozefowicz et al. 2015), and the epochs
-    # it trains in the Elman default's time (0.78x its tokens/s)
-    "lstm": dict(hidden_size=128, forget_bias=1.0, max_epochs=7.5),
+    # 2 x 128, GRU 2 x 148) and the LSTM's forget-gate bias of 1 (Jozefowicz et al. 2015)
+    "lstm": dict(hidden_size=128, forget_bias=1.0),
     "gru": dict(hidden_size=148),
 }
 LEVEL_DEFAULTS = {
