@@ -5,12 +5,15 @@ and parity with torch.nn.LSTM / nn.GRU (outputs, final states, every gradient, p
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+from bptt import blas
 from bptt.analysis.gradcheck import relative_error
 from bptt.errors import UsageError
+from bptt.layers import gated
 from bptt.layers.gru import GRU
 from bptt.layers.lstm import LSTM
 
@@ -121,6 +124,23 @@ def test_finite_differences_ids_and_no_bias(name, ids, bias):
 def test_finite_differences_horizon(name, tau, masked, reverse):
     """The horizon sweep is the gradient of the truncated objective, over the whole state (h, c)."""
     check_fd(name, masked=masked, reverse=reverse, horizon=tau)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize(
+    "on_worker, masked, reverse, ids", [(True, True, False, False), (True, False, True, True), (False, True, True, False)]
+)
+def test_finite_differences_backward_in_blocks(name, on_worker, masked, reverse, ids, monkeypatch):
+    """The backward loop block by block, each block's weight gradients on a second thread (or this one)."""
+    monkeypatch.setattr(gated, "BLOCK_ROWS", 1)
+    executor = ThreadPoolExecutor(1) if on_worker else None
+    monkeypatch.setattr(blas, "worker", lambda: executor)
+    assert gated.blocks(T, B, 2 * H) == [(3, 5), (1, 3), (0, 1)]
+    try:
+        check_fd(name, masked=masked, reverse=reverse, ids=ids)
+    finally:
+        if executor is not None:
+            executor.shutdown()
 
 
 @pytest.mark.parametrize("name", CELLS)

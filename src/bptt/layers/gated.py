@@ -13,7 +13,13 @@ LSTM; for GRU the n rows differ, see `bptt.layers.gru`):
     dL/dW = sum_t dR_t^T h_{t-1}     dL/dU = sum_t dA_t^T x_t
     dL/db = sum_t dA_t               dL/dx_t = U^T dA_t
 
-each one GEMM (or sum) over all T*B rows, after the loop (`weight_grads`).
+each one GEMM (or sum) over all T*B rows, after the loop (`weight_grads`) --
+or, when the loop's GEMMs run on one BLAS thread (small steps, `bptt.blas`),
+over blocks of steps (`overlapped`): the backward loop runs block by block from
+the last step down, and each block's weight gradients are computed on the
+second core while the loop goes on through the blocks before it. The sum over
+t is the same sum, grouped by block (equal up to round-off, and the grouping
+depends only on T and B, not on the number of cores).
 
 A sigmoid gate is computed as sigma(a) = (1 + tanh(a/2)) / 2 (never overflows,
 one tanh call for every gate of a step): the sigmoid rows of U x_t + b and of
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bptt import blas
 from bptt.layers import elman
 from bptt.layers import init as initializers
 
@@ -102,3 +109,51 @@ def reverse_inputs(X: np.ndarray, mask: np.ndarray | None, reverse: bool):
     if not reverse:
         return X, mask
     return X[::-1], None if mask is None else mask[::-1]
+
+
+
+BLOCKS = 4  # blocks of steps the overlapped backward aims for ...
+BLOCK_ROWS = 256  # ... each at least this many rows (steps x B), so each weight-gradient GEMM stays efficient
+
+
+def blocks(T: int, B: int, n: int) -> list[tuple[int, int]]:
+    """The blocks of steps (t0, t1) of the backward loop, last block first.
+
+    n: the loop's size as the cell passes it to `bptt.blas.loop_threads(B, n)`. One
+    block (0, T) unless the loop's GEMMs run on one BLAS thread (`bptt.blas.loop_is_single`):
+    then about BLOCKS blocks of at least BLOCK_ROWS rows (steps x B) each.
+    """
+    steps = max(-(-T // BLOCKS), -(-BLOCK_ROWS // B), 1)
+    if steps >= T or not blas.loop_is_single(B, n):
+        return [(0, T)]
+    return [(max(t1 - steps, 0), t1) for t1 in range(T, 0, -steps)]
+
+
+def overlapped(T: int, B: int, n: int, sweep_block, grads_block) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The backward loop block by block (`blocks`), each finished block's weight gradients on a second core.
+
+    sweep_block(t0, t1) runs the loop over steps t1-1 .. t0 (carrying the state
+    gradients from block to block itself) and returns the block's deltas;
+    grads_block(t0, t1, deltas) -> ({name: gradient}, dX (t1-t0, B, D) or None). Block k's gradients
+    are computed on `bptt.blas.worker` (when there is one) while sweep_block runs on
+    block k+1, all on one BLAS thread each; the last block's on this thread.
+    Returns the gradients summed over the blocks, last block first, and dX (T, B, D) or None.
+    """
+    bounds = blocks(T, B, n)
+    if len(bounds) == 1:
+        return grads_block(0, T, sweep_block(0, T))
+    pool = blas.worker()
+    parts = []
+    with blas.loop_threads(B, n):
+        for t0, t1 in bounds[:-1]:
+            deltas = sweep_block(t0, t1)
+            parts.append(grads_block(t0, t1, deltas) if pool is None else pool.submit(grads_block, t0, t1, deltas))
+        t0, t1 = bounds[-1]
+        last = grads_block(t0, t1, sweep_block(t0, t1))
+        parts = [p if pool is None else p.result() for p in parts] + [last]
+    grads = parts[0][0]
+    for g, _ in parts[1:]:
+        for name, value in g.items():
+            grads[name] += value
+    dX = None if parts[0][1] is None else np.concatenate([dX for _, dX in parts[::-1]])
+    return grads, dX

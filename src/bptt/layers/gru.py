@@ -126,18 +126,33 @@ class GRU(Cell):
         (dhn,) = gated.state_grads(dstate_n, 1)
         if dout is not None and cache.reverse:
             dout = dout[::-1]
-        L, Z = local_factors(cache)
+        T, B, H = cache.Q.shape
+        pad = cache.pad
+
+        def grads_block(t0, t1, L):  # L: (t1-t0, B, 4H), the deltas of steps t0..t1-1 as `sweep` leaves them
+            dA = np.concatenate((L[..., : 2 * H], L[..., 3 * H :]), axis=-1)  # input side: r, z, n
+            grads, dX = gated.weight_grads(dA, L[..., : 3 * H], cache.Hs[t0:t1], cache.X[t0:t1], cache.U, need_dX)
+            if cache.has_bias:
+                grads["bn"] = L[..., 2 * H : 3 * H].sum(axis=(0, 1))
+            else:
+                del grads["b"]
+            return grads, dX
+
         if horizon is None:
-            dh0 = sweep(L, Z, dout, dhn, cache.W, cache.pad)
+            dh0 = dhn
+
+            def sweep_block(t0, t1):
+                nonlocal dh0
+                L, Z = local_factors(cache, slice(t0, t1))
+                part = (None if dout is None else dout[t0:t1], dh0, cache.W, None if pad is None else pad[t0:t1])
+                dh0 = sweep(L, Z, *part)
+                return L
+
+            grads, dX = gated.overlapped(T, B, 2 * H, sweep_block, grads_block)
         else:
-            dh0 = horizon_sweep(L, Z, dout, dhn, cache.W, cache.pad, check_horizon(horizon))
-        H = Z.shape[-1]
-        dA = np.concatenate((L[..., : 2 * H], L[..., 3 * H :]), axis=-1)  # input side: r, z, n
-        grads, dX = gated.weight_grads(dA, L[..., : 3 * H], cache.Hs[:-1], cache.X, cache.U, need_dX)
-        if cache.has_bias:
-            grads["bn"] = L[..., 2 * H : 3 * H].sum(axis=(0, 1))
-        else:
-            del grads["b"]
+            L, Z = local_factors(cache)
+            dh0 = horizon_sweep(L, Z, dout, dhn, cache.W, pad, check_horizon(horizon))
+            grads, dX = grads_block(0, T, L)
         if dX is not None and cache.reverse:
             dX = dX[::-1]
         return dX, grads, (dh0,)
@@ -186,21 +201,23 @@ def recur(A, Hs, Q, W, bn, pad) -> None:
                 np.copyto(h, Hs[t], where=pad[t])
 
 
-def local_factors(cache: Cache) -> tuple[np.ndarray, np.ndarray]:
-    """The factors of the backward step that do not depend on dL/dh_t, all steps at once.
+def local_factors(cache: Cache, steps: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """The factors of the backward step that do not depend on dL/dh_t, for the steps `steps`
+    (all by default) at once.
 
     Returns L (T, B, 4H): [(1-z)(1-n^2) q r(1-r), (h_{t-1} - n) z(1-z), (1-z)(1-n^2) r, (1-z)(1-n^2)]
     (blocks r, z, n on W h_{t-1}, n on U x_t; the deltas are L_t times dL/dh_t) and
     Z (T, B, H): z_t, the direct path dh_t -> dh_{t-1}. On padded steps L = 0 and Z = 1,
     so the carried dL/dh passes straight through.
     """
-    G, Q, Hs, pad = cache.gates, cache.Q, cache.Hs, cache.pad
+    G, Q, Hprev = cache.gates[steps], cache.Q[steps], cache.Hs[:-1][steps]
+    pad = None if cache.pad is None else cache.pad[steps]
     T, B, H3 = G.shape
     H = H3 // 3
     r, z, n = G[..., :H], G[..., H : 2 * H], G[..., 2 * H :]
     L = np.empty((T, B, 4 * H), dtype=G.dtype)
     Lr, Lz, LnR, Pn = L[..., :H], L[..., H : 2 * H], L[..., 2 * H : 3 * H], L[..., 3 * H :]
-    np.subtract(Hs[:-1], n, out=Lz)
+    np.subtract(Hprev, n, out=Lz)
     Lz *= z
     np.subtract(1.0, z, out=Pn)
     Lz *= Pn  # (h_{t-1} - n) z (1 - z)

@@ -141,14 +141,31 @@ class LSTM(Cell):
         dhn, dcn = gated.state_grads(dstate_n, 2)
         if dout is not None and cache.reverse:
             dout = dout[::-1]
-        L, K, F = local_factors(cache)
+        T, B, H = cache.TC.shape
+        pad = cache.pad
+
+        def grads_block(t0, t1, dA):  # dA: (t1-t0, B, 4H), the deltas of steps t0..t1-1
+            grads, dX = gated.weight_grads(dA, dA, cache.Hs[t0:t1], cache.X[t0:t1], cache.U, need_dX)
+            if not cache.has_bias:
+                del grads["b"]
+            return grads, dX
+
         if horizon is None:
-            dh0, dc0 = sweep(L, K, F, dout, dhn, dcn, cache.W, cache.pad)
+            carry = (dhn, dcn)
+
+            def sweep_block(t0, t1):
+                nonlocal carry
+                L, K, F = local_factors(cache, slice(t0, t1))
+                part = (None if dout is None else dout[t0:t1], *carry, cache.W, None if pad is None else pad[t0:t1])
+                carry = sweep(L, K, F, *part)
+                return L
+
+            grads, dX = gated.overlapped(T, B, 2 * H, sweep_block, grads_block)
+            dh0, dc0 = carry
         else:
-            dh0, dc0 = horizon_sweep(L, K, F, dout, dhn, dcn, cache.W, cache.pad, check_horizon(horizon))
-        grads, dX = gated.weight_grads(L, L, cache.Hs[:-1], cache.X, cache.U, need_dX)
-        if not cache.has_bias:
-            del grads["b"]
+            L, K, F = local_factors(cache)
+            dh0, dc0 = horizon_sweep(L, K, F, dout, dhn, dcn, cache.W, pad, check_horizon(horizon))
+            grads, dX = grads_block(0, T, L)
         if dX is not None and cache.reverse:
             dX = dX[::-1]
         return dX, grads, (dh0, dc0)
@@ -202,15 +219,17 @@ def recur(A, Hs, Cs, TC, W, pad) -> None:
                 np.copyto(Hs[t + 1], Hs[t], where=pad[t])
 
 
-def local_factors(cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The factors of the backward step that do not depend on the carried gradients, all steps at once.
+def local_factors(cache: Cache, steps: slice = slice(None)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The factors of the backward step that do not depend on the carried gradients, for the
+    steps `steps` (all by default) at once.
 
     Returns L (T, B, 4H): [g i(1-i), c_{t-1} f(1-f), i (1-g^2), tanh(c) o(1-o)] (blocks i, f, g, o;
     dA_t is L_t times [dL/dc_t, dL/dc_t, dL/dc_t, dL/dh_t]); K (T, B, H): o (1 - tanh^2 c), the
     path dh_t -> dc_t; F (T, B, H): f_t, the path dc_t -> dc_{t-1}. On padded steps L = K = 0
     and F = 1, so the carried dL/dc passes straight through.
     """
-    G, Cs, TC, pad = cache.gates, cache.Cs, cache.TC, cache.pad
+    G, Cprev, TC = cache.gates[steps], cache.Cs[:-1][steps], cache.TC[steps]
+    pad = None if cache.pad is None else cache.pad[steps]
     T, B, H4 = G.shape
     H = H4 // 4
     i, f, g, o = G[..., :H], G[..., H : 2 * H], G[..., 2 * H : 3 * H], G[..., 3 * H :]
@@ -219,7 +238,7 @@ def local_factors(cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     gated.one_minus_times(i, out=Li)
     Li *= g
     gated.one_minus_times(f, out=Lf)
-    Lf *= Cs[:-1]
+    Lf *= Cprev
     np.multiply(g, g, out=Lg)
     np.subtract(1.0, Lg, out=Lg)
     Lg *= i
