@@ -233,16 +233,14 @@ def local_factors(cache: Cache, steps: slice = slice(None)) -> tuple[np.ndarray,
     T, B, H4 = G.shape
     H = H4 // 4
     i, f, g, o = G[..., :H], G[..., H : 2 * H], G[..., 2 * H : 3 * H], G[..., 3 * H :]
-    L = np.empty_like(G)
+    L = np.subtract(1.0, G)
+    L *= G  # x (1 - x) over all 4H at once (contiguous): sigma' of i, f, o; the g block is replaced
     Li, Lf, Lg, Lo = L[..., :H], L[..., H : 2 * H], L[..., 2 * H : 3 * H], L[..., 3 * H :]
-    gated.one_minus_times(i, out=Li)
-    Li *= g
-    gated.one_minus_times(f, out=Lf)
-    Lf *= Cprev
     np.multiply(g, g, out=Lg)
     np.subtract(1.0, Lg, out=Lg)
     Lg *= i
-    gated.one_minus_times(o, out=Lo)
+    Li *= g
+    Lf *= Cprev
     Lo *= TC
     K = np.multiply(TC, TC)
     np.subtract(1.0, K, out=K)
@@ -265,15 +263,18 @@ def sweep(L, K, F, dout, dhn, dcn, W, pad) -> tuple[np.ndarray, np.ndarray]:
     dc = np.zeros((B, H), dtype=L.dtype) if dcn is None else np.array(dcn, dtype=L.dtype)
     nxt = np.empty_like(dh)
     tmp = np.empty_like(dh)
+    L4 = L.reshape(T, B, 4, H)
+    Lifg, Lo, dc3 = L4[:, :, :3], L4[:, :, 3], dc[:, None, :]  # views made once, not per step
     with blas.loop_threads(B, H4 // 2):
         for t in range(T - 1, -1, -1):
             if dout is not None:
                 dh += dout[t]  # dL/dh_t = g_t + W^T dA_{t+1}
             np.multiply(dh, K[t], out=tmp)
             dc += tmp  # dL/dc_t: from c_{t+1} (the carousel) and through h_t
-            Lt = L[t].reshape(B, 4, H)
-            np.multiply(Lt[:, :3], dc[:, None, :], out=Lt[:, :3])  # deltas of i, f, g
-            np.multiply(Lt[:, 3], dh, out=Lt[:, 3])  # delta of o
+            d = Lifg[t]
+            np.multiply(d, dc3, out=d)  # deltas of i, f, g
+            d = Lo[t]
+            np.multiply(d, dh, out=d)  # delta of o
             dc *= F[t]  # dL/dc_{t-1} through c_t = f_t c_{t-1} + ...
             np.matmul(L[t], W, out=nxt)  # W^T dA_t, all four gates in one GEMM
             if pad is not None:
