@@ -128,7 +128,8 @@ def test_finite_differences_horizon(name, tau, masked, reverse):
 
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize(
-    "on_worker, masked, reverse, ids", [(True, True, False, False), (True, False, True, True), (False, True, True, False)]
+    "on_worker, masked, reverse, ids",
+    [(True, True, False, False), (True, False, True, True), (False, True, True, False)],
 )
 def test_finite_differences_backward_in_blocks(name, on_worker, masked, reverse, ids, monkeypatch):
     """The backward loop block by block, each block's weight gradients on a second thread (or this one)."""

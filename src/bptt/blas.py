@@ -25,6 +25,12 @@ it nothing changes.
 `pool()` is the two-thread pool that large elementwise work (the softmax over a
 big vocabulary, optimizer updates of millions of parameters) is split over:
 NumPy's ufuncs release the GIL, so two halves of an array run on two cores.
+
+`worker()` is one more thread, for work that overlaps a time loop running on
+one BLAS thread (`loop_is_single`): the gated cells' backward loop hands each
+finished block of steps to it for its weight-gradient GEMMs
+(`bptt.layers.gated.overlapped`), so those run on the second core while the
+loop goes on. One thread, so the loop always keeps a core.
 """
 
 from __future__ import annotations

@@ -111,7 +111,6 @@ def reverse_inputs(X: np.ndarray, mask: np.ndarray | None, reverse: bool):
     return X[::-1], None if mask is None else mask[::-1]
 
 
-
 BLOCKS = 4  # blocks of steps the overlapped backward aims for ...
 BLOCK_ROWS = 256  # ... each at least this many rows (steps x B), so each weight-gradient GEMM stays efficient
 
