@@ -120,7 +120,12 @@ def threads_for(macs: int, small: int | None = None):
     """A context for GEMMs of at most `macs` multiply-adds: one BLAS thread if at most
     `small` (default SMALL). Inside another one-thread context it changes nothing and costs
     nothing (threadpoolctl's limit takes some 50 us: a step enters several of these)."""
-    controller = _get_controller() if OWN < macs <= (SMALL if small is None else small) else None
+    return one_thread() if OWN < macs <= (SMALL if small is None else small) else contextlib.nullcontext()
+
+
+def one_thread():
+    """A context in which BLAS runs on one thread (without threadpoolctl: nothing changes)."""
+    controller = _get_controller()
     if not controller or _one_thread:
         return contextlib.nullcontext()
     return _one_blas_thread(controller)

@@ -135,7 +135,7 @@ def overlapped(T: int, B: int, n: int, sweep_block, grads_block) -> tuple[dict[s
     gradients from block to block itself) and returns the block's deltas;
     grads_block(t0, t1, deltas) -> ({name: gradient}, dX (t1-t0, B, D) or None). Block k's gradients
     are computed on `bptt.blas.worker` (when there is one) while sweep_block runs on
-    block k+1, all on one BLAS thread each; the last block's on this thread.
+    block k+1, every GEMM on one BLAS thread; the last block's on this thread.
     Returns the gradients summed over the blocks, last block first, and dX (T, B, D) or None.
     """
     bounds = blocks(T, B, n)
@@ -143,7 +143,7 @@ def overlapped(T: int, B: int, n: int, sweep_block, grads_block) -> tuple[dict[s
         return grads_block(0, T, sweep_block(0, T))
     pool = blas.worker()
     parts = []
-    with blas.loop_threads(B, n):
+    with blas.one_thread():  # each of the two threads on one core, even where loop_threads would not limit
         for t0, t1 in bounds[:-1]:
             deltas = sweep_block(t0, t1)
             parts.append(grads_block(t0, t1, deltas) if pool is None else pool.submit(grads_block, t0, t1, deltas))
