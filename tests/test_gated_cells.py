@@ -145,6 +145,28 @@ def test_finite_differences_backward_in_blocks(name, on_worker, masked, reverse,
 
 
 @pytest.mark.parametrize("name", CELLS)
+def test_cache_gates_are_the_gates_of_the_definition(name):
+    """cache.gate(k) (whatever the cache's layout) against the equations in the module docstrings."""
+    rng = np.random.default_rng(4)
+    cell, params, X, state0, _, _, _ = problem(name, rng)
+    _, _, cache = cell.forward(params, X, state0)
+    U, W, b = params["U"], params["W"], params["b"]
+    sig = lambda a: 1.0 / (1.0 + np.exp(-a))  # noqa: E731
+    for t in range(T):
+        h = cache.state(t)[0]
+        a = X[t] @ U.T + b
+        r = h @ W.T
+        if name == "lstm":
+            want = [sig(a[:, :H] + r[:, :H]), sig(a[:, H : 2 * H] + r[:, H : 2 * H])]
+            want += [np.tanh(a[:, 2 * H : 3 * H] + r[:, 2 * H : 3 * H]), sig(a[:, 3 * H :] + r[:, 3 * H :])]
+        else:
+            rt, zt = sig(a[:, :H] + r[:, :H]), sig(a[:, H : 2 * H] + r[:, H : 2 * H])
+            want = [rt, zt, np.tanh(a[:, 2 * H :] + rt * (r[:, 2 * H :] + params["bn"]))]
+        for k, w in enumerate(want):
+            np.testing.assert_allclose(cache.gate(k)[t], w, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", CELLS)
 def test_horizon_at_least_T_is_full_bptt(name):
     rng = np.random.default_rng(1)
     cell, params, X, state0, mask, R, S = problem(name, rng, masked=True)

@@ -46,8 +46,6 @@ from bptt.layers.cell import Cell
 from bptt.layers.elman import input_term, padding
 from bptt.layers.lstm import check_horizon
 
-SIGMOID_BLOCKS = (0, 1)  # r, z
-
 
 @dataclass
 class Cache:
@@ -55,7 +53,7 @@ class Cache:
 
     X: np.ndarray  # (T, B, D) floats or (T, B) ids
     Hs: np.ndarray  # (T+1, B, H): Hs[0] = h_0, Hs[t] = h_t
-    gates: np.ndarray  # (T, B, 3H): r, z, n
+    gates: np.ndarray  # (T, 3, B, H): r, z, n, gate-major (each gate's (B, H) contiguous)
     Q: np.ndarray  # (T, B, H): q_t = W_n h_{t-1} + bn
     pad: np.ndarray | None  # (T, B, 1) bool, True on padded steps; None if none
     U: np.ndarray
@@ -66,6 +64,10 @@ class Cache:
     def state(self, t: int) -> tuple[np.ndarray]:
         """(h_t,) in processing order, (B, H)."""
         return (self.Hs[t],)
+
+    def gate(self, k: int) -> np.ndarray:
+        """Gate k (0 r, 1 z, 2 n) at every step, (T, B, H)."""
+        return self.gates[:, k]
 
 
 class GRU(Cell):
@@ -108,6 +110,7 @@ class GRU(Cell):
         H = W.shape[1]
         A = np.empty((T, B, 3 * H), dtype=W.dtype)
         input_term(U, b, X, out=A)  # U x_t + b for every step and gate: one GEMM
+        A = np.ascontiguousarray(A.reshape(T, B, 3, H).transpose(0, 2, 1, 3))  # gate-major (T, 3, B, H)
         Hs = np.empty((T + 1, B, H), dtype=W.dtype)
         Q = np.empty((T, B, H), dtype=W.dtype)
         (Hs[0],) = state0
@@ -166,30 +169,31 @@ class GRU(Cell):
 def recur(A, Hs, Q, W, bn, pad) -> None:
     """The forward time loop, in place.
 
-    A: (T, B, 3H) holds U x_t + b on entry and the gates r, z, n on exit;
+    A: (T, 3, B, H), gate-major, holds U x_t + b on entry and the gates r, z, n on
+    exit (each gate's (B, H) block contiguous, so every elementwise call of a step
+    runs over contiguous memory: strided (B, H) slices of a (B, 3H) row cost 2 to 4x);
     Hs: (T+1, B, H) with h_0 in row 0, filled with h_t; Q: (T, B, H) gets
     q_t = W_n h_{t-1} + bn; bn: (H,) or None; pad: (T, B, 1) bool or None.
     """
-    T, B, H3 = A.shape
-    H = H3 // 3
-    gated.halve_rows(A, SIGMOID_BLOCKS, H)  # sigma(a) = (1 + tanh(a/2)) / 2
-    WT = gated.halve_rows(W.T.copy(), SIGMOID_BLOCKS, H)  # (H, 3H), sigmoid columns halved
-    buf = np.empty((B, H3), dtype=A.dtype)
+    T, _, B, H = A.shape
+    A[:, :2] *= 0.5  # sigma(a) = (1 + tanh(a/2)) / 2: the r and z blocks halved once
+    WT = np.ascontiguousarray(W.reshape(3, H, H).transpose(0, 2, 1))  # (3, H, H): W_r^T, W_z^T, W_n^T
+    WT[:2] *= 0.5
+    buf = np.empty((3, B, H), dtype=A.dtype)
     rq = np.empty((B, H), dtype=A.dtype)
     with blas.loop_threads(B, 2 * H):
         for t in range(T):
-            a = A[t]
-            np.matmul(Hs[t], WT, out=buf)  # W h_{t-1} for all three gates: one GEMM
-            rz = a[:, : 2 * H]
-            rz += buf[:, : 2 * H]
+            r, z, n = a = A[t]
+            np.matmul(Hs[t], WT, out=buf)  # W h_{t-1} for all three gates: one call (three GEMMs (B, H) x (H, H))
+            rz = a[:2]
+            rz += buf[:2]
             np.tanh(rz, out=rz)
             gated.sigmoid_from_tanh(rz)
-            r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
             q = Q[t]
             if bn is None:
-                np.copyto(q, buf[:, 2 * H :])
+                np.copyto(q, buf[2])
             else:
-                np.add(buf[:, 2 * H :], bn, out=q)
+                np.add(buf[2], bn, out=q)
             np.multiply(r, q, out=rq)
             n += rq
             np.tanh(n, out=n)  # n_t = tanh(U_n x_t + b_n + r_t q_t)
@@ -212,9 +216,8 @@ def local_factors(cache: Cache, steps: slice = slice(None)) -> tuple[np.ndarray,
     """
     G, Q, Hprev = cache.gates[steps], cache.Q[steps], cache.Hs[:-1][steps]
     pad = None if cache.pad is None else cache.pad[steps]
-    T, B, H3 = G.shape
-    H = H3 // 3
-    r, z, n = G[..., :H], G[..., H : 2 * H], G[..., 2 * H :]
+    T, _, B, H = G.shape
+    r, z, n = G[:, 0], G[:, 1], G[:, 2]
     L = np.empty((T, B, 4 * H), dtype=G.dtype)
     Lr, Lz, LnR, Pn = L[..., :H], L[..., H : 2 * H], L[..., 2 * H : 3 * H], L[..., 3 * H :]
     np.subtract(Hprev, n, out=Lz)

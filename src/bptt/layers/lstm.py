@@ -70,6 +70,11 @@ class Cache:
         """(h_t, c_t) in processing order, each (B, H)."""
         return self.Hs[t], self.Cs[t]
 
+    def gate(self, k: int) -> np.ndarray:
+        """Gate k (0 i, 1 f, 2 g, 3 o) at every step, (T, B, H)."""
+        H = self.W.shape[1]
+        return self.gates[..., k * H : (k + 1) * H]
+
 
 class LSTM(Cell):
     """The LSTM cell on the recurrent-cell interface (see the module docstring for the equations)."""
