@@ -13,7 +13,7 @@ import pytest
 from bptt import blas
 from bptt.analysis.gradcheck import relative_error
 from bptt.errors import UsageError
-from bptt.layers import gated
+from bptt.layers import elman, gated
 from bptt.layers.gru import GRU
 from bptt.layers.lstm import LSTM
 
@@ -142,6 +142,18 @@ def test_finite_differences_backward_in_blocks(name, on_worker, masked, reverse,
     finally:
         if executor is not None:
             executor.shutdown()
+
+
+@pytest.mark.parametrize("vocab, ids", [(3, True), (50, True), (7, False)])  # small and large vocabulary, floats
+@pytest.mark.parametrize("bias", [True, False])
+def test_input_term_by_gate_is_the_input_term_split_by_gate(vocab, ids, bias):
+    rng = np.random.default_rng(5)
+    G, n, steps, rows = 3, 5, 4, 2
+    U, b = rng.standard_normal((G * n, vocab)), rng.standard_normal(G * n) if bias else None
+    X = rng.integers(0, vocab, (steps, rows)) if ids else rng.standard_normal((steps, rows, vocab))
+    want = elman.input_term(U, b, X, out=np.empty((steps, rows, G * n)))
+    got = gated.input_term_by_gate(U, b, X, out=np.empty((G, steps, rows, n)))
+    np.testing.assert_allclose(got, want.reshape(steps, rows, G, n).transpose(2, 0, 1, 3), rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", CELLS)

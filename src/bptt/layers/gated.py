@@ -82,6 +82,28 @@ def init_stacked(
     return U, W, zero, zero.copy()
 
 
+def input_term_by_gate(U: np.ndarray, b: np.ndarray | None, X: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[k, t] = U_k x_t + b_k for every gate k and step t, gate-first: out (G, T, B, H), so
+    that each gate's (B, H) block of a step is contiguous.
+
+    U: (G*H, D); b: (G*H,) or None; X: (T, B, D) floats or (T, B) ids. One matmul call
+    (G GEMMs (T*B, D) x (D, H)), or for ids one gather from U^T + b split by gate.
+    """
+    G, T, B, H = out.shape
+    if elman.is_ids(X) and U.shape[1] > T * B:  # a large vocabulary: gather only the T*B columns used
+        cols = np.take(U, X.reshape(-1), axis=1, mode="clip")  # (G*H, T*B)
+        np.copyto(out.reshape(G, T * B, H), cols.reshape(G, H, T * B).transpose(0, 2, 1))
+    elif elman.is_ids(X):  # b added to the D rows of U^T before the gather
+        table = (U.T if b is None else U.T + b).reshape(-1, G, H).transpose(1, 0, 2)
+        np.take(np.ascontiguousarray(table), X, axis=1, out=out, mode="clip")
+        return out
+    else:
+        np.matmul(X.reshape(T * B, -1), U.reshape(G, H, -1).transpose(0, 2, 1), out=out.reshape(G, T * B, H))
+    if b is not None:
+        out += b.reshape(G, 1, 1, H)
+    return out
+
+
 def weight_grads(
     dA: np.ndarray, dR: np.ndarray, Hprev: np.ndarray, X: np.ndarray, U: np.ndarray, need_dX: bool
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:

@@ -43,7 +43,7 @@ import numpy as np
 from bptt import blas
 from bptt.layers import gated
 from bptt.layers.cell import Cell
-from bptt.layers.elman import input_term, padding
+from bptt.layers.elman import padding
 from bptt.layers.lstm import check_horizon
 
 
@@ -53,7 +53,7 @@ class Cache:
 
     X: np.ndarray  # (T, B, D) floats or (T, B) ids
     Hs: np.ndarray  # (T+1, B, H): Hs[0] = h_0, Hs[t] = h_t
-    gates: np.ndarray  # (T, 3, B, H): r, z, n, gate-major (each gate's (B, H) contiguous)
+    gates: np.ndarray  # (3, T, B, H): r, z, n, gate-first (each gate's (B, H) block of a step contiguous)
     Q: np.ndarray  # (T, B, H): q_t = W_n h_{t-1} + bn
     pad: np.ndarray | None  # (T, B, 1) bool, True on padded steps; None if none
     U: np.ndarray
@@ -67,7 +67,7 @@ class Cache:
 
     def gate(self, k: int) -> np.ndarray:
         """Gate k (0 r, 1 z, 2 n) at every step, (T, B, H)."""
-        return self.gates[:, k]
+        return self.gates[k]
 
 
 class GRU(Cell):
@@ -108,9 +108,8 @@ class GRU(Cell):
         X, mask = gated.reverse_inputs(X, mask, reverse)
         T, B = X.shape[0], X.shape[1]
         H = W.shape[1]
-        A = np.empty((T, B, 3 * H), dtype=W.dtype)
-        input_term(U, b, X, out=A)  # U x_t + b for every step and gate: one GEMM
-        A = np.ascontiguousarray(A.reshape(T, B, 3, H).transpose(0, 2, 1, 3))  # gate-major (T, 3, B, H)
+        A = np.empty((3, T, B, H), dtype=W.dtype)
+        gated.input_term_by_gate(U, b, X, out=A)  # U x_t + b for every step and gate: one call
         Hs = np.empty((T + 1, B, H), dtype=W.dtype)
         Q = np.empty((T, B, H), dtype=W.dtype)
         (Hs[0],) = state0
@@ -169,21 +168,21 @@ class GRU(Cell):
 def recur(A, Hs, Q, W, bn, pad) -> None:
     """The forward time loop, in place.
 
-    A: (T, 3, B, H), gate-major, holds U x_t + b on entry and the gates r, z, n on
-    exit (each gate's (B, H) block contiguous, so every elementwise call of a step
-    runs over contiguous memory: strided (B, H) slices of a (B, 3H) row cost 2 to 4x);
+    A: (3, T, B, H), gate-first, holds U x_t + b on entry and the gates r, z, n on
+    exit (each gate's (B, H) block of a step contiguous, so every elementwise call of
+    a step runs over contiguous memory: strided (B, H) slices of a (B, 3H) row cost 2 to 4x);
     Hs: (T+1, B, H) with h_0 in row 0, filled with h_t; Q: (T, B, H) gets
     q_t = W_n h_{t-1} + bn; bn: (H,) or None; pad: (T, B, 1) bool or None.
     """
-    T, _, B, H = A.shape
-    A[:, :2] *= 0.5  # sigma(a) = (1 + tanh(a/2)) / 2: the r and z blocks halved once
+    _, T, B, H = A.shape
+    A[:2] *= 0.5  # sigma(a) = (1 + tanh(a/2)) / 2: the r and z blocks halved once
     WT = np.ascontiguousarray(W.reshape(3, H, H).transpose(0, 2, 1))  # (3, H, H): W_r^T, W_z^T, W_n^T
     WT[:2] *= 0.5
     buf = np.empty((3, B, H), dtype=A.dtype)
     rq = np.empty((B, H), dtype=A.dtype)
     with blas.loop_threads(B, 2 * H):
         for t in range(T):
-            r, z, n = a = A[t]
+            r, z, n = a = A[:, t]
             np.matmul(Hs[t], WT, out=buf)  # W h_{t-1} for all three gates: one call (three GEMMs (B, H) x (H, H))
             rz = a[:2]
             rz += buf[:2]
@@ -214,10 +213,10 @@ def local_factors(cache: Cache, steps: slice = slice(None)) -> tuple[np.ndarray,
     Z (T, B, H): z_t, the direct path dh_t -> dh_{t-1}. On padded steps L = 0 and Z = 1,
     so the carried dL/dh passes straight through.
     """
-    G, Q, Hprev = cache.gates[steps], cache.Q[steps], cache.Hs[:-1][steps]
+    G, Q, Hprev = cache.gates[:, steps], cache.Q[steps], cache.Hs[:-1][steps]
     pad = None if cache.pad is None else cache.pad[steps]
-    T, _, B, H = G.shape
-    r, z, n = G[:, 0], G[:, 1], G[:, 2]
+    _, T, B, H = G.shape
+    r, z, n = G
     L = np.empty((T, B, 4 * H), dtype=G.dtype)
     Lr, Lz, LnR, Pn = L[..., :H], L[..., H : 2 * H], L[..., 2 * H : 3 * H], L[..., 3 * H :]
     np.subtract(Hprev, n, out=Lz)
