@@ -78,7 +78,7 @@ def test_the_carousel_block_is_the_product_of_forget_gates():
     kind, L, K, F = gd._factors(cache)
     for t in range(T):
         J = gd.step_jacobian(kind, cache.W, L[t, 0], K[t, 0], F[t, 0])
-        np.testing.assert_array_equal(J[H:, H:], np.diag(cache.gates[t, 0, H : 2 * H]))
+        np.testing.assert_array_equal(J[H:, H:], np.diag(cache.gate(1)[t, 0]))
 
 
 @pytest.mark.parametrize("name", CELLS)

@@ -1,13 +1,16 @@
 """What the gated cells (LSTM, GRU) share: stacked gate rows, their initial draws and weight gradients.
 
 A gated cell with G gates keeps its weights stacked by gate, as torch does:
-U (G*H, D), W (G*H, H), b (G*H,), gate k in rows k*H .. (k+1)*H. Then
+U (G*H, D), W (G*H, H), b (G*H,), gate k in rows k*H .. (k+1)*H. Its
+pre-activations and gates are kept gate-first, A (G, T, B, H), so that every
+gate's (B, H) block of a step is contiguous for the elementwise calls of the
+loops (a strided (B, H) slice of a (B, G*H) row costs 2 to 4x as much per call):
 
-    A = U x_t + b             for all t: one GEMM (T*B, D) x (D, G*H) before the time loop
-    A_t += W h_{t-1}          in the loop: one GEMM (B, H) x (H, G*H) per step for every gate
+    A[k, t] = U_k x_t + b_k     for all t and k: one call before the time loop (`input_term_by_gate`)
+    A[:, t] += W h_{t-1}        in the loop: one matmul call per step for every gate (G GEMMs (B, H) x (H, H))
 
-and in the backward pass, with dA_t = dL/da_t stacked the same way (the
-input side) and dR_t the deltas that reach W h_{t-1} (the same array for
+and in the backward pass, with dA_t = dL/da_t stacked as the rows of U, (B, G*H)
+(the input side), and dR_t the deltas that reach W h_{t-1} (the same array for
 LSTM; for GRU the n rows differ, see `bptt.layers.gru`):
 
     dL/dW = sum_t dR_t^T h_{t-1}     dL/dU = sum_t dA_t^T x_t
@@ -22,10 +25,10 @@ t is the same sum, grouped by block (equal up to round-off, and the grouping
 depends only on T and B, not on the number of cores).
 
 A sigmoid gate is computed as sigma(a) = (1 + tanh(a/2)) / 2 (never overflows,
-one tanh call for every gate of a step): the sigmoid rows of U x_t + b and of
-W are halved before the loop (`halve_rows`; halving is exact in floating
-point), so one tanh over all G*H columns gives tanh(a/2) for the sigmoid rows
-and tanh(a) for the tanh rows, and `sigmoid_from_tanh` finishes the sigmoid rows.
+one tanh call for every gate of a step): the sigmoid gates' blocks of A and of
+W are halved before the loop (halving is exact in floating point), so one tanh
+over all G gates gives tanh(a/2) for the sigmoid gates and tanh(a) for the tanh
+ones, and one affine map (or `sigmoid_from_tanh`) finishes the sigmoid gates.
 """
 
 from __future__ import annotations
@@ -35,13 +38,6 @@ import numpy as np
 from bptt import blas
 from bptt.layers import elman
 from bptt.layers import init as initializers
-
-
-def halve_rows(A: np.ndarray, blocks, H: int) -> np.ndarray:
-    """Multiply the gate blocks `blocks` (indices k: columns k*H..(k+1)*H of the last axis) of A by 1/2, in place."""
-    for k in blocks:
-        A[..., k * H : (k + 1) * H] *= 0.5
-    return A
 
 
 def sigmoid_from_tanh(s: np.ndarray) -> np.ndarray:
