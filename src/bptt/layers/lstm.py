@@ -29,11 +29,13 @@ docs/derivation.md, "Gated cells"):
     dL/dW = sum_t dA_t^T h_{t-1},  dL/dU = sum_t dA_t^T x_t,  dL/db = sum_t dA_t,  dL/dx_t = U^T dA_t
 
 Every factor that does not depend on the carried gradients (the bracket's
-gate products, o_t (1 - tanh^2 c_t), f_t) is computed for all T steps at once
-before the backward loop (`local_factors`); the loop (`sweep`) does one add,
-four multiplies and one GEMM (B, 4H) x (4H, H) per step. The input term for
-all four gates and every step is one GEMM before the forward loop, and the
-weight gradients are GEMMs after the backward loop (`bptt.layers.gated`).
+gate products, o_t (1 - tanh^2 c_t), f_t) is computed for a block of steps at
+once before the backward loop reaches it (`local_factors`); the loop (`sweep`)
+does two adds, four multiplies and one GEMM (B, 4H) x (4H, H) per step. The
+input term for all four gates and every step is one call before the forward
+loop, kept gate-first (4, T, B, H), and the weight gradients are GEMMs over
+blocks of steps, overlapped with the backward loop on small steps
+(`bptt.layers.gated`).
 """
 
 from __future__ import annotations
