@@ -61,6 +61,8 @@ def check_supported(model, horizon=None) -> None:
         raise UsageError("rtrl: computes the full gradient; a per-output horizon is a truncated objective")
     if model.feature_vocab_sizes:
         raise UsageError("rtrl: token inputs with one embedding table only; feature id columns are not supported")
+    if model.mode == "many-to-one" and "," in model.pooling:
+        raise UsageError(f"rtrl: one pooling at a time, got pooling={model.pooling!r}")
 
 
 def _check_memory(B: int, H: int, n: int, dtype) -> None:

@@ -7,14 +7,64 @@
     max:  p_j = max_{t valid} h_tj                   dL/dh_tj = dL/dp_j at the argmax, else 0
 
 "last" is taken from the final states directly (see `bptt.layers.elman`),
-so this file implements mean and max.
+so this file implements mean and max, and their concatenation: a comma list
+such as "mean,max" gives the head
+
+    p = [p_1; p_2; ...]  (B, n * F),   dL/dp_k = the k-th F-wide slice of dL/dp
+
+so V is (K, n * F) and each pooling's gradient flows back on its own.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from bptt.errors import UsageError
+
 POOLINGS = ("last", "mean", "max")
+
+
+def parse(spec) -> tuple[str, ...]:
+    """"mean,max" -> ("mean", "max"): one or more of POOLINGS, comma-separated, none repeated."""
+    kinds = tuple(k.strip() for k in spec.split(",")) if isinstance(spec, str) else ()
+    expected = f"one or more of {', '.join(POOLINGS)}, comma-separated, without repeats"
+    if not kinds or any(k not in POOLINGS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise UsageError(f"pooling: got {spec!r}, expected {expected}")
+    return kinds
+
+
+def forward(
+    kinds: tuple[str, ...], Hout: np.ndarray | None, mask: np.ndarray | None, last: np.ndarray | None
+) -> tuple[np.ndarray, list]:
+    """The concatenated pooled vector. Hout: (T, B, F) top-layer outputs (None if only "last");
+    last: (B, F) the final states for "last". Returns (p (B, n * F), one bookkeeping entry per kind)."""
+    parts, infos = [], []
+    for kind in kinds:
+        if kind == "last":
+            p, info = last, None
+        elif kind == "mean":
+            p, info = mean_forward(Hout, mask)
+        else:
+            p, info = max_forward(Hout, mask)
+        parts.append(p)
+        infos.append(info)
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)), infos
+
+
+def backward(
+    kinds: tuple[str, ...], dp: np.ndarray, infos: list, T: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """dp: (B, n * F) -> (dL/dHout (T, B, F) or None when no kind reads Hout, dL/dlast (B, F) or None)."""
+    F = dp.shape[1] // len(kinds)
+    dH, dlast = None, None
+    for k, (kind, info) in enumerate(zip(kinds, infos)):
+        d = dp[:, k * F : (k + 1) * F]
+        if kind == "last":
+            dlast = d
+            continue
+        g = mean_backward(d, info) if kind == "mean" else max_backward(d, info, T)
+        dH = g if dH is None else dH + g
+    return dH, dlast
 
 
 def mean_forward(Hout: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
