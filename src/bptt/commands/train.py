@@ -50,7 +50,11 @@ def add_parser(sub) -> None:
     d.add_argument("--data", type=Path, help="a UTF-8 text file (default: the built-in corpus)")
     d.add_argument("--valid", type=Path, help="validation text (default: the last --valid-fraction of --data)")
     d.add_argument(
-        "--valid-fraction", type=fraction, default=0.05, help="held-out tail of --data for validation, without --valid"
+        "--valid-fraction",
+        type=fraction,
+        default=0.05,
+        help="without --valid: the held-out tail of --data (language models), or a seeded random share of "
+        "its examples (tag, classify, regress; default there: 0.1 for classify, none for the others)",
     )
     d.add_argument("--level", choices=["char", "word"], default="char", help="tokens: characters or words")
     d.add_argument("--encoding", default="utf-8", help="of --data and --valid")
@@ -117,6 +121,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="write TensorBoard event files into the run directory (see docs/monitoring.md)",
     )
+    importlib.import_module("bptt.tasks.common").add_options(p)  # shared by tag and classify
     for name in dict.fromkeys(tasks.TASKS.values()):  # a module may serve several tasks
         module = importlib.import_module(name)
         if hasattr(module, "add_options"):  # the language model's flags are the shared ones above
@@ -130,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
     args = parse_with_config(args)
     if args.resume is not None:
+        if "folds" in args.given:
+            raise UsageError("--folds: a cross-validation is K runs; continue one with --resume RUN_DIR/fold-k")
         return resume(args)
     tasks.check_options(args)
     return tasks.module(args.task).run(args)

@@ -25,7 +25,7 @@ POOLINGS = ("last", "mean", "max")
 
 
 def parse(spec) -> tuple[str, ...]:
-    """"mean,max" -> ("mean", "max"): one or more of POOLINGS, comma-separated, none repeated."""
+    """ "mean,max" -> ("mean", "max"): one or more of POOLINGS, comma-separated, none repeated."""
     kinds = tuple(k.strip() for k in spec.split(",")) if isinstance(spec, str) else ()
     expected = f"one or more of {', '.join(POOLINGS)}, comma-separated, without repeats"
     if not kinds or any(k not in POOLINGS for k in kinds) or len(set(kinds)) != len(kinds):

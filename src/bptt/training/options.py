@@ -72,6 +72,19 @@ def finite_float(text: str) -> float:
     return _number(text, float, checks.Expect("a finite number", math.isfinite))
 
 
+def pooling_list(text: str) -> str:
+    """argparse type: "mean,max" -> "mean,max", checked by `bptt.layers.pooling.parse`."""
+    from bptt.errors import UsageError
+    from bptt.layers import pooling
+
+    try:
+        return ",".join(pooling.parse(text))
+    except UsageError:
+        raise argparse.ArgumentTypeError(
+            f"got {text}, expected one or more of {', '.join(pooling.POOLINGS)}, comma-separated, without repeats"
+        ) from None
+
+
 def checkpoint_every(text: str) -> int | str:
     every = checks.Expect("a positive integer or 'auto'", checks.POSITIVE_INT.ok)
     return "auto" if text == "auto" else _number(text, int, every)
