@@ -203,3 +203,16 @@ def test_folds_write_one_run_per_fold_and_the_summary(tmp_path, capsys):
     assert code == 2 and "--folds: a cross-validation is K runs" in err
     code, _, err = cli(capsys, "train", "--task", "classify", "--data", data, "--folds", "2", "--out", tmp_path / "cv")
     assert code == 2 and "already exists; pass --overwrite" in err
+
+
+def test_tag_takes_embeddings_too(tmp_path, capsys):
+    (tmp_path / "v.txt").write_text("the 0.5 -0.5 0.25\nof 1 2 3\n", encoding="utf-8")
+    code, out, _ = cli(
+        capsys, "train", "--task", "tag", "--data", EX / "tag-train.conllu", "--embeddings", tmp_path / "v.txt",
+        "--lowercase", "--out", tmp_path / "t", "--max-epochs", "1", "--hidden-size", "4", "--lr", "1e-12",
+    )  # fmt: skip
+    assert code == 0 and "vocabulary words found in" in out
+    ckpt = checkpoint.load(tmp_path / "t")
+    itos = ckpt.train_state["options"]["extra"]["vocab"]["itos"]
+    assert ckpt.model_config["embedding_size"] == 3
+    np.testing.assert_allclose(ckpt.params["embed.E"][itos.index("the")], [0.5, -0.5, 0.25], atol=1e-6)

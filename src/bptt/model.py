@@ -529,9 +529,11 @@ class RNNModel:
             fwd.Z = dense.forward(V, c, fwd.feat).reshape(T, B, -1)
             return
         kinds = self._pool_kinds()
-        L1 = (self.num_layers - 1) * self.num_directions
-        last = np.concatenate(list(fwd.hn[L1:]), axis=1) if "last" in kinds else None
-        feat, info = pooling_layer.forward(kinds, top, fwd.mask, last)
+        if kinds == ("last",):  # the final states themselves; the outputs may not have been kept
+            L1 = (self.num_layers - 1) * self.num_directions
+            feat, info = np.concatenate(list(fwd.hn[L1:]), axis=1), None
+        else:
+            feat, info = pooling_layer.forward(kinds, top, fwd.mask, self.num_directions)
         fwd.feat, fwd.pool = feat, (kinds, info)
         fwd.Z = dense.forward(V, c, feat)
 
@@ -605,11 +607,12 @@ class RNNModel:
             dtop = dfeat.reshape(T, B, -1)
         else:
             kinds, info = fwd.pool
-            dtop, dlast = pooling_layer.backward(kinds, dfeat, info, T)
-            if dlast is not None:
+            if kinds == ("last",):
                 L1 = (self.num_layers - 1) * nd
                 for d in range(nd):
-                    dhn[L1 + d] = dlast[:, d * H : (d + 1) * H]
+                    dhn[L1 + d] = dfeat[:, d * H : (d + 1) * H]
+            else:
+                dtop = pooling_layer.backward(kinds, dfeat, info, T)
         return grads, dtop, dhn
 
     @blas.single_thread_when_small
