@@ -116,13 +116,16 @@ def model_loss(cfg: dict, P: dict, inputs, targets, mask=None, cond=None, loss_m
         if loss_mask is not None:
             terms &= torch.tensor(np.asarray(loss_mask, bool))
     else:
-        if cfg["mode"] == "one-to-one" or cfg["pooling"] == "last":
-            n_top = 2 if cfg["bidirectional"] else 1
-            feat = torch.cat(list(finals[-n_top:]), dim=1)
-        elif cfg["pooling"] == "mean":
-            feat = (top * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)
-        else:
-            feat = top.masked_fill(~valid[..., None], -torch.inf).max(1).values
+        feats = []  # one per pooling, side by side ("mean,max": [mean_t h_t; max_t h_t])
+        for kind in ["last"] if cfg["mode"] == "one-to-one" else cfg["pooling"].split(","):
+            if kind == "last":
+                n_top = 2 if cfg["bidirectional"] else 1
+                feats.append(torch.cat(list(finals[-n_top:]), dim=1))
+            elif kind == "mean":
+                feats.append((top * valid[..., None]).sum(1) / valid.sum(1, keepdim=True))
+            else:
+                feats.append(top.masked_fill(~valid[..., None], -torch.inf).max(1).values)
+        feat = torch.cat(feats, dim=1)
         Z = (feat @ P["head.V"].T + P["head.c"])[:, None]  # (B, 1, K): one row per sequence
         terms = torch.ones(B, 1, dtype=torch.bool)
     Y = np.asarray(targets)
@@ -387,7 +390,12 @@ TASKS = {
         CONLLU,
         ["--task", "tag", "--embedding-size", "3", "--unidirectional", "--word-dropout", "0.3"],
     ),
-    "classify two labels, last": ("c.tsv", TSV, ["--task", "classify", "--embedding-size", "3"]),
+    "classify two labels, last": ("c.tsv", TSV, ["--task", "classify", "--embedding-size", "3", "--pooling", "last"]),
+    "classify defaults (bidirectional, last,mean,max, a valid split)": (
+        "c.tsv",
+        TSV + "a good good film\t1\nbad film\t0\nnot bad\t1\ngood\t1\nnot good\t0\nbad bad\t0\n",
+        ["--task", "classify", "--embedding-size", "3", "--pooling", "last,mean,max"],
+    ),
     "classify two labels, mean, bidirectional, 2 layers": (
         "c.tsv",
         TSV,
