@@ -74,3 +74,20 @@ def test_pooling_spec_is_normalised_and_checked():
     for bad in ("mean,mean", "median", "", "mean,", 3):
         with pytest.raises(UsageError, match="pooling: got .* expected one or more of last, mean, max"):
             make_model("features", mode="many-to-one", pooling=bad)
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["per-step", "locked"])
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_combined_pooling_with_every_dropout_site(cell, locked):
+    """Output dropout on h_t reaches every pooled part, "last" included (read from the outputs)."""
+    rng = np.random.default_rng(5 + locked)
+    model = make_model(
+        "embedding", mode="many-to-one", pooling="last,mean,max", cell=cell, bidirectional=True, num_layers=2,
+        dropout=0.3, input_dropout=0.3, output_dropout=0.4, variational_dropout=locked, dtype="float64",
+    )  # fmt: skip
+    x, y, _ = make_batch(model, rng, B=4, T=5)
+    report = gradcheck(model, x, y, np.array([5, 2, 4, 1]), max_entries=60)
+    assert set(report) == set(model.params)
+    assert max(report.values()) < 1e-6, report
+    fwd = model.forward(x, np.array([5, 2, 4, 1]), rng=np.random.default_rng(0))
+    assert (fwd.out_drop == 0).any() and fwd.out_drop.shape[0] == (1 if locked else 5)
