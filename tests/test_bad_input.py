@@ -1008,9 +1008,9 @@ ROWS = [
     (
         "classify embeddings not a number",
         f"{CL} {{tmp}}/a.tsv --embeddings {{tmp}}/v.txt",
-        {"a.tsv": TSV, "v.txt": "the 0.1 0.2 0.3 0.4\ngreat 0.1 x 0.3 0.4\n"},
+        {"a.tsv": TSV, "v.txt": "the 0.1 0.2 0.3 0.4\nfilm 0.1 x 0.3 0.4\n"},
         2,
-        "v.txt:2: 'x' in the vector of 'great', expected a number",
+        "v.txt:2: 'x' in the vector of 'film', expected a number",
     ),
     (
         "classify embeddings size",

@@ -32,7 +32,10 @@ DEFAULTS_NOTE = """
 The defaults shown are the language model's; --task sets its own for some
 (the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
 --lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN; relu and
-identity for the Elman cell only),
+identity for the Elman cell only; --task classify: a bidirectional --cell lstm
+--forget-bias 1, --hidden-size 128 --embedding-size 128 --pooling mean,max
+--input-dropout 0.3 --output-dropout 0.5 --variational-dropout --max-epochs 10
+--valid-fraction 0.1, and for words --min-freq 2 --word-dropout 0.2),
 and flags you give always win. On --resume only the budget, evaluation and
 output options may be given (see docs/cli.md).
 """

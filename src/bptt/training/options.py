@@ -136,8 +136,10 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     )
     g.add_argument(
         "--variational-dropout",
-        action="store_true",
-        help="one dropout mask per sequence, shared by every time step (locked dropout, Gal & Ghahramani 2016)",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="one dropout mask per sequence, shared by every time step (locked dropout, Gal & Ghahramani 2016); "
+        "default: off, on for --task classify",
     )
     g.add_argument(
         "--embedding-size",
