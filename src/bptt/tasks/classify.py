@@ -207,7 +207,7 @@ def run(args) -> int:
     if getattr(args, "folds", None) is not None and getattr(args, "fold", None) is None:
         from bptt.tasks import crossval
 
-        return crossval.run(args)
+        return crossval.run(args, run, heldout_report)
     from bptt.training.options import model_kwargs, task_defaults
 
     task_defaults(args, **DEFAULTS)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from bptt.errors import UsageError
@@ -61,10 +62,12 @@ def run_dir(args) -> Path:
     return out
 
 
-def run(args) -> int:
-    """Train the K folds one after another, score each on its held-out fold, write the summary."""
+def run(args, train: Callable, score: Callable) -> int:
+    """Train the K folds one after another, score each on its held-out fold, write the summary.
+
+    train(args) -> exit code: one run (the task's `run`, args.fold set); score(model, extra) -> its
+    classification report on the run's held-out fold."""
     from bptt import tasks
-    from bptt.tasks import classify
     from bptt.training.checkpoint import atomic_write_text
 
     check(args)
@@ -76,13 +79,13 @@ def run(args) -> int:
         fold_args.given = set(args.given) | {"out"}
         fold_args.fold, fold_args.out = k, out / f"fold-{k}"
         print(f"== fold {k} of {args.folds}: {fold_args.out}")
-        code = classify.run(fold_args)
+        code = train(fold_args)
         if code != 0:
             return code
         best = fold_args.out / "best"
         scored = best if best.is_dir() else fold_args.out
         model, _, extra, _ = tasks.task_of(scored)
-        report = classify.heldout_report(model.eval(), extra)
+        report = score(model.eval(), extra)
         folds.append({"fold": k, "accuracy": report["accuracy"], "n": report["n"], "run_dir": str(fold_args.out)})
         weights = "best evaluation" if scored == best else "last"
         print(f"fold {k}: held-out accuracy {report['accuracy']:.4f} on {report['n']:,} examples ({weights} weights)")
