@@ -121,6 +121,7 @@ MODES = {
     "many-to-one last": dict(mode="many-to-one", pooling="last"),
     "many-to-one mean": dict(mode="many-to-one", pooling="mean"),
     "many-to-one max": dict(mode="many-to-one", pooling="max"),
+    "many-to-one last,mean,max": dict(mode="many-to-one", pooling="last,mean,max"),
     "one-to-many": dict(mode="one-to-many"),
     "one-to-one": dict(mode="one-to-one"),
 }

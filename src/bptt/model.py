@@ -111,7 +111,8 @@ class ModelConfig:
     output_size     K (defaults to vocab_size for token models)
     head            softmax (cross-entropy) | sigmoid (binary CE) | linear (squared error)
     mode            many-to-many | many-to-one | one-to-many | one-to-one
-    pooling         many-to-one only: last | mean | max
+    pooling         many-to-one only: last | mean | max, or a comma list of them ("mean,max"),
+                    whose pooled vectors are concatenated (V is then (K, n * F))
     cond_size       one-to-many only: size of the conditioning vector mapped to h_0
     reduction       sum-over-time (lecture notes: sum over t, mean over sequences) | mean | sum
     ignore_index    softmax targets equal to it carry no loss (torch's -100)
@@ -197,7 +198,7 @@ class ModelConfig:
             raise UsageError(f"variational_dropout: got {self.variational_dropout!r}, expected True or False")
         validate.choice("head", self.head, losses.HEADS)
         validate.choice("mode", self.mode, MODES)
-        validate.choice("pooling", self.pooling, pooling_layer.POOLINGS)
+        put("pooling", ",".join(pooling_layer.parse(self.pooling)))
         validate.choice("reduction", self.reduction, losses.REDUCTIONS)
         validate.choice("init", self.init, initializers.SCHEMES)
         validate.choice("dtype", self.dtype, DTYPES)
@@ -311,6 +312,7 @@ class RNNModel:
                 p = self.cell.init(D, H, self.bias, rng, self.init, self.init_scale, dt)
                 params.update((f"{name}.{k}", v) for k, v in p.items())
             D = H * self.num_directions
+        D *= max(len(self._pool_kinds()), 1)  # the pooled vectors side by side (many-to-one)
         params["head.V"], params["head.c"] = initializers.linear(rng, self.output_size, D, dt)
         if self.mode == "one-to-many":
             Q, q = initializers.linear(rng, self.num_layers * H, self.cond_size, dt)
@@ -488,8 +490,8 @@ class RNNModel:
 
     @property
     def _reads_last(self) -> bool:
-        """True when the head reads the final states (one-to-one, many-to-one with pooling "last")."""
-        return self.mode == "one-to-one" or (self.mode not in SEQUENCE_MODES and self.pooling == "last")
+        """True when the head reads the final states (one-to-one, many-to-one with pooling "last" alone)."""
+        return self._pool_kinds() == ("last",)
 
     def _dropout_mask(self, rng, shape: tuple, p: float) -> np.ndarray | None:
         """A dropout mask for an input of time-major `shape` (T, B, D) (locked: (1, B, D) when
@@ -525,6 +527,12 @@ class RNNModel:
             return self.cell
         keep_out = layer < self.num_layers - 1 or not self._reads_last
         return recompute.Recomputed(self.cell, every=self.checkpoint_every, keep_out=keep_out)
+
+    def _pool_kinds(self) -> tuple[str, ...]:
+        """What the head reads: ("last",) for one-to-one, the poolings for many-to-one, () for sequences."""
+        if self.mode in SEQUENCE_MODES:
+            return ()
+        return ("last",) if self.mode == "one-to-one" else pooling_layer.parse(self.pooling)
 
     def _tables(self) -> list[tuple[str, int, int]]:
         """(parameter name, vocabulary size, width) of each embedding table, in input-column order."""
@@ -562,16 +570,14 @@ class RNNModel:
             fwd.feat = top.reshape(T * B, F)
             fwd.Z = dense.forward(V, c, fwd.feat).reshape(T, B, -1)
             return
-        kind = "last" if self.mode == "one-to-one" else self.pooling
-        if kind == "last":
+        kinds = self._pool_kinds()
+        if kinds == ("last",):  # the final states themselves; the outputs may not have been kept
             L1 = (self.num_layers - 1) * self.num_directions
             feat, info = np.concatenate(list(fwd.hn[L1:]), axis=1), None
             feat = dropout_layer.forward(feat, None if fwd.out_drop is None else fwd.out_drop[0])
-        elif kind == "mean":
-            feat, info = pooling_layer.mean_forward(top, fwd.mask)
         else:
-            feat, info = pooling_layer.max_forward(top, fwd.mask)
-        fwd.feat, fwd.pool = feat, (kind, info)
+            feat, info = pooling_layer.forward(kinds, top, fwd.mask, self.num_directions)
+        fwd.feat, fwd.pool = feat, (kinds, info)
         fwd.Z = dense.forward(V, c, feat)
 
     # ---- loss --------------------------------------------------------------
@@ -643,16 +649,14 @@ class RNNModel:
         if fwd.pool is None:
             dtop = dfeat.reshape(T, B, -1)
         else:
-            kind, info = fwd.pool
-            if kind == "last":
+            kinds, info = fwd.pool
+            if kinds == ("last",):
                 dfeat = dropout_layer.backward(dfeat, None if fwd.out_drop is None else fwd.out_drop[0])
                 L1 = (self.num_layers - 1) * nd
                 for d in range(nd):
                     dhn[L1 + d] = dfeat[:, d * H : (d + 1) * H]
-            elif kind == "mean":
-                dtop = pooling_layer.mean_backward(dfeat, info)
             else:
-                dtop = pooling_layer.max_backward(dfeat, info, T)
+                dtop = pooling_layer.backward(kinds, dfeat, info, T)
         if not self._reads_last:
             dtop = dropout_layer.backward(dtop, fwd.out_drop)
         return grads, dtop, dhn

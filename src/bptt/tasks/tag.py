@@ -25,7 +25,7 @@ import numpy as np
 
 from bptt.errors import DataError, UsageError
 from bptt.tasks import common
-from bptt.training.options import fraction, positive_int
+from bptt.training.options import positive_int
 
 FEATURES = ("prefix", "suffix", "shape")
 _SHAPE_RUNS = re.compile(r"(.)\1{2,}")
@@ -34,8 +34,6 @@ _SHAPE_RUNS = re.compile(r"(.)\1{2,}")
 def add_options(p) -> None:
     g = p.add_argument_group("tagging (--task tag)")
     g.add_argument("--column", choices=["upos", "xpos"], default="upos", help="the CoNLL-U tag column to learn")
-    g.add_argument("--unidirectional", action="store_true", help="left to right only (default: bidirectional)")
-    g.add_argument("--word-dropout", type=fraction, default=0.0, help="training words -> <unk> with this probability")
     g.add_argument("--features", default="", help="comma list of prefix, suffix, shape: extra embedded columns")
     g.add_argument("--affix-length", type=positive_int, default=3, help="characters of --features prefix/suffix")
     g.add_argument(
@@ -152,9 +150,12 @@ def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.training import distributed
     from bptt.training.batches import loss_sum
 
-    train = read_tagged(extra["data"], extra)
+    sentences = read_tagged(extra["data"], extra)
+    part, held_out, _ = common.split(len(sentences), extra)
+    train = [sentences[i] for i in part]
     if fresh:
         build_vocabularies(extra, train)
+        extra["labels"] = sorted({t for s in sentences for t in s.tags})  # the held-out part's too
     enc = Encoder(extra)
     X = [enc.ids(s.words) for s in train]
     Y = [enc.targets(s.tags) for s in train]
@@ -166,8 +167,8 @@ def load(extra: dict, fresh: bool) -> common.Data:
         seed=extra["seed"],
     )
     evaluate, n_valid = None, 0
-    if extra["valid"] is not None:
-        valid = read_tagged(extra["valid"], extra)
+    if extra["valid"] is not None or held_out is not None:
+        valid = read_tagged(extra["valid"], extra) if extra["valid"] else [sentences[i] for i in held_out]
         for s in valid:
             common.check_labels(s.tags, enc.tags, extra["valid"], s.lines, f"{extra['column'].upper()} tag")
         VX = [enc.ids(s.words) for s in valid]
@@ -189,7 +190,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
     summary = (
         f"{extra['data']}: {len(train):,} sentences, {int(lengths.sum()):,} words, {len(extra['labels'])} "
         f"{extra['column'].upper()} tags, vocabulary {len(enc.words):,} ({oov:,} training words -> <unk>)"
-        + ("" if not n_valid else f"; valid {extra['valid']}: {n_valid:,} words")
+        + ("" if not n_valid else f"; valid {common.valid_name(extra)}: {n_valid:,} words")
         + (f"; features {', '.join(extra['features'])}" if extra["features"] else "")
     )
     return common.Data(source, evaluate, summary)
@@ -216,6 +217,7 @@ def run(args) -> int:
         seed=args.seed,
     )
     data = load(extra, fresh=True)
+    vectors = common.read_embeddings(args, extra)
     kw = model_kwargs(args)
     if extra["features"]:
         kw.update(
@@ -230,8 +232,8 @@ def run(args) -> int:
         reduction="mean",
         dtype=args.dtype,
     )
-    monitor = ("valid_accuracy", "max") if extra["valid"] else ("valid_loss", "min")
-    return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-tag", *monitor)
+    monitor = ("valid_accuracy", "max") if common.has_valid(extra) else ("valid_loss", "min")
+    return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-tag", *monitor, embeddings=vectors)
 
 
 def resume(args, model, ckpt, opts) -> int:
