@@ -212,6 +212,17 @@ ROWS = [
     ("batch negative", f"{T} --batch-size -1", {}, 2, "argument --batch-size: got -1"),
     ("hidden not a number", f"{T} --hidden-size many", {}, 2, "argument --hidden-size: got many"),
     ("dropout 1", f"{T} --dropout 1", {}, 2, "argument --dropout: got 1, expected a number in [0, 1)"),
+    ("input-dropout 1", f"{T} --input-dropout 1", {}, 2, "argument --input-dropout: got 1, expected a number in"),
+    ("output-dropout -1", f"{T} --output-dropout -1", {}, 2, "argument --output-dropout: got -1, expected a"),
+    (
+        "weight-decay -1",
+        f"{T} --weight-decay -1",
+        {},
+        2,
+        "argument --weight-decay: got -1, expected a finite number >= 0",
+    ),
+    ("weight-decay nan", f"{T} --weight-decay nan", {}, 2, "argument --weight-decay: got nan"),
+    ("optimizer adamx", f"{T} --optimizer adamx", {}, 2, "argument --optimizer: invalid choice: 'adamx'"),
     ("valid-fraction", f"{T} --valid-fraction 1.5", {}, 2, "argument --valid-fraction: got 1.5"),
     ("max-epochs zero", f"{T} --max-epochs 0", {}, 2, "argument --max-epochs: got 0"),
     ("seed negative", f"{T} --seed -1", {}, 2, "argument --seed: got -1, expected an integer >= 0"),
@@ -571,10 +582,11 @@ ROWS = [
     ("generate temperature nan", "generate {run} --temperature nan", {}, 2, "argument --temperature: got nan"),
     ("generate top-k", "generate {run} --top-k -1", {}, 2, "argument --top-k: got -1"),
     ("generate seed", "generate {run} --seed -5", {}, 2, "argument --seed: got -5"),
-    ("generate truncated", "generate {run}", {"{run}/@weights": cut(1)}, 2, "bytes, expected"),
+    ("generate truncated", "generate {run} --last", {"{run}/@weights": cut(1)}, 2, "bytes, expected"),
+    ("generate truncated best", "generate {run}", {"{run}/best/@weights": cut(1)}, 2, "bytes, expected"),
     (
         "generate no vocabulary",
-        "generate {run}",
+        "generate {run} --last",
         {"{run}/checkpoint.json": edit_index(**{"train.options.extra.vocab": [1]})},
         2,
         "run: checkpoint.json: vocabulary: found list",
@@ -596,7 +608,8 @@ ROWS = [
         2,
         "t.txt: 1 tokens, expected at least 2",
     ),
-    ("evaluate tampered", "evaluate {run}", {"{run}/@optimizer": flip}, 2, "sha256 mismatch"),
+    ("evaluate tampered", "evaluate {run} --last", {"{run}/@optimizer": flip}, 2, "sha256 mismatch"),
+    ("evaluate tampered best", "evaluate {run}", {"{run}/best/@optimizer": flip}, 2, "sha256 mismatch"),
     ("evaluate not a run", "evaluate {tmp}", {}, 2, "checkpoint.json: missing"),
     # ---- plot ----
     ("plot no metrics", "plot {run}", {"{run}/metrics.jsonl": None}, 2, "metrics.jsonl: missing"),
@@ -1081,7 +1094,7 @@ ROWS = [
     ("predict no --data", "predict {cls}", {}, 2, "the following arguments are required: --data"),
     (
         "predict truncated",
-        "predict {tag} --data {tmp}/a.conllu",
+        "predict {tag} --last --data {tmp}/a.conllu",
         {"a.conllu": GOOD, "{tag}/@weights": cut(3)},
         2,
         "bytes, expected",
@@ -1683,7 +1696,7 @@ def test_a_full_disk_at_the_commit_removes_the_files_of_that_save_at_once(runs, 
     run = tmp_path / "run"
     shutil.copytree(runs["run"], run)
     edit_index(**{"train.options.extra.data": str(runs["corpus"])})(run / "checkpoint.json")
-    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != "metrics.jsonl"}
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != "metrics.jsonl"}
     real = os.replace
 
     def full(src, dst):
@@ -1697,7 +1710,7 @@ def test_a_full_disk_at_the_commit_removes_the_files_of_that_save_at_once(runs, 
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"bptt: error: {run / 'checkpoint.json'}: no space left on device")
     assert re.search(r"\(this write needs [1-9][0-9.]* KiB, [0-9.]+ [KMG]?i?B(ytes)? free\)", lines[0]), lines[0]
-    assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != "metrics.jsonl"} == before  # no orphans
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != "metrics.jsonl"} == before
     assert main(["train", "--resume", str(run)]) == 0  # the previous checkpoint is intact
 
 

@@ -80,6 +80,16 @@ def test_gradients_with_its_own_cell_and_an_empty_word():
     assert max(report.values()) < 1e-6, report
 
 
+@pytest.mark.parametrize("locked", [False, True])
+def test_gradients_with_dropout_on_the_encoding(locked):
+    """Input dropout covers x_t's character columns too: the same mask scales their gradient."""
+    rng = np.random.default_rng(11)
+    model = _model(input_dropout=0.4, output_dropout=0.2, variational_dropout=locked)
+    x, chars, y, lengths = _batch(rng)
+    report = gradcheck(model, x, y, lengths, chars=chars, max_entries=40)
+    assert max(report.values()) < 1e-6, report
+
+
 def test_the_unused_rows_get_no_gradient():
     rng = np.random.default_rng(1)
     model = _model()

@@ -40,9 +40,13 @@ CASES = [
     ("adam", {}),
     ("adam", {"betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}),
     ("adam", {"amsgrad": True}),
+    ("adamw", {}),
+    ("adamw", {"weight_decay": 0.1, "betas": (0.8, 0.99), "eps": 1e-6}),
+    ("adamw", {"weight_decay": 0.05, "amsgrad": True}),
+    ("adamw", {"weight_decay": 0.0}),
 ]
 IDS = [name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, kw in CASES]
-TORCH = {"sgd": "SGD", "momentum": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam"}
+TORCH = {"sgd": "SGD", "momentum": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
 
 
 def make_params(dtype=np.float64, seed=0) -> dict[str, np.ndarray]:
@@ -268,11 +272,12 @@ def test_factory_defaults_are_torchs(name):
         "adagrad": {"lr_decay": 0.0, "eps": 1e-10, "initial_accumulator_value": 0.0, "weight_decay": 0.0},
         "rmsprop": {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False, "weight_decay": 0.0},
         "adam": {"betas": [0.9, 0.999], "eps": 1e-8, "amsgrad": False, "weight_decay": 0.0},
+        "adamw": {"betas": [0.9, 0.999], "eps": 1e-8, "amsgrad": False, "weight_decay": 0.01},
     }[name]
     assert {k: meta[k] for k in expected} == expected
 
 
-@pytest.mark.parametrize("name", ["adamw", "SGD", "", None])
+@pytest.mark.parametrize("name", ["adamax", "SGD", "", None])
 def test_unknown_optimizer(name):
     with pytest.raises(UsageError, match="--optimizer"):
         optim.make_optimizer(name, 0.1)

@@ -9,6 +9,8 @@ direction if bidirectional, whose outputs are concatenated with the forward ones
                      with feature columns f = 1..F, x_t = [E[id_t]; E_1[f1_t]; ...; E_F[fF_t]]
                      and with a character encoder, [...; enc(chars_t)] (`bptt.layers.char_encoder`)
     h^l_t          = cell^l(x = h^{l-1}_t, state^l_{t-1}),   h^0_t = x_t
+                     (training: x_t, each h^l_t below the top and h^L_t as the head reads it
+                     are multiplied by dropout masks, `bptt.layers.dropout`)
                      (Elman: h^l_t = f(U^l h^{l-1}_t + W^l h^l_{t-1} + b^l))
     z_t            = V h^L_t + c                    (many-to-many, one-to-many)
     z              = V pool(h^L_1..h^L_T) + c       (many-to-one, one-to-one)
@@ -91,6 +93,8 @@ class Forward:
     mask: np.ndarray | None  # (T, B) bool
     caches: list = field(default_factory=list)  # [layer][direction] the cell's cache (or recompute.Cache)
     drops: list = field(default_factory=list)  # dropout scale masks between layers
+    in_drop: np.ndarray | None = None  # input dropout mask on x_t, (T, B, D) or (1, B, D) locked
+    out_drop: np.ndarray | None = None  # output dropout mask on h^L_t, (T, B, F) or (1, B, F)
     feat: np.ndarray | None = None  # head input, (T*B, F) or (B, F)
     pool: tuple | None = None  # pooling bookkeeping for many-to-one
     cond: np.ndarray | None = None
@@ -126,6 +130,11 @@ class ModelConfig:
     forget_bias     lstm only: added to the forget gate's bias at initialisation (0: none)
     nonlinearity    f: tanh | relu | sigmoid | identity (the cells that support it);  bias: b on or off
     dropout         inverted dropout between layers, training only
+    input_dropout   inverted dropout on the first layer's inputs x_t (the embeddings), training only
+    output_dropout  inverted dropout on the top layer's outputs h^L_t before pooling / the head
+                    (pooling "last": on the final-state features the head reads), training only
+    variational_dropout  every dropout mask drawn once per sequence, (1, B, D), and shared by
+                    all time steps (locked dropout, Gal & Ghahramani 2016)
     output_size     K (defaults to vocab_size for token models)
     head            softmax (cross-entropy) | sigmoid (binary CE) | linear (squared error)
     mode            many-to-many | many-to-one | one-to-many | one-to-one
@@ -157,6 +166,9 @@ class ModelConfig:
     bias: bool = True
     bidirectional: bool = False
     dropout: float = 0.0
+    input_dropout: float = 0.0
+    output_dropout: float = 0.0
+    variational_dropout: bool = False
     head: str = "softmax"
     mode: str = "many-to-many"
     pooling: str = "last"
@@ -211,7 +223,15 @@ class ModelConfig:
             raise UsageError("output_size: required (the number of outputs K of the head)")
         validate.positive_int("output_size", self.output_size)
         validate.choice("nonlinearity", self.nonlinearity, activations.NONLINEARITIES)
-        validate.probability("dropout", self.dropout)
+        for name in ("dropout", "input_dropout", "output_dropout"):
+            validate.probability(name, getattr(self, name))
+        if self.input_dropout > 0 and self.vocab_size is not None and self.embedding_size is None:
+            raise UsageError(
+                "input_dropout: one-hot token inputs are looked up, not multiplied; "
+                "expected embedding_size (or float inputs)"
+            )
+        if not isinstance(self.variational_dropout, (bool, np.bool_)):
+            raise UsageError(f"variational_dropout: got {self.variational_dropout!r}, expected True or False")
         validate.choice("head", self.head, losses.HEADS)
         validate.choice("mode", self.mode, MODES)
         validate.choice("pooling", self.pooling, pooling_layer.POOLINGS)
@@ -237,6 +257,9 @@ class ModelConfig:
         put("bias", bool(self.bias))
         put("bidirectional", bool(self.bidirectional))
         put("dropout", float(self.dropout))
+        put("input_dropout", float(self.input_dropout))
+        put("output_dropout", float(self.output_dropout))
+        put("variational_dropout", bool(self.variational_dropout))
         put("ignore_index", int(self.ignore_index))
         put("init_scale", float(self.init_scale))
         put("seed", int(self.seed))
@@ -512,13 +535,14 @@ class RNNModel:
     def forward(self, inputs, mask=None, h0=None, *, cond=None, rng=None, chars=None) -> Forward:
         """Run the network; return a `Forward` holding logits Z, final states hn and caches.
 
-        Dropout is applied when `self.training` and dropout > 0, with masks drawn
-        from `rng` (default: the model's own seeded Generator). chars: (B, T, C)
-        character ids of every token, for a model with a character encoder.
+        Dropout (input_dropout, dropout, output_dropout) is applied when
+        `self.training`, with masks drawn from `rng` (default: the model's own
+        seeded Generator) and kept in the Forward for the backward pass.
+        chars: (B, T, C) character ids of every token, for a model with a
+        character encoder (input dropout then covers its columns of x_t too).
         """
         X, mask, state0, cond = self._prepare(inputs, mask, h0, cond)
         chars = self._prepare_chars(chars, X.shape[1], X.shape[0])
-        dt = np.dtype(self.dtype)
         B = X.shape[1]
         fwd = Forward(Z=None, hn=None, h0=None, X=X, ids=None, mask=mask, cond=cond)
         if cond is not None:
@@ -536,6 +560,8 @@ class RNNModel:
             layer_in = X
         finals = []
         rng = self.rng if rng is None else rng
+        fwd.in_drop = self._dropout_mask(rng, layer_in.shape, self.input_dropout)
+        layer_in = dropout_layer.forward(layer_in, fwd.in_drop)
         for layer in range(self.num_layers):
             outs, caches = [], []
             runner = self._runner(layer)
@@ -550,14 +576,29 @@ class RNNModel:
             layer_in = outs[0] if len(outs) == 1 or outs[0] is None else np.concatenate(outs, axis=2)
             fwd.caches.append(caches)
             drop = None
-            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
-                drop = dropout_layer.make_mask(rng, layer_in.shape, self.dropout, dt)
+            if layer < self.num_layers - 1:
+                drop = self._dropout_mask(rng, layer_in.shape, self.dropout)
                 layer_in = dropout_layer.forward(layer_in, drop)
             fwd.drops.append(drop)
         fwd.state_n = tuple(np.stack(part) for part in zip(*finals))
         fwd.hn = fwd.state_n[0]
+        # output dropout, on what the head reads: h^L_t, or the final states for pooling "last"
+        top_shape = (1, B, self.num_directions * self.hidden_size) if self._reads_last else layer_in.shape
+        fwd.out_drop = self._dropout_mask(rng, top_shape, self.output_dropout)
         self._head_forward(fwd, layer_in)
         return fwd
+
+    @property
+    def _reads_last(self) -> bool:
+        """True when the head reads the final states (one-to-one, many-to-one with pooling "last")."""
+        return self.mode == "one-to-one" or (self.mode not in SEQUENCE_MODES and self.pooling == "last")
+
+    def _dropout_mask(self, rng, shape: tuple, p: float) -> np.ndarray | None:
+        """A dropout mask for an input of time-major `shape` (T, B, D) (locked: (1, B, D) when
+        variational_dropout), or None when not training or p == 0."""
+        if not self.training or p == 0:
+            return None
+        return dropout_layer.make_mask(rng, shape, p, self.dtype, locked=self.variational_dropout)
 
     def _state_from_cond(self, cond: np.ndarray) -> tuple[tuple, np.ndarray]:
         """One-to-many: (state0 as a tuple of parts, the h0map cache) from cond (B, cond_size).
@@ -584,8 +625,7 @@ class RNNModel:
         final states (pooling "last")."""
         if self.checkpoint_every is None:
             return self.cell
-        last_only = self.mode == "one-to-one" or (self.mode not in SEQUENCE_MODES and self.pooling == "last")
-        keep_out = layer < self.num_layers - 1 or not last_only
+        keep_out = layer < self.num_layers - 1 or not self._reads_last
         return recompute.Recomputed(self.cell, every=self.checkpoint_every, keep_out=keep_out)
 
     def _tables(self) -> list[tuple[str, int, int]]:
@@ -614,8 +654,11 @@ class RNNModel:
             start += width
 
     def _head_forward(self, fwd: Forward, top: np.ndarray | None) -> None:
-        """Z = V h + c on every step, or on the pooled vector (many-to-one, one-to-one)."""
+        """Z = V h + c on every step, or on the pooled vector (many-to-one, one-to-one);
+        h is the top layer's output times fwd.out_drop (output dropout), if set."""
         V, c = self.params["head.V"], self.params["head.c"]
+        if not self._reads_last:
+            top = dropout_layer.forward(top, fwd.out_drop)
         if self.mode in SEQUENCE_MODES:
             T, B, F = top.shape
             fwd.feat = top.reshape(T * B, F)
@@ -625,6 +668,7 @@ class RNNModel:
         if kind == "last":
             L1 = (self.num_layers - 1) * self.num_directions
             feat, info = np.concatenate(list(fwd.hn[L1:]), axis=1), None
+            feat = dropout_layer.forward(feat, None if fwd.out_drop is None else fwd.out_drop[0])
         elif kind == "mean":
             feat, info = pooling_layer.mean_forward(top, fwd.mask)
         else:
@@ -703,6 +747,7 @@ class RNNModel:
         else:
             kind, info = fwd.pool
             if kind == "last":
+                dfeat = dropout_layer.backward(dfeat, None if fwd.out_drop is None else fwd.out_drop[0])
                 L1 = (self.num_layers - 1) * nd
                 for d in range(nd):
                     dhn[L1 + d] = dfeat[:, d * H : (d + 1) * H]
@@ -710,6 +755,8 @@ class RNNModel:
                 dtop = pooling_layer.mean_backward(dfeat, info)
             else:
                 dtop = pooling_layer.max_backward(dfeat, info, T)
+        if not self._reads_last:
+            dtop = dropout_layer.backward(dtop, fwd.out_drop)
         return grads, dtop, dhn
 
     @blas.single_thread_when_small
@@ -747,6 +794,7 @@ class RNNModel:
                     dX_total = dX if dX_total is None else dX_total + dX
             dtop = dX_total
         if self.embedding_size is not None:
+            dtop = dropout_layer.backward(dtop, fwd.in_drop)
             if fwd.chars is not None:  # the last 2 H_c columns of dL/dx_t go to the character encoder
                 Hc2 = 2 * self.char_hidden_size
                 g = char_encoder.backward(self.char_rnn, self._char_params(), dtop[..., -Hc2:], fwd.chars)

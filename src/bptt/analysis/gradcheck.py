@@ -23,14 +23,15 @@ vanishing gradient) is still checked to the same relative precision.
 
 Dropout masks are replayed from one seed for every evaluation, so a model
 with dropout is checked on the same function throughout. With a horizon the
-objective checked is the truncated one (`truncated_objective` below).
+objective checked is the truncated one (`truncated_objective` below), with
+the dropout masks of the pass it truncates.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from bptt.layers import char_encoder
+from bptt.layers import char_encoder, dropout
 from bptt.layers.truncation import check_horizon, window_states
 from bptt.model import Forward
 
@@ -93,9 +94,10 @@ def truncated_objective(model, inputs, targets, mask=None, h0=None, cond=None, *
             model.char_rnn, model._char_params(), model._prepare_chars(chars, B, X.shape[0]), m
         )
         X0 = np.concatenate([X0, enc], axis=2)
+    X0 = dropout.forward(X0, base.in_drop)  # base's dropout masks, held fixed like its states
     state0 = tuple(part[0] for part in state0)
     Htil = window_states(model.cell, model._cell_params("rnn0"), X0, state0, m, base.caches[0][0], tau)
-    fwd = Forward(Z=None, hn=Htil[-1][None], h0=state0[0], X=X, ids=None, mask=m)
+    fwd = Forward(Z=None, hn=Htil[-1][None], h0=state0[0], X=X, ids=None, mask=m, out_drop=base.out_drop)
     model._head_forward(fwd, Htil)
     loss, _ = model.loss(fwd, targets)
     return loss
@@ -152,7 +154,7 @@ def gradcheck(
             return m.loss(fwd, targets, loss_mask)[0]
 
     else:
-        base = m.forward(inputs, mask, h0_64, cond=cond, chars=chars)
+        base = m.forward(inputs, mask, h0_64, cond=cond, rng=np.random.default_rng(dropout_seed), chars=chars)
 
         def objective() -> float:
             return truncated_objective(m, inputs, targets, mask, h0_64, cond, tau=horizon, base=base, chars=chars)

@@ -36,8 +36,8 @@ the two disagree (tests/test_rtrl.py).
 
 Supported: one unidirectional layer, any nonlinearity, head, mode and
 pooling, float or token inputs (one-hot or an embedding), masks, loss masks,
-h_0, one-to-many. Refused with a ValueError: stacked or bidirectional layers
-and per-output horizons.
+h_0, one-to-many. Refused with a ValueError: stacked or bidirectional layers,
+per-output horizons, and input / output dropout in training mode.
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ def check_supported(model, horizon=None) -> None:
         raise UsageError("rtrl: computes the full gradient; a per-output horizon is a truncated objective")
     if model.feature_vocab_sizes:
         raise UsageError("rtrl: token inputs with one embedding table only; feature id columns are not supported")
+    if model.training and (model.input_dropout or model.output_dropout):
+        raise UsageError(
+            "rtrl: written out without dropout masks; expected input_dropout and output_dropout 0 "
+            "(or the model in evaluation mode)"
+        )
 
 
 def _check_memory(B: int, H: int, n: int, dtype) -> None:

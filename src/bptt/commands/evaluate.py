@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from bptt.errors import DataError, UsageError
+from bptt.training.options import add_weights_option
 
 
 def add_parser(sub) -> None:
@@ -24,6 +26,7 @@ def add_parser(sub) -> None:
         description=__doc__,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    add_weights_option(p)
     p.add_argument("--data", type=Path, default=None, help="data file (default: the run's validation data)")
     p.add_argument("--encoding", default="utf-8", help="of --data")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -33,12 +36,14 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.tasks import task_of
-    from bptt.training.runs import lm_text_ids
+    from bptt.training.runs import lm_text_ids, weights_note
     from bptt.training.tbptt import evaluate_stream
 
-    model, ckpt, extra, module = task_of(args.run_dir)  # loaded and checked once, for either kind of run
+    model, ckpt, extra, module = task_of(args.run_dir, args.last)  # loaded and checked once, for either kind of run
     if module is not None:
-        return run_task(args, model, extra, module)
+        code = run_task(args, model, extra, module)
+        print(weights_note(ckpt.path, ckpt), file=sys.stderr)  # once it has worked: an error stays one line
+        return code
     ids, name = lm_text_ids(ckpt, args.run_dir, args.data, args.encoding)
     if len(ids) < 2:
         raise DataError(f"{name}: {len(ids)} tokens, expected at least 2 to evaluate")
@@ -52,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(" | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+    print(weights_note(ckpt.path, ckpt), file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bptt.training.options import add_weights_option
+
 FORMATS = ("onnx",)
 
 
@@ -24,6 +26,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    add_weights_option(p)
     p.add_argument("--format", choices=FORMATS, default="onnx", help="the file format (default: onnx)")
     p.add_argument("--out", type=Path, default=None, help="the file to write (default: RUN_DIR/model.onnx)")
     p.add_argument(
@@ -58,12 +61,13 @@ def run_metadata(extra: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     from bptt import export
     from bptt.training.rundir import check_output_file
-    from bptt.training.runs import load_run, task_extra
+    from bptt.training.runs import load_weights, task_extra
 
     out = args.out if args.out is not None else args.run_dir / "model.onnx"
-    model, ckpt = load_run(args.run_dir)
+    model, ckpt, note = load_weights(args.run_dir, args.last)
     export.check_exportable(model, args.recurrence)  # refuse before anything else
     check_output_file(out, args)
     export.to_onnx(model, out, recurrence=args.recurrence, metadata=run_metadata(task_extra(ckpt)))
+    print(note, file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
     return 0

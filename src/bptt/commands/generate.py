@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import UsageError
-from bptt.training.options import non_negative_int, positive_float, positive_int
+from bptt.training.options import add_weights_option, non_negative_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="sample text from a trained language model", description=__doc__)
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    add_weights_option(p)
     p.add_argument("--prime", default=None, help="start text (default: a newline, or <eos> for words)")
     p.add_argument("--length", type=positive_int, default=500, help="tokens to generate")
     p.add_argument("--temperature", type=positive_float, default=1.0, help="below 1: more likely text")
@@ -33,9 +34,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bptt.generate import sample
-    from bptt.training.runs import load_run, task_extra, vocab_of
+    from bptt.training.runs import load_weights, task_extra, vocab_of
 
-    model, ckpt = load_run(args.run_dir)
+    model, ckpt, note = load_weights(args.run_dir, args.last)
     extra = task_extra(ckpt)
     if extra.get("task") == "spell":
         from bptt.tasks import spell
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         check_length(args, len(numbers), max(map(len, extra["vocab"]), default=1))
         for n, words in zip(numbers, spell.generate(model, extra, numbers, args.length)):
             print(f"{n}\t{words}")
+        print(note, file=sys.stderr)  # once it has worked: an error stays one line
         return 0
     if args.cond is not None:
         raise UsageError("--cond: only for one-to-many runs (--task spell)")
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     )
     sep = "" if vocab.level == "char" else " "
     print(prime + sep + vocab.decode(out))
+    print(note, file=sys.stderr)
     return 0
 
 

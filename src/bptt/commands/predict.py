@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from bptt.errors import UsageError
+from bptt.training.options import add_weights_option
 
 
 def add_parser(sub) -> None:
@@ -26,6 +27,7 @@ def add_parser(sub) -> None:
         description=__doc__,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    add_weights_option(p)
     p.add_argument("--data", type=Path, required=True, help="the inputs")
     p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     p.add_argument("--encoding", default="utf-8", help="of --data")
@@ -36,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from bptt.tasks import task_of
     from bptt.training.checkpoint import atomic_write_text
     from bptt.training.rundir import check_output_file
+    from bptt.training.runs import weights_note
 
-    model, _, extra, module = task_of(args.run_dir)
+    model, ckpt, extra, module = task_of(args.run_dir, args.last)
     if module is None:
         raise UsageError(f"{args.run_dir}: a language-model run; use bptt generate or bptt evaluate for it")
     if not hasattr(module, "predict"):
@@ -50,4 +53,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}", file=sys.stderr)
+    print(weights_note(ckpt.path, ckpt), file=sys.stderr)  # once it has worked: an error stays one line
     return 0

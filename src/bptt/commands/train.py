@@ -16,9 +16,11 @@ from pathlib import Path
 
 from bptt.errors import UsageError
 from bptt.training.config import parse_with_config
+from bptt.training.optim import OPTIMIZERS
 from bptt.training.options import (
     add_model_options,
     fraction,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -66,7 +68,17 @@ def add_parser(sub) -> None:
     t.add_argument("--batch-size", type=positive_int, default=32, help="parallel streams")
     o = p.add_argument_group("optimization")
     o.add_argument(
-        "--optimizer", choices=["sgd", "momentum", "adagrad", "rmsprop", "adam"], default="adam", help="update rule"
+        "--optimizer",
+        choices=list(OPTIMIZERS),
+        default="adam",
+        help="update rule (adamw: Adam, decoupled weight decay)",
+    )
+    o.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        default=None,
+        help="wd: L2, wd theta added to the gradient (torch's weight_decay); for --optimizer adamw decoupled, "
+        "theta <- theta - lr wd theta before the step (default: 0.01 for adamw, else 0)",
     )
     o.add_argument("--lr", type=positive_float, default=2e-3, help="learning rate")
     o.add_argument("--momentum", type=fraction, default=0.9, help="for --optimizer momentum")
@@ -99,9 +111,11 @@ def add_parser(sub) -> None:
     b.add_argument("--keep", type=positive_int, default=1, help="checkpoints kept")
     b.add_argument(
         "--keep-best",
-        action="store_true",
-        help="also keep the best evaluation's checkpoint in RUN_DIR/best (default: off for language models and "
-        "the long-memory tasks; on for --task spell, and for tag, classify, regress given --valid)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the best evaluation's checkpoint in RUN_DIR/best, the weights evaluate, predict, generate "
+        "and export use unless given --last (default: on whenever the run has validation data, except the "
+        "long-memory tasks, which test the weights they end with)",
     )
     b.add_argument("--samples", type=non_negative_int, default=3, help="samples printed at the end")
     b.add_argument("--sample-length", type=positive_int, default=200, help="tokens per sample")

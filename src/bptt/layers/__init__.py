@@ -8,7 +8,7 @@
     embedding    x_t = E[id_t] and its scatter-add gradient
     dense        z = V x + c, the head
     h0map        h_0 = tanh(Q cond + q), the one-to-many initial state
-    dropout      inverted dropout between layers
+    dropout      inverted dropout on the inputs, between layers and on the outputs, per step or locked
     pooling      mean / max over time (many-to-one)
     activations  f and f' for the cells' nonlinearities
     losses       softmax cross-entropy, sigmoid binary cross-entropy, squared error; reductions

@@ -1,9 +1,14 @@
-"""Inverted dropout between stacked layers: x' = x * m / (1 - p), m ~ Bernoulli(1 - p).
+"""Inverted dropout: x' = x * m / (1 - p), m ~ Bernoulli(1 - p), training only.
 
-Applied to the outputs of every recurrent layer but the last, in training
-only (as torch.nn.RNN's `dropout`). The backward is the same multiplication,
-dL/dx = dL/dx' * m / (1 - p). Masks come from the Generator passed in, so a
-seed fixes them and a gradient check can replay them exactly.
+The model applies it at three places (`bptt.model`): on the first layer's
+inputs x_t (input_dropout, the embeddings), on the outputs of every
+recurrent layer but the last (dropout, as torch.nn.RNN's), and on the top
+layer's outputs h^L_t before pooling and the head (output_dropout). A mask
+has the time-major shape (T, B, D) of what it multiplies, one draw per step;
+a locked (variational) mask is (1, B, D), drawn once per sequence and shared
+by every step (Gal & Ghahramani 2016). The backward is the same
+multiplication, dL/dx = dL/dx' * m / (1 - p). Masks come from the Generator
+passed in, so a seed fixes them and a gradient check can replay them exactly.
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def make_mask(rng: np.random.Generator, shape, p: float, dtype) -> np.ndarray:
-    """m / (1 - p) with m ~ Bernoulli(1 - p), of the given shape."""
+def make_mask(rng: np.random.Generator, shape, p: float, dtype, locked: bool = False) -> np.ndarray:
+    """m / (1 - p) with m ~ Bernoulli(1 - p), of the time-major `shape` (T, B, D);
+    locked: of shape (1, B, D), one mask per sequence for every step."""
+    if locked:
+        shape = (1, *shape[1:])
     keep = rng.random(shape) >= p
+    dtype = np.dtype(dtype)
     return keep.astype(dtype) / dtype.type(1.0 - p)
 
 

@@ -99,11 +99,12 @@ def module(name: str):
     return importlib.import_module(TASKS[name])
 
 
-def task_of(run_dir: Path):
-    """(model, checkpoint, extra, task module) of a run; the module is None for a language model."""
-    from bptt.training.runs import load_run, task_extra
+def task_of(run_dir: Path, last: bool = False):
+    """(model, checkpoint, extra, task module) of a run, with the weights it is used with
+    (`bptt.training.runs.weights_dir`); the module is None for a language model."""
+    from bptt.training.runs import load_run, task_extra, weights_dir
 
-    model, ckpt = load_run(run_dir)
+    model, ckpt = load_run(weights_dir(run_dir, last))
     extra = task_extra(ckpt)
     task = extra.get("task", "lm")
     return model, ckpt, extra, module(task) if task in TASKS and task != "lm" else None

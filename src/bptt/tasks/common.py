@@ -59,8 +59,8 @@ def train_options(args, extra: dict, monitor: str, monitor_mode: str) -> TrainOp
 
     opts = options_from_args(args)
     opts.extra, opts.monitor, opts.monitor_mode = extra, monitor, monitor_mode
-    # the best evaluation's checkpoint in RUN_DIR/best whenever there is an evaluation
-    opts.keep_best = opts.keep_best or bool(extra.get("valid")) or extra["task"] == "spell"
+    if opts.keep_best is None:  # the best evaluation's checkpoint in RUN_DIR/best whenever there is validation
+        opts.keep_best = bool(extra.get("valid")) or extra["task"] == "spell"
     return opts
 
 
@@ -156,6 +156,8 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
     )
     if state.get("best_valid") is not None:
         print(f"best {opts.monitor.replace('_', ' ')}: {state['best_valid']:.4f}")
+    if opts.keep_best and (Path(run_dir) / "best").is_dir():
+        print(f"the best evaluation's weights are in {Path(run_dir) / 'best'}: what evaluate and predict use")
     return 0
 
 

@@ -52,6 +52,8 @@ def run(args) -> int:
     model = build_model(args, len(vocab))  # refuses what does not fit in memory, before --overwrite deletes anything
     out = choose_run_dir(args, f"{name}-{args.level}")
     opts = options_from_args(args)
+    if opts.keep_best is None:  # RUN_DIR/best, the weights evaluate and generate use, whenever there is validation
+        opts.keep_best = valid_ids is not None
     opts.extra = {
         "task": "lm",
         "level": args.level,
@@ -170,6 +172,7 @@ def finish(trainer, vocab) -> int:
         best = state["best_valid"]
         value = best / np.log(2) if extra["level"] == "char" else float(np.exp(min(best, 700)))
         print(f"best validation {unit}: {value:.3f}")
+    use_best_weights(trainer)
     rng = np.random.default_rng(trainer.model.seed)
     texts = []
     for _ in range(extra.get("samples", 0)):
@@ -182,6 +185,21 @@ def finish(trainer, vocab) -> int:
             print("---\n" + t)
         checkpoint.atomic_write_text(trainer.run_dir / "samples.txt", "\n---\n".join(texts) + "\n")
     return 0
+
+
+def use_best_weights(trainer) -> None:
+    """End the run with the best evaluation's weights when it kept them (RUN_DIR/best): the samples
+    printed now come from the model that evaluate and generate will use."""
+    from bptt.training.runs import load_run, weights_dir, weights_note
+
+    where = weights_dir(trainer.run_dir)
+    if where == trainer.run_dir:
+        return
+    best, ckpt = load_run(where)
+    for k, v in best.params.items():
+        trainer.model.params[k][...] = v
+    if trainer.comm.is_root:
+        print(weights_note(where, ckpt).replace("; --last for the latest", " (what evaluate and generate use)"))
 
 
 def sample_text(model, vocab, extra: dict) -> str:

@@ -195,6 +195,7 @@ def run(args) -> int:
     s = spec(args.task, args.length, args.variant)
     test_size = args.test_size or s.test_size
     opts = options_from_args(args)
+    opts.keep_best = bool(opts.keep_best)  # off unless asked: the task tests the weights it ends with
     opts.extra = {
         "task": args.task,
         "length": args.length,

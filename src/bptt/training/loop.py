@@ -66,6 +66,7 @@ class TrainOptions:
     lr: float = 2e-3
     momentum: float = 0.9
     nesterov: bool = False  # Nesterov momentum (optimizer "momentum")
+    weight_decay: float | None = None  # L2 (adamw: decoupled); None: the optimizer's default (adamw 0.01, else 0)
     lr_decay: float = 1.0  # factor per lr_decay_every epochs (step decay; exponential at 1), 1 = off
     lr_decay_after: int = 0  # epochs before decay starts
     lr_decay_every: int = 1
@@ -80,7 +81,9 @@ class TrainOptions:
     max_rollbacks: int = 5
     rollback_factor: float = 0.5
     keep: int = 1  # checkpoints kept
-    keep_best: bool = False  # also keep the best evaluation's checkpoint in run_dir/best
+    keep_best: bool | None = (
+        None  # also keep the best evaluation's checkpoint in run_dir/best (None: when there is validation)
+    )
     monitor: str = "valid_loss"  # the metric that decides "best" and early stopping
     monitor_mode: str = "min"  # min | max
     extra: dict = field(default_factory=dict)  # task data saved with the run (vocab, labels, ...)
@@ -125,6 +128,8 @@ class Loop:
         if opts.nesterov and opts.optimizer != "momentum":
             raise UsageError(f"--nesterov: needs --optimizer momentum, got --optimizer {opts.optimizer}")
         kw = {"momentum": opts.momentum, "nesterov": opts.nesterov} if opts.optimizer == "momentum" else {}
+        if opts.weight_decay is not None:
+            kw["weight_decay"] = opts.weight_decay
         self.optimizer = make_optimizer(opts.optimizer, opts.lr, **kw)
         if opts.lr_plateau:
             self.schedule = ReduceOnPlateau(self.optimizer, factor=0.5, patience=1)

@@ -13,6 +13,8 @@ gradient as torch does) and t the number of steps taken, including this one:
               theta <- theta - lr g / d;  momentum: b <- mu b + g / d, theta <- theta - lr b
     Adam      m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2   (amsgrad: v^ = max(v^, v))
               theta <- theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    AdamW     theta <- theta - lr wd theta (decoupled: wd is not added to g), then the Adam step
+              (Loshchilov & Hutter 2019; torch.optim.AdamW, default wd 0.01)
 
 Defaults are torch's; the operations run in torch's order, so a float64 run
 matches torch.optim to rounding (tests/test_optim.py). Every update is done
@@ -43,7 +45,7 @@ import numpy as np
 from bptt import blas, checks
 from bptt.errors import CheckpointError, UsageError
 
-OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 BLOCK = 65536  # elements per block: the update's arrays of one block stay in cache
 PARALLEL = 2**20  # elements from which a parameter's blocks are shared by two threads
 
@@ -62,6 +64,7 @@ class Optimizer:
 
     buffers: tuple[str, ...] = ()
     hyper: tuple[str, ...] = ("weight_decay",)
+    decoupled = False  # True: weight_decay shrinks theta in `_update` (AdamW), not added to g
 
     def __init__(self, lr: float, weight_decay: float = 0.0):
         check_lr(lr)
@@ -81,7 +84,7 @@ class Optimizer:
             g = grads[name]
             if g.shape != p.shape:  # a mismatch would broadcast silently into out=
                 raise UsageError(f"grads[{name!r}]: shape {g.shape}, expected {p.shape} like the parameter")
-            if self.weight_decay:
+            if self.weight_decay and not self.decoupled:
                 g = np.multiply(p, p.dtype.type(self.weight_decay), out=self._tmp(p, 0))
                 g += grads[name]  # torch: grad.add(param, alpha=wd)
             self._update(name, p, g)
@@ -415,6 +418,28 @@ class Adam(Optimizer):
         self._apply(adam, p, g, *bufs)
 
 
+class AdamW(Adam):
+    """torch.optim.AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay,
+    theta <- theta (1 - lr wd) before the Adam step, the gradient left as it is."""
+
+    decoupled = True
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ):
+        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+
+    def _update(self, name, p, g):
+        if self.weight_decay:
+            p *= p.dtype.type(1 - self.lr * self.weight_decay)  # torch: param.mul_(1 - lr * weight_decay)
+        super()._update(name, p, g)
+
+
 def _lerp(m: np.ndarray, g: np.ndarray, w, tmp: np.ndarray) -> None:
     """m <- m + w (g - m) in place: torch's lerp_ for w < 0.5, i.e. (1 - w) m + w g."""
     np.subtract(g, m, out=tmp)
@@ -422,11 +447,18 @@ def _lerp(m: np.ndarray, g: np.ndarray, w, tmp: np.ndarray) -> None:
     m += tmp
 
 
-CLASSES = {"sgd": SGD, "momentum": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam}
+CLASSES = {"sgd": SGD, "momentum": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+
+def default_weight_decay(name: str) -> float:
+    """The weight decay --optimizer `name` uses unless given (torch's: 0.01 for adamw, else 0)."""
+    if name not in CLASSES:
+        raise UsageError(f"--optimizer: got {name!r}, expected one of {', '.join(OPTIMIZERS)}")
+    return inspect.signature(CLASSES[name]).parameters["weight_decay"].default
 
 
 def make_optimizer(name: str, lr: float, **kw) -> Optimizer:
-    """By CLI name: sgd | momentum (SGD, momentum 0.9 unless given) | adagrad | rmsprop | adam.
+    """By CLI name: sgd | momentum (SGD, momentum 0.9 unless given) | adagrad | rmsprop | adam | adamw.
 
     Keyword options are the class's (torch's names); anything else is a UsageError.
     """

@@ -64,6 +64,10 @@ def positive_float(text: str) -> float:
     return _number(text, float, checks.POSITIVE_NUMBER)
 
 
+def non_negative_float(text: str) -> float:
+    return _number(text, float, checks.NON_NEGATIVE_NUMBER)
+
+
 def fraction(text: str) -> float:
     return _number(text, float, checks.FRACTION)
 
@@ -104,6 +108,23 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--bidirectional", action="store_true", help="add a reverse-time direction to each layer")
     g.add_argument(
         "--dropout", type=fraction, default=defaults.get("dropout", 0.0), help="between layers, training only"
+    )
+    g.add_argument(
+        "--input-dropout",
+        type=fraction,
+        default=defaults.get("input_dropout", 0.0),
+        help="on the first layer's inputs x_t (the embeddings): embedding dropout",
+    )
+    g.add_argument(
+        "--output-dropout",
+        type=fraction,
+        default=defaults.get("output_dropout", 0.0),
+        help="on the top layer's outputs h_t before pooling and the head",
+    )
+    g.add_argument(
+        "--variational-dropout",
+        action="store_true",
+        help="one dropout mask per sequence, shared by every time step (locked dropout, Gal & Ghahramani 2016)",
     )
     g.add_argument(
         "--embedding-size",
@@ -149,6 +170,9 @@ def model_kwargs(args: argparse.Namespace) -> dict:
         nonlinearity=args.nonlinearity,
         bidirectional=args.bidirectional,
         dropout=args.dropout,
+        input_dropout=args.input_dropout,
+        output_dropout=args.output_dropout,
+        variational_dropout=args.variational_dropout,
         embedding_size=args.embedding_size,
         init=args.init,
         init_scale=args.init_scale,
@@ -168,8 +192,11 @@ def task_defaults(args: argparse.Namespace, **defaults) -> None:
 def options_from_args(args):
     """The TrainOptions of parsed `bptt train` options (every field that has a flag)."""
     from bptt.training.loop import TrainOptions
+    from bptt.training.optim import default_weight_decay
 
     opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)})
+    if opts.weight_decay is None:  # saved explicitly, so a resume compares it with a value
+        opts.weight_decay = default_weight_decay(opts.optimizer)
     if args.no_clip_norm:
         opts.clip_norm = None
     if getattr(args, "argv", None) is not None:
@@ -190,3 +217,12 @@ def resumed_options(args, ckpt):
         raise CheckpointError(f"{args.resume}: checkpoint.json: training options 'extra' is not a JSON object")
     resumable.apply(args, opts, ckpt.model_config)  # the budget, evaluation and output flags; refuses the rest
     return opts
+
+
+def add_weights_option(p) -> None:
+    """`--last` of the commands that use a trained run's weights (evaluate, predict, generate, export)."""
+    p.add_argument(
+        "--last",
+        action="store_true",
+        help="use the latest checkpoint's weights, not the best evaluation's (RUN_DIR/best, when the run kept one)",
+    )

@@ -33,7 +33,7 @@ import numpy as np
 from bptt.errors import UsageError
 
 # optimizer buffers per parameter (bptt.training.optim): what `m` above is for each
-OPTIMIZER_BUFFERS = {"sgd": 0, "momentum": 1, "adagrad": 1, "rmsprop": 1, "adam": 2}
+OPTIMIZER_BUFFERS = {"sgd": 0, "momentum": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
 USABLE_FRACTION = 0.8  # of the available memory a run may plan to use
 GIB = 2**30
 

@@ -8,6 +8,29 @@ from bptt.errors import CheckpointError, DataError
 from bptt.model import RNNModel
 from bptt.training import checkpoint
 
+BEST = "best"  # the subdirectory holding the best evaluation's checkpoint (TrainOptions.keep_best)
+
+
+def weights_dir(run_dir: Path, last: bool = False) -> Path:
+    """Where the weights a trained run is used with live: RUN_DIR/best, the best evaluation's
+    checkpoint, when the run kept one (early stopping's result); RUN_DIR itself, the latest
+    checkpoint, when it did not or when `last` is asked for."""
+    best = Path(run_dir) / BEST
+    return Path(run_dir) if last or not (best / checkpoint.INDEX).is_file() else best
+
+
+def weights_note(run_dir: Path, ckpt) -> str:
+    """One line saying which weights were loaded: the best evaluation's (its step and metric) or the latest."""
+    train = ckpt.train_state if isinstance(ckpt.train_state, dict) else {}
+    progress = train.get("progress") if isinstance(train.get("progress"), dict) else {}
+    options = train.get("options") if isinstance(train.get("options"), dict) else {}
+    step, best = progress.get("step"), progress.get("best_valid")
+    if Path(run_dir).name != BEST:
+        return f"weights: the latest checkpoint (step {step}) of {run_dir}"
+    metric = str(options.get("monitor", "valid_loss")).replace("_", " ")
+    shown = f", {metric} {best:.4f}" if isinstance(best, (int, float)) else ""
+    return f"weights: the best evaluation's (step {step}{shown}) in {run_dir}; --last for the latest"
+
 
 def load_run(run_dir: Path):
     """(model, checkpoint) of the latest checkpoint in run_dir; CheckpointError if unusable."""
@@ -23,6 +46,14 @@ def load_run(run_dir: Path):
         model.params[k] = v.copy()
     model.eval()
     return model, ckpt
+
+
+def load_weights(run_dir: Path, last: bool = False):
+    """(model, checkpoint, note) with the weights a trained run is used with (`weights_dir`), and
+    the one line saying which they are (`weights_note`), for a command to print."""
+    where = weights_dir(run_dir, last)
+    model, ckpt = load_run(where)
+    return model, ckpt, weights_note(where, ckpt)
 
 
 def task_extra(ckpt) -> dict:
