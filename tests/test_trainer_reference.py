@@ -376,16 +376,29 @@ CSV_ONE = "input,target\n0.1 0.5 -0.3,0.2\n0.4,-0.1\n-0.2 0.3,0.5\n0.9 -0.5 0.1 
 CSV_STEPS = "input,target\n0.1 0.5 -0.3,0.2 0.1 0.0\n0.4,-0.1\n-0.2 0.3,0.5 0.4\n0.9 -0.5 0.1 0.2,0.0 0.1 0.2 0.3\n"
 
 SMALL = ["--hidden-size", "3", "--batch-size", "2", "--max-epochs", "2"]
+# the tagger's word-level model alone (this reference has no character encoder): no encoder, no feature columns
+TAG_WORDS_ONLY = ["--char-hidden-size", "0", "--features", "none"]
 TASKS = {
     "tag, bidirectional, feature columns": (
         "tag.conllu",
         CONLLU,
-        ["--task", "tag", "--embedding-size", "3", "--features", "suffix,shape", "--feature-embedding-size", "2"],
+        [
+            "--task",
+            "tag",
+            "--embedding-size",
+            "3",
+            "--features",
+            "suffix,shape",
+            "--feature-embedding-size",
+            "2",
+            "--char-hidden-size",
+            "0",
+        ],
     ),
     "tag, unidirectional, word dropout": (
         "tag.conllu",
         CONLLU,
-        ["--task", "tag", "--embedding-size", "3", "--unidirectional", "--word-dropout", "0.3"],
+        ["--task", "tag", "--embedding-size", "3", "--unidirectional", "--word-dropout", "0.3", *TAG_WORDS_ONLY],
     ),
     "classify two labels, last": ("c.tsv", TSV, ["--task", "classify", "--embedding-size", "3"]),
     "classify two labels, mean, bidirectional, 2 layers": (
@@ -403,7 +416,7 @@ TASKS = {
     "tag, memory-saving BPTT": (
         "tag.conllu",
         CONLLU,
-        ["--task", "tag", "--embedding-size", "3", "--num-layers", "2", "--checkpoint-every", "2"],
+        ["--task", "tag", "--embedding-size", "3", "--num-layers", "2", "--checkpoint-every", "2", *TAG_WORDS_ONLY],
     ),
     "spell (one-to-many)": (None, None, ["--task", "spell", "--max-number", "30", "--embedding-size", "3"]),
     "adding": (None, None, ["--task", "adding", "--length", "6", "--batches-per-epoch", "3"]),
