@@ -382,16 +382,29 @@ SMALL = ["--hidden-size", "3", "--batch-size", "2", "--max-epochs", "2"]
 # the reference below is the Elman recursion without dropout: classify's defaults (an LSTM with
 # embedding and output dropout) are set back to it; word dropout and the split act on the batches
 ELMAN = ["--cell", "elman", "--input-dropout", "0", "--output-dropout", "0"]
+# the tagger's word-level model alone (this reference has no character encoder): no encoder, no feature columns
+TAG_WORDS_ONLY = ["--char-hidden-size", "0", "--features", "none"]
 TASKS = {
     "tag, bidirectional, feature columns": (
         "tag.conllu",
         CONLLU,
-        ["--task", "tag", "--embedding-size", "3", "--features", "suffix,shape", "--feature-embedding-size", "2"],
+        [
+            "--task",
+            "tag",
+            "--embedding-size",
+            "3",
+            "--features",
+            "suffix,shape",
+            "--feature-embedding-size",
+            "2",
+            "--char-hidden-size",
+            "0",
+        ],
     ),
     "tag, unidirectional, word dropout": (
         "tag.conllu",
         CONLLU,
-        ["--task", "tag", "--embedding-size", "3", "--unidirectional", "--word-dropout", "0.3"],
+        ["--task", "tag", "--embedding-size", "3", "--unidirectional", "--word-dropout", "0.3", *TAG_WORDS_ONLY],
     ),
     "classify two labels, last": (
         "c.tsv",
@@ -418,7 +431,7 @@ TASKS = {
     "tag, memory-saving BPTT": (
         "tag.conllu",
         CONLLU,
-        ["--task", "tag", "--embedding-size", "3", "--num-layers", "2", "--checkpoint-every", "2"],
+        ["--task", "tag", "--embedding-size", "3", "--num-layers", "2", "--checkpoint-every", "2", *TAG_WORDS_ONLY],
     ),
     "spell (one-to-many)": (None, None, ["--task", "spell", "--max-number", "30", "--embedding-size", "3"]),
     "adding": (None, None, ["--task", "adding", "--length", "6", "--batches-per-epoch", "3"]),

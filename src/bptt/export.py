@@ -209,6 +209,8 @@ def config_of(model: RNNModel) -> dict:
 def check_exportable(model: RNNModel, recurrence: str | None = None) -> str:
     """The recurrence to use ("op" or "scan"); UsageError in one line for what cannot be exported."""
     cell = cell_of(model)
+    if getattr(model, "char_hidden_size", None) is not None:
+        raise UsageError("export: a model with a character encoder (char_hidden_size) has no ONNX mapping yet")
     if recurrence is None:
         recurrence = "scan" if model.dtype == "float64" else "op"
     if recurrence not in RECURRENCES:

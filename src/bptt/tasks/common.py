@@ -217,7 +217,12 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
         print(
             f"model: {'bidirectional ' if model.bidirectional else ''}{model.num_layers} x {model.hidden_size} "
             f"{model.kind}, {model.mode}, {model.head} head, {n_params(model):,} parameters; "
-            f"run directory {run_dir}"
+            + (
+                f"character encoder 2 x {model.char_hidden_size} {model.char_rnn.name}; "
+                if model.char_hidden_size is not None
+                else ""
+            )
+            + f"run directory {run_dir}"
         )
     state = trainer.fit()
     print(
