@@ -803,11 +803,11 @@ ROWS = [
         "--seq-length: only for language models; --task tag backpropagates",
     ),
     (
-        "tag valid-fraction",
-        f"{TG} --valid-fraction 0.2",
+        "tag valid-fraction and valid",
+        f"{TG} --valid-fraction 0.2 --valid {{tmp}}/a.conllu",
         {"a.conllu": GOOD},
         2,
-        "--valid-fraction: only for language models; --task tag validates on --valid",
+        "a.conllu is the validation set; give one of the two, not both",
     ),
     (
         "tag out is a file",
@@ -974,7 +974,57 @@ ROWS = [
         f"{CL} {{tmp}}/a.tsv --pooling median",
         {"a.tsv": TSV},
         2,
-        "argument --pooling: invalid choice: 'median'",
+        "argument --pooling: got median, expected one or more of last, mean, max, comma-separated, without repeats",
+    ),
+    (
+        "classify pooling repeated",
+        f"{CL} {{tmp}}/a.tsv --pooling mean,max,mean",
+        {"a.tsv": TSV},
+        2,
+        "argument --pooling: got mean,max,mean, expected one or more of last, mean, max",
+    ),
+    (
+        "classify valid fraction too small",
+        f"{CL} {{tmp}}/a.tsv --valid-fraction 0.01",
+        {"a.tsv": TSV},
+        2,
+        "a.tsv: --valid-fraction 0.01 of ",
+    ),
+    (
+        "classify folds with valid",
+        f"{CL} {{tmp}}/a.tsv --folds 3 --valid {{tmp}}/a.tsv",
+        {"a.tsv": TSV},
+        2,
+        "--folds: each fold is held out of --data in turn; drop --valid (use --valid-fraction)",
+    ),
+    ("classify one fold", f"{CL} {{tmp}}/a.tsv --folds 1", {"a.tsv": TSV}, 2, "--folds: got 1, expected at least 2"),
+    (
+        "classify embeddings bad line",
+        f"{CL} {{tmp}}/a.tsv --embeddings {{tmp}}/v.txt",
+        {"a.tsv": TSV, "v.txt": "2 4\ngreat 0.1 0.2 0.3 0.4\nfilm 0.1 0.2\n"},
+        2,
+        "v.txt:3: 2 numbers after the word 'film', expected 4",
+    ),
+    (
+        "classify embeddings not a number",
+        f"{CL} {{tmp}}/a.tsv --embeddings {{tmp}}/v.txt",
+        {"a.tsv": TSV, "v.txt": "the 0.1 0.2 0.3 0.4\nfilm 0.1 x 0.3 0.4\n"},
+        2,
+        "v.txt:2: 'x' in the vector of 'film', expected a number",
+    ),
+    (
+        "classify embeddings size",
+        f"{CL} {{tmp}}/a.tsv --embeddings {{tmp}}/v.txt",
+        {"a.tsv": TSV, "v.txt": "great 0.1 0.2 0.3\n"},
+        2,
+        "v.txt: vectors of size 3, but --embedding-size is 4; drop --embedding-size or give the file's size",
+    ),
+    (
+        "classify embeddings empty",
+        f"{CL} {{tmp}}/a.tsv --embeddings {{tmp}}/v.txt",
+        {"a.tsv": TSV, "v.txt": "\n"},
+        2,
+        "v.txt: no vectors, expected lines 'word v1 ... vD'",
     ),
     # ---- train --task regress: CSV of numbers ----
     ("regress not a number", RG, {"a.csv": REG + "0.1 x,0.2\n"}, 2, "a.csv:4: input '0.1 x', expected numbers"),
@@ -1449,7 +1499,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     (base / "a.csv").write_text(REG + REG.split("\n", 1)[1] * 2)
     for name, task in (
         ("tag", f"tag {TASK} --data {{b}}/a.conllu --valid {{b}}/a.conllu"),
-        ("cls", f"classify {TASK} --data {{b}}/a.tsv"),
+        ("cls", f"classify {TASK} --data {{b}}/a.tsv --valid-fraction 0"),  # no best/: the latest weights
         ("reg", f"regress {TASK} --data {{b}}/a.csv"),
         ("spell", f"spell {TASK} --max-number 20"),
         ("add", LM.replace("--out {tmp}/out", "--valid-size 20 --test-size 20").removeprefix("train --task ")),

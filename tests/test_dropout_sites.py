@@ -338,7 +338,10 @@ def test_cli_classify_trains_and_resumes_exactly(tmp_path):
         (["--input-dropout", "1"], "argument --input-dropout: got 1, expected a number in [0, 1)"),
         (["--output-dropout", "-0.2"], "argument --output-dropout: got -0.2, expected a number in [0, 1)"),
         (["--output-dropout", "x"], "argument --output-dropout: got x"),
-        (["--variational-dropout=yes"], "argument --variational-dropout: ignored explicit argument 'yes'"),
+        (
+            ["--variational-dropout=yes"],
+            "argument --variational-dropout/--no-variational-dropout: ignored explicit argument 'yes'",
+        ),
     ],
 )
 def test_cli_bad_values_one_line(flags, message, tmp_path, capsys):

@@ -78,7 +78,7 @@ def test_the_carousel_block_is_the_product_of_forget_gates():
     kind, L, K, F = gd._factors(cache)
     for t in range(T):
         J = gd.step_jacobian(kind, cache.W, L[t, 0], K[t, 0], F[t, 0])
-        np.testing.assert_array_equal(J[H:, H:], np.diag(cache.gates[t, 0, H : 2 * H]))
+        np.testing.assert_array_equal(J[H:, H:], np.diag(cache.gate(1)[t, 0]))
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -89,7 +89,7 @@ def test_saturation(name):
     gates = {"lstm": {"i": 0, "f": 1, "o": 3}, "gru": {"r": 0, "z": 1}}[name]
     assert set(sat) == set(gates) | {"near"}
     for g, k in gates.items():
-        v = cache.gates[..., k * H : (k + 1) * H][mask]
+        v = cache.gate(k)[mask]
         assert sat[g]["mean"] == pytest.approx(v.mean())
         assert sat[g]["near_1"] == pytest.approx((v > 1 - gd.NEAR).mean())
         assert sat[g]["near_0"] == pytest.approx((v < gd.NEAR).mean())

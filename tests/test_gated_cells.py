@@ -5,12 +5,15 @@ and parity with torch.nn.LSTM / nn.GRU (outputs, final states, every gradient, p
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+from bptt import blas
 from bptt.analysis.gradcheck import relative_error
 from bptt.errors import UsageError
+from bptt.layers import elman, gated
 from bptt.layers.gru import GRU
 from bptt.layers.lstm import LSTM
 
@@ -121,6 +124,58 @@ def test_finite_differences_ids_and_no_bias(name, ids, bias):
 def test_finite_differences_horizon(name, tau, masked, reverse):
     """The horizon sweep is the gradient of the truncated objective, over the whole state (h, c)."""
     check_fd(name, masked=masked, reverse=reverse, horizon=tau)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize(
+    "on_worker, masked, reverse, ids",
+    [(True, True, False, False), (True, False, True, True), (False, True, True, False)],
+)
+def test_finite_differences_backward_in_blocks(name, on_worker, masked, reverse, ids, monkeypatch):
+    """The backward loop block by block, each block's weight gradients on a second thread (or this one)."""
+    monkeypatch.setattr(gated, "BLOCK_ROWS", 1)
+    executor = ThreadPoolExecutor(1) if on_worker else None
+    monkeypatch.setattr(blas, "worker", lambda: executor)
+    assert gated.blocks(T, B, 2 * H) == [(3, 5), (1, 3), (0, 1)]
+    try:
+        check_fd(name, masked=masked, reverse=reverse, ids=ids)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+
+
+@pytest.mark.parametrize("vocab, ids", [(3, True), (50, True), (7, False)])  # small and large vocabulary, floats
+@pytest.mark.parametrize("bias", [True, False])
+def test_input_term_by_gate_is_the_input_term_split_by_gate(vocab, ids, bias):
+    rng = np.random.default_rng(5)
+    G, n, steps, rows = 3, 5, 4, 2
+    U, b = rng.standard_normal((G * n, vocab)), rng.standard_normal(G * n) if bias else None
+    X = rng.integers(0, vocab, (steps, rows)) if ids else rng.standard_normal((steps, rows, vocab))
+    want = elman.input_term(U, b, X, out=np.empty((steps, rows, G * n)))
+    got = gated.input_term_by_gate(U, b, X, out=np.empty((G, steps, rows, n)))
+    np.testing.assert_allclose(got, want.reshape(steps, rows, G, n).transpose(2, 0, 1, 3), rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_cache_gates_are_the_gates_of_the_definition(name):
+    """cache.gate(k) (whatever the cache's layout) against the equations in the module docstrings."""
+    rng = np.random.default_rng(4)
+    cell, params, X, state0, _, _, _ = problem(name, rng)
+    _, _, cache = cell.forward(params, X, state0)
+    U, W, b = params["U"], params["W"], params["b"]
+    sig = lambda a: 1.0 / (1.0 + np.exp(-a))  # noqa: E731
+    for t in range(T):
+        h = cache.state(t)[0]
+        a = X[t] @ U.T + b
+        r = h @ W.T
+        if name == "lstm":
+            want = [sig(a[:, :H] + r[:, :H]), sig(a[:, H : 2 * H] + r[:, H : 2 * H])]
+            want += [np.tanh(a[:, 2 * H : 3 * H] + r[:, 2 * H : 3 * H]), sig(a[:, 3 * H :] + r[:, 3 * H :])]
+        else:
+            rt, zt = sig(a[:, :H] + r[:, :H]), sig(a[:, H : 2 * H] + r[:, H : 2 * H])
+            want = [rt, zt, np.tanh(a[:, 2 * H :] + rt * (r[:, 2 * H :] + params["bn"]))]
+        for k, w in enumerate(want):
+            np.testing.assert_allclose(cache.gate(k)[t], w, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", CELLS)

@@ -116,13 +116,16 @@ def model_loss(cfg: dict, P: dict, inputs, targets, mask=None, cond=None, loss_m
         if loss_mask is not None:
             terms &= torch.tensor(np.asarray(loss_mask, bool))
     else:
-        if cfg["mode"] == "one-to-one" or cfg["pooling"] == "last":
-            n_top = 2 if cfg["bidirectional"] else 1
-            feat = torch.cat(list(finals[-n_top:]), dim=1)
-        elif cfg["pooling"] == "mean":
-            feat = (top * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)
-        else:
-            feat = top.masked_fill(~valid[..., None], -torch.inf).max(1).values
+        feats = []  # one per pooling, side by side ("mean,max": [mean_t h_t; max_t h_t])
+        for kind in ["last"] if cfg["mode"] == "one-to-one" else cfg["pooling"].split(","):
+            if kind == "last":
+                n_top = 2 if cfg["bidirectional"] else 1
+                feats.append(torch.cat(list(finals[-n_top:]), dim=1))
+            elif kind == "mean":
+                feats.append((top * valid[..., None]).sum(1) / valid.sum(1, keepdim=True))
+            else:
+                feats.append(top.masked_fill(~valid[..., None], -torch.inf).max(1).values)
+        feat = torch.cat(feats, dim=1)
         Z = (feat @ P["head.V"].T + P["head.c"])[:, None]  # (B, 1, K): one row per sequence
         terms = torch.ones(B, 1, dtype=torch.bool)
     Y = np.asarray(targets)
@@ -376,34 +379,59 @@ CSV_ONE = "input,target\n0.1 0.5 -0.3,0.2\n0.4,-0.1\n-0.2 0.3,0.5\n0.9 -0.5 0.1 
 CSV_STEPS = "input,target\n0.1 0.5 -0.3,0.2 0.1 0.0\n0.4,-0.1\n-0.2 0.3,0.5 0.4\n0.9 -0.5 0.1 0.2,0.0 0.1 0.2 0.3\n"
 
 SMALL = ["--hidden-size", "3", "--batch-size", "2", "--max-epochs", "2"]
+# the reference below is the Elman recursion without dropout: classify's defaults (an LSTM with
+# embedding and output dropout) are set back to it; word dropout and the split act on the batches
+ELMAN = ["--cell", "elman", "--input-dropout", "0", "--output-dropout", "0"]
+# the tagger's word-level model alone (this reference has no character encoder): no encoder, no feature columns
+TAG_WORDS_ONLY = ["--char-hidden-size", "0", "--features", "none"]
 TASKS = {
     "tag, bidirectional, feature columns": (
         "tag.conllu",
         CONLLU,
-        ["--task", "tag", "--embedding-size", "3", "--features", "suffix,shape", "--feature-embedding-size", "2"],
+        [
+            "--task",
+            "tag",
+            "--embedding-size",
+            "3",
+            "--features",
+            "suffix,shape",
+            "--feature-embedding-size",
+            "2",
+            "--char-hidden-size",
+            "0",
+        ],
     ),
     "tag, unidirectional, word dropout": (
         "tag.conllu",
         CONLLU,
-        ["--task", "tag", "--embedding-size", "3", "--unidirectional", "--word-dropout", "0.3"],
+        ["--task", "tag", "--embedding-size", "3", "--unidirectional", "--word-dropout", "0.3", *TAG_WORDS_ONLY],
     ),
-    "classify two labels, last": ("c.tsv", TSV, ["--task", "classify", "--embedding-size", "3"]),
+    "classify two labels, last": (
+        "c.tsv",
+        TSV,
+        ["--task", "classify", "--embedding-size", "3", "--pooling", "last", *ELMAN],
+    ),
+    "classify defaults (bidirectional, last,mean,max, a valid split)": (
+        "c.tsv",
+        TSV + "a good good film\t1\nbad film\t0\nnot bad\t1\ngood\t1\nnot good\t0\nbad bad\t0\n",
+        ["--task", "classify", "--embedding-size", "3", "--pooling", "last,mean,max", *ELMAN],
+    ),
     "classify two labels, mean, bidirectional, 2 layers": (
         "c.tsv",
         TSV,
-        ["--task", "classify", "--pooling", "mean", "--bidirectional", "--num-layers", "2"],
+        ["--task", "classify", "--pooling", "mean", "--bidirectional", "--num-layers", "2", *ELMAN],
     ),
     "classify three labels, max, characters": (
         "c3.tsv",
         TSV3,
-        ["--task", "classify", "--pooling", "max", "--level", "char"],
+        ["--task", "classify", "--pooling", "max", "--level", "char", *ELMAN],
     ),
     "regress many-to-one": ("r.csv", CSV_ONE, ["--task", "regress"]),
     "regress many-to-many": ("r.csv", CSV_STEPS, ["--task", "regress", "--nonlinearity", "relu"]),
     "tag, memory-saving BPTT": (
         "tag.conllu",
         CONLLU,
-        ["--task", "tag", "--embedding-size", "3", "--num-layers", "2", "--checkpoint-every", "2"],
+        ["--task", "tag", "--embedding-size", "3", "--num-layers", "2", "--checkpoint-every", "2", *TAG_WORDS_ONLY],
     ),
     "spell (one-to-many)": (None, None, ["--task", "spell", "--max-number", "30", "--embedding-size", "3"]),
     "adding": (None, None, ["--task", "adding", "--length", "6", "--batches-per-epoch", "3"]),

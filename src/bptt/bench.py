@@ -140,12 +140,15 @@ def machine(torch=None) -> dict[str, str]:
         "numpy": f"{np.__version__}, {blas_name()}",
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "unset"),
         "bptt threads": f"BLAS {', '.join(str(i['num_threads']) for i in blas_libs()) or 'unknown'}, "
-        "one Python thread for the time loops",
+        "one Python thread for the time loops, one more for gated-cell weight gradients",
     }
     if torch is not None:
         cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "?")()
         mkl = "MKL" if torch.backends.mkl.is_available() else "no MKL"
-        info["torch"] = f"{torch.__version__} ({mkl}, CPU capability {cap}), {torch.get_num_threads()} threads"
+        onednn = "oneDNN" if torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled else "no oneDNN"
+        info["torch"] = (
+            f"{torch.__version__} ({mkl}, {onednn}, CPU capability {cap}), {torch.get_num_threads()} threads"
+        )
     info["load"] = load()
     return info
 

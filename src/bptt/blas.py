@@ -25,6 +25,12 @@ it nothing changes.
 `pool()` is the two-thread pool that large elementwise work (the softmax over a
 big vocabulary, optimizer updates of millions of parameters) is split over:
 NumPy's ufuncs release the GIL, so two halves of an array run on two cores.
+
+`worker()` is one more thread, for work that overlaps a time loop running on
+one BLAS thread (`loop_is_single`): the gated cells' backward loop hands each
+finished block of steps to it for its weight-gradient GEMMs
+(`bptt.layers.gated.overlapped`), so those run on the second core while the
+loop goes on. One thread, so the loop always keeps a core.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ OWN = 2**18  # below this OpenBLAS already uses one thread (SMP_THRESHOLD_MIN * 
 
 _controller = None
 _pool = None
+_worker = None
 _pool_lock = threading.Lock()
+_one_thread = 0  # depth of the open one-thread limits (threads_for); inside one, another changes nothing
 
 
 def pool():
@@ -59,10 +67,25 @@ def pool():
     return _pool
 
 
+def worker():
+    """A one-thread executor for work that overlaps a time loop on the second core (made once),
+    or None with fewer than 2 usable cores. One thread, so the overlapped work never takes both
+    cores from the loop."""
+    global _worker
+    if pool() is None:
+        return None
+    with _pool_lock:
+        if _worker is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _worker = ThreadPoolExecutor(1, thread_name_prefix="bptt-overlap")
+    return _worker
+
+
 def _forget_pool() -> None:
     """In a forked child the pool's threads do not exist: make a new pool when one is needed."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
+    global _pool, _worker, _pool_lock
+    _pool, _worker, _pool_lock = None, None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -95,11 +118,34 @@ def _get_controller():
 
 def threads_for(macs: int, small: int | None = None):
     """A context for GEMMs of at most `macs` multiply-adds: one BLAS thread if at most
-    `small` (default SMALL)."""
-    controller = _get_controller() if OWN < macs <= (SMALL if small is None else small) else None
-    if not controller:
+    `small` (default SMALL). Inside another one-thread context it changes nothing and costs
+    nothing (threadpoolctl's limit takes some 50 us: a step enters several of these)."""
+    return one_thread() if OWN < macs <= (SMALL if small is None else small) else contextlib.nullcontext()
+
+
+def one_thread():
+    """A context in which BLAS runs on one thread (without threadpoolctl: nothing changes)."""
+    controller = _get_controller()
+    if not controller or _one_thread:
         return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")
+    return _one_blas_thread(controller)
+
+
+@contextlib.contextmanager
+def _one_blas_thread(controller):
+    global _one_thread
+    with controller.limit(limits=1, user_api="blas"):
+        _one_thread += 1
+        try:
+            yield
+        finally:
+            _one_thread -= 1
+
+
+def loop_is_single(B: int, H: int) -> bool:
+    """Whether a time loop of (B, H) x (H, H) steps runs its GEMMs on one BLAS thread
+    (`loop_threads`), leaving the second core free for work that overlaps the loop."""
+    return B * H * H <= (SMALL if _get_controller() else OWN)
 
 
 def loop_threads(B: int, H: int):

@@ -209,6 +209,8 @@ def config_of(model: RNNModel) -> dict:
 def check_exportable(model: RNNModel, recurrence: str | None = None) -> str:
     """The recurrence to use ("op" or "scan"); UsageError in one line for what cannot be exported."""
     cell = cell_of(model)
+    if getattr(model, "char_hidden_size", None) is not None:
+        raise UsageError("export: a model with a character encoder (char_hidden_size) has no ONNX mapping yet")
     if recurrence is None:
         recurrence = "scan" if model.dtype == "float64" else "op"
     if recurrence not in RECURRENCES:
@@ -363,17 +365,19 @@ def build(model: RNNModel, *, recurrence: str | None = None, metadata: dict | No
         g.nodes.append(helper.make_node("Transpose", [Y], ["outputs"], perm=[1, 0, 2]))
         out_shape = ["batch", "time", model.output_size]
     else:
-        kind = "last" if one else model.pooling
-        if kind == "last":
-            top = g.op("Slice", "hn", g.ints([(L - 1) * nd]), g.ints([N]), g.ints([0]))  # (dirs, B, H)
-            feat = g.op("Reshape", g.op("Transpose", top, perm=[1, 0, 2]), g.ints([0, -1]))
-        elif kind == "mean":
-            m = g.op("Cast", mask3, to=elem)
-            total = g.op("ReduceSum", g.op("Mul", layer_in, m), g.ints([0]), keepdims=0)
-            feat = g.op("Div", total, g.op("ReduceSum", m, g.ints([0]), keepdims=0))
-        else:
-            masked = g.op("Where", mask3, layer_in, g.const(np.array(-np.inf, dt)))
-            feat = g.op("ReduceMax", masked, axes=[0], keepdims=0)
+        feats = []  # one per pooling, concatenated as bptt.layers.pooling.forward
+        for kind in ("last",) if one else model.pooling.split(","):
+            if kind == "last":
+                top = g.op("Slice", "hn", g.ints([(L - 1) * nd]), g.ints([N]), g.ints([0]))  # (dirs, B, H)
+                feats.append(g.op("Reshape", g.op("Transpose", top, perm=[1, 0, 2]), g.ints([0, -1])))
+            elif kind == "mean":
+                m = g.op("Cast", mask3, to=elem)
+                total = g.op("ReduceSum", g.op("Mul", layer_in, m), g.ints([0]), keepdims=0)
+                feats.append(g.op("Div", total, g.op("ReduceSum", m, g.ints([0]), keepdims=0)))
+            else:
+                masked = g.op("Where", mask3, layer_in, g.const(np.array(-np.inf, dt)))
+                feats.append(g.op("ReduceMax", masked, axes=[0], keepdims=0))
+        feat = feats[0] if len(feats) == 1 else g.op("Concat", *feats, axis=1)
         Z = g.op("Add", g.op("MatMul", feat, VT), c)
         g.nodes.append(helper.make_node("Identity", [_head(g, model.head, Z)], ["outputs"]))
         out_shape = ["batch", model.output_size]

@@ -173,6 +173,8 @@ def to_torch(model: RNNModel) -> TorchModules:
     """
     torch = _torch()
     modules = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+    if model.char_hidden_size is not None:
+        raise UsageError("char_hidden_size: a model with a character encoder has no torch conversion yet")
     if model.cell.name not in modules:
         raise UsageError(f"cell: torch has no counterpart of the {model.cell.name!r} cell, expected elman, lstm or gru")
     if model.nonlinearity not in ("tanh", "relu"):

@@ -7,6 +7,7 @@ direction if bidirectional, whose outputs are concatenated with the forward ones
 
     x_t            = E[id_t] (embedding), the one-hot of id_t, or the float features;
                      with feature columns f = 1..F, x_t = [E[id_t]; E_1[f1_t]; ...; E_F[fF_t]]
+                     and with a character encoder, [...; enc(chars_t)] (`bptt.layers.char_encoder`)
     h^l_t          = cell^l(x = h^{l-1}_t, state^l_{t-1}),   h^0_t = x_t
                      (training: x_t, each h^l_t below the top and h^L_t as the head reads it
                      are multiplied by dropout masks, `bptt.layers.dropout`)
@@ -20,11 +21,14 @@ dL/dtheta for every parameter, keyed exactly like `params`: "embed.E",
 "embed{f}.E" for the feature columns f = 1..F (suffix, shape, ... ids),
 "rnn{l}.<name>", "rnn{l}_reverse.<name>" for each of the cell's parameters
 (Elman: U, W, b), "head.V", "head.c" and, for one-to-many, "h0map.Q", "h0map.q"
-(h_0 = tanh(Q cond + q), one block per layer, `bptt.layers.h0map`).
+(h_0 = tanh(Q cond + q), one block per layer, `bptt.layers.h0map`), and with a
+character encoder "char.E" (the character table), "char_rnn.<name>" and
+"char_rnn_reverse.<name>" (its two cells).
 
 Inputs are batch-first, as users pass them: ids (B, T) (or (B, T, 1 + F) with
 feature columns: column 0 the token, column f the f-th feature's id), features (B, T, D),
-masks (B, T) or lengths (B,). Inside, everything is time-major (T, B, ...).
+masks (B, T) or lengths (B,), and with a character encoder chars (B, T, C): the
+character ids of each token, 0 = padding after its last character. Inside, everything is time-major (T, B, ...).
 """
 
 from __future__ import annotations
@@ -39,10 +43,32 @@ import numpy as np
 from bptt import blas
 from bptt import checks as validate
 from bptt.errors import UsageError
-from bptt.layers import activations, cells, dense, embedding, h0map, losses, recompute
+from bptt.layers import activations, cells, char_encoder, dense, embedding, h0map, losses, recompute
 from bptt.layers import dropout as dropout_layer
 from bptt.layers import init as initializers
 from bptt.layers import pooling as pooling_layer
+
+CHAR_PREFIXES = {"fwd": "char_rnn", "rev": "char_rnn_reverse"}  # char_encoder's directions -> parameter names
+
+
+def _char_key(local: str) -> str:
+    """char_encoder's local name -> the model's: "E" -> "char.E", "fwd.U" -> "char_rnn.U", "rev.U" -> "char_rnn_reverse.U"."""
+    if local == "E":
+        return "char.E"
+    direction, name = local.split(".", 1)
+    return f"{CHAR_PREFIXES[direction]}.{name}"
+
+
+def _local_char_key(key: str) -> str | None:
+    """The inverse of `_char_key`, None for a parameter outside the character encoder."""
+    if key == "char.E":
+        return "E"
+    prefix, _, name = key.partition(".")
+    for direction, p in CHAR_PREFIXES.items():
+        if prefix == p:
+            return f"{direction}.{name}"
+    return None
+
 
 MODES = ("many-to-many", "many-to-one", "one-to-many", "one-to-one")
 SEQUENCE_MODES = ("many-to-many", "one-to-many")
@@ -75,6 +101,7 @@ class Forward:
     h0map: np.ndarray | None = None  # tanh(Q cond + q), (B, L*H)
     state_n: tuple = ()
     state0: tuple = ()
+    chars: object = None  # the character encoder's cache (bptt.layers.char_encoder.Cache)
 
     @property
     def T(self) -> int:
@@ -111,7 +138,8 @@ class ModelConfig:
     output_size     K (defaults to vocab_size for token models)
     head            softmax (cross-entropy) | sigmoid (binary CE) | linear (squared error)
     mode            many-to-many | many-to-one | one-to-many | one-to-one
-    pooling         many-to-one only: last | mean | max
+    pooling         many-to-one only: last | mean | max, or a comma list of them ("mean,max"),
+                    whose pooled vectors are concatenated (V is then (K, n * F))
     cond_size       one-to-many only: size of the conditioning vector mapped to h_0
     reduction       sum-over-time (lecture notes: sum over t, mean over sequences) | mean | sum
     ignore_index    softmax targets equal to it carry no loss (torch's -100)
@@ -119,6 +147,12 @@ class ModelConfig:
     dtype           float32 (default) | float64;  seed: every random draw
     checkpoint_every  memory-saving BPTT: keep every k-th state, recompute the rest
                     (k, or "auto" for sqrt(T); see bptt.layers.recompute); None: keep all
+    char_hidden_size  H_c: a character-level word encoder (bptt.layers.char_encoder), a
+                    bidirectional cell over each token's characters whose two final h
+                    states (2 H_c) are concatenated to x_t; None: none. Needs embedding_size;
+                    inputs then take chars (B, T, C) (0 = padding)
+    char_vocab_size   characters (id 0 padding, id 1 unknown);  char_embedding_size: D_c
+    char_cell       the encoder's cell (None: the model's `cell`, with its options)
     tie_weights     the head's V is the embedding table E itself (Press & Wolf 2017): z_t = E h_t + c.
                     Needs a softmax sequence head over the vocabulary (output_size = vocab_size)
                     and a head input as wide as the embedding (hidden_size x directions =
@@ -154,6 +188,10 @@ class ModelConfig:
     checkpoint_every: int | str | None = None
     cell: str = "elman"
     forget_bias: float = 0.0
+    char_vocab_size: int | None = None
+    char_embedding_size: int = 16
+    char_hidden_size: int | None = None
+    char_cell: str | None = None
     tie_weights: bool = False
 
     def __post_init__(self):
@@ -203,7 +241,7 @@ class ModelConfig:
             raise UsageError(f"variational_dropout: got {self.variational_dropout!r}, expected True or False")
         validate.choice("head", self.head, losses.HEADS)
         validate.choice("mode", self.mode, MODES)
-        validate.choice("pooling", self.pooling, pooling_layer.POOLINGS)
+        put("pooling", ",".join(pooling_layer.parse(self.pooling)))
         validate.choice("reduction", self.reduction, losses.REDUCTIONS)
         validate.choice("init", self.init, initializers.SCHEMES)
         validate.choice("dtype", self.dtype, DTYPES)
@@ -222,6 +260,7 @@ class ModelConfig:
         put("forget_bias", float(self.forget_bias))
         cells.make_cell(self.cell, **self.cell_options())  # the cell's own refusals, here
         put("feature_embedding_size", int(self.feature_embedding_size))
+        self._check_char_encoder()
         put("bias", bool(self.bias))
         put("bidirectional", bool(self.bidirectional))
         put("dropout", float(self.dropout))
@@ -254,6 +293,31 @@ class ModelConfig:
                 f"({self.embedding_size}); set --embedding-size {self.hidden_size * dirs} or --hidden-size "
                 f"{self.embedding_size // dirs if self.embedding_size % dirs == 0 else self.embedding_size}"
             )
+
+    def _check_char_encoder(self) -> None:
+        validate.positive_int("char_hidden_size", self.char_hidden_size, allow_none=True)
+        if self.char_hidden_size is None:
+            if self.char_vocab_size is not None or self.char_cell is not None:
+                raise UsageError("char_vocab_size / char_cell: need char_hidden_size (the character encoder)")
+            return
+        if self.embedding_size is None:
+            raise UsageError(
+                "char_hidden_size: needs embedding_size (the character encoding is concatenated to the word's embedding)"
+            )
+        validate.positive_int("char_vocab_size", self.char_vocab_size)
+        if self.char_vocab_size < 2:
+            raise UsageError(f"char_vocab_size: got {self.char_vocab_size}, expected at least 2 (padding and unknown)")
+        validate.positive_int("char_embedding_size", self.char_embedding_size)
+        if self.char_cell is not None:
+            validate.choice("char_cell", self.char_cell, cells.CELLS)
+        for name in ("char_vocab_size", "char_embedding_size", "char_hidden_size"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+
+    def char_cell_options(self) -> dict:
+        """The character encoder's cell name and options: the model's own unless char_cell names another."""
+        if self.char_cell is None or self.char_cell == self.cell:
+            return {"name": self.cell, **self.cell_options()}
+        return {"name": self.char_cell}
 
     def cell_options(self) -> dict:
         """The keyword options of the cell's constructor: nonlinearity, and forget_bias when set."""
@@ -293,6 +357,7 @@ class RNNModel:
             config = config.replace(**options)
         self.config = config
         self.cell = cells.make_cell(config.cell, **config.cell_options())
+        self.char_rnn = None if config.char_hidden_size is None else cells.make_cell(**config.char_cell_options())
         self.rng = np.random.default_rng(config.seed)
         self.training = True
         self.params = self._init_params()
@@ -333,6 +398,8 @@ class RNNModel:
             for f, n in enumerate(self.feature_vocab_sizes or (), 1):
                 params[f"embed{f}.E"] = rng.standard_normal((n, self.feature_embedding_size)).astype(dt)
                 D += self.feature_embedding_size
+            if self.char_hidden_size is not None:
+                D += 2 * self.char_hidden_size
         else:
             D = self.vocab_size if self.uses_tokens else self.input_size
         for layer in range(self.num_layers):
@@ -340,6 +407,7 @@ class RNNModel:
                 p = self.cell.init(D, H, self.bias, rng, self.init, self.init_scale, dt)
                 params.update((f"{name}.{k}", v) for k, v in p.items())
             D = H * self.num_directions
+        D *= max(len(self._pool_kinds()), 1)  # the pooled vectors side by side (many-to-one)
         V, params["head.c"] = initializers.linear(rng, self.output_size, D, dt)
         if self.tie_weights:  # E is the head's V: scaled as a head's V, not N(0, 1) (logits of std ~sqrt(E))
             params["embed.E"] = V
@@ -348,12 +416,24 @@ class RNNModel:
         if self.mode == "one-to-many":
             Q, q = initializers.linear(rng, self.num_layers * H, self.cond_size, dt)
             params["h0map.Q"], params["h0map.q"] = Q, q
+        if self.char_hidden_size is not None:  # drawn last: models without it draw exactly as before
+            Vc, Dc, Hc = self.char_vocab_size, self.char_embedding_size, self.char_hidden_size
+            p = char_encoder.init(self.char_rnn, Vc, Dc, Hc, self.bias, rng, self.init, self.init_scale, dt)
+            params.update((_char_key(k), v) for k, v in p.items())
         return params
 
     @property
     def head_key(self) -> str:
         """The parameter the head uses as V: "head.V", or "embed.E" when tie_weights."""
         return "embed.E" if self.tie_weights else "head.V"
+
+    def _char_params(self) -> dict:
+        """The character encoder's parameters under char_encoder's local names ("E", "fwd.U", "rev.U", ...)."""
+        return {local: self.params[_char_key(local)] for local in self._char_locals}
+
+    @property
+    def _char_locals(self) -> list[str]:
+        return [k for k in map(_local_char_key, self.params) if k is not None]
 
     def train(self, mode: bool = True) -> RNNModel:
         """Training mode (dropout on), as torch's module.train()."""
@@ -425,6 +505,24 @@ class RNNModel:
         state0 = None if h0 is None else self._prepare_state(h0, B)
         return X, mask, state0, cond
 
+    def _prepare_chars(self, chars, B: int, T: int) -> np.ndarray | None:
+        """chars (B, T, C) (one-to-one: (B, C)) -> time-major (T, B, C) ids, checked; None without an encoder."""
+        if self.char_hidden_size is None:
+            if chars is not None:
+                raise UsageError("chars: this model has no character encoder (char_hidden_size=None), expected None")
+            return None
+        if chars is None:
+            raise UsageError("chars: required by a model with a character encoder, expected (B, T, C) character ids")
+        one = self.mode == "one-to-one"
+        c = validate.array("chars", chars, (2, 3) if one else (3,), "int")
+        if c.ndim == 2:
+            c = c[:, None, :]
+        validate.shape("chars", c, (B, T, None))
+        validate.in_range("chars", c, 0, self.char_vocab_size)
+        if ((c[..., 1:] != char_encoder.PAD) & (c[..., :-1] == char_encoder.PAD)).any():
+            raise UsageError("chars: a character after padding (id 0), expected each word's characters first, then 0s")
+        return np.ascontiguousarray(c.transpose(1, 0, 2))
+
     def _prepare_state(self, h0, B: int) -> tuple:
         """h0 (L * dirs, B, H), or for a cell with a state of n parts a tuple of n such arrays
         (a bare array is the h part, the others start at zero) -> a tuple of parts."""
@@ -474,14 +572,17 @@ class RNNModel:
     # ---- forward -----------------------------------------------------------
 
     @blas.single_thread_when_small
-    def forward(self, inputs, mask=None, h0=None, *, cond=None, rng=None) -> Forward:
+    def forward(self, inputs, mask=None, h0=None, *, cond=None, rng=None, chars=None) -> Forward:
         """Run the network; return a `Forward` holding logits Z, final states hn and caches.
 
         Dropout (input_dropout, dropout, output_dropout) is applied when
         `self.training`, with masks drawn from `rng` (default: the model's own
         seeded Generator) and kept in the Forward for the backward pass.
+        chars: (B, T, C) character ids of every token, for a model with a
+        character encoder (input dropout then covers its columns of x_t too).
         """
         X, mask, state0, cond = self._prepare(inputs, mask, h0, cond)
+        chars = self._prepare_chars(chars, X.shape[1], X.shape[0])
         B = X.shape[1]
         fwd = Forward(Z=None, hn=None, h0=None, X=X, ids=None, mask=mask, cond=cond)
         if cond is not None:
@@ -492,6 +593,9 @@ class RNNModel:
         if self.embedding_size is not None:
             fwd.ids = X
             layer_in = self._embed(X)
+            if chars is not None:
+                enc, fwd.chars = char_encoder.forward(self.char_rnn, self._char_params(), chars, mask)
+                layer_in = np.concatenate([layer_in, enc], axis=2)
         else:
             layer_in = X
         finals = []
@@ -526,8 +630,8 @@ class RNNModel:
 
     @property
     def _reads_last(self) -> bool:
-        """True when the head reads the final states (one-to-one, many-to-one with pooling "last")."""
-        return self.mode == "one-to-one" or (self.mode not in SEQUENCE_MODES and self.pooling == "last")
+        """True when the head reads the final states (one-to-one, many-to-one with pooling "last" alone)."""
+        return self._pool_kinds() == ("last",)
 
     def _dropout_mask(self, rng, shape: tuple, p: float) -> np.ndarray | None:
         """A dropout mask for an input of time-major `shape` (T, B, D) (locked: (1, B, D) when
@@ -563,6 +667,12 @@ class RNNModel:
             return self.cell
         keep_out = layer < self.num_layers - 1 or not self._reads_last
         return recompute.Recomputed(self.cell, every=self.checkpoint_every, keep_out=keep_out)
+
+    def _pool_kinds(self) -> tuple[str, ...]:
+        """What the head reads: ("last",) for one-to-one, the poolings for many-to-one, () for sequences."""
+        if self.mode in SEQUENCE_MODES:
+            return ()
+        return ("last",) if self.mode == "one-to-one" else pooling_layer.parse(self.pooling)
 
     def _tables(self) -> list[tuple[str, int, int]]:
         """(parameter name, vocabulary size, width) of each embedding table, in input-column order."""
@@ -600,16 +710,14 @@ class RNNModel:
             fwd.feat = top.reshape(T * B, F)
             fwd.Z = dense.forward(V, c, fwd.feat).reshape(T, B, -1)
             return
-        kind = "last" if self.mode == "one-to-one" else self.pooling
-        if kind == "last":
+        kinds = self._pool_kinds()
+        if kinds == ("last",):  # the final states themselves; the outputs may not have been kept
             L1 = (self.num_layers - 1) * self.num_directions
             feat, info = np.concatenate(list(fwd.hn[L1:]), axis=1), None
             feat = dropout_layer.forward(feat, None if fwd.out_drop is None else fwd.out_drop[0])
-        elif kind == "mean":
-            feat, info = pooling_layer.mean_forward(top, fwd.mask)
         else:
-            feat, info = pooling_layer.max_forward(top, fwd.mask)
-        fwd.feat, fwd.pool = feat, (kind, info)
+            feat, info = pooling_layer.forward(kinds, top, fwd.mask, self.num_directions)
+        fwd.feat, fwd.pool = feat, (kinds, info)
         fwd.Z = dense.forward(V, c, feat)
 
     # ---- loss --------------------------------------------------------------
@@ -682,16 +790,14 @@ class RNNModel:
         if fwd.pool is None:
             dtop = dfeat.reshape(T, B, -1)
         else:
-            kind, info = fwd.pool
-            if kind == "last":
+            kinds, info = fwd.pool
+            if kinds == ("last",):
                 dfeat = dropout_layer.backward(dfeat, None if fwd.out_drop is None else fwd.out_drop[0])
                 L1 = (self.num_layers - 1) * nd
                 for d in range(nd):
                     dhn[L1 + d] = dfeat[:, d * H : (d + 1) * H]
-            elif kind == "mean":
-                dtop = pooling_layer.mean_backward(dfeat, info)
             else:
-                dtop = pooling_layer.max_backward(dfeat, info, T)
+                dtop = pooling_layer.backward(kinds, dfeat, info, T)
         if not self._reads_last:
             dtop = dropout_layer.backward(dtop, fwd.out_drop)
         return grads, dtop, dhn
@@ -731,7 +837,13 @@ class RNNModel:
                     dX_total = dX if dX_total is None else dX_total + dX
             dtop = dX_total
         if self.embedding_size is not None:
-            self._embed_backward(dropout_layer.backward(dtop, fwd.in_drop), fwd.ids, grads)
+            dtop = dropout_layer.backward(dtop, fwd.in_drop)
+            if fwd.chars is not None:  # the last 2 H_c columns of dL/dx_t go to the character encoder
+                Hc2 = 2 * self.char_hidden_size
+                g = char_encoder.backward(self.char_rnn, self._char_params(), dtop[..., -Hc2:], fwd.chars)
+                grads.update((_char_key(k), v) for k, v in g.items())
+                dtop = dtop[..., :-Hc2]
+            self._embed_backward(dtop, fwd.ids, grads)
         if self.tie_weights:  # E is used twice, as the embedding and as V: dL/dE is the sum of both
             grads["embed.E"] += grads.pop("head.V")
         if fwd.cond is not None:
@@ -753,20 +865,22 @@ class RNNModel:
         horizon: int | None = None,
         rng=None,
         return_state: bool = False,
+        chars=None,
     ):
         """One forward pass and one BPTT sweep: (loss, grads), grads keyed like `params`.
 
         inputs: ids (B, T) or features (B, T, D) (one-to-one: (B,) or (B, D));
         targets: class ids (B, T) / (B,) for softmax, values (B, T[, K]) / (B[, K]) otherwise;
         mask: (B, T) bool or lengths (B,); h0: (L * dirs, B, H) (a tuple (h0, c0) for a
-        two-part state); cond: (B, cond_size) for one-to-many. With return_state=True
+        two-part state); cond: (B, cond_size) for one-to-many; chars: (B, T, C) character
+        ids (0 = padding) for a model with a character encoder. With return_state=True
         also returns {"hn", "dh0"}, and {"cn", "dc0"} for a two-part state (h, c).
         """
         if horizon is not None:
             from bptt.layers.truncation import check_horizon
 
             check_horizon(self, horizon)
-        fwd = self.forward(inputs, mask, h0, cond=cond, rng=rng)
+        fwd = self.forward(inputs, mask, h0, cond=cond, rng=rng, chars=chars)
         loss, dZ = self.loss(fwd, targets, loss_mask)
         grads, dstate0 = self.backward(fwd, dZ, horizon)
         if return_state:
@@ -795,6 +909,8 @@ class RNNModel:
         p = self.params
         if self.feature_vocab_sizes:
             raise UsageError("step: generation feeds back tokens alone, a model with feature columns cannot")
+        if self.char_hidden_size is not None:
+            raise UsageError("step: generation feeds back tokens alone, a model with a character encoder cannot")
         x = p["embed.E"][ids] if self.embedding_size is not None else ids
         parts = self._parts(h)
         new = []
@@ -805,7 +921,7 @@ class RNNModel:
             tuple(np.stack(part) for part in zip(*new))
         )
 
-    def predict(self, inputs, mask=None, h0=None, *, cond=None) -> np.ndarray:
+    def predict(self, inputs, mask=None, h0=None, *, cond=None, chars=None) -> np.ndarray:
         """y^ = g(z): probabilities (softmax, sigmoid) or values (linear), batch-first.
 
         Sequence modes give (B, T, K), with zeros at padded steps; the others (B, K).
@@ -813,7 +929,7 @@ class RNNModel:
         """
         training, self.training = self.training, False
         try:
-            fwd = self.forward(inputs, mask, h0, cond=cond)
+            fwd = self.forward(inputs, mask, h0, cond=cond, chars=chars)
         finally:
             self.training = training
         Y = losses.output(self.head, fwd.Z)

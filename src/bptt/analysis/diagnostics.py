@@ -207,12 +207,14 @@ def diagnose(
     max_sequences: int = 8,
     heatmap: bool = True,
     progress=None,
+    chars=None,
 ) -> dict:
     """All diagnostics of `model` on one batch, in float64, per layer and direction.
 
     Returns {"loss", "layers": [{"name", "spectrum", "jacobian", "contributions"
     (by_lag), "heatmap": {"W", "U", "b": (T, T) arrays} or None,
     "lag_sums": {...}}]} (arrays as numpy; `to_json` makes it serialisable).
+    chars: the (B, T, C) character ids of a model with a character encoder.
     progress(done, total): called as the work advances (units: per layer direction, its gradient
     terms and each sequence's Jacobian products).
     """
@@ -223,7 +225,7 @@ def diagnose(
             f"diagnose: the diagnostics are written out for the elman, lstm and gru cells, got cell={model.cell.name!r}"
         )
     m = model.astype(np.float64).eval()
-    fwd = m.forward(inputs, mask, h0, cond=cond)
+    fwd = m.forward(inputs, mask, h0, cond=cond, chars=chars)
     loss, dZ = m.loss(fwd, targets, loss_mask)
     taps: dict = {}
     grads, _ = m.backward(fwd, dZ, taps=taps)

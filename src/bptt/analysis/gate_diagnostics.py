@@ -114,13 +114,11 @@ def saturation(cache) -> dict:
 
     LSTM gates i, f, o; GRU gates r, z. Returns {gate: {"mean", "near_0", "near_1"}, "near": NEAR}.
     """
-    G = cache.gates
-    H = cache.W.shape[1]
     names = {"i": 0, "f": 1, "o": 3} if isinstance(cache, lstm.Cache) else {"r": 0, "z": 1}
-    real = np.ones(G.shape[:2], bool) if cache.pad is None else ~cache.pad[:, :, 0]
+    real = np.ones(cache.Hs[1:].shape[:2], bool) if cache.pad is None else ~cache.pad[:, :, 0]
     out = {}
     for name, k in names.items():
-        v = G[..., k * H : (k + 1) * H][real]
+        v = cache.gate(k)[real]
         if v.size == 0:
             continue
         out[name] = {

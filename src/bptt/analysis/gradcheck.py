@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt.layers import dropout
+from bptt.layers import char_encoder, dropout
 from bptt.layers.truncation import check_horizon, window_states
 from bptt.model import Forward
 
@@ -72,7 +72,7 @@ def _derivative(objective, flat: np.ndarray, i: int, eps: float, tries: int = 4)
     return d
 
 
-def truncated_objective(model, inputs, targets, mask=None, h0=None, cond=None, *, tau: int, base) -> float:
+def truncated_objective(model, inputs, targets, mask=None, h0=None, cond=None, *, tau: int, base, chars=None) -> float:
     """The truncated objective: the model's loss on states h~_t, each recomputed
     over its last tau real steps from the state after step t - tau of the forward
     pass `base` held fixed (h~_t = h_t when t <= tau, which starts from h_0 itself).
@@ -89,6 +89,11 @@ def truncated_objective(model, inputs, targets, mask=None, h0=None, cond=None, *
     elif state0 is None:
         state0 = model._parts(model.zero_state(B))
     X0 = model._embed(X) if model.embedding_size is not None else X
+    if model.char_hidden_size is not None:
+        enc, _ = char_encoder.forward(
+            model.char_rnn, model._char_params(), model._prepare_chars(chars, B, X.shape[0]), m
+        )
+        X0 = np.concatenate([X0, enc], axis=2)
     X0 = dropout.forward(X0, base.in_drop)  # base's dropout masks, held fixed like its states
     state0 = tuple(part[0] for part in state0)
     Htil = window_states(model.cell, model._cell_params("rnn0"), X0, state0, m, base.caches[0][0], tau)
@@ -112,13 +117,15 @@ def gradcheck(
     max_entries: int | None = 200,
     seed: int = 0,
     floor: float = 1e-3,
+    chars=None,
 ) -> dict[str, float]:
     """Max relative error between BPTT and finite differences, per parameter tensor.
 
     The model is copied to float64 first. max_entries: check every entry of a
     tensor up to this many, else a seeded random sample of that many (None: all).
     If h0 is given its gradient is checked too, under the key "h0" (and "c0" for
-    the LSTM, whose h0 is the tuple (h0, c0)).
+    the LSTM, whose h0 is the tuple (h0, c0)). chars: the (B, T, C) character ids of a
+    model with a character encoder.
     Returns {name: max relative error}.
     """
     m = model.astype(np.float64)
@@ -138,18 +145,19 @@ def gradcheck(
         horizon=horizon,
         rng=np.random.default_rng(dropout_seed),
         return_state=True,
+        chars=chars,
     )
     if horizon is None:
 
         def objective() -> float:
-            fwd = m.forward(inputs, mask, h0_64, cond=cond, rng=np.random.default_rng(dropout_seed))
+            fwd = m.forward(inputs, mask, h0_64, cond=cond, rng=np.random.default_rng(dropout_seed), chars=chars)
             return m.loss(fwd, targets, loss_mask)[0]
 
     else:
-        base = m.forward(inputs, mask, h0_64, cond=cond, rng=np.random.default_rng(dropout_seed))
+        base = m.forward(inputs, mask, h0_64, cond=cond, rng=np.random.default_rng(dropout_seed), chars=chars)
 
         def objective() -> float:
-            return truncated_objective(m, inputs, targets, mask, h0_64, cond, tau=horizon, base=base)
+            return truncated_objective(m, inputs, targets, mask, h0_64, cond, tau=horizon, base=base, chars=chars)
 
     tensors = dict(m.params)
     analytic = dict(grads)

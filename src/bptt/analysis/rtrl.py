@@ -61,6 +61,8 @@ def check_supported(model, horizon=None) -> None:
         raise UsageError("rtrl: computes the full gradient; a per-output horizon is a truncated objective")
     if model.feature_vocab_sizes:
         raise UsageError("rtrl: token inputs with one embedding table only; feature id columns are not supported")
+    if model.mode == "many-to-one" and "," in model.pooling:
+        raise UsageError(f"rtrl: one pooling at a time, got pooling={model.pooling!r}")
     if model.training and (model.input_dropout or model.output_dropout):
         raise UsageError(
             "rtrl: written out without dropout masks; expected input_dropout and output_dropout 0 "

@@ -142,6 +142,9 @@ def _random_batch(model, rng, B, T) -> dict:
     out = {"inputs": x if model.mode != "one-to-one" else x[:, 0], "targets": y}
     if model.mode == "one-to-many":
         out["cond"] = rng.standard_normal((B, model.cond_size))
+    if model.char_hidden_size is not None:  # words of 1..8 random characters
+        n = rng.integers(1, 9, (B, T))
+        out["chars"] = np.where(np.arange(8) < n[..., None], rng.integers(1, model.char_vocab_size, (B, T, 8)), 0)
     return out
 
 
@@ -215,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         batch["targets"],
         batch.get("mask"),
         cond=batch.get("cond"),
+        chars=batch.get("chars"),
         max_sequences=args.jacobian_sequences,
         progress=progress_bar(),
     )

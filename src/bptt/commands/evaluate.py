@@ -70,6 +70,11 @@ def run_task(args, model, extra: dict, module) -> int:
         )
     path = args.data
     if path is None and extra["task"] != "spell":
+        if extra.get("valid_fraction") and not extra.get("valid"):
+            raise UsageError(
+                f"{args.run_dir}: the run validated on a share of its training file, not a file of its own; "
+                "pass --data FILE"
+            )
         if not extra.get("valid"):
             raise UsageError(f"{args.run_dir}: the run had no validation data; pass --data FILE")
         path = Path(extra["valid"])

@@ -18,7 +18,14 @@ import numpy as np
 
 from bptt import RNNModel, gradcheck
 from bptt.errors import UsageError
-from bptt.training.options import add_model_options, model_kwargs, non_negative_int, positive_float, positive_int
+from bptt.training.options import (
+    add_model_options,
+    model_kwargs,
+    non_negative_int,
+    pooling_list,
+    positive_float,
+    positive_int,
+)
 
 
 def add_parser(sub) -> None:
@@ -47,7 +54,9 @@ def add_parser(sub) -> None:
         default="many-to-many",
         help="where inputs enter and outputs leave",
     )
-    g.add_argument("--pooling", choices=["last", "mean", "max"], default="last", help="over time, many-to-one")
+    g.add_argument(
+        "--pooling", type=pooling_list, default="last", help="over time, many-to-one: last, mean, max or a comma list"
+    )
     g.add_argument("--reduction", choices=["sum-over-time", "mean", "sum"], default="sum-over-time", help="of the loss")
     g.add_argument("--batch-size", type=positive_int, default=3, help="sequences")
     g.add_argument("--seq-length", type=positive_int, default=6, help="T (with --backprop-steps: k1)")

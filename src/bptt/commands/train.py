@@ -34,7 +34,12 @@ The defaults shown are the character language model's (--level word: --batch-siz
 --forget-bias 1; --cell gru: --hidden-size 148). Every other --task starts from
 --clip-norm 5 --lr-decay 1 and sets its own for some (the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
 --lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN; relu and
-identity for the Elman cell only),
+identity for the Elman cell only; --task classify: a bidirectional --cell lstm
+--forget-bias 1, --hidden-size 128 --embedding-size 128 --pooling mean,max
+--input-dropout 0.3 --output-dropout 0.5 --variational-dropout --max-epochs 10
+--valid-fraction 0.1, and for words --min-freq 2 --word-dropout 0.2; --task tag:
+bidirectional, --hidden-size 128 --num-layers 1 --embedding-size 100 --max-epochs 10
+--word-dropout 0.25),
 and flags you give always win. On --resume only the budget, evaluation and
 output options may be given (see docs/cli.md).
 """
@@ -54,7 +59,11 @@ def add_parser(sub) -> None:
     d.add_argument("--data", type=Path, help="a UTF-8 text file (default: the built-in corpus)")
     d.add_argument("--valid", type=Path, help="validation text (default: the last --valid-fraction of --data)")
     d.add_argument(
-        "--valid-fraction", type=fraction, default=0.05, help="held-out tail of --data for validation, without --valid"
+        "--valid-fraction",
+        type=fraction,
+        default=0.05,
+        help="without --valid: the held-out tail of --data (language models), or a seeded random share of "
+        "its examples (tag, classify, regress; default there: 0.1 for classify, none for the others)",
     )
     d.add_argument("--level", choices=["char", "word"], default="char", help="tokens: characters or words")
     d.add_argument("--encoding", default="utf-8", help="of --data and --valid")
@@ -139,6 +148,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="write TensorBoard event files into the run directory (see docs/monitoring.md)",
     )
+    importlib.import_module("bptt.tasks.common").add_options(p)  # shared by tag and classify
     for name in dict.fromkeys(tasks.TASKS.values()):  # a module may serve several tasks
         module = importlib.import_module(name)
         if hasattr(module, "add_options"):  # the language model's flags are the shared ones above
@@ -152,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
 
     args = parse_with_config(args)
     if args.resume is not None:
+        if "folds" in args.given:
+            raise UsageError("--folds: a cross-validation is K runs; continue one with --resume RUN_DIR/fold-k")
         return resume(args)
     tasks.check_options(args)
     tasks.apply_defaults(args)

@@ -5,6 +5,7 @@
     batching     a Batch of padded sequences, masks, and length-bucketed, seeded batches of a dataset
     conllu       CoNLL-U files for tagging: read words and tags, write predictions
     tabular      labelled texts (TSV/CSV) for classification, float sequences (CSV) for regression
+    vectors      pretrained word vectors (word2vec / GloVe text) for an embedding table
     synthetic    the long-memory benchmarks (adding, copy, temporal order), generated on the fly
 
 Of bptt it imports only errors.

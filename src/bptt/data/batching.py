@@ -29,7 +29,8 @@ class Batch:
     inputs: ids (B, T) or features (B, T, D); targets: what `RNNModel.loss` takes
     for the model's mode and head; mask: (B, T) bool or lengths (B,), or None;
     cond: (B, cond_size) for one-to-many; loss_mask: (B, T) bool, the steps
-    that carry a loss (None: every valid step). How many loss terms it holds for a
+    that carry a loss (None: every valid step); chars: (B, T, C) character ids of
+    every token, for a model with a character encoder. How many loss terms it holds for a
     model: `bptt.training.batches.n_targets`.
     """
 
@@ -38,6 +39,7 @@ class Batch:
     mask: np.ndarray | None = None
     cond: np.ndarray | None = None
     loss_mask: np.ndarray | None = None
+    chars: np.ndarray | None = None
 
     @property
     def size(self) -> int:

@@ -6,6 +6,7 @@
     recompute    memory-saving BPTT around any cell: every k-th state kept, the rest recomputed
     truncation   the per-output horizon: its backward sweep, and the truncated objective's states
     embedding    x_t = E[id_t] and its scatter-add gradient
+    char_encoder a word read by a forward and a reverse cell over its characters, [h->_n; h<-_1]
     dense        z = V x + c, the head
     h0map        h_0 = tanh(Q cond + q), the one-to-many initial state
     dropout      inverted dropout on the inputs, between layers and on the outputs, per step or locked

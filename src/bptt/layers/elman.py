@@ -84,8 +84,10 @@ def input_term(U: np.ndarray, b: np.ndarray | None, X: np.ndarray, out: np.ndarr
         np.copyto(out.reshape(T * B, H), np.take(U, X.reshape(-1), axis=1, mode="clip").T)
     elif is_ids(X):
         # mode="clip": the ids are validated where they enter (RNNModel); "raise" with
-        # out= buffers the whole result and is several times slower
-        np.take(np.ascontiguousarray(U.T), X, axis=0, out=out, mode="clip")
+        # out= buffers the whole result and is several times slower. b is added to the
+        # D columns of U before the gather, not to the T*B gathered rows after it.
+        np.take(U.T + b if b is not None else np.ascontiguousarray(U.T), X, axis=0, out=out, mode="clip")
+        return out
     else:
         np.matmul(X.reshape(T * B, -1), U.T, out=out.reshape(T * B, H))
     if b is not None:

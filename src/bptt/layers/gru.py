@@ -43,10 +43,8 @@ import numpy as np
 from bptt import blas
 from bptt.layers import gated
 from bptt.layers.cell import Cell
-from bptt.layers.elman import input_term, padding
+from bptt.layers.elman import padding
 from bptt.layers.lstm import check_horizon
-
-SIGMOID_BLOCKS = (0, 1)  # r, z
 
 
 @dataclass
@@ -55,7 +53,7 @@ class Cache:
 
     X: np.ndarray  # (T, B, D) floats or (T, B) ids
     Hs: np.ndarray  # (T+1, B, H): Hs[0] = h_0, Hs[t] = h_t
-    gates: np.ndarray  # (T, B, 3H): r, z, n
+    gates: np.ndarray  # (3, T, B, H): r, z, n, gate-first (each gate's (B, H) block of a step contiguous)
     Q: np.ndarray  # (T, B, H): q_t = W_n h_{t-1} + bn
     pad: np.ndarray | None  # (T, B, 1) bool, True on padded steps; None if none
     U: np.ndarray
@@ -66,6 +64,10 @@ class Cache:
     def state(self, t: int) -> tuple[np.ndarray]:
         """(h_t,) in processing order, (B, H)."""
         return (self.Hs[t],)
+
+    def gate(self, k: int) -> np.ndarray:
+        """Gate k (0 r, 1 z, 2 n) at every step, (T, B, H)."""
+        return self.gates[k]
 
 
 class GRU(Cell):
@@ -106,8 +108,8 @@ class GRU(Cell):
         X, mask = gated.reverse_inputs(X, mask, reverse)
         T, B = X.shape[0], X.shape[1]
         H = W.shape[1]
-        A = np.empty((T, B, 3 * H), dtype=W.dtype)
-        input_term(U, b, X, out=A)  # U x_t + b for every step and gate: one GEMM
+        A = np.empty((3, T, B, H), dtype=W.dtype)
+        gated.input_term_by_gate(U, b, X, out=A)  # U x_t + b for every step and gate: one call
         Hs = np.empty((T + 1, B, H), dtype=W.dtype)
         Q = np.empty((T, B, H), dtype=W.dtype)
         (Hs[0],) = state0
@@ -126,18 +128,33 @@ class GRU(Cell):
         (dhn,) = gated.state_grads(dstate_n, 1)
         if dout is not None and cache.reverse:
             dout = dout[::-1]
-        L, Z = local_factors(cache)
+        T, B, H = cache.Q.shape
+        pad = cache.pad
+
+        def grads_block(t0, t1, L):  # L: (t1-t0, B, 4H), the deltas of steps t0..t1-1 as `sweep` leaves them
+            dA = np.concatenate((L[..., : 2 * H], L[..., 3 * H :]), axis=-1)  # input side: r, z, n
+            grads, dX = gated.weight_grads(dA, L[..., : 3 * H], cache.Hs[t0:t1], cache.X[t0:t1], cache.U, need_dX)
+            if cache.has_bias:
+                grads["bn"] = L[..., 2 * H : 3 * H].sum(axis=(0, 1))
+            else:
+                del grads["b"]
+            return grads, dX
+
         if horizon is None:
-            dh0 = sweep(L, Z, dout, dhn, cache.W, cache.pad)
+            dh0 = dhn
+
+            def sweep_block(t0, t1):
+                nonlocal dh0
+                L, Z = local_factors(cache, slice(t0, t1))
+                part = (None if dout is None else dout[t0:t1], dh0, cache.W, None if pad is None else pad[t0:t1])
+                dh0 = sweep(L, Z, *part)
+                return L
+
+            grads, dX = gated.overlapped(T, B, 2 * H, sweep_block, grads_block)
         else:
-            dh0 = horizon_sweep(L, Z, dout, dhn, cache.W, cache.pad, check_horizon(horizon))
-        H = Z.shape[-1]
-        dA = np.concatenate((L[..., : 2 * H], L[..., 3 * H :]), axis=-1)  # input side: r, z, n
-        grads, dX = gated.weight_grads(dA, L[..., : 3 * H], cache.Hs[:-1], cache.X, cache.U, need_dX)
-        if cache.has_bias:
-            grads["bn"] = L[..., 2 * H : 3 * H].sum(axis=(0, 1))
-        else:
-            del grads["b"]
+            L, Z = local_factors(cache)
+            dh0 = horizon_sweep(L, Z, dout, dhn, cache.W, pad, check_horizon(horizon))
+            grads, dX = grads_block(0, T, L)
         if dX is not None and cache.reverse:
             dX = dX[::-1]
         return dX, grads, (dh0,)
@@ -151,30 +168,31 @@ class GRU(Cell):
 def recur(A, Hs, Q, W, bn, pad) -> None:
     """The forward time loop, in place.
 
-    A: (T, B, 3H) holds U x_t + b on entry and the gates r, z, n on exit;
+    A: (3, T, B, H), gate-first, holds U x_t + b on entry and the gates r, z, n on
+    exit (each gate's (B, H) block of a step contiguous, so every elementwise call of
+    a step runs over contiguous memory: strided (B, H) slices of a (B, 3H) row cost 2 to 4x);
     Hs: (T+1, B, H) with h_0 in row 0, filled with h_t; Q: (T, B, H) gets
     q_t = W_n h_{t-1} + bn; bn: (H,) or None; pad: (T, B, 1) bool or None.
     """
-    T, B, H3 = A.shape
-    H = H3 // 3
-    gated.halve_rows(A, SIGMOID_BLOCKS, H)  # sigma(a) = (1 + tanh(a/2)) / 2
-    WT = gated.halve_rows(W.T.copy(), SIGMOID_BLOCKS, H)  # (H, 3H), sigmoid columns halved
-    buf = np.empty((B, H3), dtype=A.dtype)
+    _, T, B, H = A.shape
+    A[:2] *= 0.5  # sigma(a) = (1 + tanh(a/2)) / 2: the r and z blocks halved once
+    WT = np.ascontiguousarray(W.reshape(3, H, H).transpose(0, 2, 1))  # (3, H, H): W_r^T, W_z^T, W_n^T
+    WT[:2] *= 0.5
+    buf = np.empty((3, B, H), dtype=A.dtype)
     rq = np.empty((B, H), dtype=A.dtype)
     with blas.loop_threads(B, 2 * H):
         for t in range(T):
-            a = A[t]
-            np.matmul(Hs[t], WT, out=buf)  # W h_{t-1} for all three gates: one GEMM
-            rz = a[:, : 2 * H]
-            rz += buf[:, : 2 * H]
+            r, z, n = a = A[:, t]
+            np.matmul(Hs[t], WT, out=buf)  # W h_{t-1} for all three gates: one call (three GEMMs (B, H) x (H, H))
+            rz = a[:2]
+            rz += buf[:2]
             np.tanh(rz, out=rz)
             gated.sigmoid_from_tanh(rz)
-            r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
             q = Q[t]
             if bn is None:
-                np.copyto(q, buf[:, 2 * H :])
+                np.copyto(q, buf[2])
             else:
-                np.add(buf[:, 2 * H :], bn, out=q)
+                np.add(buf[2], bn, out=q)
             np.multiply(r, q, out=rq)
             n += rq
             np.tanh(n, out=n)  # n_t = tanh(U_n x_t + b_n + r_t q_t)
@@ -186,21 +204,22 @@ def recur(A, Hs, Q, W, bn, pad) -> None:
                 np.copyto(h, Hs[t], where=pad[t])
 
 
-def local_factors(cache: Cache) -> tuple[np.ndarray, np.ndarray]:
-    """The factors of the backward step that do not depend on dL/dh_t, all steps at once.
+def local_factors(cache: Cache, steps: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """The factors of the backward step that do not depend on dL/dh_t, for the steps `steps`
+    (all by default) at once.
 
     Returns L (T, B, 4H): [(1-z)(1-n^2) q r(1-r), (h_{t-1} - n) z(1-z), (1-z)(1-n^2) r, (1-z)(1-n^2)]
     (blocks r, z, n on W h_{t-1}, n on U x_t; the deltas are L_t times dL/dh_t) and
     Z (T, B, H): z_t, the direct path dh_t -> dh_{t-1}. On padded steps L = 0 and Z = 1,
     so the carried dL/dh passes straight through.
     """
-    G, Q, Hs, pad = cache.gates, cache.Q, cache.Hs, cache.pad
-    T, B, H3 = G.shape
-    H = H3 // 3
-    r, z, n = G[..., :H], G[..., H : 2 * H], G[..., 2 * H :]
+    G, Q, Hprev = cache.gates[:, steps], cache.Q[steps], cache.Hs[:-1][steps]
+    pad = None if cache.pad is None else cache.pad[steps]
+    _, T, B, H = G.shape
+    r, z, n = G
     L = np.empty((T, B, 4 * H), dtype=G.dtype)
     Lr, Lz, LnR, Pn = L[..., :H], L[..., H : 2 * H], L[..., 2 * H : 3 * H], L[..., 3 * H :]
-    np.subtract(Hs[:-1], n, out=Lz)
+    np.subtract(Hprev, n, out=Lz)
     Lz *= z
     np.subtract(1.0, z, out=Pn)
     Lz *= Pn  # (h_{t-1} - n) z (1 - z)

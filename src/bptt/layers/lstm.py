@@ -29,11 +29,13 @@ docs/derivation.md, "Gated cells"):
     dL/dW = sum_t dA_t^T h_{t-1},  dL/dU = sum_t dA_t^T x_t,  dL/db = sum_t dA_t,  dL/dx_t = U^T dA_t
 
 Every factor that does not depend on the carried gradients (the bracket's
-gate products, o_t (1 - tanh^2 c_t), f_t) is computed for all T steps at once
-before the backward loop (`local_factors`); the loop (`sweep`) does one add,
-four multiplies and one GEMM (B, 4H) x (4H, H) per step. The input term for
-all four gates and every step is one GEMM before the forward loop, and the
-weight gradients are GEMMs after the backward loop (`bptt.layers.gated`).
+gate products, o_t (1 - tanh^2 c_t), f_t) is computed for a block of steps at
+once before the backward loop reaches it (`local_factors`); the loop (`sweep`)
+does two adds, four multiplies and one GEMM (B, 4H) x (4H, H) per step. The
+input term for all four gates and every step is one call before the forward
+loop, kept gate-first (4, T, B, H), and the weight gradients are GEMMs over
+blocks of steps, overlapped with the backward loop on small steps
+(`bptt.layers.gated`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from bptt import blas
 from bptt.errors import UsageError
 from bptt.layers import gated
 from bptt.layers.cell import Cell
-from bptt.layers.elman import input_term, padding
+from bptt.layers.elman import padding
 
 SIGMOID_BLOCKS = (0, 1, 3)  # i, f, o
 
@@ -59,7 +61,7 @@ class Cache:
     Hs: np.ndarray  # (T+1, B, H): Hs[0] = h_0, Hs[t] = h_t
     Cs: np.ndarray  # (T+1, B, H): Cs[0] = c_0, Cs[t] = c_t
     TC: np.ndarray  # (T, B, H): tanh(c_t) as computed at step t (garbage-free but unused on padded steps)
-    gates: np.ndarray  # (T, B, 4H): i, f, g, o after their nonlinearities
+    gates: np.ndarray  # (4, T, B, H): i, f, g, o after their nonlinearities, gate-first
     pad: np.ndarray | None  # (T, B, 1) bool, True on padded steps; None if none
     U: np.ndarray
     W: np.ndarray
@@ -69,6 +71,10 @@ class Cache:
     def state(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(h_t, c_t) in processing order, each (B, H)."""
         return self.Hs[t], self.Cs[t]
+
+    def gate(self, k: int) -> np.ndarray:
+        """Gate k (0 i, 1 f, 2 g, 3 o) at every step, (T, B, H)."""
+        return self.gates[k]
 
 
 class LSTM(Cell):
@@ -120,8 +126,8 @@ class LSTM(Cell):
         T, B = X.shape[0], X.shape[1]
         H = W.shape[1]
         h0, c0 = state0
-        A = np.empty((T, B, 4 * H), dtype=W.dtype)
-        input_term(U, b, X, out=A)  # U x_t + b for every step and gate: one GEMM
+        A = np.empty((4, T, B, H), dtype=W.dtype)
+        gated.input_term_by_gate(U, b, X, out=A)  # U x_t + b for every step and gate: one call
         Hs = np.empty((T + 1, B, H), dtype=W.dtype)
         Cs = np.empty((T + 1, B, H), dtype=W.dtype)
         TC = np.empty((T, B, H), dtype=W.dtype)
@@ -141,14 +147,31 @@ class LSTM(Cell):
         dhn, dcn = gated.state_grads(dstate_n, 2)
         if dout is not None and cache.reverse:
             dout = dout[::-1]
-        L, K, F = local_factors(cache)
+        T, B, H = cache.TC.shape
+        pad = cache.pad
+
+        def grads_block(t0, t1, dA):  # dA: (t1-t0, B, 4H), the deltas of steps t0..t1-1
+            grads, dX = gated.weight_grads(dA, dA, cache.Hs[t0:t1], cache.X[t0:t1], cache.U, need_dX)
+            if not cache.has_bias:
+                del grads["b"]
+            return grads, dX
+
         if horizon is None:
-            dh0, dc0 = sweep(L, K, F, dout, dhn, dcn, cache.W, cache.pad)
+            carry = (dhn, dcn)
+
+            def sweep_block(t0, t1):
+                nonlocal carry
+                L, K, F = local_factors(cache, slice(t0, t1))
+                part = (None if dout is None else dout[t0:t1], *carry, cache.W, None if pad is None else pad[t0:t1])
+                carry = sweep(L, K, F, *part)
+                return L
+
+            grads, dX = gated.overlapped(T, B, 2 * H, sweep_block, grads_block)
+            dh0, dc0 = carry
         else:
-            dh0, dc0 = horizon_sweep(L, K, F, dout, dhn, dcn, cache.W, cache.pad, check_horizon(horizon))
-        grads, dX = gated.weight_grads(L, L, cache.Hs[:-1], cache.X, cache.U, need_dX)
-        if not cache.has_bias:
-            del grads["b"]
+            L, K, F = local_factors(cache)
+            dh0, dc0 = horizon_sweep(L, K, F, dout, dhn, dcn, cache.W, pad, check_horizon(horizon))
+            grads, dX = grads_block(0, T, L)
         if dX is not None and cache.reverse:
             dX = dX[::-1]
         return dX, grads, (dh0, dc0)
@@ -168,29 +191,30 @@ def check_horizon(horizon) -> int:
 def recur(A, Hs, Cs, TC, W, pad) -> None:
     """The forward time loop, in place.
 
-    A: (T, B, 4H) holds U x_t + b on entry and the gates i, f, g, o on exit;
-    Hs, Cs: (T+1, B, H) with h_0, c_0 in row 0, filled with h_t, c_t;
-    TC: (T, B, H) gets tanh(c_t); pad: (T, B, 1) bool or None.
+    A: (4, T, B, H), gate-first, holds U x_t + b on entry and the gates i, f, g, o
+    on exit (each gate's (B, H) block of a step contiguous: strided (B, H) slices of
+    a (B, 4H) row cost 2 to 4x as much per call); Hs, Cs: (T+1, B, H) with h_0, c_0
+    in row 0, filled with h_t, c_t; TC: (T, B, H) gets tanh(c_t); pad: (T, B, 1) bool or None.
     """
-    T, B, H4 = A.shape
-    H = H4 // 4
-    gated.halve_rows(A, SIGMOID_BLOCKS, H)  # sigma(a) = (1 + tanh(a/2)) / 2: halve the sigmoid rows once
-    WT = gated.halve_rows(W.T.copy(), SIGMOID_BLOCKS, H)  # (H, 4H), sigmoid columns halved
-    buf = np.empty((B, H4), dtype=A.dtype)
-    # sigma(a) = 0.5 tanh(a/2) + 0.5 on the sigmoid columns, tanh(a) on g: one affine map per row
-    scale = np.full(H4, 0.5, dtype=A.dtype)
-    shift = np.full(H4, 0.5, dtype=A.dtype)
-    scale[2 * H : 3 * H], shift[2 * H : 3 * H] = 1.0, 0.0
+    _, T, B, H = A.shape
+    for k in SIGMOID_BLOCKS:  # sigma(a) = (1 + tanh(a/2)) / 2: halve the sigmoid gates once
+        A[k] *= 0.5
+    WT = np.ascontiguousarray(W.reshape(4, H, H).transpose(0, 2, 1))  # (4, H, H): W_i^T, W_f^T, W_g^T, W_o^T
+    for k in SIGMOID_BLOCKS:
+        WT[k] *= 0.5
+    buf = np.empty((4, B, H), dtype=A.dtype)
+    # sigma(a) = 0.5 tanh(a/2) + 0.5 on the sigmoid gates, tanh(a) on g: one affine map over the four
+    scale = np.array([0.5, 0.5, 1.0, 0.5], dtype=A.dtype)[:, None, None]
+    shift = np.array([0.5, 0.5, 0.0, 0.5], dtype=A.dtype)[:, None, None]
     ig = np.empty((B, H), dtype=A.dtype)
-    with blas.loop_threads(B, H4 // 2):
+    with blas.loop_threads(B, 2 * H):
         for t in range(T):
-            a = A[t]
-            np.matmul(Hs[t], WT, out=buf)  # W h_{t-1} for all four gates: one GEMM
+            i, f, g, o = a = A[:, t]
+            np.matmul(Hs[t], WT, out=buf)  # W h_{t-1} for all four gates: one call (four GEMMs (B, H) x (H, H))
             a += buf
             np.tanh(a, out=a)
             a *= scale
             a += shift
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
             c = Cs[t + 1]
             np.multiply(f, Cs[t], out=c)
             np.multiply(i, g, out=ig)
@@ -202,28 +226,29 @@ def recur(A, Hs, Cs, TC, W, pad) -> None:
                 np.copyto(Hs[t + 1], Hs[t], where=pad[t])
 
 
-def local_factors(cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The factors of the backward step that do not depend on the carried gradients, all steps at once.
+def local_factors(cache: Cache, steps: slice = slice(None)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The factors of the backward step that do not depend on the carried gradients, for the
+    steps `steps` (all by default) at once.
 
     Returns L (T, B, 4H): [g i(1-i), c_{t-1} f(1-f), i (1-g^2), tanh(c) o(1-o)] (blocks i, f, g, o;
     dA_t is L_t times [dL/dc_t, dL/dc_t, dL/dc_t, dL/dh_t]); K (T, B, H): o (1 - tanh^2 c), the
     path dh_t -> dc_t; F (T, B, H): f_t, the path dc_t -> dc_{t-1}. On padded steps L = K = 0
     and F = 1, so the carried dL/dc passes straight through.
     """
-    G, Cs, TC, pad = cache.gates, cache.Cs, cache.TC, cache.pad
-    T, B, H4 = G.shape
-    H = H4 // 4
-    i, f, g, o = G[..., :H], G[..., H : 2 * H], G[..., 2 * H : 3 * H], G[..., 3 * H :]
-    L = np.empty_like(G)
-    Li, Lf, Lg, Lo = L[..., :H], L[..., H : 2 * H], L[..., 2 * H : 3 * H], L[..., 3 * H :]
-    gated.one_minus_times(i, out=Li)
-    Li *= g
-    gated.one_minus_times(f, out=Lf)
-    Lf *= Cs[:-1]
+    G, Cprev, TC = cache.gates[:, steps], cache.Cs[:-1][steps], cache.TC[steps]
+    pad = None if cache.pad is None else cache.pad[steps]
+    _, T, B, H = G.shape
+    i, f, g, o = G
+    L = np.empty((T, B, 4 * H), dtype=G.dtype)
+    Lv = L.reshape(T, B, 4, H).transpose(2, 0, 1, 3)  # (4, T, B, H): L's gate blocks, in G's layout
+    np.subtract(1.0, G, out=Lv)
+    Lv *= G  # x (1 - x) for all four gates in one call: sigma' of i, f, o; the g block is replaced
+    Li, Lf, Lg, Lo = Lv
     np.multiply(g, g, out=Lg)
     np.subtract(1.0, Lg, out=Lg)
     Lg *= i
-    gated.one_minus_times(o, out=Lo)
+    Li *= g
+    Lf *= Cprev
     Lo *= TC
     K = np.multiply(TC, TC)
     np.subtract(1.0, K, out=K)
@@ -246,15 +271,18 @@ def sweep(L, K, F, dout, dhn, dcn, W, pad) -> tuple[np.ndarray, np.ndarray]:
     dc = np.zeros((B, H), dtype=L.dtype) if dcn is None else np.array(dcn, dtype=L.dtype)
     nxt = np.empty_like(dh)
     tmp = np.empty_like(dh)
+    L4 = L.reshape(T, B, 4, H)
+    Lifg, Lo, dc3 = L4[:, :, :3], L4[:, :, 3], dc[:, None, :]  # views made once, not per step
     with blas.loop_threads(B, H4 // 2):
         for t in range(T - 1, -1, -1):
             if dout is not None:
                 dh += dout[t]  # dL/dh_t = g_t + W^T dA_{t+1}
             np.multiply(dh, K[t], out=tmp)
             dc += tmp  # dL/dc_t: from c_{t+1} (the carousel) and through h_t
-            Lt = L[t].reshape(B, 4, H)
-            np.multiply(Lt[:, :3], dc[:, None, :], out=Lt[:, :3])  # deltas of i, f, g
-            np.multiply(Lt[:, 3], dh, out=Lt[:, 3])  # delta of o
+            d = Lifg[t]
+            np.multiply(d, dc3, out=d)  # deltas of i, f, g
+            d = Lo[t]
+            np.multiply(d, dh, out=d)  # delta of o
             dc *= F[t]  # dL/dc_{t-1} through c_t = f_t c_{t-1} + ...
             np.matmul(L[t], W, out=nxt)  # W^T dA_t, all four gates in one GEMM
             if pad is not None:

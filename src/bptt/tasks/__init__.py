@@ -6,7 +6,8 @@
     regress   float sequences -> numbers, with the identity head and mean squared error
     spell     one-to-many: a number -> its English words, char by char (generated data)
     longmem   the long-memory benchmarks adding, copy and temporal-order (generated data)
-    common    what the dataset tasks share: options, vocabularies, the train / resume / report sequence
+    common    what the dataset tasks share: options, vocabularies, splits, the train / resume / report sequence
+    crossval  --folds K: K-fold cross-validation of a classify run, one run directory per fold
 
 A task module is imported only when used and has two functions (and, for `bptt
 predict` / `bptt evaluate`, `predict(model, extra, path, args) -> str` and
@@ -54,7 +55,7 @@ READ_BY = {
     "seq_length": (),
     "backprop_steps": (),
     "horizon": (),
-    "valid_fraction": (),
+    "valid_fraction": ("tag", "classify", "regress"),
     "samples": (),
     "sample_length": (),
     "temperature": (),
@@ -92,9 +93,7 @@ def check_options(args) -> None:
         "seq_length": full_bptt,
         "backprop_steps": full_bptt,
         "horizon": full_bptt,
-        "valid_fraction": "validates on --valid FILE"
-        if args.task not in GENERATED
-        else "generates its validation data",
+        "valid_fraction": "generates its validation data",
         "data": "generates its data",
         "valid": "generates its validation data",
     }

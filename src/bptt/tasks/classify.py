@@ -20,14 +20,28 @@ import numpy as np
 
 from bptt.errors import DataError
 from bptt.tasks import common
+from bptt.training.options import pooling_list
 
 
 def add_options(p) -> None:
+    from bptt.training.options import positive_int
+
     g = p.add_argument_group("classification (--task classify)")
     g.add_argument("--text-column", default=None, help="CSV/TSV with a header: the text column (default: text)")
     g.add_argument("--label-column", default=None, help="CSV/TSV with a header: the label column (default: label)")
     g.add_argument(
-        "--pooling", choices=["last", "mean", "max"], default="last", help="over time, for --task classify/regress"
+        "--pooling",
+        type=pooling_list,
+        default=None,
+        help="over time: last, mean, max, or a comma list whose pooled vectors are concatenated "
+        "(default: mean,max for classify, last for regress)",
+    )
+    g.add_argument(
+        "--folds",
+        type=positive_int,
+        default=None,
+        help="K-fold cross-validation (stratified, seeded by --seed): K runs in RUN_DIR/fold-1..K, "
+        "their held-out accuracy in RUN_DIR/cv.json",
     )
 
 
@@ -41,10 +55,13 @@ def encode(text: str, stoi: dict) -> np.ndarray:
     return np.array([stoi.get(t, 0) for t in text], dtype=np.int64)
 
 
-def make_batch(X, y, idx, binary: bool):
+def make_batch(X, y, idx, binary: bool, rng=None, word_dropout: float = 0.0):
+    """Padded ids (B, T), targets (B,) and lengths; with rng, each word -> <unk> with probability word_dropout."""
     from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([X[i] for i in idx])
+    if word_dropout > 0 and rng is not None:
+        inputs[rng.random(inputs.shape) < word_dropout] = 0
     if y is None:
         targets = np.zeros(len(idx))
     else:
@@ -67,29 +84,36 @@ def read(path, extra: dict):
 
 
 def load(extra: dict, fresh: bool) -> common.Data:
+    """The training batches and the evaluation: on --valid FILE, or on the held-out part of the
+    training file (`common.split`: --valid-fraction, and the cross-validation fold)."""
     from bptt.data.batching import SequenceSource
-    from bptt.training import distributed, metrics
-    from bptt.training.batches import loss_sum
 
-    train = read(extra["data"], extra)
+    examples = read(extra["data"], extra)
+    if fresh:
+        extra["labels"] = sorted({e.label for e in examples})
+        if len(extra["labels"]) < 2:
+            raise DataError(
+                f"{extra['data']}: every example has label {extra['labels'][0]!r}, expected at least two labels"
+            )
+    labels = {l: i for i, l in enumerate(extra["labels"])}
+    common.check_labels([e.label for e in examples], labels, extra["data"], [e.line for e in examples])
+    y_all = np.array([labels[e.label] for e in examples])
+    part, held_out, _ = common.split(len(examples), extra, y_all)
+    train = [examples[i] for i in part]
     toks = [tokens(e.text, extra) for e in train]
     if fresh:
         extra["vocab"] = common.vocab_json(
             Counter(t for ts in toks for t in ts), extra["min_freq"], extra["vocab_size"], extra["data"]
         )
-        extra["labels"] = sorted({e.label for e in train})
-        if len(extra["labels"]) < 2:
-            raise DataError(
-                f"{extra['data']}: every example has label {extra['labels'][0]!r}, expected at least two labels"
-            )
-    stoi, labels = common.lookup(extra["vocab"]), {l: i for i, l in enumerate(extra["labels"])}
+    stoi = common.lookup(extra["vocab"])
     binary = len(labels) == 2
     X = [encode(t, stoi) for t in toks]
     _check_nonempty(X, train, extra["data"])
-    y = np.array([labels[e.label] for e in train])
+    y = y_all[part]
     lengths = np.array([len(x) for x in X])
+    p = extra.get("word_dropout", 0.0)
     source = SequenceSource(
-        lengths, extra["batch_size"], lambda idx, rng: make_batch(X, y, idx, binary), seed=extra["seed"]
+        lengths, extra["batch_size"], lambda idx, rng: make_batch(X, y, idx, binary, rng, p), seed=extra["seed"]
     )
     evaluate, n_valid = None, 0
     if extra["valid"] is not None:
@@ -97,33 +121,49 @@ def load(extra: dict, fresh: bool) -> common.Data:
         common.check_labels([e.label for e in valid], labels, extra["valid"], [e.line for e in valid])
         VX = [encode(tokens(e.text, extra), stoi) for e in valid]
         _check_nonempty(VX, valid, extra["valid"])
-        Vy = np.array([labels[e.label] for e in valid])
-        batches = common.eval_batches(
-            [len(x) for x in VX], extra["batch_size"], lambda idx: (idx, make_batch(VX, Vy, idx, binary))
-        )
+        evaluate = evaluator(VX, np.array([labels[e.label] for e in valid]), extra)
         n_valid = len(VX)
-
-        def evaluate(model):
-            # under MPI: each rank scores its shard of the batches (zeros elsewhere) and one sum
-            # gives every rank every score, so the metrics below are the one-process ones exactly
-            comm = distributed.communicator()
-            mine = comm.shard(batches)
-            scores = scores_of(model, [b for _, b in mine], [i for i, _ in mine], n_valid, binary)
-            reduced = comm.sum(np.concatenate([loss_sum(model, [b for _, b in mine]), scores.ravel()]))
-            scores = reduced[2:].reshape(scores.shape)
-            pred = decide(scores, binary)
-            r = {"valid_loss": float(reduced[0] / max(reduced[1], 1)), "valid_accuracy": metrics.accuracy(Vy, pred)}
-            r["valid_macro_f1"] = metrics.classification_report(Vy, pred, extra["labels"])["macro_f1"]
-            if binary:
-                r["valid_auc"] = metrics.roc_auc(Vy, scores[:, 0])
-            return r
-
+    elif held_out is not None:
+        VX = [encode(tokens(examples[i].text, extra), stoi) for i in held_out]
+        _check_nonempty(VX, [examples[i] for i in held_out], extra["data"])
+        evaluate, n_valid = evaluator(VX, y_all[held_out], extra), len(VX)
+    fold = f" (fold {extra['fold']} of {extra['folds']}: {len(part) + n_valid:,} of them)" if extra.get("folds") else ""
     summary = (
-        f"{extra['data']}: {len(train):,} examples, {len(labels)} labels ({', '.join(extra['labels'][:8])}"
+        f"{extra['data']}: {len(examples):,} examples{fold}, {len(labels)} labels ({', '.join(extra['labels'][:8])}"
         f"{', ...' if len(labels) > 8 else ''}), {extra['level']} level, vocabulary {len(stoi):,}"
-        + ("" if not n_valid else f"; valid {extra['valid']}: {n_valid:,} examples")
+        + ("" if not n_valid else f"; valid {common.valid_name(extra)}: {n_valid:,} examples")
+        + (f"; word dropout {p:g}" if p else "")
     )
     return common.Data(source, evaluate, summary)
+
+
+def evaluator(VX: list[np.ndarray], Vy: np.ndarray, extra: dict):
+    """model -> {"valid_loss", "valid_accuracy", "valid_macro_f1"[, "valid_auc"]} on these examples."""
+    from bptt.training import distributed, metrics
+    from bptt.training.batches import loss_sum
+
+    binary = len(extra["labels"]) == 2
+    n_valid = len(VX)
+    batches = common.eval_batches(
+        [len(x) for x in VX], extra["batch_size"], lambda idx: (idx, make_batch(VX, Vy, idx, binary))
+    )
+
+    def evaluate(model):
+        # under MPI: each rank scores its shard of the batches (zeros elsewhere) and one sum
+        # gives every rank every score, so the metrics below are the one-process ones exactly
+        comm = distributed.communicator()
+        mine = comm.shard(batches)
+        scores = scores_of(model, [b for _, b in mine], [i for i, _ in mine], n_valid, binary)
+        reduced = comm.sum(np.concatenate([loss_sum(model, [b for _, b in mine]), scores.ravel()]))
+        scores = reduced[2:].reshape(scores.shape)
+        pred = decide(scores, binary)
+        r = {"valid_loss": float(reduced[0] / max(reduced[1], 1)), "valid_accuracy": metrics.accuracy(Vy, pred)}
+        r["valid_macro_f1"] = metrics.classification_report(Vy, pred, extra["labels"])["macro_f1"]
+        if binary:
+            r["valid_auc"] = metrics.roc_auc(Vy, scores[:, 0])
+        return r
+
+    return evaluate
 
 
 def _check_nonempty(X, examples, path) -> None:
@@ -144,11 +184,39 @@ def decide(scores: np.ndarray, binary: bool) -> np.ndarray:
     return (scores[:, 0] >= 0.5).astype(np.int64) if binary else scores.argmax(axis=1)
 
 
+# The classify defaults, chosen on CR, MPQA and TREC (docs/recipes.md, "Sentence classification"):
+# a bidirectional LSTM read through mean,max pooling, regularised by embedding, output and word
+# dropout and by mapping words seen once to <unk>, with the best validation accuracy's weights
+DEFAULTS = dict(
+    cell="lstm",
+    hidden_size=128,
+    num_layers=1,
+    embedding_size=128,
+    level="word",
+    max_epochs=10.0,
+    pooling="mean,max",
+    input_dropout=0.3,
+    output_dropout=0.5,
+    variational_dropout=True,
+)
+WORD_DEFAULTS = dict(min_freq=2, word_dropout=0.2)  # --level word only
+VALID_FRACTION = 0.1  # of the training file, for early stopping and the best weights, without --valid
+
+
 def run(args) -> int:
+    if getattr(args, "folds", None) is not None and getattr(args, "fold", None) is None:
+        from bptt.tasks import crossval
+
+        return crossval.run(args, run, heldout_report)
     from bptt.training.options import model_kwargs, task_defaults
 
-    task_defaults(args, hidden_size=64, num_layers=1, embedding_size=64, level="word", max_epochs=5.0)
-    extra = common.data_extra(args, "classify")
+    task_defaults(args, **DEFAULTS)
+    if args.level == "word":
+        task_defaults(args, **WORD_DEFAULTS)
+    if args.cell == "lstm":
+        task_defaults(args, forget_bias=1.0)  # Jozefowicz et al. 2015, as the language model's LSTM
+    args.bidirectional = not args.unidirectional
+    extra = common.data_extra(args, "classify", VALID_FRACTION)
     extra.update(
         level=args.level,
         lowercase=args.lowercase,
@@ -158,8 +226,10 @@ def run(args) -> int:
         label_column=args.label_column,
         batch_size=args.batch_size,
         seed=args.seed,
+        word_dropout=args.word_dropout,
     )
     data = load(extra, fresh=True)
+    vectors = common.read_embeddings(args, extra) if args.level == "word" else _no_char_embeddings(args)
     K = len(extra["labels"])
     binary = K == 2
     kw = dict(
@@ -172,8 +242,17 @@ def run(args) -> int:
         reduction="mean",
         dtype=args.dtype,
     )
-    monitor = ("valid_accuracy", "max") if extra["valid"] else ("valid_loss", "min")
-    return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-classify", *monitor)
+    monitor = ("valid_accuracy", "max") if common.has_valid(extra) else ("valid_loss", "min")
+    name = f"{Path(args.data).stem}-classify"
+    return common.build_and_fit(args, extra, data, kw, name, *monitor, embeddings=vectors)
+
+
+def _no_char_embeddings(args) -> None:
+    from bptt.errors import UsageError
+
+    if args.embeddings is not None:
+        raise UsageError("--embeddings: word vectors are for --level word, got --level char")
+    return None
 
 
 def resume(args, model, ckpt, opts) -> int:
@@ -218,3 +297,15 @@ def evaluate(model, extra: dict, path: Path, args) -> dict:
     if binary:
         report["roc_auc"] = metrics.roc_auc(y, scores[:, 0])
     return report
+
+
+def heldout_report(model, extra: dict) -> dict:
+    """The classification report on the run's cross-validation fold (`common.split`'s test part)."""
+    from bptt.training import metrics
+
+    examples = read(extra["data"], extra)
+    labels = {l: i for i, l in enumerate(extra["labels"])}
+    y_all = np.array([labels[e.label] for e in examples])
+    _, _, test = common.split(len(examples), extra, y_all)
+    scores = _score_texts(model, extra, [examples[i].text for i in test])
+    return metrics.classification_report(y_all[test], decide(scores, len(labels) == 2), extra["labels"])

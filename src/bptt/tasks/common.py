@@ -21,6 +21,23 @@ from bptt.errors import DataError, UsageError
 from bptt.training.loop import TrainOptions
 
 
+def add_options(p) -> None:
+    """The flags the word-level dataset tasks (tag, classify) share."""
+    from bptt.training.options import fraction
+
+    g = p.add_argument_group("word-level tasks (--task tag, classify)")
+    g.add_argument("--unidirectional", action="store_true", help="left to right only (default: bidirectional)")
+    g.add_argument("--word-dropout", type=fraction, default=0.0, help="training words -> <unk> with this probability")
+    g.add_argument(
+        "--embeddings",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="initialise the embedding rows of vocabulary words from word2vec / GloVe text vectors "
+        "(their size is --embedding-size unless given)",
+    )
+
+
 @dataclass
 class Data:
     source: object  # bptt.data.batching.SequenceSource
@@ -42,8 +59,10 @@ def check_unchanged(extra: dict, run_dir) -> None:
             raise UsageError(f"--resume {run_dir}: {path} changed since the run started")
 
 
-def data_extra(args, task: str) -> dict:
-    """The data part of a run's saved options: task, files and their fingerprints."""
+def data_extra(args, task: str, valid_fraction: float = 0.0) -> dict:
+    """The data part of a run's saved options: task, files and their fingerprints, and how the
+    training file is split (`split`): the validation fraction without --valid (the task's default
+    `valid_fraction` unless --valid-fraction is given), the seed, and the cross-validation fold."""
     if args.data is None and task != "spell":
         raise UsageError(f"--task {task}: --data FILE is required")
     extra = {"task": task, "encoding": args.encoding}
@@ -51,7 +70,63 @@ def data_extra(args, task: str) -> dict:
         path = getattr(args, key)
         extra[key] = None if path is None else str(path)
         extra[f"{key}_sha256"] = None if path is None else file_sha(path)
+    given = "valid_fraction" in getattr(args, "given", ())
+    if args.valid is not None and given:
+        raise UsageError(f"--valid-fraction: --valid {args.valid} is the validation set; give one of the two, not both")
+    fraction = None if args.valid is not None else args.valid_fraction if given else valid_fraction
+    extra["valid_fraction"] = fraction or None
+    extra["valid_fraction_given"] = given
+    extra["split_seed"] = args.seed
+    extra["folds"], extra["fold"] = getattr(args, "folds", None), getattr(args, "fold", None)
     return extra
+
+
+def has_valid(extra: dict) -> bool:
+    """A validation set: --valid FILE or a --valid-fraction of the training file."""
+    return bool(extra.get("valid") or extra.get("valid_fraction"))
+
+
+def folds_of(y: np.ndarray, K: int, seed: int) -> np.ndarray:
+    """Fold 0..K-1 of each example, stratified: the examples are shuffled (seeded), grouped by
+    label, and dealt to the folds in turn, so every fold has each label's share to within one."""
+    order = np.random.default_rng([seed, K, 17]).permutation(len(y))
+    order = order[np.argsort(np.asarray(y)[order], kind="stable")]
+    fold = np.empty(len(y), dtype=np.int64)
+    fold[order] = np.arange(len(y)) % K
+    return fold
+
+
+def split(n: int, extra: dict, y: np.ndarray | None = None, source=None):
+    """(train, valid, test) indices into the training file's n examples, each sorted, the same on
+    every run with the same extra: with extra["folds"] = K, fold extra["fold"] (1..K) of
+    `folds_of(y)` is the test part (else None); then, with extra["valid_fraction"] = F, a seeded
+    random F of the rest is the validation part (else None). A task's default F that would leave
+    no example for validation (a tiny file) is dropped (extra["valid_fraction"] = None)."""
+    idx, test, valid = np.arange(n), None, None
+    if extra.get("folds"):
+        fold = folds_of(np.zeros(n, np.int64) if y is None else y, extra["folds"], extra["split_seed"])
+        test, idx = idx[fold == extra["fold"] - 1], idx[fold != extra["fold"] - 1]
+    F = extra.get("valid_fraction")
+    if F:
+        n_valid = int(round(len(idx) * F))
+        if n_valid == 0 and not extra.get("valid_fraction_given", True):
+            extra["valid_fraction"] = None
+            return idx, None, test
+        if not 0 < n_valid < len(idx):
+            raise DataError(
+                f"{source or extra['data']}: --valid-fraction {F:g} of {len(idx):,} examples leaves "
+                f"{n_valid:,} for validation and {len(idx) - n_valid:,} for training, expected at least one each"
+            )
+        perm = np.random.default_rng([extra["split_seed"], 23]).permutation(idx)
+        valid, idx = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
+    return idx, valid, test
+
+
+def valid_name(extra: dict) -> str:
+    """How the summary line names the validation set."""
+    if extra.get("valid"):
+        return str(extra["valid"])
+    return f"{extra['valid_fraction']:g} of {extra['data']} (seed {extra['split_seed']})"
 
 
 def train_options(args, extra: dict, monitor: str, monitor_mode: str) -> TrainOptions:
@@ -60,7 +135,7 @@ def train_options(args, extra: dict, monitor: str, monitor_mode: str) -> TrainOp
     opts = options_from_args(args)
     opts.extra, opts.monitor, opts.monitor_mode = extra, monitor, monitor_mode
     if opts.keep_best is None:  # the best evaluation's checkpoint in RUN_DIR/best whenever there is validation
-        opts.keep_best = bool(extra.get("valid")) or extra["task"] == "spell"
+        opts.keep_best = has_valid(extra) or extra["task"] == "spell"
     return opts
 
 
@@ -142,7 +217,12 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
         print(
             f"model: {'bidirectional ' if model.bidirectional else ''}{model.num_layers} x {model.hidden_size} "
             f"{model.kind}, {model.mode}, {model.head} head, {n_params(model):,} parameters; "
-            f"run directory {run_dir}"
+            + (
+                f"character encoder 2 x {model.char_hidden_size} {model.char_rnn.name}; "
+                if model.char_hidden_size is not None
+                else ""
+            )
+            + f"run directory {run_dir}"
         )
     state = trainer.fit()
     print(
@@ -156,6 +236,41 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
     return 0
 
 
+def read_embeddings(args, extra: dict) -> dict | None:
+    """--embeddings FILE: {vocabulary id: vector} for the vocabulary's words found in FILE (None
+    without the flag). Sets args.embedding_size to the file's D unless --embedding-size was given,
+    which must then equal D; prints the coverage."""
+    from bptt.data.vectors import read_vectors
+
+    if args.embeddings is None:
+        return None
+    stoi = lookup(extra["vocab"])
+    key = str.lower if extra.get("lowercase") else str
+    D, found, _ = read_vectors(args.embeddings, set(stoi) - {"<unk>"}, key)
+    if "embedding_size" in args.given and args.embedding_size != D:
+        raise UsageError(
+            f"--embeddings {args.embeddings}: vectors of size {D}, but --embedding-size is {args.embedding_size}; "
+            "drop --embedding-size or give the file's size"
+        )
+    args.embedding_size = D
+    extra["embeddings"] = str(args.embeddings)
+    print(f"embeddings: {len(found):,} of {len(stoi) - 1:,} vocabulary words found in {args.embeddings}")
+    return {stoi[w]: v for w, v in found.items()}
+
+
+def set_embeddings(model, rows: dict) -> None:
+    """E[id] = v for each pretrained row; the other rows (random, N(0, 1)) are rescaled to the
+    pretrained rows' standard deviation, so that known and unknown words start on one scale."""
+    if not rows:
+        return
+    E = model.params["embed.E"]
+    ids = np.fromiter(rows, dtype=np.int64, count=len(rows))
+    V = np.stack([rows[i] for i in ids])
+    other = np.setdiff1d(np.arange(E.shape[0]), ids)
+    E[other] *= V.std()
+    E[ids] = V.astype(E.dtype)
+
+
 def build_and_fit(
     args,
     extra: dict,
@@ -165,10 +280,12 @@ def build_and_fit(
     monitor: str,
     monitor_mode: str,
     epochs_per_eval: int = 1,
+    embeddings: dict | None = None,
 ) -> int:
     """The end of every dataset task's `run`: evaluate every `epochs_per_eval` epochs unless
     --eval-every is given, refuse a model too big for memory, and only then take the run
-    directory (which --overwrite empties), build the model and train."""
+    directory (which --overwrite empties), build the model (with the pretrained embedding
+    rows of `read_embeddings`) and train."""
     from bptt import RNNModel
     from bptt.training.rundir import choose_run_dir
 
@@ -177,6 +294,7 @@ def build_and_fit(
     check_memory(model_kw, int(data.source.lengths.max()), args.batch_size, args.optimizer)
     out = choose_run_dir(args, run_name)
     model = RNNModel(**model_kw)
+    set_embeddings(model, embeddings or {})
     return fit_and_report(model, data, out, train_options(args, extra, monitor, monitor_mode))
 
 

@@ -80,7 +80,9 @@ def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.training import distributed
     from bptt.training.batches import loss_sum
 
-    train = read(extra["data"], extra)
+    rows = read(extra["data"], extra)
+    part, held_out, _ = common.split(len(rows), extra)
+    train = [rows[i] for i in part]
     if fresh:
         extra["mode"] = mode_of(train, extra["data"])
         extra["input_size"], extra["output_size"] = int(train[0][0].shape[1]), int(train[0][1].shape[1])
@@ -90,9 +92,9 @@ def load(extra: dict, fresh: bool) -> common.Data:
         lengths, extra["batch_size"], lambda idx, rng: make_batch(train, idx, extra["mode"]), seed=extra["seed"]
     )
     evaluate = None
-    if extra["valid"] is not None:
-        valid = read(extra["valid"], extra)
-        check_like(valid, extra, extra["valid"])
+    if extra["valid"] is not None or held_out is not None:
+        valid = read(extra["valid"], extra) if extra["valid"] else [rows[i] for i in held_out]
+        check_like(valid, extra, extra["valid"] or extra["data"])
         batches = common.eval_batches(
             [len(x) for x, _, _ in valid], extra["batch_size"], lambda idx: make_batch(valid, idx, extra["mode"])
         )
@@ -113,7 +115,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
     summary = (
         f"{extra['data']}: {len(train):,} sequences of {extra['input_size']} feature(s) per step, "
         f"{lengths.min()}-{lengths.max()} steps, {extra['output_size']} target(s) {'per step' if extra['mode'] == 'many-to-many' else 'per sequence'}"
-        + ("" if extra["valid"] is None else f"; valid {extra['valid']}")
+        + (f"; valid {common.valid_name(extra)}" if common.has_valid(extra) else "")
     )
     return common.Data(source, evaluate, summary)
 
@@ -136,7 +138,7 @@ def error_sums(model, batches, mode: str) -> tuple[float, float, int]:
 def run(args) -> int:
     from bptt.training.options import model_kwargs, task_defaults
 
-    task_defaults(args, hidden_size=32, num_layers=1, max_epochs=20.0)
+    task_defaults(args, hidden_size=32, num_layers=1, max_epochs=20.0, pooling="last")
     extra = common.data_extra(args, "regress")
     extra.update(
         input_column=args.input_column, target_column=args.target_column, batch_size=args.batch_size, seed=args.seed
@@ -153,7 +155,7 @@ def run(args) -> int:
         reduction="mean",
         dtype=args.dtype,
     )
-    monitor = "valid_mse" if extra["valid"] else "valid_loss"
+    monitor = "valid_mse" if common.has_valid(extra) else "valid_loss"
     return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-regress", monitor, "min")
 
 

@@ -10,7 +10,12 @@ Unknown and rare words: --lowercase folds case; words seen fewer than
 --min-freq times become <unk>; --word-dropout p replaces each training word by
 <unk> with probability p (so that <unk> gets an embedding that works in
 context); --features prefix,suffix,shape add columns that stay informative
-when the word itself is unknown ("-ing", "Xxxx", "dd.d").
+when the word itself is unknown ("-ing", "Xxxx", "dd.d"); --char-hidden-size H_c
+adds a character-level encoder (`bptt.layers.char_encoder`): a bidirectional
+cell over the word's characters, whose two final states [h->_n; h<-_1] are
+concatenated to x_t, so that an unknown word is still read letter by letter.
+Characters seen fewer than CHAR_MIN_FREQ times in training become the unknown
+character (id 1), so that its embedding is trained too.
 """
 
 from __future__ import annotations
@@ -25,21 +30,42 @@ import numpy as np
 
 from bptt.errors import DataError, UsageError
 from bptt.tasks import common
-from bptt.training.options import fraction, positive_int
+from bptt.training.options import non_negative_int, positive_int
 
 FEATURES = ("prefix", "suffix", "shape")
+CHAR_MIN_FREQ = 2  # rarer training characters -> the unknown character, which then gets trained
 _SHAPE_RUNS = re.compile(r"(.)\1{2,}")
 
 
 def add_options(p) -> None:
     g = p.add_argument_group("tagging (--task tag)")
     g.add_argument("--column", choices=["upos", "xpos"], default="upos", help="the CoNLL-U tag column to learn")
-    g.add_argument("--unidirectional", action="store_true", help="left to right only (default: bidirectional)")
-    g.add_argument("--word-dropout", type=fraction, default=0.0, help="training words -> <unk> with this probability")
-    g.add_argument("--features", default="", help="comma list of prefix, suffix, shape: extra embedded columns")
+    g.add_argument(
+        "--features",
+        default="suffix,shape",
+        help="comma list of prefix, suffix, shape: extra embedded columns (none: no column)",
+    )
     g.add_argument("--affix-length", type=positive_int, default=3, help="characters of --features prefix/suffix")
     g.add_argument(
         "--feature-embedding-size", type=positive_int, default=16, help="embedding size of each --features column"
+    )
+    g.add_argument(
+        "--char-hidden-size",
+        type=non_negative_int,
+        default=100,
+        help="H_c of the character-level word encoder, a bidirectional cell over each word's characters (0: none)",
+    )
+    g.add_argument(
+        "--char-embedding-size",
+        type=positive_int,
+        default=32,
+        help="embedding size of a character (with --char-hidden-size)",
+    )
+    g.add_argument(
+        "--char-cell",
+        choices=["elman", "lstm", "gru"],
+        default=None,
+        help="the character encoder's cell (default: --cell)",
     )
 
 
@@ -75,10 +101,13 @@ def feature(name: str, word: str, n: int) -> str:
 
 
 def parse_features(text: str) -> list[str]:
+    """The feature names of a comma list; "none" (or "") for none."""
     names = [f.strip() for f in text.split(",") if f.strip()]
+    if names == ["none"]:
+        return []
     for f in names:
         if f not in FEATURES:
-            raise UsageError(f"--features: got {f!r}, expected a comma list of {', '.join(FEATURES)}")
+            raise UsageError(f"--features: got {f!r}, expected a comma list of {', '.join(FEATURES)}, or none")
     return sorted(set(names), key=FEATURES.index)
 
 
@@ -90,6 +119,7 @@ class Encoder:
         self.words = common.lookup(extra["vocab"])
         self.feats = [common.lookup(v) for v in extra["feature_vocabs"]]
         self.tags = {t: i for i, t in enumerate(extra["labels"])}
+        self.char_ids = {c: i for i, c in enumerate(extra["chars"])} if extra.get("chars") else None
 
     def word(self, w: str) -> str:
         return w.lower() if self.extra["lowercase"] else w
@@ -104,6 +134,15 @@ class Encoder:
         ]
         return np.stack(cols, axis=1)
 
+    def chars(self, words: list[str]) -> np.ndarray | None:
+        """(n, C) character ids of the words as written (C: the longest), 0 after a word's end, 1 unknown."""
+        if self.char_ids is None:
+            return None
+        out = np.zeros((len(words), max(map(len, words))), dtype=np.int64)
+        for i, w in enumerate(words):
+            out[i, : len(w)] = [self.char_ids.get(c, 1) for c in w]
+        return out
+
     def targets(self, tags: list[str]) -> np.ndarray:
         return np.array([self.tags[t] for t in tags], dtype=np.int64)
 
@@ -117,6 +156,10 @@ def build_vocabularies(extra: dict, sentences) -> None:
         for f in extra["features"]
     ]
     extra["labels"] = sorted({t for s in sentences for t in s.tags})
+    if extra.get("char_hidden_size"):
+        chars = Counter(c for s in sentences for w in s.words for c in w)
+        ranked = sorted((c for c, n in chars.items() if n >= CHAR_MIN_FREQ), key=lambda c: (-chars[c], c))
+        extra["chars"] = ["<pad>", "<unk>", *ranked]
     if len(extra["labels"]) < 2:
         raise DataError(
             f"{extra['data']}: every word has {extra['column'].upper()} tag {extra['labels'][0]!r}, "
@@ -135,8 +178,9 @@ def read_tagged(path, extra: dict):
     return sentences
 
 
-def make_batch(X: list[np.ndarray], Y: list[np.ndarray] | None, idx, rng=None, word_dropout: float = 0.0):
-    """Padded inputs (B, T[, 1 + F]), targets (B, T) and lengths; word dropout on column 0 with rng."""
+def make_batch(X: list[np.ndarray], Y: list[np.ndarray] | None, idx, rng=None, word_dropout: float = 0.0, chars=None):
+    """Padded inputs (B, T[, 1 + F]), targets (B, T) and lengths; word dropout on column 0 with rng
+    (a dropped word keeps its characters); chars: per sentence (n, C) ids -> padded (B, T, C)."""
     from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([X[i] for i in idx])
@@ -144,7 +188,13 @@ def make_batch(X: list[np.ndarray], Y: list[np.ndarray] | None, idx, rng=None, w
         words = inputs if inputs.ndim == 2 else inputs[..., 0]
         words[rng.random(words.shape) < word_dropout] = 0
     targets = pad([Y[i] for i in idx])[0] if Y is not None else np.zeros(inputs.shape[:2], np.int64)
-    return Batch(inputs, targets, mask=lengths)
+    C = None
+    if chars is not None:
+        C = np.zeros((*inputs.shape[:2], max(chars[i].shape[1] for i in idx)), np.int64)
+        for b, i in enumerate(idx):
+            n, c = chars[i].shape
+            C[b, :n, :c] = chars[i]
+    return Batch(inputs, targets, mask=lengths, chars=C)
 
 
 def load(extra: dict, fresh: bool) -> common.Data:
@@ -152,34 +202,41 @@ def load(extra: dict, fresh: bool) -> common.Data:
     from bptt.training import distributed
     from bptt.training.batches import loss_sum
 
-    train = read_tagged(extra["data"], extra)
+    sentences = read_tagged(extra["data"], extra)
+    part, held_out, _ = common.split(len(sentences), extra)
+    train = [sentences[i] for i in part]
     if fresh:
         build_vocabularies(extra, train)
+        extra["labels"] = sorted({t for s in sentences for t in s.tags})  # the held-out part's too
     enc = Encoder(extra)
     X = [enc.ids(s.words) for s in train]
     Y = [enc.targets(s.tags) for s in train]
+    C = None if enc.char_ids is None else [enc.chars(s.words) for s in train]
     lengths = np.array([len(x) for x in X])
     source = SequenceSource(
         lengths,
         extra["batch_size"],
-        lambda idx, rng: make_batch(X, Y, idx, rng, extra["word_dropout"]),
+        lambda idx, rng: make_batch(X, Y, idx, rng, extra["word_dropout"], C),
         seed=extra["seed"],
     )
     evaluate, n_valid = None, 0
-    if extra["valid"] is not None:
-        valid = read_tagged(extra["valid"], extra)
+    if extra["valid"] is not None or held_out is not None:
+        valid = read_tagged(extra["valid"], extra) if extra["valid"] else [sentences[i] for i in held_out]
         for s in valid:
             common.check_labels(s.tags, enc.tags, extra["valid"], s.lines, f"{extra['column'].upper()} tag")
         VX = [enc.ids(s.words) for s in valid]
         VY = [enc.targets(s.tags) for s in valid]
-        batches = common.eval_batches([len(x) for x in VX], extra["batch_size"], lambda idx: make_batch(VX, VY, idx))
+        VC = None if enc.char_ids is None else [enc.chars(s.words) for s in valid]
+        batches = common.eval_batches(
+            [len(x) for x in VX], extra["batch_size"], lambda idx: make_batch(VX, VY, idx, chars=VC)
+        )
         n_valid = int(sum(len(x) for x in VX))
 
         def evaluate(model):  # under MPI: each rank its shard of the batches, the counts summed
             comm = distributed.communicator()
             mine, correct = comm.shard(batches), 0
             for b in mine:
-                pred = model.predict(b.inputs, b.mask).argmax(axis=2)
+                pred = model.predict(b.inputs, b.mask, chars=b.chars).argmax(axis=2)
                 valid_steps = np.arange(b.targets.shape[1])[None, :] < b.mask[:, None]
                 correct += int(((pred == b.targets) & valid_steps).sum())
             total, count, correct = comm.sum([*loss_sum(model, mine), correct])
@@ -189,8 +246,9 @@ def load(extra: dict, fresh: bool) -> common.Data:
     summary = (
         f"{extra['data']}: {len(train):,} sentences, {int(lengths.sum()):,} words, {len(extra['labels'])} "
         f"{extra['column'].upper()} tags, vocabulary {len(enc.words):,} ({oov:,} training words -> <unk>)"
-        + ("" if not n_valid else f"; valid {extra['valid']}: {n_valid:,} words")
+        + ("" if not n_valid else f"; valid {common.valid_name(extra)}: {n_valid:,} words")
         + (f"; features {', '.join(extra['features'])}" if extra["features"] else "")
+        + (f"; {len(extra['chars']):,} characters" if enc.char_ids is not None else "")
     )
     return common.Data(source, evaluate, summary)
 
@@ -201,7 +259,8 @@ def load(extra: dict, fresh: bool) -> common.Data:
 def run(args) -> int:
     from bptt.training.options import model_kwargs, task_defaults
 
-    task_defaults(args, hidden_size=64, num_layers=1, embedding_size=64, max_epochs=5.0)
+    # the recipe measured on UD English GUM and UD French Sequoia (docs/recipes.md)
+    task_defaults(args, hidden_size=128, num_layers=1, embedding_size=100, max_epochs=10.0, word_dropout=0.25)
     args.bidirectional = not args.unidirectional
     extra = common.data_extra(args, "tag")
     extra.update(
@@ -214,13 +273,22 @@ def run(args) -> int:
         affix_length=args.affix_length,
         batch_size=args.batch_size,
         seed=args.seed,
+        char_hidden_size=args.char_hidden_size,
     )
     data = load(extra, fresh=True)
+    vectors = common.read_embeddings(args, extra)
     kw = model_kwargs(args)
     if extra["features"]:
         kw.update(
             feature_vocab_sizes=[len(v["itos"]) for v in extra["feature_vocabs"]],
             feature_embedding_size=args.feature_embedding_size,
+        )
+    if args.char_hidden_size:
+        kw.update(
+            char_vocab_size=len(extra["chars"]),
+            char_embedding_size=args.char_embedding_size,
+            char_hidden_size=args.char_hidden_size,
+            char_cell=args.char_cell,
         )
     kw.update(
         vocab_size=len(extra["vocab"]["itos"]),
@@ -230,8 +298,8 @@ def run(args) -> int:
         reduction="mean",
         dtype=args.dtype,
     )
-    monitor = ("valid_accuracy", "max") if extra["valid"] else ("valid_loss", "min")
-    return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-tag", *monitor)
+    monitor = ("valid_accuracy", "max") if common.has_valid(extra) else ("valid_loss", "min")
+    return common.build_and_fit(args, extra, data, kw, f"{Path(args.data).stem}-tag", *monitor, embeddings=vectors)
 
 
 def resume(args, model, ckpt, opts) -> int:
@@ -246,10 +314,11 @@ def predict_tags(model, extra: dict, sentences) -> list[list[str]]:
 
     enc = Encoder(extra)
     X = [enc.ids(s.words) for s in sentences]
+    C = None if enc.char_ids is None else [enc.chars(s.words) for s in sentences]
     out: list = [None] * len(X)
     for idx in sorted_batches(np.array([len(x) for x in X]), 64):
-        b = make_batch(X, None, idx)
-        pred = model.predict(b.inputs, b.mask).argmax(axis=2)
+        b = make_batch(X, None, idx, chars=C)
+        pred = model.predict(b.inputs, b.mask, chars=b.chars).argmax(axis=2)
         for row, i in enumerate(idx):
             out[i] = [extra["labels"][k] for k in pred[row, : len(X[i])]]
     return out

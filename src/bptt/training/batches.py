@@ -5,7 +5,7 @@ long-memory tasks all train this way: every update takes the next batch from a
 `Source`, runs the forward pass over the whole (padded) sequences, the loss of
 the model's mode and head, and exact BPTT:
 
-    loss, grads = model.loss_and_grads(batch.inputs, batch.targets, batch.mask, cond=batch.cond)
+    loss, grads = model.loss_and_grads(batch.inputs, batch.targets, batch.mask, cond=batch.cond, chars=batch.chars)
 
 The loop around it (clipping, optimizer, evaluation, checkpoints, rollback,
 signals) is `bptt.training.loop.Loop`. A source is anything with
@@ -59,7 +59,7 @@ def rows_of(batch: Batch, rows: slice) -> Batch:
     return Batch(
         *(
             None if a is None else a[rows]
-            for a in (batch.inputs, batch.targets, batch.mask, batch.cond, batch.loss_mask)
+            for a in (batch.inputs, batch.targets, batch.mask, batch.cond, batch.loss_mask, batch.chars)
         )
     )
 
@@ -104,7 +104,8 @@ class BatchTrainer(Loop):
         empty = rows.start == rows.stop  # a last batch with fewer rows than ranks: compute on row 0, weigh it 0
         rows = slice(0, 1) if empty else rows
         local = batch if comm.size == 1 else rows_of(batch, rows)
-        fwd = m.forward(local.inputs, local.mask, cond=local.cond, rng=comm.dropout_rng(m.rng, batch.size, rows))
+        rng = comm.dropout_rng(m.rng, batch.size, rows)
+        fwd = m.forward(local.inputs, local.mask, cond=local.cond, rng=rng, chars=local.chars)
         loss, dZ = m.loss(fwd, local.targets, local.loss_mask)
         if comm.size == 1:  # under MPI: found in the summed loss
             check_finite(loss, {})
@@ -138,7 +139,7 @@ def loss_sum(model: RNNModel, batches: Iterable[Batch]) -> tuple[float, int]:
     total, count = 0.0, 0
     try:
         for batch in batches:
-            fwd = model.forward(batch.inputs, batch.mask, cond=batch.cond)
+            fwd = model.forward(batch.inputs, batch.mask, cond=batch.cond, chars=batch.chars)
             loss, _ = model.loss(fwd, batch.targets, batch.loss_mask)
             n = n_targets(batch, model)
             total += summed_loss(model, loss, n, batch.size)

@@ -76,6 +76,19 @@ def finite_float(text: str) -> float:
     return _number(text, float, checks.Expect("a finite number", math.isfinite))
 
 
+def pooling_list(text: str) -> str:
+    """argparse type: "mean,max" -> "mean,max", checked by `bptt.layers.pooling.parse`."""
+    from bptt.errors import UsageError
+    from bptt.layers import pooling
+
+    try:
+        return ",".join(pooling.parse(text))
+    except UsageError:
+        raise argparse.ArgumentTypeError(
+            f"got {text}, expected one or more of {', '.join(pooling.POOLINGS)}, comma-separated, without repeats"
+        ) from None
+
+
 def checkpoint_every(text: str) -> int | str:
     every = checks.Expect("a positive integer or 'auto'", checks.POSITIVE_INT.ok)
     return "auto" if text == "auto" else _number(text, int, every)
@@ -123,8 +136,10 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     )
     g.add_argument(
         "--variational-dropout",
-        action="store_true",
-        help="one dropout mask per sequence, shared by every time step (locked dropout, Gal & Ghahramani 2016)",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="one dropout mask per sequence, shared by every time step (locked dropout, Gal & Ghahramani 2016); "
+        "default: off, on for --task classify",
     )
     g.add_argument(
         "--embedding-size",

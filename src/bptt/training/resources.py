@@ -132,6 +132,8 @@ def estimate_model(model_kw: dict, *, steps: int, batch_size: int, optimizer: st
     E = model_kw.get("embedding_size")
     if E is not None and model_kw.get("feature_vocab_sizes"):  # the feature columns widen x_t
         E += len(model_kw["feature_vocab_sizes"]) * model_kw.get("feature_embedding_size", 16)
+    if E is not None and model_kw.get("char_hidden_size"):  # and so does the character encoding
+        E += 2 * model_kw["char_hidden_size"]
     return estimate_memory(
         input_size=model_kw["vocab_size"] if tokens else model_kw["input_size"],
         tokens=tokens,
