@@ -207,6 +207,7 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
     """Train (or continue from ckpt), print how it stopped and the best validation metric."""
     from bptt.training.batches import BatchTrainer
     from bptt.training.loop import default_progress
+    from bptt.training.runs import weights_dir
 
     trainer = BatchTrainer(model, data.source, data.evaluate, run_dir, opts, progress=default_progress())
     if ckpt is not None:
@@ -231,8 +232,9 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
     )
     if state.get("best_valid") is not None:
         print(f"best {opts.monitor.replace('_', ' ')}: {state['best_valid']:.4f}")
-    if opts.keep_best and (Path(run_dir) / "best").is_dir():
-        print(f"the best evaluation's weights are in {Path(run_dir) / 'best'}: what evaluate and predict use")
+    best = weights_dir(run_dir)
+    if opts.keep_best and best != Path(run_dir):
+        print(f"the best evaluation's weights are in {best}: what evaluate and predict use")
     return 0
 
 

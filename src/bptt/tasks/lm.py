@@ -227,7 +227,7 @@ def use_best_weights(trainer) -> None:
     for k, v in best.params.items():
         trainer.model.params[k][...] = v
     if trainer.comm.is_root:
-        print(weights_note(where, ckpt).replace("; --last for the latest", " (what evaluate and generate use)"))
+        print(weights_note(where, ckpt, hint=" (what evaluate and generate use)"))
 
 
 def sample_text(model, vocab, extra: dict) -> str:

@@ -19,8 +19,9 @@ def weights_dir(run_dir: Path, last: bool = False) -> Path:
     return Path(run_dir) if last or not (best / checkpoint.INDEX).is_file() else best
 
 
-def weights_note(run_dir: Path, ckpt) -> str:
-    """One line saying which weights were loaded: the best evaluation's (its step and metric) or the latest."""
+def weights_note(run_dir: Path, ckpt, hint: str = "; --last for the latest") -> str:
+    """One line saying which weights were loaded: the best evaluation's (its step and metric,
+    then `hint`) or the latest."""
     train = ckpt.train_state if isinstance(ckpt.train_state, dict) else {}
     progress = train.get("progress") if isinstance(train.get("progress"), dict) else {}
     options = train.get("options") if isinstance(train.get("options"), dict) else {}
@@ -29,7 +30,7 @@ def weights_note(run_dir: Path, ckpt) -> str:
         return f"weights: the latest checkpoint (step {step}) of {run_dir}"
     metric = str(options.get("monitor", "valid_loss")).replace("_", " ")
     shown = f", {metric} {best:.4f}" if isinstance(best, (int, float)) else ""
-    return f"weights: the best evaluation's (step {step}{shown}) in {run_dir}; --last for the latest"
+    return f"weights: the best evaluation's (step {step}{shown}) in {run_dir}{hint}"
 
 
 def load_run(run_dir: Path):
