@@ -999,6 +999,13 @@ ROWS = [
     ),
     ("classify one fold", f"{CL} {{tmp}}/a.tsv --folds 1", {"a.tsv": TSV}, 2, "--folds: got 1, expected at least 2"),
     (
+        "classify more folds than examples",
+        f"{CL} {{tmp}}/a.tsv --folds 3",
+        {"a.tsv": TSV},
+        2,
+        "a.tsv: 2 examples, --folds 3 needs at least one per fold",
+    ),
+    (
         "classify embeddings bad line",
         f"{CL} {{tmp}}/a.tsv --embeddings {{tmp}}/v.txt",
         {"a.tsv": TSV, "v.txt": "2 4\ngreat 0.1 0.2 0.3 0.4\nfilm 0.1 0.2\n"},

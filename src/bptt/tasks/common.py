@@ -104,6 +104,10 @@ def split(n: int, extra: dict, y: np.ndarray | None = None, source=None):
     no example for validation (a tiny file) is dropped (extra["valid_fraction"] = None)."""
     idx, test, valid = np.arange(n), None, None
     if extra.get("folds"):
+        if n < extra["folds"]:
+            raise DataError(
+                f"{source or extra['data']}: {n:,} examples, --folds {extra['folds']} needs at least one per fold"
+            )
         fold = folds_of(np.zeros(n, np.int64) if y is None else y, extra["folds"], extra["split_seed"])
         test, idx = idx[fold == extra["fold"] - 1], idx[fold != extra["fold"] - 1]
     F = extra.get("valid_fraction")

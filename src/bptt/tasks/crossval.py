@@ -69,10 +69,10 @@ def run(args, train: Callable, score: Callable) -> int:
     classification report on the run's held-out fold."""
     from bptt import tasks
     from bptt.training.checkpoint import atomic_write_text
+    from bptt.training.runs import weights_dir
 
     check(args)
-    out = run_dir(args)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_dir(args)  # made by the first fold's run, once its data is read
     folds = []
     for k in range(1, args.folds + 1):
         fold_args = copy.copy(args)
@@ -82,12 +82,11 @@ def run(args, train: Callable, score: Callable) -> int:
         code = train(fold_args)
         if code != 0:
             return code
-        best = fold_args.out / "best"
-        scored = best if best.is_dir() else fold_args.out
+        scored = weights_dir(fold_args.out)
         model, _, extra, _ = tasks.task_of(scored)
         report = score(model.eval(), extra)
         folds.append({"fold": k, "accuracy": report["accuracy"], "n": report["n"], "run_dir": str(fold_args.out)})
-        weights = "best evaluation" if scored == best else "last"
+        weights = "last" if scored == fold_args.out else "best evaluation"
         print(f"fold {k}: held-out accuracy {report['accuracy']:.4f} on {report['n']:,} examples ({weights} weights)")
     acc = [f["accuracy"] for f in folds]
     mean = sum(acc) / len(acc)
