@@ -796,6 +796,20 @@ ROWS = [
     ("tag column", f"{TG} --column feats", {"a.conllu": GOOD}, 2, "argument --column: invalid choice: 'feats'"),
     ("tag word dropout 1", f"{TG} --word-dropout 1", {"a.conllu": GOOD}, 2, "argument --word-dropout: got 1"),
     (
+        "tag rare word dropout negative",
+        f"{TG} --rare-word-dropout -0.5",
+        {"a.conllu": GOOD},
+        2,
+        "argument --rare-word-dropout: got -0.5, expected a finite number >= 0",
+    ),
+    (
+        "classify rare word dropout at the character level",
+        f"{CL} {{tmp}}/a.tsv --level char --rare-word-dropout 0.25",
+        {"a.tsv": TSV},
+        2,
+        "--rare-word-dropout 0.25: counts words, expected --level word (got --level char)",
+    ),
+    (
         "tag seq-length",
         f"{TG} --seq-length 5",
         {"a.conllu": GOOD},

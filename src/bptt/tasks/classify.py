@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bptt.errors import DataError
+from bptt.errors import DataError, UsageError
 from bptt.tasks import common
 from bptt.training.options import pooling_list
 
@@ -55,13 +55,14 @@ def encode(text: str, stoi: dict) -> np.ndarray:
     return np.array([stoi.get(t, 0) for t in text], dtype=np.int64)
 
 
-def make_batch(X, y, idx, binary: bool, rng=None, word_dropout: float = 0.0):
-    """Padded ids (B, T), targets (B,) and lengths; with rng, each word -> <unk> with probability word_dropout."""
+def make_batch(X, y, idx, binary: bool, rng=None, word_dropout: float | np.ndarray = 0.0):
+    """Padded ids (B, T), targets (B,) and lengths; with rng, each word -> <unk> with probability
+    word_dropout (`common.drop_words`: one probability, or (V,) per word id)."""
     from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([X[i] for i in idx])
-    if word_dropout > 0 and rng is not None:
-        inputs[rng.random(inputs.shape) < word_dropout] = 0
+    if rng is not None and np.any(word_dropout):
+        common.drop_words(inputs, word_dropout, rng)
     if y is None:
         targets = np.zeros(len(idx))
     else:
@@ -111,7 +112,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
     _check_nonempty(X, train, extra["data"])
     y = y_all[part]
     lengths = np.array([len(x) for x in X])
-    p = extra.get("word_dropout", 0.0)
+    p = common.training_word_dropout(extra, X, fresh)
     source = SequenceSource(
         lengths, extra["batch_size"], lambda idx, rng: make_batch(X, y, idx, binary, rng, p), seed=extra["seed"]
     )
@@ -132,7 +133,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
         f"{extra['data']}: {len(examples):,} examples{fold}, {len(labels)} labels ({', '.join(extra['labels'][:8])}"
         f"{', ...' if len(labels) > 8 else ''}), {extra['level']} level, vocabulary {len(stoi):,}"
         + ("" if not n_valid else f"; valid {common.valid_name(extra)}: {n_valid:,} examples")
-        + (f"; word dropout {p:g}" if p else "")
+        + common.word_dropout_note(extra, p)
     )
     return common.Data(source, evaluate, summary)
 
@@ -204,6 +205,10 @@ VALID_FRACTION = 0.1  # of the training file, for early stopping and the best we
 
 
 def run(args) -> int:
+    if args.rare_word_dropout and "level" in args.given and args.level == "char":
+        raise UsageError(
+            f"--rare-word-dropout {args.rare_word_dropout:g}: counts words, expected --level word (got --level char)"
+        )
     if getattr(args, "folds", None) is not None and getattr(args, "fold", None) is None:
         from bptt.tasks import crossval
 
@@ -227,6 +232,7 @@ def run(args) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         word_dropout=args.word_dropout,
+        rare_word_dropout=args.rare_word_dropout,
     )
     data = load(extra, fresh=True)
     vectors = common.read_embeddings(args, extra) if args.level == "word" else _no_char_embeddings(args)
@@ -248,8 +254,6 @@ def run(args) -> int:
 
 
 def _no_char_embeddings(args) -> None:
-    from bptt.errors import UsageError
-
     if args.embeddings is not None:
         raise UsageError("--embeddings: word vectors are for --level word, got --level char")
     return None

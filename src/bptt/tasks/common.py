@@ -23,11 +23,19 @@ from bptt.training.loop import TrainOptions
 
 def add_options(p) -> None:
     """The flags the word-level dataset tasks (tag, classify) share."""
-    from bptt.training.options import fraction
+    from bptt.training.options import fraction, non_negative_float
 
     g = p.add_argument_group("word-level tasks (--task tag, classify)")
     g.add_argument("--unidirectional", action="store_true", help="left to right only (default: bidirectional)")
     g.add_argument("--word-dropout", type=fraction, default=0.0, help="training words -> <unk> with this probability")
+    g.add_argument(
+        "--rare-word-dropout",
+        type=non_negative_float,
+        default=0.0,
+        metavar="ALPHA",
+        help="a training word w seen count(w) times -> <unk> with probability ALPHA / (ALPHA + count(w)), "
+        "independently of --word-dropout (Kiperwasser and Goldberg 2016; 0: off)",
+    )
     g.add_argument(
         "--embeddings",
         type=Path,
@@ -163,6 +171,64 @@ def vocab_json(counts: Counter, min_freq: int = 1, max_size: int | None = None, 
             "besides it; lower --min-freq or raise --vocab-size"
         )
     return Vocab(level="word", sentence_ends=False, itos=[UNK, *ranked]).to_json()
+
+
+def word_drop_probabilities(counts: np.ndarray, alpha: float, p: float = 0.0) -> np.ndarray:
+    """p (V,): the probability that a training occurrence of word id w becomes <unk>,
+
+        p_w = 1 - (1 - p) (1 - alpha / (alpha + c_w)) = p + (1 - p) alpha / (alpha + c_w)
+
+    for counts c (V,) of each vocabulary id in the training part: uniform word dropout p
+    (--word-dropout) and frequency-aware word dropout alpha / (alpha + c_w) (--rare-word-dropout,
+    Kiperwasser and Goldberg 2016) as independent events. A word seen once with alpha = 0.25 is
+    dropped 20% of the time, one seen 100 times 0.25%: rare words, which look most like the
+    unknown words of new text, teach <unk>'s embedding its context.
+
+    <unk> (id 0, also the padding) gets p_0 = 0: its training occurrences are the words below
+    --min-freq (or beyond --vocab-size), which are <unk> on every occurrence already -- dropped with
+    probability 1, the limit of alpha / (alpha + c) for the rarest words -- so there is nothing
+    left to drop, and its count, the sum over many different words, is no word's frequency. A
+    word the training part never has (c_w = 0) gets alpha / alpha = 1 when alpha > 0."""
+    c = np.asarray(counts, dtype=np.float64)
+    q = alpha / np.maximum(alpha + c, np.finfo(np.float64).tiny) if alpha > 0 else np.zeros_like(c)
+    out = p + (1.0 - p) * q  # exactly p where q = 0, as --word-dropout alone
+    out[0] = 0.0
+    return out
+
+
+def drop_words(words: np.ndarray, p: float | np.ndarray, rng) -> None:
+    """Word dropout, in place: words[i] -> 0 (<unk>) where u_i < p, u_i ~ U[0, 1) drawn from rng
+    for every position (padding included, so the draws do not depend on the ids); p is one
+    probability, or the (V,) `word_drop_probabilities` indexed by each position's word id."""
+    u = rng.random(words.shape)
+    words[u < (p[words] if np.ndim(p) else p)] = 0
+
+
+def training_word_dropout(extra: dict, words: list[np.ndarray], fresh: bool) -> float | np.ndarray:
+    """What make_batch drops with: extra["word_dropout"] (a probability) alone, or with
+    extra["rare_word_dropout"] = alpha > 0 the (V,) `word_drop_probabilities` of the counts of
+    each vocabulary id in the training part's ids `words` (after any --valid-fraction split or
+    cross-validation fold), which a fresh run saves in extra["word_counts"] and a resumed one reads
+    back, so that it draws the same drops."""
+    P, alpha = extra.get("word_dropout", 0.0), extra.get("rare_word_dropout", 0.0)
+    if not alpha:
+        return P
+    if fresh or "word_counts" not in extra:
+        ids = np.concatenate(words) if words else np.zeros(0, np.int64)
+        extra["word_counts"] = np.bincount(ids, minlength=len(extra["vocab"]["itos"])).tolist()
+    return word_drop_probabilities(np.array(extra["word_counts"]), alpha, P)
+
+
+def word_dropout_note(extra: dict, p: float | np.ndarray) -> str:
+    """The summary line's part on word dropout: the share of training words dropped per epoch."""
+    if not np.ndim(p):
+        return f"; word dropout {p:g}" if p else ""
+    c = np.array(extra["word_counts"], dtype=np.float64)
+    share = float((c * p).sum() / max(c.sum(), 1))
+    return (
+        f"; word dropout {extra.get('word_dropout', 0.0):g}, rare-word dropout {extra['rare_word_dropout']:g}: "
+        f"{share:.1%} of the training words -> <unk> on average"
+    )
 
 
 def lookup(vocab: dict) -> dict[str, int]:

@@ -9,7 +9,8 @@ bidirectional Elman RNN reads the sentence both ways and
 Unknown and rare words: --lowercase folds case; words seen fewer than
 --min-freq times become <unk>; --word-dropout p replaces each training word by
 <unk> with probability p (so that <unk> gets an embedding that works in
-context); --features prefix,suffix,shape add columns that stay informative
+context), and --rare-word-dropout alpha a word seen c times in training with
+probability alpha / (alpha + c) (`common.word_drop_probabilities`); --features prefix,suffix,shape add columns that stay informative
 when the word itself is unknown ("-ing", "Xxxx", "dd.d"); --char-hidden-size H_c
 adds a character-level encoder (`bptt.layers.char_encoder`): a bidirectional
 cell over the word's characters, whose two final states [h->_n; h<-_1] are
@@ -178,15 +179,22 @@ def read_tagged(path, extra: dict):
     return sentences
 
 
-def make_batch(X: list[np.ndarray], Y: list[np.ndarray] | None, idx, rng=None, word_dropout: float = 0.0, chars=None):
+def make_batch(
+    X: list[np.ndarray],
+    Y: list[np.ndarray] | None,
+    idx,
+    rng=None,
+    word_dropout: float | np.ndarray = 0.0,
+    chars=None,
+):
     """Padded inputs (B, T[, 1 + F]), targets (B, T) and lengths; word dropout on column 0 with rng
-    (a dropped word keeps its characters); chars: per sentence (n, C) ids -> padded (B, T, C)."""
+    (`common.drop_words`: one probability, or (V,) per word id; a dropped word keeps its
+    characters); chars: per sentence (n, C) ids -> padded (B, T, C)."""
     from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([X[i] for i in idx])
-    if word_dropout > 0 and rng is not None:
-        words = inputs if inputs.ndim == 2 else inputs[..., 0]
-        words[rng.random(words.shape) < word_dropout] = 0
+    if rng is not None and np.any(word_dropout):
+        common.drop_words(inputs if inputs.ndim == 2 else inputs[..., 0], word_dropout, rng)
     targets = pad([Y[i] for i in idx])[0] if Y is not None else np.zeros(inputs.shape[:2], np.int64)
     C = None
     if chars is not None:
@@ -213,10 +221,11 @@ def load(extra: dict, fresh: bool) -> common.Data:
     Y = [enc.targets(s.tags) for s in train]
     C = None if enc.char_ids is None else [enc.chars(s.words) for s in train]
     lengths = np.array([len(x) for x in X])
+    p = common.training_word_dropout(extra, [x if x.ndim == 1 else x[:, 0] for x in X], fresh)
     source = SequenceSource(
         lengths,
         extra["batch_size"],
-        lambda idx, rng: make_batch(X, Y, idx, rng, extra["word_dropout"], C),
+        lambda idx, rng: make_batch(X, Y, idx, rng, p, C),
         seed=extra["seed"],
     )
     evaluate, n_valid = None, 0
@@ -247,6 +256,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
         f"{extra['data']}: {len(train):,} sentences, {int(lengths.sum()):,} words, {len(extra['labels'])} "
         f"{extra['column'].upper()} tags, vocabulary {len(enc.words):,} ({oov:,} training words -> <unk>)"
         + ("" if not n_valid else f"; valid {common.valid_name(extra)}: {n_valid:,} words")
+        + common.word_dropout_note(extra, p)
         + (f"; features {', '.join(extra['features'])}" if extra["features"] else "")
         + (f"; {len(extra['chars']):,} characters" if enc.char_ids is not None else "")
     )
@@ -269,6 +279,7 @@ def run(args) -> int:
         min_freq=args.min_freq,
         vocab_size=args.vocab_size,
         word_dropout=args.word_dropout,
+        rare_word_dropout=args.rare_word_dropout,
         features=parse_features(args.features),
         affix_length=args.affix_length,
         batch_size=args.batch_size,
