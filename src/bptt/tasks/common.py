@@ -186,11 +186,11 @@ def word_drop_probabilities(counts: np.ndarray, alpha: float, p: float = 0.0) ->
 
     <unk> (id 0, also the padding) gets p_0 = 0: its training occurrences are the words below
     --min-freq (or beyond --vocab-size), which are <unk> on every occurrence already -- dropped with
-    probability 1, the limit of alpha / (alpha + c) for the rarest words -- so there is nothing
+    probability 1, where alpha / (alpha + c) tends as c -> 0 -- so there is nothing
     left to drop, and its count, the sum over many different words, is no word's frequency. A
     word the training part never has (c_w = 0) gets alpha / alpha = 1 when alpha > 0."""
     c = np.asarray(counts, dtype=np.float64)
-    q = alpha / np.maximum(alpha + c, np.finfo(np.float64).tiny) if alpha > 0 else np.zeros_like(c)
+    q = alpha / (alpha + c) if alpha > 0 else np.zeros_like(c)
     out = p + (1.0 - p) * q  # exactly p where q = 0, as --word-dropout alone
     out[0] = 0.0
     return out
