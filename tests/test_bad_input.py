@@ -1013,6 +1013,20 @@ ROWS = [
     ),
     ("classify one fold", f"{CL} {{tmp}}/a.tsv --folds 1", {"a.tsv": TSV}, 2, "--folds: got 1, expected at least 2"),
     (
+        "classify char encoder at char level",
+        f"{CL} {{tmp}}/a.tsv --level char --char-hidden-size 4",
+        {"a.tsv": TSV},
+        2,
+        "--char-hidden-size 4: the character encoder reads the characters of each word, for --level word",
+    ),
+    (
+        "classify char encoder at char level, folds",
+        f"{CL} {{tmp}}/a.tsv --level char --char-hidden-size 4 --folds 2",
+        {"a.tsv": TSV},
+        2,
+        "--char-hidden-size 4: the character encoder reads the characters of each word, for --level word",
+    ),
+    (
         "classify more folds than examples",
         f"{CL} {{tmp}}/a.tsv --folds 3",
         {"a.tsv": TSV},

@@ -9,6 +9,12 @@ and
 
 as in the lecture notes' sentiment example. Labels are the distinct strings of
 the training file, sorted; with two, the second is the positive class (1).
+
+At word level, --char-hidden-size H_c adds the character-level word encoder
+(`bptt.layers.char_encoder`, as --task tag has it): x_t = [E[w_t]; enc(w_t)],
+enc(w_t) the two final states of a bidirectional cell over the word's
+characters as written (before --lowercase), so that a rare word mapped to
+<unk>, or a word dropped by --word-dropout, is still read letter by letter.
 """
 
 from __future__ import annotations
@@ -55,9 +61,10 @@ def encode(text: str, stoi: dict) -> np.ndarray:
     return np.array([stoi.get(t, 0) for t in text], dtype=np.int64)
 
 
-def make_batch(X, y, idx, binary: bool, rng=None, word_dropout: float | np.ndarray = 0.0):
+def make_batch(X, y, idx, binary: bool, rng=None, word_dropout: float | np.ndarray = 0.0, chars=None):
     """Padded ids (B, T), targets (B,) and lengths; with rng, each word -> <unk> with probability
-    word_dropout (`common.drop_words`: one probability, or (V,) per word id)."""
+    word_dropout (`common.drop_words`: one probability, or (V,) per word id; a dropped word keeps
+    its characters); chars: per text (n, C) ids -> (B, T, C)."""
     from bptt.data.batching import Batch, pad
 
     inputs, lengths = pad([X[i] for i in idx])
@@ -67,7 +74,14 @@ def make_batch(X, y, idx, binary: bool, rng=None, word_dropout: float | np.ndarr
         targets = np.zeros(len(idx))
     else:
         targets = y[idx].astype(np.float64) if binary else y[idx]
-    return Batch(inputs, targets, mask=lengths)
+    C = None if chars is None else common.pad_chars(chars, idx, inputs.shape[1])
+    return Batch(inputs, targets, mask=lengths, chars=C)
+
+
+def char_ids(texts: list[str], extra: dict) -> list[np.ndarray] | None:
+    """(n, C) character ids of each text's n words as written; None without a character encoder."""
+    index = common.char_lookup(extra)
+    return None if index is None else [common.char_ids(t.split(), index) for t in texts]
 
 
 def not_conllu(path) -> None:
@@ -106,15 +120,18 @@ def load(extra: dict, fresh: bool) -> common.Data:
         extra["vocab"] = common.vocab_json(
             Counter(t for ts in toks for t in ts), extra["min_freq"], extra["vocab_size"], extra["data"]
         )
+        if extra.get("char_hidden_size"):
+            extra["chars"] = common.char_vocab(w for e in train for w in e.text.split())
     stoi = common.lookup(extra["vocab"])
     binary = len(labels) == 2
     X = [encode(t, stoi) for t in toks]
     _check_nonempty(X, train, extra["data"])
+    C = char_ids([e.text for e in train], extra)
     y = y_all[part]
     lengths = np.array([len(x) for x in X])
     p = common.training_word_dropout(extra, X, fresh)
     source = SequenceSource(
-        lengths, extra["batch_size"], lambda idx, rng: make_batch(X, y, idx, binary, rng, p), seed=extra["seed"]
+        lengths, extra["batch_size"], lambda idx, rng: make_batch(X, y, idx, binary, rng, p, C), seed=extra["seed"]
     )
     evaluate, n_valid = None, 0
     if extra["valid"] is not None:
@@ -122,31 +139,35 @@ def load(extra: dict, fresh: bool) -> common.Data:
         common.check_labels([e.label for e in valid], labels, extra["valid"], [e.line for e in valid])
         VX = [encode(tokens(e.text, extra), stoi) for e in valid]
         _check_nonempty(VX, valid, extra["valid"])
-        evaluate = evaluator(VX, np.array([labels[e.label] for e in valid]), extra)
+        VC = char_ids([e.text for e in valid], extra)
+        evaluate = evaluator(VX, np.array([labels[e.label] for e in valid]), extra, VC)
         n_valid = len(VX)
     elif held_out is not None:
         VX = [encode(tokens(examples[i].text, extra), stoi) for i in held_out]
         _check_nonempty(VX, [examples[i] for i in held_out], extra["data"])
-        evaluate, n_valid = evaluator(VX, y_all[held_out], extra), len(VX)
+        VC = char_ids([examples[i].text for i in held_out], extra)
+        evaluate, n_valid = evaluator(VX, y_all[held_out], extra, VC), len(VX)
     fold = f" (fold {extra['fold']} of {extra['folds']}: {len(part) + n_valid:,} of them)" if extra.get("folds") else ""
     summary = (
         f"{extra['data']}: {len(examples):,} examples{fold}, {len(labels)} labels ({', '.join(extra['labels'][:8])}"
         f"{', ...' if len(labels) > 8 else ''}), {extra['level']} level, vocabulary {len(stoi):,}"
         + ("" if not n_valid else f"; valid {common.valid_name(extra)}: {n_valid:,} examples")
         + common.word_dropout_note(extra, p)
+        + (f"; {len(extra['chars']):,} characters" if C is not None else "")
     )
     return common.Data(source, evaluate, summary)
 
 
-def evaluator(VX: list[np.ndarray], Vy: np.ndarray, extra: dict):
-    """model -> {"valid_loss", "valid_accuracy", "valid_macro_f1"[, "valid_auc"]} on these examples."""
+def evaluator(VX: list[np.ndarray], Vy: np.ndarray, extra: dict, VC: list[np.ndarray] | None = None):
+    """model -> {"valid_loss", "valid_accuracy", "valid_macro_f1"[, "valid_auc"]} on these examples
+    (VC: their `char_ids`, for a model with a character encoder)."""
     from bptt.training import distributed, metrics
     from bptt.training.batches import loss_sum
 
     binary = len(extra["labels"]) == 2
     n_valid = len(VX)
     batches = common.eval_batches(
-        [len(x) for x in VX], extra["batch_size"], lambda idx: (idx, make_batch(VX, Vy, idx, binary))
+        [len(x) for x in VX], extra["batch_size"], lambda idx: (idx, make_batch(VX, Vy, idx, binary, chars=VC))
     )
 
     def evaluate(model):
@@ -177,7 +198,7 @@ def scores_of(model, batches, indices, n: int, binary: bool) -> np.ndarray:
     """y^ of every example in input order: (n, 1) P(positive) or (n, K) class probabilities."""
     out = np.zeros((n, 1 if binary else model.output_size))
     for idx, b in zip(indices, batches):
-        out[idx] = model.predict(b.inputs, b.mask)
+        out[idx] = model.predict(b.inputs, b.mask, chars=b.chars)
     return out
 
 
@@ -205,9 +226,15 @@ VALID_FRACTION = 0.1  # of the training file, for early stopping and the best we
 
 
 def run(args) -> int:
-    if args.rare_word_dropout and "level" in args.given and args.level == "char":
+    level = args.level if "level" in args.given else DEFAULTS["level"]
+    if level == "char" and args.rare_word_dropout:
         raise UsageError(
             f"--rare-word-dropout {args.rare_word_dropout:g}: counts words, expected --level word (got --level char)"
+        )
+    if level == "char" and args.char_hidden_size:
+        raise UsageError(
+            f"--char-hidden-size {args.char_hidden_size}: the character encoder reads the characters of each "
+            "word, for --level word; --level char already reads every character"
         )
     if getattr(args, "folds", None) is not None and getattr(args, "fold", None) is None:
         from bptt.tasks import crossval
@@ -215,7 +242,7 @@ def run(args) -> int:
         return crossval.run(args, run, heldout_report)
     from bptt.training.options import model_kwargs, task_defaults
 
-    task_defaults(args, **DEFAULTS)
+    task_defaults(args, **DEFAULTS, char_hidden_size=0)
     if args.level == "word":
         task_defaults(args, **WORD_DEFAULTS)
     if args.cell == "lstm":
@@ -233,6 +260,7 @@ def run(args) -> int:
         seed=args.seed,
         word_dropout=args.word_dropout,
         rare_word_dropout=args.rare_word_dropout,
+        char_hidden_size=args.char_hidden_size,
     )
     data = load(extra, fresh=True)
     vectors = common.read_embeddings(args, extra) if args.level == "word" else _no_char_embeddings(args)
@@ -248,6 +276,13 @@ def run(args) -> int:
         reduction="mean",
         dtype=args.dtype,
     )
+    if args.char_hidden_size:
+        kw.update(
+            char_vocab_size=len(extra["chars"]),
+            char_embedding_size=args.char_embedding_size,
+            char_hidden_size=args.char_hidden_size,
+            char_cell=args.char_cell,
+        )
     monitor = ("valid_accuracy", "max") if common.has_valid(extra) else ("valid_loss", "min")
     name = f"{Path(args.data).stem}-classify"
     return common.build_and_fit(args, extra, data, kw, name, *monitor, embeddings=vectors)
@@ -268,10 +303,12 @@ def _score_texts(model, extra: dict, texts: list[str]) -> np.ndarray:
 
     stoi = common.lookup(extra["vocab"])
     X = [encode(tokens(t, extra), stoi) for t in texts]
-    X = [x if len(x) else np.zeros(1, np.int64) for x in X]
+    X = [x if len(x) else np.zeros(1, np.int64) for x in X]  # an empty text: one <unk> (without characters)
+    C = char_ids(texts, extra)
     idxs = sorted_batches(np.array([len(x) for x in X]), 64)
     binary = len(extra["labels"]) == 2
-    return scores_of(model, [make_batch(X, None, idx, binary) for idx in idxs], idxs, len(X), binary)
+    batches = [make_batch(X, None, idx, binary, chars=C) for idx in idxs]
+    return scores_of(model, batches, idxs, len(X), binary)
 
 
 def predict(model, extra: dict, path: Path, args) -> str:

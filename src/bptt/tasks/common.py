@@ -23,7 +23,7 @@ from bptt.training.loop import TrainOptions
 
 def add_options(p) -> None:
     """The flags the word-level dataset tasks (tag, classify) share."""
-    from bptt.training.options import fraction, non_negative_float
+    from bptt.training.options import fraction, non_negative_float, non_negative_int, positive_int
 
     g = p.add_argument_group("word-level tasks (--task tag, classify)")
     g.add_argument("--unidirectional", action="store_true", help="left to right only (default: bidirectional)")
@@ -43,6 +43,25 @@ def add_options(p) -> None:
         metavar="FILE",
         help="initialise the embedding rows of vocabulary words from word2vec / GloVe text vectors "
         "(their size is --embedding-size unless given)",
+    )
+    g.add_argument(
+        "--char-hidden-size",
+        type=non_negative_int,
+        default=None,
+        help="H_c of the character-level word encoder, a bidirectional cell over each word's characters "
+        "(0: none; default: 100 for tag, 0 for classify; classify: --level word only)",
+    )
+    g.add_argument(
+        "--char-embedding-size",
+        type=positive_int,
+        default=32,
+        help="embedding size of a character (with --char-hidden-size)",
+    )
+    g.add_argument(
+        "--char-cell",
+        choices=["elman", "lstm", "gru"],
+        default=None,
+        help="the character encoder's cell (default: --cell)",
     )
 
 
@@ -235,6 +254,44 @@ def lookup(vocab: dict) -> dict[str, int]:
     from bptt.data.text import Vocab
 
     return Vocab.from_json(vocab).stoi
+
+
+# ---- characters (the character-level word encoder, `bptt.layers.char_encoder`) ----------------
+
+CHAR_MIN_FREQ = 2  # rarer training characters -> the unknown character, which then gets trained
+
+
+def char_vocab(words) -> list[str]:
+    """The characters of the training words (an iterable of str), for the run's extra["chars"]:
+    "<pad>" (id 0) and "<unk>" (id 1), as `bptt.layers.char_encoder` numbers them, then every
+    character seen at least CHAR_MIN_FREQ times, most frequent first (ties by code point)."""
+    counts = Counter(c for w in words for c in w)
+    ranked = sorted((c for c, n in counts.items() if n >= CHAR_MIN_FREQ), key=lambda c: (-counts[c], c))
+    return ["<pad>", "<unk>", *ranked]
+
+
+def char_lookup(extra: dict) -> dict[str, int] | None:
+    """character -> id of a run's extra["chars"]; None for a run without a character encoder."""
+    return {c: i for i, c in enumerate(extra["chars"])} if extra.get("chars") else None
+
+
+def char_ids(words: list[str], index: dict[str, int]) -> np.ndarray:
+    """(n, C) character ids of n words as written (C: the longest word, at least 1): 0 after a
+    word's last character, 1 for a character `index` does not have."""
+    out = np.zeros((len(words), max([1, *map(len, words)])), dtype=np.int64)
+    for i, w in enumerate(words):
+        out[i, : len(w)] = [index.get(c, 1) for c in w]
+    return out
+
+
+def pad_chars(chars: list[np.ndarray], idx, T: int) -> np.ndarray:
+    """(B, T, C) character ids of the batch of sequences idx, from each sequence's (n, C_i)
+    `char_ids`: 0 after a word's characters and at the padded steps after its sequence."""
+    out = np.zeros((len(idx), T, max(chars[i].shape[1] for i in idx)), np.int64)
+    for b, i in enumerate(idx):
+        n, c = chars[i].shape
+        out[b, :n, :c] = chars[i]
+    return out
 
 
 def check_labels(labels: list[str], known: dict[str, int], path, lines: list[int], what: str = "label") -> None:

@@ -15,8 +15,9 @@ when the word itself is unknown ("-ing", "Xxxx", "dd.d"); --char-hidden-size H_c
 adds a character-level encoder (`bptt.layers.char_encoder`): a bidirectional
 cell over the word's characters, whose two final states [h->_n; h<-_1] are
 concatenated to x_t, so that an unknown word is still read letter by letter.
-Characters seen fewer than CHAR_MIN_FREQ times in training become the unknown
-character (id 1), so that its embedding is trained too.
+Characters seen fewer than common.CHAR_MIN_FREQ times in training become the
+unknown character (id 1), so that its embedding is trained too (the character
+vocabulary and ids are `bptt.tasks.common`'s, shared with --task classify).
 """
 
 from __future__ import annotations
@@ -31,10 +32,9 @@ import numpy as np
 
 from bptt.errors import DataError, UsageError
 from bptt.tasks import common
-from bptt.training.options import non_negative_int, positive_int
+from bptt.training.options import positive_int
 
 FEATURES = ("prefix", "suffix", "shape")
-CHAR_MIN_FREQ = 2  # rarer training characters -> the unknown character, which then gets trained
 _SHAPE_RUNS = re.compile(r"(.)\1{2,}")
 
 
@@ -49,24 +49,6 @@ def add_options(p) -> None:
     g.add_argument("--affix-length", type=positive_int, default=3, help="characters of --features prefix/suffix")
     g.add_argument(
         "--feature-embedding-size", type=positive_int, default=16, help="embedding size of each --features column"
-    )
-    g.add_argument(
-        "--char-hidden-size",
-        type=non_negative_int,
-        default=100,
-        help="H_c of the character-level word encoder, a bidirectional cell over each word's characters (0: none)",
-    )
-    g.add_argument(
-        "--char-embedding-size",
-        type=positive_int,
-        default=32,
-        help="embedding size of a character (with --char-hidden-size)",
-    )
-    g.add_argument(
-        "--char-cell",
-        choices=["elman", "lstm", "gru"],
-        default=None,
-        help="the character encoder's cell (default: --cell)",
     )
 
 
@@ -120,7 +102,7 @@ class Encoder:
         self.words = common.lookup(extra["vocab"])
         self.feats = [common.lookup(v) for v in extra["feature_vocabs"]]
         self.tags = {t: i for i, t in enumerate(extra["labels"])}
-        self.char_ids = {c: i for i, c in enumerate(extra["chars"])} if extra.get("chars") else None
+        self.char_ids = common.char_lookup(extra)
 
     def word(self, w: str) -> str:
         return w.lower() if self.extra["lowercase"] else w
@@ -137,12 +119,7 @@ class Encoder:
 
     def chars(self, words: list[str]) -> np.ndarray | None:
         """(n, C) character ids of the words as written (C: the longest), 0 after a word's end, 1 unknown."""
-        if self.char_ids is None:
-            return None
-        out = np.zeros((len(words), max(map(len, words))), dtype=np.int64)
-        for i, w in enumerate(words):
-            out[i, : len(w)] = [self.char_ids.get(c, 1) for c in w]
-        return out
+        return None if self.char_ids is None else common.char_ids(words, self.char_ids)
 
     def targets(self, tags: list[str]) -> np.ndarray:
         return np.array([self.tags[t] for t in tags], dtype=np.int64)
@@ -158,9 +135,7 @@ def build_vocabularies(extra: dict, sentences) -> None:
     ]
     extra["labels"] = sorted({t for s in sentences for t in s.tags})
     if extra.get("char_hidden_size"):
-        chars = Counter(c for s in sentences for w in s.words for c in w)
-        ranked = sorted((c for c, n in chars.items() if n >= CHAR_MIN_FREQ), key=lambda c: (-chars[c], c))
-        extra["chars"] = ["<pad>", "<unk>", *ranked]
+        extra["chars"] = common.char_vocab(w for s in sentences for w in s.words)
     if len(extra["labels"]) < 2:
         raise DataError(
             f"{extra['data']}: every word has {extra['column'].upper()} tag {extra['labels'][0]!r}, "
@@ -196,12 +171,7 @@ def make_batch(
     if rng is not None and np.any(word_dropout):
         common.drop_words(inputs if inputs.ndim == 2 else inputs[..., 0], word_dropout, rng)
     targets = pad([Y[i] for i in idx])[0] if Y is not None else np.zeros(inputs.shape[:2], np.int64)
-    C = None
-    if chars is not None:
-        C = np.zeros((*inputs.shape[:2], max(chars[i].shape[1] for i in idx)), np.int64)
-        for b, i in enumerate(idx):
-            n, c = chars[i].shape
-            C[b, :n, :c] = chars[i]
+    C = None if chars is None else common.pad_chars(chars, idx, inputs.shape[1])
     return Batch(inputs, targets, mask=lengths, chars=C)
 
 
@@ -270,7 +240,15 @@ def run(args) -> int:
     from bptt.training.options import model_kwargs, task_defaults
 
     # the recipe measured on UD English GUM and UD French Sequoia (docs/recipes.md)
-    task_defaults(args, hidden_size=128, num_layers=1, embedding_size=100, max_epochs=10.0, word_dropout=0.25)
+    task_defaults(
+        args,
+        hidden_size=128,
+        num_layers=1,
+        embedding_size=100,
+        max_epochs=10.0,
+        word_dropout=0.25,
+        char_hidden_size=100,
+    )
     args.bidirectional = not args.unidirectional
     extra = common.data_extra(args, "tag")
     extra.update(
