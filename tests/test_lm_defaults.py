@@ -33,7 +33,9 @@ def test_word_level_and_lstm_defaults_and_flags_win():
     assert (w.batch_size, w.seq_length, w.lr, w.clip_norm, w.dropout) == (8, 35, 5e-4, 2.0, 0.2)
     assert parsed("--level", "word", "--clip-norm", "3").clip_norm == 3.0
     lstm = parsed("--cell", "lstm")
-    assert (lstm.hidden_size, lstm.forget_bias, lstm.max_epochs, lstm.clip_norm) == (128, 1.0, 10.0, 2.0)
+    assert (lstm.hidden_size, lstm.num_layers, lstm.lr, lstm.forget_bias) == (256, 1, 4e-3, 1.0)
+    assert (lstm.max_epochs, lstm.clip_norm) == (10.0, 2.0)
+    assert parsed("--cell", "lstm", "--num-layers", "2", "--lr", "1e-3").num_layers == 2
 
 
 @pytest.mark.parametrize("task", ["tag", "classify", "regress", "spell"])

@@ -30,8 +30,9 @@ from bptt.training.rundir import check_writable
 
 DEFAULTS_NOTE = """
 The defaults shown are the character language model's (--level word: --batch-size 8
---seq-length 35 --lr 0.0005 --dropout 0.2 --lr-decay-after 3; --cell lstm: --hidden-size 128
---forget-bias 1; --cell gru: --hidden-size 148). Every other --task starts from
+--seq-length 35 --lr 0.0005 --dropout 0.2 --lr-decay-after 3; --cell lstm: --num-layers 1
+--hidden-size 256 --lr 0.004 --forget-bias 1, the word level's --lr winning; --cell gru:
+--hidden-size 148). Every other --task starts from
 --clip-norm 5 --lr-decay 1 and sets its own for some (the long-memory tasks: --nonlinearity relu --init identity --hidden-size 64
 --lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN; relu and
 identity for the Elman cell only; --task classify: a bidirectional --cell lstm
