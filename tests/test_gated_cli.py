@@ -166,14 +166,14 @@ def test_bench_has_gated_rows_and_compares_their_gradients_first(capsys):
     assert e.value.code == 2 and err.count("\n") == 1 and "--cells" in err and "elman, lstm, gru" in err
 
 
-@pytest.mark.parametrize("cell, hidden, forget_bias", [("lstm", 128, 1.0), ("gru", 148, 0.0)])
-def test_language_model_defaults_of_the_gated_cells(tmp_path, capsys, corpus, cell, hidden, forget_bias):
-    """`bptt train --cell lstm|gru` keeps the Elman default's parameter budget; flags still win."""
+@pytest.mark.parametrize("cell, hidden, forget_bias, layers", [("lstm", 256, 1.0, 1), ("gru", 148, 0.0, 2)])
+def test_language_model_defaults_of_the_gated_cells(tmp_path, capsys, corpus, cell, hidden, forget_bias, layers):
+    """`bptt train --cell lstm|gru` takes the cell's own defaults (LSTM 1 x 256, GRU 2 x 148); flags still win."""
     argv = ["train", "--data", corpus, "--cell", cell, "--seq-length", "8", "--batch-size", "2"]
     argv += ["--max-epochs", "0.01", "--samples", "0"]
     assert cli(capsys, *argv, "--out", tmp_path / "a")[0] == 0
     config = checkpoint.load(tmp_path / "a").model_config
-    assert (config["hidden_size"], config["forget_bias"], config["num_layers"]) == (hidden, forget_bias, 2)
+    assert (config["hidden_size"], config["forget_bias"], config["num_layers"]) == (hidden, forget_bias, layers)
     if cell == "lstm":
         assert cli(capsys, *argv, "--hidden-size", "8", "--forget-bias", "0", "--out", tmp_path / "b")[0] == 0
         config = checkpoint.load(tmp_path / "b").model_config
