@@ -276,13 +276,7 @@ def run(args) -> int:
         reduction="mean",
         dtype=args.dtype,
     )
-    if args.char_hidden_size:
-        kw.update(
-            char_vocab_size=len(extra["chars"]),
-            char_embedding_size=args.char_embedding_size,
-            char_hidden_size=args.char_hidden_size,
-            char_cell=args.char_cell,
-        )
+    kw.update(common.char_encoder_kwargs(args, extra))
     monitor = ("valid_accuracy", "max") if common.has_valid(extra) else ("valid_loss", "min")
     name = f"{Path(args.data).stem}-classify"
     return common.build_and_fit(args, extra, data, kw, name, *monitor, embeddings=vectors)

@@ -284,6 +284,19 @@ def char_ids(words: list[str], index: dict[str, int]) -> np.ndarray:
     return out
 
 
+def char_encoder_kwargs(args, extra: dict) -> dict:
+    """The RNNModel options of the character encoder (--char-hidden-size H_c and its companions)
+    over the run's character vocabulary extra["chars"]; {} without one."""
+    if not args.char_hidden_size:
+        return {}
+    return dict(
+        char_vocab_size=len(extra["chars"]),
+        char_embedding_size=args.char_embedding_size,
+        char_hidden_size=args.char_hidden_size,
+        char_cell=args.char_cell,
+    )
+
+
 def pad_chars(chars: list[np.ndarray], idx, T: int) -> np.ndarray:
     """(B, T, C) character ids of the batch of sequences idx, from each sequence's (n, C_i)
     `char_ids`: 0 after a word's characters and at the padded steps after its sequence."""

@@ -272,13 +272,7 @@ def run(args) -> int:
             feature_vocab_sizes=[len(v["itos"]) for v in extra["feature_vocabs"]],
             feature_embedding_size=args.feature_embedding_size,
         )
-    if args.char_hidden_size:
-        kw.update(
-            char_vocab_size=len(extra["chars"]),
-            char_embedding_size=args.char_embedding_size,
-            char_hidden_size=args.char_hidden_size,
-            char_cell=args.char_cell,
-        )
+    kw.update(common.char_encoder_kwargs(args, extra))
     kw.update(
         vocab_size=len(extra["vocab"]["itos"]),
         output_size=len(extra["labels"]),
