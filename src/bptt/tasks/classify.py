@@ -80,8 +80,7 @@ def make_batch(X, y, idx, binary: bool, rng=None, word_dropout: float | np.ndarr
 
 def char_ids(texts: list[str], extra: dict) -> list[np.ndarray] | None:
     """(n, C) character ids of each text's n words as written; None without a character encoder."""
-    index = common.char_lookup(extra)
-    return None if index is None else [common.char_ids(t.split(), index) for t in texts]
+    return common.chars_of([t.split() for t in texts], extra)
 
 
 def not_conllu(path) -> None:

@@ -270,11 +270,6 @@ def char_vocab(words) -> list[str]:
     return ["<pad>", "<unk>", *ranked]
 
 
-def char_lookup(extra: dict) -> dict[str, int] | None:
-    """character -> id of a run's extra["chars"]; None for a run without a character encoder."""
-    return {c: i for i, c in enumerate(extra["chars"])} if extra.get("chars") else None
-
-
 def char_ids(words: list[str], index: dict[str, int]) -> np.ndarray:
     """(n, C) character ids of n words as written (C: the longest word, at least 1): 0 after a
     word's last character, 1 for a character `index` does not have."""
@@ -282,6 +277,15 @@ def char_ids(words: list[str], index: dict[str, int]) -> np.ndarray:
     for i, w in enumerate(words):
         out[i, : len(w)] = [index.get(c, 1) for c in w]
     return out
+
+
+def chars_of(sequences: list[list[str]], extra: dict) -> list[np.ndarray] | None:
+    """The (n, C) `char_ids` of each sequence's n words, over the run's extra["chars"]; None for a
+    run without a character encoder."""
+    if not extra.get("chars"):
+        return None
+    index = {c: i for i, c in enumerate(extra["chars"])}
+    return [char_ids(words, index) for words in sequences]
 
 
 def char_encoder_kwargs(args, extra: dict) -> dict:

@@ -102,7 +102,6 @@ class Encoder:
         self.words = common.lookup(extra["vocab"])
         self.feats = [common.lookup(v) for v in extra["feature_vocabs"]]
         self.tags = {t: i for i, t in enumerate(extra["labels"])}
-        self.char_ids = common.char_lookup(extra)
 
     def word(self, w: str) -> str:
         return w.lower() if self.extra["lowercase"] else w
@@ -116,10 +115,6 @@ class Encoder:
             for name, fv in zip(self.extra["features"], self.feats)
         ]
         return np.stack(cols, axis=1)
-
-    def chars(self, words: list[str]) -> np.ndarray | None:
-        """(n, C) character ids of the words as written (C: the longest), 0 after a word's end, 1 unknown."""
-        return None if self.char_ids is None else common.char_ids(words, self.char_ids)
 
     def targets(self, tags: list[str]) -> np.ndarray:
         return np.array([self.tags[t] for t in tags], dtype=np.int64)
@@ -189,7 +184,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
     enc = Encoder(extra)
     X = [enc.ids(s.words) for s in train]
     Y = [enc.targets(s.tags) for s in train]
-    C = None if enc.char_ids is None else [enc.chars(s.words) for s in train]
+    C = common.chars_of([s.words for s in train], extra)
     lengths = np.array([len(x) for x in X])
     p = common.training_word_dropout(extra, [x if x.ndim == 1 else x[:, 0] for x in X], fresh)
     source = SequenceSource(
@@ -205,7 +200,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
             common.check_labels(s.tags, enc.tags, extra["valid"], s.lines, f"{extra['column'].upper()} tag")
         VX = [enc.ids(s.words) for s in valid]
         VY = [enc.targets(s.tags) for s in valid]
-        VC = None if enc.char_ids is None else [enc.chars(s.words) for s in valid]
+        VC = common.chars_of([s.words for s in valid], extra)
         batches = common.eval_batches(
             [len(x) for x in VX], extra["batch_size"], lambda idx: make_batch(VX, VY, idx, chars=VC)
         )
@@ -228,7 +223,7 @@ def load(extra: dict, fresh: bool) -> common.Data:
         + ("" if not n_valid else f"; valid {common.valid_name(extra)}: {n_valid:,} words")
         + common.word_dropout_note(extra, p)
         + (f"; features {', '.join(extra['features'])}" if extra["features"] else "")
-        + (f"; {len(extra['chars']):,} characters" if enc.char_ids is not None else "")
+        + (f"; {len(extra['chars']):,} characters" if C is not None else "")
     )
     return common.Data(source, evaluate, summary)
 
@@ -297,7 +292,7 @@ def predict_tags(model, extra: dict, sentences) -> list[list[str]]:
 
     enc = Encoder(extra)
     X = [enc.ids(s.words) for s in sentences]
-    C = None if enc.char_ids is None else [enc.chars(s.words) for s in sentences]
+    C = common.chars_of([s.words for s in sentences], extra)
     out: list = [None] * len(X)
     for idx in sorted_batches(np.array([len(x) for x in X]), 64):
         b = make_batch(X, None, idx, chars=C)
