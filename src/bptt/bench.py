@@ -169,13 +169,24 @@ def time_it(fn, seconds: float) -> float:
             return n / dt
 
 
+# Seconds to wait before timing each contender. After a multi-threaded call OpenBLAS's worker
+# threads spin-wait for 2^28 cycles (about 0.1 s here) before they sleep, and torch's OpenMP threads
+# do the same for a shorter time: without a pause the contender timed next shares its cores with
+# the previous one's spinning threads. On the project's 2-core machine torch, timed right after
+# bptt's step, lost 12% to 17% of its tokens/s on char-medium, word and long-many-to-one (nothing
+# on char-small-B32, whose bptt step runs on one BLAS thread): docs/performance.md, 2026-12-01.
+SETTLE = 0.3
+
+
 def interleaved(fns: dict, rounds: int, seconds: float, per_call: float = 1.0) -> dict[str, list[float]]:
-    """{name: [rate per round]}: each round times every fn in turn; rate = calls/s * per_call."""
+    """{name: [rate per round]}: each round times every fn in turn, each after a pause of
+    min(SETTLE, seconds); rate = calls/s * per_call."""
     for fn in fns.values():
         fn()  # warm up
     rates: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            time.sleep(min(SETTLE, seconds))
             rates[name].append(time_it(fn, seconds) * per_call)
     return rates
 
