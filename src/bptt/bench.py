@@ -480,7 +480,9 @@ def converge(
     Same initial weights (`converge_setup`), the same chunks in the same order (B streams
     of the corpus, T steps per update, h carried across updates and reset each epoch),
     Adam(lr) and global-norm clipping at 5 on both sides. Only the updates are timed
-    (each side's own clock, alternating update by update so load hits both alike);
+    (each side's own clock; the sides take turns in blocks of `eval_every` updates, each block
+    after a pause of SETTLE, so that load hits both alike and neither is timed while the
+    other's threads still spin);
     every `eval_every` updates both are evaluated with the same code
     (bptt.training.tbptt.evaluate_stream; torch's weights read through from_torch).
     A side stops when it reaches the target; both stop when `budget` seconds of
@@ -528,22 +530,28 @@ def converge(
         return evaluate_stream(model if side == "bptt" else twin, valid)
 
     sides = {"bptt": bptt_update, "torch": torch_update}
+    zero = {"bptt": lambda: model.zero_state(spec["B"]), "torch": lambda: torch.zeros_like(h["torch"])}
     res = {s: {"seconds": 0.0, "updates": 0, "valid": float("nan"), "reached": False} for s in sides}
     running = set(sides)
-    n = k = 0
+    k = 0
     while running:
-        if k == streams.n_chunks:  # a new epoch: every stream starts over from h = 0
-            k = 0
-            h["bptt"], h["torch"] = model.zero_state(spec["B"]), torch.zeros_like(h["torch"])
-        X, Y = streams.chunk(k)
-        k, n = k + 1, n + 1
+        block = []  # the next eval_every chunks; None where a new epoch starts every stream over from h = 0
+        for _ in range(eval_every):
+            if k == streams.n_chunks:
+                k = 0
+                block.append(None)
+            block.append(streams.chunk(k))
+            k += 1
         for side in sorted(running):
-            t0 = time.perf_counter()
-            sides[side](X, Y)
-            res[side]["seconds"] += time.perf_counter() - t0
-            res[side]["updates"] += 1
-        if n % eval_every:
-            continue
+            time.sleep(SETTLE)  # the other side's BLAS or OpenMP threads stop spinning first
+            for chunk in block:
+                if chunk is None:
+                    h[side] = zero[side]()
+                    continue
+                t0 = time.perf_counter()
+                sides[side](*chunk)
+                res[side]["seconds"] += time.perf_counter() - t0
+                res[side]["updates"] += 1
         for side in sorted(running):
             res[side]["valid"] = valid_loss(side)
             res[side]["reached"] = res[side]["valid"] <= target
