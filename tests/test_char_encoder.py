@@ -421,3 +421,15 @@ def test_the_encoder_is_on_by_default_for_tag_only(tmp_path, capsys):
         "--embedding-size", "4", "--char-embedding-size", "2", "--out", tmp_path / "t", "--max-epochs", "0.05",
     )  # fmt: skip
     assert code == 0 and checkpoint.load(tmp_path / "t").model_config["char_hidden_size"] == 100
+
+
+def test_the_tagger_is_an_lstm_at_both_levels_by_default_and_cell_wins(tmp_path, capsys):
+    """tag's default --cell lstm (docs/recipes.md) also sets the character encoder's cell; a --cell the
+    user gives wins at both levels."""
+    args = ("--data", EX / "tag-dev.conllu", "--hidden-size", "4", "--embedding-size", "4", "--char-embedding-size", "2",
+            "--char-hidden-size", "3", "--max-epochs", "0.05")  # fmt: skip
+    code, out, _ = cli(capsys, "train", "--task", "tag", *args, "--out", tmp_path / "d")
+    assert code == 0 and "1 x 4 lstm" in out and "character encoder 2 x 3 lstm" in out
+    assert checkpoint.load(tmp_path / "d").model_config["cell"] == "lstm"
+    code, out, _ = cli(capsys, "train", "--task", "tag", *args, "--cell", "elman", "--out", tmp_path / "e")
+    assert code == 0 and "1 x 4 tanh RNN" in out and "character encoder 2 x 3 elman" in out

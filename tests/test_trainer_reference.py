@@ -382,8 +382,10 @@ SMALL = ["--hidden-size", "3", "--batch-size", "2", "--max-epochs", "2"]
 # the reference below is the Elman recursion without dropout: classify's defaults (an LSTM with
 # embedding and output dropout) are set back to it; word dropout and the split act on the batches
 ELMAN = ["--cell", "elman", "--input-dropout", "0", "--output-dropout", "0"]
-# the tagger's word-level model alone (this reference has no character encoder): no encoder, no feature columns
-TAG_WORDS_ONLY = ["--char-hidden-size", "0", "--features", "none"]
+# the tagger's word-level model alone (this reference has no character encoder): no encoder, no feature
+# columns, and the Elman cell instead of the tagger's default LSTM
+TAG_ELMAN = ["--cell", "elman"]
+TAG_WORDS_ONLY = [*TAG_ELMAN, "--char-hidden-size", "0", "--features", "none"]
 TASKS = {
     "tag, bidirectional, feature columns": (
         "tag.conllu",
@@ -399,6 +401,7 @@ TASKS = {
             "2",
             "--char-hidden-size",
             "0",
+            *TAG_ELMAN,
         ],
     ),
     "tag, unidirectional, word dropout": (

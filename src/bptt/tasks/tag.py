@@ -237,6 +237,7 @@ def run(args) -> int:
     # the recipe measured on UD English GUM and UD French Sequoia (docs/recipes.md)
     task_defaults(
         args,
+        cell="lstm",
         hidden_size=128,
         num_layers=1,
         embedding_size=100,
