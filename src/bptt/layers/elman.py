@@ -47,7 +47,7 @@ from bptt import blas
 from bptt.layers import activations
 from bptt.layers import init as initializers
 from bptt.layers.cell import Cell
-from bptt.layers.embedding import scatter_add_rows
+from bptt.layers.embedding import scatter_add_columns
 from bptt.layers.truncation import horizon_sweep
 
 
@@ -206,7 +206,7 @@ def param_grads(delta, Hprev, X, U, need_dX: bool, dR=None) -> tuple[dict[str, n
     grads = {"W": R2.T @ Hprev.reshape(T * B, -1), "b": D2.sum(axis=0)}
     dX = None
     if is_ids(X):
-        grads["U"] = scatter_add_rows(X.reshape(-1), D2, U.shape[1]).T
+        grads["U"] = scatter_add_columns(X.reshape(-1), D2, U.shape[1])
     else:
         grads["U"] = D2.T @ X.reshape(T * B, -1)
         if need_dX:
