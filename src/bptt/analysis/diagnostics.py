@@ -46,7 +46,7 @@ from bptt import blas
 from bptt.analysis.lag_fit import fit_rate
 from bptt.errors import UsageError
 from bptt.layers import activations, elman, gru, lstm, recompute
-from bptt.layers.embedding import scatter_add_rows
+from bptt.layers.embedding import scatter_add_columns
 
 LAG_BUCKETS = (("0", 0, 1), ("1-9", 1, 10), ("10-99", 10, 100), ("100+", 100, None))
 
@@ -85,7 +85,7 @@ def contributions(cache: elman.Cache, dout: np.ndarray | None, dhn: np.ndarray |
         d2 = delta.reshape(n * B, H)
         sums["W"][lag] = d2.T @ Hs[:n].reshape(n * B, H)
         if ids:
-            sums["U"][lag] = scatter_add_rows(X[:n].reshape(-1), d2, D).T
+            sums["U"][lag] = scatter_add_columns(X[:n].reshape(-1), d2, D)
         else:
             sums["U"][lag] = d2.T @ Xf[:n].reshape(n * B, D)
         sums["b"][lag] = d2.sum(axis=0)

@@ -32,7 +32,7 @@ import numpy as np
 
 from bptt.analysis.lag_fit import fit_rate
 from bptt.layers import gru, lstm
-from bptt.layers.embedding import scatter_add_rows
+from bptt.layers.embedding import scatter_add_columns
 
 NEAR = 0.05  # a gate is "near 0" below NEAR and "near 1" above 1 - NEAR
 
@@ -197,7 +197,7 @@ def contributions(cache, dout: np.ndarray | None, dstate_n, heatmap: bool = True
             dA = np.concatenate((D4[:, :, :2], D4[:, :, 3:]), axis=2).reshape(n, B, GH)
         A2 = dA.reshape(n * B, GH)
         sums["W"][lag] = dR.reshape(n * B, GH).T @ Hs[:n].reshape(n * B, H)
-        sums["U"][lag] = scatter_add_rows(X[:n].reshape(-1), A2, D).T if ids else A2.T @ X[:n].reshape(n * B, D)
+        sums["U"][lag] = scatter_add_columns(X[:n].reshape(-1), A2, D) if ids else A2.T @ X[:n].reshape(n * B, D)
         sums["b"][lag] = A2.sum(axis=0)
         if kind == "gru":
             sums["bn"][lag] = D4[:, :, 2].sum(axis=(0, 1))
