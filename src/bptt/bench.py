@@ -173,7 +173,7 @@ def time_it(fn, seconds: float) -> float:
 # threads spin-wait for 2^28 cycles (about 0.1 s here) before they sleep, and torch's OpenMP threads
 # do the same for a shorter time: without a pause the contender timed next shares its cores with
 # the previous one's spinning threads. On the project's 2-core machine torch, timed right after
-# bptt's step, lost 12% to 17% of its tokens/s on char-medium, word and long-many-to-one (nothing
+# bptt's step, lost 8% to 15% of its tokens/s on char-medium, word and long-many-to-one (nothing
 # on char-small-B32, whose bptt step runs on one BLAS thread): docs/performance.md, 2026-12-01.
 SETTLE = 0.3
 
