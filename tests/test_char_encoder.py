@@ -270,11 +270,8 @@ def test_rebuilt_from_its_config_and_refuses_bad_inputs():
             np.zeros(2, int), np.zeros((1, 2, 64), "float32")
         )
     torch = pytest.importorskip("torch")  # noqa: F841
-    from bptt.export import check_exportable
     from bptt.interop import to_torch
 
-    with pytest.raises(ValueError, match="character encoder"):
-        check_exportable(model)
     with pytest.raises(ValueError, match="character encoder"):
         to_torch(model)
 
@@ -307,8 +304,8 @@ def test_tag_with_characters_trains_predicts_and_evaluates(tmp_path, capsys):
     code, out, _ = cli(capsys, "evaluate", run / "best", "--json")
     best_state = checkpoint.load(run / "best").train_state["progress"]
     assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(best_state["best_valid"])
-    code, _, err = cli(capsys, "export", run, "--out", tmp_path / "m.onnx")
-    assert code != 0 and "character encoder" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(capsys, "export", run, "--out", tmp_path / "m.onnx")  # tests/test_export.py runs such files
+    assert code == 0 and (tmp_path / "m.onnx").is_file()
 
 
 def test_tag_with_characters_resumes_exactly(tmp_path, capsys):

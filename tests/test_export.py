@@ -47,6 +47,14 @@ def random_inputs(model: RNNModel, rng, B: int, T: int):
     return x
 
 
+def random_chars(model: RNNModel, rng, B: int, T: int, C: int = 5) -> np.ndarray:
+    """(B, T, C) character ids (one-to-one: (B, C)): each token 0..C characters, then 0s."""
+    n = rng.integers(0, C + 1, (B, T))
+    n[0, 0] = C  # one token of the longest length, and some of none
+    chars = np.where(np.arange(C) < n[..., None], rng.integers(1, model.char_vocab_size, (B, T, C)), 0)
+    return chars[:, 0] if model.mode == "one-to-one" else chars
+
+
 def check(model: RNNModel, recurrence: str, seed: int = 0, B: int = 4, T: int = 6, lengths=(6, 3, 0, 1)):
     """onnxruntime on random inputs against predict and forward().hn, with and without the optional inputs."""
     rng = np.random.default_rng(seed)
@@ -57,6 +65,8 @@ def check(model: RNNModel, recurrence: str, seed: int = 0, B: int = 4, T: int = 
     x = random_inputs(model, rng, B, T)
     feeds = {"inputs": x}
     kw = {}
+    if model.char_hidden_size is not None:
+        kw["chars"] = feeds["chars"] = random_chars(model, rng, B, T)
     if model.mode == "one-to-many":
         kw["cond"] = feeds["cond"] = rng.standard_normal((B, model.cond_size)).astype(model.dtype)
     cases = [({}, {})]
@@ -166,6 +176,46 @@ def test_feature_columns(dtype, recurrence, mode):
     check(model, recurrence)
 
 
+CHAR_CELLS = {  # the word-level cell, the encoder's cell (None: the word-level cell with its options)
+    "elman relu, its own cell": ("elman", None, dict(nonlinearity="relu")),
+    "lstm, its own cell": ("lstm", None, dict(forget_bias=1.0)),
+    "gru, its own cell": ("gru", None, {}),
+    "elman, an lstm encoder": ("elman", "lstm", {}),
+    "lstm, a gru encoder": ("lstm", "gru", {}),
+}
+
+
+@pytest.mark.parametrize(("dtype", "recurrence"), PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("cells", list(CHAR_CELLS))
+@pytest.mark.parametrize("mode", ["many-to-many", "many-to-one last,mean,max", "one-to-one"])
+def test_character_encoder(dtype, recurrence, cells, mode):
+    """x_t = [E[w_t]; E_1[f_t]; h->_n; h<-_1]: the encoder's two cells over each token's characters,
+    tokens of no characters and padded tokens included, next to feature columns."""
+    cell, char_cell, options = CHAR_CELLS[cells]
+    model = RNNModel(
+        vocab_size=7,
+        embedding_size=3,
+        feature_vocab_sizes=[4],
+        feature_embedding_size=2,
+        char_vocab_size=6,
+        char_embedding_size=3,
+        char_hidden_size=2,
+        char_cell=char_cell,
+        cell=cell,
+        hidden_size=4,
+        output_size=3,
+        bidirectional=mode != "one-to-one",
+        dtype=dtype,
+        seed=4,
+        **MODES[mode],
+        **options,
+    )
+    for name, value in model.params.items():  # biases far from their initial values
+        model.params[name] = value + 0.3 * np.random.default_rng(8).standard_normal(value.shape).astype(dtype)
+    proto = check(model, recurrence)
+    assert [i.name for i in proto.graph.input][:2] == ["inputs", "chars"]
+
+
 @pytest.mark.parametrize("recurrence", ["op", "scan"])
 def test_dynamic_batch_and_time(recurrence):
     """One file, any batch size and sequence length."""
@@ -219,6 +269,12 @@ ROUND_TRIPS = {
     "lstm, one-hot, bidirectional": dict(kind="one-hot", cell="lstm", bidirectional=True, forget_bias=1.0),
     "gru, 2 layers": dict(kind="features", cell="gru", num_layers=2),
     "gru, no bias": dict(kind="embedding", cell="gru", bias=False),
+    "lstm, a character encoder": dict(
+        kind="embedding", cell="lstm", bidirectional=True, char_vocab_size=5, char_hidden_size=2, forget_bias=1.0
+    ),
+    "elman, a gru character encoder, 2 layers": dict(
+        kind="embedding", num_layers=2, char_vocab_size=5, char_hidden_size=3, char_cell="gru", bias=False
+    ),
 }
 
 
@@ -295,13 +351,13 @@ def test_cli_run_deployed_without_bptt(tmp_path, capsys):
 
 
 def test_cli_task_run_metadata_and_bad_input(tmp_path, capsys):
-    """A tagger with feature columns: its labels and vocabularies travel with the file; the
-    file runs; refused exports print one line and leave no file."""
+    """A tagger with feature columns and (by default) a character encoder: its labels and
+    vocabularies travel with the file; the file runs; refused exports print one line and leave no file."""
     ex = Path(__file__).resolve().parents[1] / "examples"
     run = tmp_path / "tag"
     train = ["train", "--task", "tag", "--data", str(ex / "tag-train.conllu"), "--out", str(run)]
     opts = ["--max-epochs", "0.2", "--hidden-size", "4", "--embedding-size", "4", "--features", "suffix,shape"]
-    opts += ["--char-hidden-size", "0"]  # a character encoder has no ONNX mapping (tests/test_char_encoder.py)
+    opts += ["--char-hidden-size", "3", "--char-embedding-size", "2"]
     assert main(train + opts) == 0
     out = tmp_path / "tagger.onnx"
     assert main(["export", str(run), "--out", str(out), "--recurrence", "scan"]) == 0
@@ -312,10 +368,11 @@ def test_cli_task_run_metadata_and_bad_input(tmp_path, capsys):
     assert meta["task"] == "tag" and meta["labels"] == extra["labels"]
     assert meta["vocab"] == extra["vocab"]["itos"] and meta["features"] == ["suffix", "shape"]
     assert [len(v) for v in meta["feature_vocabs"]] == list(model.feature_vocab_sizes)
-    assert meta["recurrence"] == "scan"
-    x = random_inputs(model, np.random.default_rng(0), 3, 5)
-    y = session(proto).run(None, {"inputs": x, "sequence_lens": np.array([5, 2, 4])})[0]  # then the final states
-    np.testing.assert_allclose(y, model.predict(x, np.array([5, 2, 4])), rtol=1e-5, atol=1e-5)
+    assert meta["recurrence"] == "scan" and meta["chars"] == extra["chars"] and meta["chars"][:2] == ["<pad>", "<unk>"]
+    rng = np.random.default_rng(0)
+    x, chars = random_inputs(model, rng, 3, 5), random_chars(model, rng, 3, 5)
+    y = session(proto).run(None, {"inputs": x, "chars": chars, "sequence_lens": np.array([5, 2, 4])})[0]  # then hn, cn
+    np.testing.assert_allclose(y, model.predict(x, np.array([5, 2, 4]), chars=chars), rtol=1e-5, atol=1e-5)
     capsys.readouterr()
     out.unlink()
     for argv, message in [

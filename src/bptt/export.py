@@ -4,7 +4,9 @@ without bptt or NumPy (onnxruntime, or any ONNX runtime).
 The graph computes, batch-first as predict does (docs/deployment.md names every
 input and output):
 
-    x_t   = [E[id_t]; E_1[f1_t]; ...] (Gather), the column U[:, id_t] (one-hot ids), or features
+    x_t   = [E[id_t]; E_1[f1_t]; ...] (Gather), the column U[:, id_t] (one-hot ids), or features;
+            with a character encoder [...; h->_n; h<-_1], its two cells run over each token's
+            characters (input chars, 0 after the last one) as one more bidirectional layer
     h^l_t = cell(h^{l-1}_t, state^l_{t-1})                each layer, each direction; Elman:
             f(U^l h^{l-1}_t + W^l h^l_{t-1} + b^l), or an LSTM or GRU (bptt.layers.lstm, gru)
     z     = V h^L_t + c on every step, or V pool(h^L) + c  (many-to-one: last | mean | max)
@@ -209,20 +211,39 @@ def config_of(model: RNNModel) -> dict:
 def check_exportable(model: RNNModel, recurrence: str | None = None) -> str:
     """The recurrence to use ("op" or "scan"); UsageError in one line for what cannot be exported."""
     cell = cell_of(model)
-    if getattr(model, "char_hidden_size", None) is not None:
-        raise UsageError("export: a model with a character encoder (char_hidden_size) has no ONNX mapping yet")
     if recurrence is None:
         recurrence = "scan" if model.dtype == "float64" else "op"
     if recurrence not in RECURRENCES:
         raise UsageError(f"recurrence: got {recurrence!r}, expected one of {', '.join(RECURRENCES)}")
-    if cell not in OP_LAYOUTS or cell not in SCAN_STEPS:
-        raise UsageError(f"export: a {cell!r} cell has no ONNX mapping yet, expected one of {', '.join(OP_LAYOUTS)}")
+    for c in {cell, *([cell_of(_CharLayer(model))] if _has_chars(model) else [])}:
+        if c not in OP_LAYOUTS or c not in SCAN_STEPS:
+            raise UsageError(f"export: a {c!r} cell has no ONNX mapping yet, expected one of {', '.join(OP_LAYOUTS)}")
     if recurrence == "op" and model.dtype != "float32":
         raise UsageError(
             f"recurrence 'op': onnxruntime runs RNN/LSTM/GRU in float32 only, the model is {model.dtype};"
             " use recurrence 'scan'"
         )
     return recurrence
+
+
+def _has_chars(model: RNNModel) -> bool:
+    return getattr(model, "char_hidden_size", None) is not None
+
+
+class _CharLayer:
+    """The character encoder seen as one bidirectional layer of hidden size H_c, with the
+    attributes the layer writers read (parameters "char_rnn.<name>", "char_rnn_reverse.<name>")."""
+
+    bidirectional = True
+
+    def __init__(self, model: RNNModel):
+        self.params, self.dtype = model.params, model.dtype
+        self.cell = model.char_rnn
+        self.hidden_size = model.char_hidden_size
+        self.nonlinearity = getattr(model.char_rnn, "nonlinearity", "tanh")
+
+    def layer_names(self, layer: int) -> list[str]:
+        return ["char_rnn", "char_rnn_reverse"]
 
 
 # ---- a small graph builder ----------------------------------------------------
@@ -339,6 +360,14 @@ def build(model: RNNModel, *, recurrence: str | None = None, metadata: dict | No
         layer_in = rows[0] if len(rows) == 1 else g.op("Concat", *rows, axis=2)
     else:
         layer_in = X
+    if _has_chars(model):
+        chars_info = helper.make_tensor_value_info(
+            "chars", TensorProto.INT64, lead + ["chars"], doc_string=_DOCS["chars"]
+        )
+        inputs.insert(1, chars_info)  # next to the tokens it spells
+        chars = g.op("Unsqueeze", "chars", g.ints([1])) if one else "chars"
+        enc = _char_encoder(g, model, recurrence, g.op("Transpose", chars, perm=[1, 0, 2]), T, B, mask)
+        layer_in = g.op("Concat", layer_in, enc, axis=2)
 
     # the layers; state_n[k]: the final state parts of every layer so far, (dirs, B, H) each
     state_n = [[] for _ in parts]
@@ -409,6 +438,29 @@ def _head(g: _Graph, head: str, Z: str) -> str:
     return Z
 
 
+def _char_encoder(g: _Graph, model, recurrence: str, chars: str, T: str, B: str, mask: str) -> str:
+    """enc(w_t) = [h->_n; h<-_1] (T, B, 2 H_c) of chars (T, B, C): both cells over the T*B
+    tokens' characters, each token's length its non-zero ids; zeros at padded tokens, as bptt."""
+    view, Hc = _CharLayer(model), model.char_hidden_size
+    flat = g.op("Reshape", chars, g.op("Concat", g.ints([-1]), g.op("Shape", chars, start=2, end=3), axis=0))
+    n = g.op("ReduceSum", g.op("Cast", g.op("Not", g.op("Equal", flat, g.ints(0))), to=7), g.ints([1]), keepdims=0)
+    ids = g.op("Transpose", flat, perm=[1, 0])  # (C, N) time-major, N = T * B tokens
+    C, N = g.op("Shape", ids, start=0, end=1), g.op("Shape", ids, start=1, end=2)
+    e = g.op("Gather", g.const(model.params["char.E"], "char.E"), ids)  # (C, N, D_c)
+    steps = g.op("Range", g.ints(0), g.op("Squeeze", C, g.ints([0])), g.ints(1))
+    cmask = g.op("Less", g.op("Unsqueeze", steps, g.ints([1])), g.op("Unsqueeze", n, g.ints([0])))  # (C, N)
+    zero = g.op(
+        "Expand",
+        g.const(np.zeros((2, 1, Hc), np.dtype(model.dtype))),
+        g.op("Concat", g.ints([2]), N, g.ints([Hc]), axis=0),
+    )
+    s0 = [zero] * N_STATES[cell_of(view)]
+    run = _layer_op if recurrence == "op" else _layer_scan
+    _, (h_n, *_) = run(g, view, 0, e, False, s0, n, cmask)  # h_n (2, N, H_c)
+    enc = g.op("Reshape", g.op("Transpose", h_n, perm=[1, 0, 2]), g.op("Concat", T, B, g.ints([2 * Hc]), axis=0))
+    return g.op("Where", g.op("Unsqueeze", mask, g.ints([2])), enc, g.const(np.array(0, np.dtype(model.dtype))))
+
+
 def _layer_op(g: _Graph, model, layer, x, ids, s0_l, lens, mask):
     """One layer, both directions, as one ONNX recurrent node. s0_l: the initial state parts,
     (dirs, B, H) each. Returns (out (T, B, dirs*H), the final state parts (dirs, B, H) each).
@@ -417,15 +469,16 @@ def _layer_op(g: _Graph, model, layer, x, ids, s0_l, lens, mask):
     (T, B, dirs*gH), and each direction's W picks its own block (an exact 0/1 matrix).
     """
     names = model.layer_names(layer)
+    key = f"{names[0]}.op"  # rnn{layer}.op, or char_rnn.op for the character encoder
     maps = [OP_LAYOUTS[cell_of(model)](model, name) for name in names]
     Ws = [m["W"] for m in maps]
     if ids:
-        x = g.op("Gather", g.const(np.concatenate([w.T for w in Ws], axis=1), f"rnn{layer}.op.X_table"), x)
+        x = g.op("Gather", g.const(np.concatenate([w.T for w in Ws], axis=1), f"{key}.X_table"), x)
         rows = Ws[0].shape[0]
         Ws = [np.eye(rows, rows * len(Ws), rows * d, dtype=Ws[0].dtype) for d in range(len(Ws))]
-    W, R = g.const(np.stack(Ws), f"rnn{layer}.op.W"), g.const(np.stack([m["R"] for m in maps]), f"rnn{layer}.op.R")
+    W, R = g.const(np.stack(Ws), f"{key}.W"), g.const(np.stack([m["R"] for m in maps]), f"{key}.R")
     Bs = [m["B"] for m in maps]
-    B = "" if Bs[0] is None else g.const(np.stack(Bs), f"rnn{layer}.op.B")
+    B = "" if Bs[0] is None else g.const(np.stack(Bs), f"{key}.B")
     # per-direction attributes (lists: activations, their alpha and beta) run forward then reverse
     attrs = {
         k: sum((m["attrs"][k] for m in maps), []) if isinstance(v, list) else v for k, v in maps[0]["attrs"].items()
@@ -512,6 +565,8 @@ def _layer_scan(g: _Graph, model, layer, x, ids, s0_l, lens, mask):
 _DOCS = {
     "inputs": "batch-first: token ids int64 (batch, time) or (batch, time, 1 + F) with feature columns, "
     "or features (batch, time, input_size); one-to-one models drop the time axis",
+    "chars": "int64 (batch, time, chars): each token's character ids, 0 after its last character "
+    "(a model with a character encoder); one-to-one models drop the time axis",
     "lens": "optional, int64 (batch,): real steps of each sequence (steps at or past it are padding); "
     "default: every step is real",
     "c0": "optional, (layers * directions, batch, hidden_size): initial cell states (LSTM); default zeros",
@@ -529,9 +584,12 @@ _DOCS = {
 
 
 def _graph_doc(model: RNNModel, recurrence: str) -> str:
+    chars = (
+        f"character encoder 2 x {model.char_hidden_size} {cell_of(_CharLayer(model))}, " if _has_chars(model) else ""
+    )
     return (
         f"bptt {cell_of(model)} RNN, {model.num_layers} layer(s), hidden {model.hidden_size}, "
-        f"{'bidirectional, ' if model.bidirectional else ''}{model.nonlinearity}, {model.mode}, "
+        f"{'bidirectional, ' if model.bidirectional else ''}{model.nonlinearity}, {model.mode}, {chars}"
         f"{model.head} head, {model.dtype}, recurrence {recurrence!r}"
     )
 
@@ -600,15 +658,18 @@ def from_onnx(path) -> RNNModel:
         elif name.endswith((".U", ".W", ".Q", ".V")) and f"{name}_T" in tensors:  # stored transposed for MatMul
             params[name] = np.ascontiguousarray(tensors[f"{name}_T"].T)
     if json.loads(meta.get("recurrence", '"scan"')) == "op":
-        for layer in range(model.num_layers):
-            W, R = tensors[f"rnn{layer}.op.W"], tensors[f"rnn{layer}.op.R"]
-            B = tensors.get(f"rnn{layer}.op.B")
-            for d, name in enumerate(model.layer_names(layer)):
+        layers = [(model, layer) for layer in range(model.num_layers)]
+        layers += [(_CharLayer(model), 0)] if _has_chars(model) else []
+        for owner, layer in layers:
+            names = owner.layer_names(layer)
+            key = f"{names[0]}.op"
+            W, R, B = tensors[f"{key}.W"], tensors[f"{key}.R"], tensors.get(f"{key}.B")
+            for d, name in enumerate(names):
                 W_d = W[d]
-                if f"rnn{layer}.op.X_table" in tensors:  # one-hot ids: the operator's W was gathered, its W picks it
+                if f"{key}.X_table" in tensors:  # one-hot ids: the operator's W was gathered, its W picks it
                     rows = R.shape[1]
-                    W_d = np.ascontiguousarray(tensors[f"rnn{layer}.op.X_table"][:, d * rows : (d + 1) * rows].T)
-                local = FROM_OP[cell_of(model)](W_d, R[d], None if B is None else B[d])
+                    W_d = np.ascontiguousarray(tensors[f"{key}.X_table"][:, d * rows : (d + 1) * rows].T)
+                local = FROM_OP[cell_of(owner)](W_d, R[d], None if B is None else B[d])
                 params.update({f"{name}.{k}": v for k, v in local.items() if f"{name}.{k}" in model.params})
     missing = sorted(set(model.params) - set(params))
     if missing:

@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
 
 def run_metadata(extra: dict) -> dict:
     """What a user needs to encode inputs and decode outputs, from a run's task data:
-    the token of each id, the name of each output, the feature columns' vocabularies."""
+    the token of each id, the name of each output, the feature columns' and the characters' vocabularies."""
     meta = {"task": extra.get("task", "lm")}
     vocab = extra.get("vocab")
     if isinstance(vocab, dict):  # a bptt.data.text.Vocab
@@ -55,6 +55,8 @@ def run_metadata(extra: dict) -> dict:
         meta["features"] = extra["features"]
         meta["feature_vocabs"] = [v.get("itos") for v in extra.get("feature_vocabs", [])]
         meta["affix_length"] = extra.get("affix_length")
+    if extra.get("chars"):
+        meta["chars"] = extra["chars"]
     return meta
 
 
