@@ -403,16 +403,21 @@ def test_classify_folds_with_characters(tmp_path, capsys):
         assert classify.heldout_report(model.eval(), extra)["accuracy"] == cv["accuracy"][k - 1]
 
 
-def test_the_encoder_is_on_by_default_for_tag_only(tmp_path, capsys):
-    """The shared --char-hidden-size: tag's default 100, classify's 0 (none)."""
+def test_the_encoder_is_on_by_default_at_word_level(tmp_path, capsys):
+    """The shared --char-hidden-size: tag's default 100, classify's 50 at word level (docs/recipes.md)
+    and none at character level, where a given one is refused; 0 turns it off."""
     data = texts(tmp_path / "t.tsv", 20, 4)
-    code, out, _ = cli(
-        capsys, "train", "--task", "classify", "--data", data, "--hidden-size", "4", "--embedding-size", "4",
-        "--out", tmp_path / "c", "--max-epochs", "1",
-    )  # fmt: skip
+    small = ("--data", data, "--hidden-size", "4", "--embedding-size", "4", "--char-embedding-size", "2",
+             "--max-epochs", "1")  # fmt: skip
+    code, out, _ = cli(capsys, "train", "--task", "classify", *small, "--out", tmp_path / "c")
     ckpt = checkpoint.load(tmp_path / "c")
-    assert code == 0 and ckpt.model_config["char_hidden_size"] is None and "character" not in out
-    assert "chars" not in ckpt.train_state["options"]["extra"]
+    assert code == 0 and ckpt.model_config["char_hidden_size"] == 50 and "character encoder 2 x 50 lstm" in out
+    assert ckpt.train_state["options"]["extra"]["chars"][:2] == ["<pad>", "<unk>"]
+    for flags, name in [(("--char-hidden-size", "0"), "off"), (("--level", "char"), "chars")]:
+        code, out, _ = cli(capsys, "train", "--task", "classify", *small, *flags, "--out", tmp_path / name)
+        ckpt = checkpoint.load(tmp_path / name)
+        assert code == 0 and ckpt.model_config["char_hidden_size"] is None and "character encoder" not in out
+        assert "chars" not in ckpt.train_state["options"]["extra"]
     code, out, _ = cli(
         capsys, "train", "--task", "tag", "--data", EX / "tag-dev.conllu", "--hidden-size", "4",
         "--embedding-size", "4", "--char-embedding-size", "2", "--out", tmp_path / "t", "--max-epochs", "0.05",

@@ -380,8 +380,10 @@ CSV_STEPS = "input,target\n0.1 0.5 -0.3,0.2 0.1 0.0\n0.4,-0.1\n-0.2 0.3,0.5 0.4\
 
 SMALL = ["--hidden-size", "3", "--batch-size", "2", "--max-epochs", "2"]
 # the reference below is the Elman recursion without dropout: classify's defaults (an LSTM with
-# embedding and output dropout) are set back to it; word dropout and the split act on the batches
+# embedding and output dropout and, at word level, a character encoder) are set back to it; word
+# dropout and the split act on the batches
 ELMAN = ["--cell", "elman", "--input-dropout", "0", "--output-dropout", "0"]
+CLASSIFY_WORDS = [*ELMAN, "--char-hidden-size", "0"]
 # the tagger's word-level model alone (this reference has no character encoder): no encoder, no feature
 # columns, and the Elman cell instead of the tagger's default LSTM
 TAG_ELMAN = ["--cell", "elman"]
@@ -412,17 +414,17 @@ TASKS = {
     "classify two labels, last": (
         "c.tsv",
         TSV,
-        ["--task", "classify", "--embedding-size", "3", "--pooling", "last", *ELMAN],
+        ["--task", "classify", "--embedding-size", "3", "--pooling", "last", *CLASSIFY_WORDS],
     ),
     "classify defaults (bidirectional, last,mean,max, a valid split)": (
         "c.tsv",
         TSV + "a good good film\t1\nbad film\t0\nnot bad\t1\ngood\t1\nnot good\t0\nbad bad\t0\n",
-        ["--task", "classify", "--embedding-size", "3", "--pooling", "last,mean,max", *ELMAN],
+        ["--task", "classify", "--embedding-size", "3", "--pooling", "last,mean,max", *CLASSIFY_WORDS],
     ),
     "classify two labels, mean, bidirectional, 2 layers": (
         "c.tsv",
         TSV,
-        ["--task", "classify", "--pooling", "mean", "--bidirectional", "--num-layers", "2", *ELMAN],
+        ["--task", "classify", "--pooling", "mean", "--bidirectional", "--num-layers", "2", *CLASSIFY_WORDS],
     ),
     "classify three labels, max, characters": (
         "c3.tsv",

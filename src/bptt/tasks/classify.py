@@ -10,7 +10,7 @@ and
 as in the lecture notes' sentiment example. Labels are the distinct strings of
 the training file, sorted; with two, the second is the positive class (1).
 
-At word level, --char-hidden-size H_c adds the character-level word encoder
+At word level, --char-hidden-size H_c (default 50) adds the character-level word encoder
 (`bptt.layers.char_encoder`, as --task tag has it): x_t = [E[w_t]; enc(w_t)],
 enc(w_t) the two final states of a bidirectional cell over the word's
 characters as written (before --lowercase), so that a rare word mapped to
@@ -220,7 +220,7 @@ DEFAULTS = dict(
     output_dropout=0.5,
     variational_dropout=True,
 )
-WORD_DEFAULTS = dict(min_freq=2, word_dropout=0.2)  # --level word only
+WORD_DEFAULTS = dict(min_freq=2, word_dropout=0.2, char_hidden_size=50)  # --level word only
 VALID_FRACTION = 0.1  # of the training file, for early stopping and the best weights, without --valid
 
 
