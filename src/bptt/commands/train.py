@@ -104,6 +104,14 @@ def add_parser(sub) -> None:
     o.add_argument("--lr-decay-after", type=non_negative_int, default=5, help="epochs before --lr-decay starts")
     o.add_argument("--lr-plateau", action="store_true", help="halve lr when validation loss stops improving")
     o.add_argument(
+        "--ema",
+        type=fraction,
+        default=0.0,
+        metavar="DECAY",
+        help="evaluate, keep and use an exponential moving average of the weights, theta_bar <- d theta_bar + "
+        "(1 - d) theta after every update, d = min(DECAY, (1 + n) / (10 + n)) (Keras' ema_momentum); 0: off",
+    )
+    o.add_argument(
         "--clip-norm",
         type=positive_float,
         default=2.0,
@@ -179,7 +187,7 @@ def resume(args) -> int:
 
     run_dir = args.resume
     lock.hold(run_dir, args, create=False, what=f"--resume {run_dir}")  # before reading: no save is under way
-    model, ckpt = load_run(run_dir)
+    model, ckpt = load_run(run_dir, averaged=False)  # the weights training reached, to go on from
     check_writable(run_dir, f"--resume {run_dir}")
     opts = resumed_options(args, ckpt)
     task = opts.extra.get("task", "lm")

@@ -47,9 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bptt import checks
 from bptt.errors import CheckpointError, Interrupted, UsageError
 from bptt.model import RNNModel
-from bptt.training import checkpoint, clipping, distributed
+from bptt.training import averaging, checkpoint, clipping, distributed
 from bptt.training.optim import make_optimizer
 from bptt.training.schedules import ReduceOnPlateau, StepDecay
 
@@ -90,6 +91,7 @@ class TrainOptions:
     diagnostics: bool = False  # record every update's gradient norm per tensor to grad-norms.jsonl
     command: list[str] | None = None  # the `bptt train` command line that started the run, for the record
     tensorboard: bool = False  # TensorBoard event files in the run directory (bptt.training.tensorboard)
+    ema: float = 0.0  # decay of the weights' moving average that evaluation uses (bptt.training.averaging); 0: off
 
     def window(self) -> int:
         """k2, the number of steps one backward pass spans."""
@@ -139,6 +141,8 @@ class Loop:
             )
         else:
             self.schedule = None
+        checks.FRACTION.check("ema", opts.ema)
+        self.average = averaging.WeightAverage(opts.ema, model.params) if opts.ema else None
         self.state = {
             "step": 0,
             "epoch": 0,
@@ -228,6 +232,8 @@ class Loop:
         check_finite(loss_sum, grads)
         self._clip(grads)
         self.optimizer.step(self.model.params, grads)
+        if self.average is not None:
+            self.average.update(self.model.params, self.state["step"] + 1)
         return loss_sum / max(n, 1), n
 
     def _clip(self, grads) -> None:
@@ -377,7 +383,8 @@ class Loop:
         training = self.model.training
         self.model.eval()
         try:
-            valid = self.evaluate()
+            with self.averaged():
+                valid = self.evaluate()
         finally:
             self.model.train(training)
         record.update(valid)
@@ -404,6 +411,13 @@ class Loop:
             self.save_best()
         self._tick = (time.perf_counter(), s["tokens"])
         return self.stop_reason(record) or stop
+
+    def averaged(self):
+        """A context in which the model holds the weights evaluation uses: the moving average
+        with --ema, else the weights themselves."""
+        if self.average is None:
+            return contextlib.nullcontext()
+        return self.average.swapped_in(self.model.params)
 
     def throughput(self) -> float:
         """Tokens per second of training since the last evaluation (evaluating and saving excluded):
@@ -442,6 +456,8 @@ class Loop:
         opt_arrays, opt_meta = self.optimizer.state_dict()
         arrays = {f"opt.{k}": v for k, v in opt_arrays.items()}
         arrays.update({f"state.{k}": v for k, v in self.carried_arrays().items()})
+        if self.average is not None:
+            arrays.update(self.average.arrays())
         train = {
             "options": asdict(self.opts),
             "progress": dict(self.state),
@@ -538,6 +554,8 @@ class Loop:
             self.schedule.load_state_dict(train["schedule"])
         self.model.rng.bit_generator.state = train["rng"]
         self.restore_carried({k[6:]: v.copy() for k, v in arrays.items() if k.startswith("state.")})
+        if self.average is not None:
+            self.average.load(arrays)
 
     def resume_from(self, ckpt) -> None:
         """Continue from a loaded checkpoint (`bptt.training.checkpoint.load`); CheckpointError naming its

@@ -33,15 +33,25 @@ def weights_note(run_dir: Path, ckpt, hint: str = "; --last for the latest") -> 
     return f"weights: the best evaluation's (step {step}{shown}) in {run_dir}{hint}"
 
 
-def load_run(run_dir: Path):
-    """(model, checkpoint) of the latest checkpoint in run_dir; CheckpointError if unusable."""
+def load_run(run_dir: Path, *, averaged: bool = True):
+    """(model, checkpoint) of the latest checkpoint in run_dir; CheckpointError if unusable.
+    The model holds the weights' moving average when the run kept one (--ema) and `averaged`
+    (what evaluate, predict, generate and export use), else the weights training reached."""
+    from bptt.training import averaging
+
     ckpt = checkpoint.load(run_dir)
     try:
         model = RNNModel(**ckpt.model_config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{run_dir}: the model configuration in checkpoint.json is not usable ({e})") from None
-    checkpoint.check_params(ckpt.params, {k: v.shape for k, v in model.params.items()}, source=str(run_dir))
-    for k, v in ckpt.params.items():
+    shapes = {k: v.shape for k, v in model.params.items()}
+    checkpoint.check_params(ckpt.params, shapes, source=str(run_dir))
+    params = ckpt.params
+    average = averaging.averaged(ckpt.arrays, model.params) if averaged else None
+    if average is not None:
+        checkpoint.check_params(average, shapes, source=f"{run_dir} (the weights' moving average)")
+        params = average
+    for k, v in params.items():
         if v.dtype != model.params[k].dtype:
             raise CheckpointError(f"{run_dir}: tensor {k} is {v.dtype}, expected {model.params[k].dtype}")
         model.params[k] = v.copy()
