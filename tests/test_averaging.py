@@ -148,3 +148,19 @@ def test_bad_decays_and_changes_on_resume_are_refused_in_one_line(tmp_path, caps
     code, _, err = cli(capsys, "train", "--resume", run, "--ema", "0.5", "--max-epochs", "2")
     assert code == 2 and "--ema 0.5: the run" in err and "has --ema 0.9" in err and len(err.strip().splitlines()) == 1
     assert checkpoint.load(run).train_state["progress"]["epoch"] == 1  # untouched
+
+
+def test_classify_averages_by_default_and_ema_0_turns_it_off(tmp_path, capsys):
+    """classify's default --ema 0.998 (docs/recipes.md), said in the model line; other tasks' default is 0."""
+    rows = [f"{w} {v}\t{int(w < v)}" for w in "abcdef" for v in "abcdef"]
+    (tmp_path / "t.tsv").write_text("\n".join(rows) + "\n")
+    small = ["--task", "classify", "--data", tmp_path / "t.tsv", "--hidden-size", "4", "--embedding-size", "4"]
+    small += ["--char-hidden-size", "0", "--max-epochs", "1"]
+    code, out, _ = cli(capsys, "train", *small, "--out", tmp_path / "on")
+    assert code == 0 and "weights averaged (--ema 0.998)" in out
+    assert any(k.startswith("ema.") for k in checkpoint.load(tmp_path / "on").arrays)
+    code, out, _ = cli(capsys, "train", *small, "--ema", "0", "--out", tmp_path / "off")
+    assert code == 0 and "averaged" not in out
+    assert not any(k.startswith("ema.") for k in checkpoint.load(tmp_path / "off").arrays)
+    run = lm_run(tmp_path, capsys, "lm", "--max-epochs", "1")
+    assert not any(k.startswith("ema.") for k in checkpoint.load(run).arrays)

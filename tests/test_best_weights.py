@@ -27,10 +27,12 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def zero_best(run: Path) -> None:
-    """Replace RUN_DIR/best's weights with zeros, keeping everything else of that checkpoint."""
+    """Replace RUN_DIR/best's weights with zeros, and their moving average if the run keeps one
+    (--ema, classify's default: what the commands use), keeping everything else of that checkpoint."""
     best = checkpoint.load(run / "best")
     zeros = {k: np.zeros_like(v) for k, v in best.params.items()}
-    checkpoint.save(run / "best", zeros, best.model_config, best.train_state, best.arrays)
+    arrays = {k: np.zeros_like(v) if k.startswith("ema.") else v for k, v in best.arrays.items()}
+    checkpoint.save(run / "best", zeros, best.model_config, best.train_state, arrays)
 
 
 def lm_run(tmp_path, capsys, *extra) -> tuple[Path, str]:

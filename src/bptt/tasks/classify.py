@@ -219,6 +219,7 @@ DEFAULTS = dict(
     input_dropout=0.3,
     output_dropout=0.5,
     variational_dropout=True,
+    ema=0.998,  # evaluate and keep the weights' moving average (bptt.training.averaging)
 )
 WORD_DEFAULTS = dict(min_freq=2, word_dropout=0.2, char_hidden_size=50)  # --level word only
 VALID_FRACTION = 0.1  # of the training file, for early stopping and the best weights, without --valid

@@ -367,6 +367,7 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
                 if model.char_hidden_size is not None
                 else ""
             )
+            + (f"weights averaged (--ema {opts.ema:g}); " if opts.ema else "")
             + f"run directory {run_dir}"
         )
     state = trainer.fit()
