@@ -150,8 +150,9 @@ def test_bad_decays_and_changes_on_resume_are_refused_in_one_line(tmp_path, caps
     assert checkpoint.load(run).train_state["progress"]["epoch"] == 1  # untouched
 
 
-def test_classify_averages_by_default_and_ema_0_turns_it_off(tmp_path, capsys):
-    """classify's default --ema 0.998 (docs/recipes.md), said in the model line; other tasks' default is 0."""
+def test_classify_and_tag_average_by_default_and_ema_0_turns_it_off(tmp_path, capsys):
+    """classify's and tag's default --ema 0.998 (docs/recipes.md), said in the model line; the language
+    model's default is 0."""
     rows = [f"{w} {v}\t{int(w < v)}" for w in "abcdef" for v in "abcdef"]
     (tmp_path / "t.tsv").write_text("\n".join(rows) + "\n")
     small = ["--task", "classify", "--data", tmp_path / "t.tsv", "--hidden-size", "4", "--embedding-size", "4"]
@@ -162,5 +163,9 @@ def test_classify_averages_by_default_and_ema_0_turns_it_off(tmp_path, capsys):
     code, out, _ = cli(capsys, "train", *small, "--ema", "0", "--out", tmp_path / "off")
     assert code == 0 and "averaged" not in out
     assert not any(k.startswith("ema.") for k in checkpoint.load(tmp_path / "off").arrays)
+    tag = ["--task", "tag", "--data", Path(__file__).resolve().parents[1] / "examples" / "tag-dev.conllu"]
+    tag += ["--hidden-size", "4", "--embedding-size", "4", "--char-hidden-size", "2", "--max-epochs", "0.05"]
+    code, out, _ = cli(capsys, "train", *tag, "--out", tmp_path / "tag")
+    assert code == 0 and "weights averaged (--ema 0.998)" in out
     run = lm_run(tmp_path, capsys, "lm", "--max-epochs", "1")
     assert not any(k.startswith("ema.") for k in checkpoint.load(run).arrays)

@@ -244,6 +244,7 @@ def run(args) -> int:
         max_epochs=10.0,
         word_dropout=0.25,
         char_hidden_size=100,
+        ema=0.998,  # evaluate and keep the weights' moving average (bptt.training.averaging)
     )
     args.bidirectional = not args.unidirectional
     extra = common.data_extra(args, "tag")
