@@ -215,7 +215,8 @@ def check_exportable(model: RNNModel, recurrence: str | None = None) -> str:
         recurrence = "scan" if model.dtype == "float64" else "op"
     if recurrence not in RECURRENCES:
         raise UsageError(f"recurrence: got {recurrence!r}, expected one of {', '.join(RECURRENCES)}")
-    for c in {cell, *([cell_of(_CharLayer(model))] if _has_chars(model) else [])}:
+    cells = [cell, cell_of(_CharLayer(model))] if _has_chars(model) else [cell]  # the encoder's cell may differ
+    for c in cells:
         if c not in OP_LAYOUTS or c not in SCAN_STEPS:
             raise UsageError(f"export: a {c!r} cell has no ONNX mapping yet, expected one of {', '.join(OP_LAYOUTS)}")
     if recurrence == "op" and model.dtype != "float32":

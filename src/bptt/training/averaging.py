@@ -53,8 +53,9 @@ class WeightAverage:
             avg += (1.0 - d) * params[k]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The averages as checkpoint arrays, "ema.<name>" (copies)."""
-        return {PREFIX + k: v.copy() for k, v in self.average.items()}
+        """The averages as checkpoint arrays, "ema.<name>": the arrays themselves, which the loop's
+        snapshot copies with the optimizer's."""
+        return {PREFIX + k: v for k, v in self.average.items()}
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         """Put back what `arrays` saved; CheckpointError when a parameter's average is missing or misshapen."""

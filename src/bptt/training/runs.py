@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bptt.errors import CheckpointError, DataError
 from bptt.model import RNNModel
-from bptt.training import checkpoint
+from bptt.training import averaging, checkpoint
 
 BEST = "best"  # the subdirectory holding the best evaluation's checkpoint (TrainOptions.keep_best)
 
@@ -37,8 +37,6 @@ def load_run(run_dir: Path, *, averaged: bool = True):
     """(model, checkpoint) of the latest checkpoint in run_dir; CheckpointError if unusable.
     The model holds the weights' moving average when the run kept one (--ema) and `averaged`
     (what evaluate, predict, generate and export use), else the weights training reached."""
-    from bptt.training import averaging
-
     ckpt = checkpoint.load(run_dir)
     try:
         model = RNNModel(**ckpt.model_config)
