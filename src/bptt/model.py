@@ -10,7 +10,8 @@ direction if bidirectional, whose outputs are concatenated with the forward ones
                      and with a character encoder, [...; enc(chars_t)] (`bptt.layers.char_encoder`)
     h^l_t          = cell^l(x = h^{l-1}_t, state^l_{t-1}),   h^0_t = x_t
                      (training: x_t, each h^l_t below the top and h^L_t as the head reads it
-                     are multiplied by dropout masks, `bptt.layers.dropout`)
+                     are multiplied by dropout masks, `bptt.layers.dropout`, and each
+                     direction's recurrent matrix W^l may be too: W^l * M^l, weight dropout)
                      (Elman: h^l_t = f(U^l h^{l-1}_t + W^l h^l_{t-1} + b^l))
     z_t            = V h^L_t + c                    (many-to-many, one-to-many)
     z              = V pool(h^L_1..h^L_T) + c       (many-to-one, one-to-one)
@@ -95,6 +96,7 @@ class Forward:
     drops: list = field(default_factory=list)  # dropout scale masks between layers
     in_drop: np.ndarray | None = None  # input dropout mask on x_t, (T, B, D) or (1, B, D) locked
     out_drop: np.ndarray | None = None  # output dropout mask on h^L_t, (T, B, F) or (1, B, F)
+    weight_drops: dict = field(default_factory=dict)  # layer name -> weight dropout mask M on its W
     feat: np.ndarray | None = None  # head input, (T*B, F) or (B, F)
     pool: tuple | None = None  # pooling bookkeeping for many-to-one
     cond: np.ndarray | None = None
@@ -135,6 +137,10 @@ class ModelConfig:
                     (pooling "last": on the final-state features the head reads), training only
     variational_dropout  every dropout mask drawn once per sequence, (1, B, D), and shared by
                     all time steps (locked dropout, Gal & Ghahramani 2016)
+    weight_dropout  DropConnect on every recurrent layer's hidden-to-hidden matrix W (the
+                    weight-dropped LSTM, Merity et al. 2018): each forward pass in training runs
+                    with W * M, M ~ Bernoulli(1 - p) / (1 - p) of W's shape, one draw per layer and
+                    direction shared by every sequence and step; dL/dW = dL/d(W * M) * M
     output_size     K (defaults to vocab_size for token models)
     head            softmax (cross-entropy) | sigmoid (binary CE) | linear (squared error)
     mode            many-to-many | many-to-one | one-to-many | one-to-one
@@ -175,6 +181,7 @@ class ModelConfig:
     input_dropout: float = 0.0
     output_dropout: float = 0.0
     variational_dropout: bool = False
+    weight_dropout: float = 0.0
     head: str = "softmax"
     mode: str = "many-to-many"
     pooling: str = "last"
@@ -230,7 +237,7 @@ class ModelConfig:
             raise UsageError("output_size: required (the number of outputs K of the head)")
         validate.positive_int("output_size", self.output_size)
         validate.choice("nonlinearity", self.nonlinearity, activations.NONLINEARITIES)
-        for name in ("dropout", "input_dropout", "output_dropout"):
+        for name in ("dropout", "input_dropout", "output_dropout", "weight_dropout"):
             validate.probability(name, getattr(self, name))
         if self.input_dropout > 0 and self.vocab_size is not None and self.embedding_size is None:
             raise UsageError(
@@ -267,6 +274,7 @@ class ModelConfig:
         put("input_dropout", float(self.input_dropout))
         put("output_dropout", float(self.output_dropout))
         put("variational_dropout", bool(self.variational_dropout))
+        put("weight_dropout", float(self.weight_dropout))
         put("ignore_index", int(self.ignore_index))
         put("init_scale", float(self.init_scale))
         put("seed", int(self.seed))
@@ -607,8 +615,13 @@ class RNNModel:
             runner = self._runner(layer)
             for d, name in enumerate(self.layer_names(layer)):
                 k = layer * self.num_directions + d
+                params = self._cell_params(name)
+                M = self._weight_mask(rng, params["W"])
+                if M is not None:
+                    fwd.weight_drops[name] = M
+                    params["W"] = dropout_layer.forward(params["W"], M)
                 out, state_n, cache = runner.forward(
-                    self._cell_params(name), layer_in, tuple(s[k] for s in state0), mask, reverse=d == 1
+                    params, layer_in, tuple(s[k] for s in state0), mask, reverse=d == 1
                 )
                 outs.append(out)
                 caches.append(cache)
@@ -639,6 +652,13 @@ class RNNModel:
         if not self.training or p == 0:
             return None
         return dropout_layer.make_mask(rng, shape, p, self.dtype, locked=self.variational_dropout)
+
+    def _weight_mask(self, rng, W: np.ndarray) -> np.ndarray | None:
+        """A weight dropout mask M of W's shape (one draw for every sequence and step), or None
+        when not training or weight_dropout == 0."""
+        if not self.training or self.weight_dropout == 0:
+            return None
+        return dropout_layer.make_mask(rng, W.shape, self.weight_dropout, self.dtype)
 
     def _state_from_cond(self, cond: np.ndarray) -> tuple[tuple, np.ndarray]:
         """One-to-many: (state0 as a tuple of parts, the h0map cache) from cond (B, cond_size).
@@ -832,6 +852,8 @@ class RNNModel:
                 )
                 for part, ds in zip(dstate0, ds0):
                     part[k] = ds
+                if name in fwd.weight_drops:  # W was used as W * M: dL/dW = dL/d(W * M) * M
+                    g["W"] = dropout_layer.backward(g["W"], fwd.weight_drops[name])
                 grads.update((f"{name}.{key}", v) for key, v in g.items())
                 if dX is not None:
                     dX_total = dX if dX_total is None else dX_total + dX

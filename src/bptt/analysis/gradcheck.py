@@ -96,7 +96,10 @@ def truncated_objective(model, inputs, targets, mask=None, h0=None, cond=None, *
         X0 = np.concatenate([X0, enc], axis=2)
     X0 = dropout.forward(X0, base.in_drop)  # base's dropout masks, held fixed like its states
     state0 = tuple(part[0] for part in state0)
-    Htil = window_states(model.cell, model._cell_params("rnn0"), X0, state0, m, base.caches[0][0], tau)
+    params = model._cell_params("rnn0")
+    if "rnn0" in base.weight_drops:  # and base's weight dropout mask: the windows run W * M
+        params["W"] = dropout.forward(params["W"], base.weight_drops["rnn0"])
+    Htil = window_states(model.cell, params, X0, state0, m, base.caches[0][0], tau)
     fwd = Forward(Z=None, hn=Htil[-1][None], h0=state0[0], X=X, ids=None, mask=m, out_drop=base.out_drop)
     model._head_forward(fwd, Htil)
     loss, _ = model.loss(fwd, targets)

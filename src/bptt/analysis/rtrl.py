@@ -37,7 +37,7 @@ the two disagree (tests/test_rtrl.py).
 Supported: one unidirectional layer, any nonlinearity, head, mode and
 pooling, float or token inputs (one-hot or an embedding), masks, loss masks,
 h_0, one-to-many. Refused with a ValueError: stacked or bidirectional layers,
-per-output horizons, and input / output dropout in training mode.
+per-output horizons, and input / output / weight dropout in training mode.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def check_supported(model, horizon=None) -> None:
         raise UsageError("rtrl: token inputs with one embedding table only; feature id columns are not supported")
     if model.mode == "many-to-one" and "," in model.pooling:
         raise UsageError(f"rtrl: one pooling at a time, got pooling={model.pooling!r}")
-    if model.training and (model.input_dropout or model.output_dropout):
+    if model.training and (model.input_dropout or model.output_dropout or model.weight_dropout):
         raise UsageError(
-            "rtrl: written out without dropout masks; expected input_dropout and output_dropout 0 "
+            "rtrl: written out without dropout masks; expected input_dropout, output_dropout and weight_dropout 0 "
             "(or the model in evaluation mode)"
         )
 

@@ -142,6 +142,13 @@ def add_model_options(p: argparse.ArgumentParser, defaults: dict) -> None:
         "default: off, on for --task classify",
     )
     g.add_argument(
+        "--weight-dropout",
+        type=fraction,
+        default=defaults.get("weight_dropout", 0.0),
+        help="DropConnect on each recurrent layer's hidden-to-hidden matrix W, one mask per batch "
+        "(the weight-dropped LSTM, Merity et al. 2018)",
+    )
+    g.add_argument(
         "--embedding-size",
         type=positive_int,
         default=defaults.get("embedding_size"),
@@ -194,6 +201,7 @@ def model_kwargs(args: argparse.Namespace) -> dict:
         input_dropout=args.input_dropout,
         output_dropout=args.output_dropout,
         variational_dropout=args.variational_dropout,
+        weight_dropout=args.weight_dropout,
         embedding_size=args.embedding_size,
         init=args.init,
         init_scale=args.init_scale,
