@@ -169,3 +169,16 @@ def test_classify_and_tag_average_by_default_and_ema_0_turns_it_off(tmp_path, ca
     assert code == 0 and "weights averaged (--ema 0.998)" in out
     run = lm_run(tmp_path, capsys, "lm", "--max-epochs", "1")
     assert not any(k.startswith("ema.") for k in checkpoint.load(run).arrays)
+
+
+def test_every_task_says_so_in_its_model_line(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    code, out, _ = cli(
+        capsys, "train", "--data", corpus, *SMALL, "--ema", "0.99", "--max-epochs", "0.2", "--out", tmp_path / "lm"
+    )
+    model_line = [line for line in out.splitlines() if line.startswith("model:")]
+    assert code == 0 and len(model_line) == 1 and model_line[0].endswith(", weights averaged (--ema 0.99)")
+    argv = ["train", "--task", "adding", "--length", "5", "--hidden-size", "4", "--max-epochs", "0.01"]
+    code, out, _ = cli(capsys, *argv, "--ema", "0.9", "--out", tmp_path / "adding")
+    assert code == 0 and "; weights averaged (--ema 0.9)" in out

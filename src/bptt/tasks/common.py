@@ -347,6 +347,12 @@ def eval_batches(lengths: np.ndarray, batch_size: int, make: Callable) -> list:
     return [make(idx) for idx in sorted_batches(np.asarray(lengths), max(batch_size, 64))]
 
 
+def averaged_note(opts: TrainOptions) -> str:
+    """What every task's "model:" line adds when the weights are averaged (--ema): evaluation,
+    the best weights and every later command then use the average, not the last step's weights."""
+    return f"weights averaged (--ema {opts.ema:g})" if opts.ema else ""
+
+
 def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) -> int:
     """Train (or continue from ckpt), print how it stopped and the best validation metric."""
     from bptt.training.batches import BatchTrainer
@@ -367,7 +373,7 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
                 if model.char_hidden_size is not None
                 else ""
             )
-            + (f"weights averaged (--ema {opts.ema:g}); " if opts.ema else "")
+            + (f"{averaged_note(opts)}; " if opts.ema else "")
             + f"run directory {run_dir}"
         )
     state = trainer.fit()

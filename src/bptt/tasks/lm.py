@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.errors import CheckpointError, DataError, UsageError
+from bptt.tasks.common import averaged_note
 from bptt.training.options import model_kwargs
 
 # the defaults `bptt train` shows are the character Elman model's; a gated cell's and the word level's
@@ -90,6 +91,7 @@ def run(args) -> int:
         f"model: {model.num_layers} x {model.hidden_size} {model.kind}, "
         f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}"
         + (", embedding tied to the output layer" if model.tie_weights else "")
+        + (f", {averaged_note(opts)}" if opts.ema else "")
     )
     return finish(trainer, vocab)
 

@@ -31,6 +31,7 @@ from functools import partial
 
 from bptt.data import synthetic
 from bptt.errors import UsageError
+from bptt.tasks.common import averaged_note
 from bptt.training.options import positive_int
 
 NAMES = ("adding", "copy", "temporal-order")
@@ -214,6 +215,7 @@ def run(args) -> int:
     print(
         f"model: {model.num_layers} x {model.hidden_size} {model.kind}, init {model.init}, "
         f"{sum(p.size for p in model.params.values()):,} parameters; clip norm {opts.clip_norm}"
+        + (f"; {averaged_note(opts)}" if opts.ema else "")
     )
     return _finish(trainer, s)
 
