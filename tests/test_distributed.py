@@ -2,7 +2,7 @@
 
 N ranks with a global batch B end with the parameters one process with batch B
 ends with (float64: relative 1e-10; float32: 1e-5), for a language model with
-TBPTT, dropout and clipping, tagging (word dropout) and classification (a last batch with
+TBPTT, dropout, weight dropout and clipping, tagging (word dropout) and classification (a last batch with
 fewer rows than ranks); two runs with the same N are bitwise identical; a rank
 killed with SIGKILL ends the job with a non-zero exit and a line naming the
 rank, and --resume (under 2 ranks, or under 1 process) finishes with the
@@ -44,6 +44,8 @@ LM = [
     "2",
     "--dropout",
     "0.3",
+    "--weight-dropout",
+    "0.2",
     *SGD,
     "--clip-norm",
     "0.5",

@@ -655,9 +655,11 @@ class RNNModel:
 
     def _weight_mask(self, rng, W: np.ndarray) -> np.ndarray | None:
         """A weight dropout mask M of W's shape (one draw for every sequence and step), or None
-        when not training or weight_dropout == 0."""
+        when not training or weight_dropout == 0. Under MPI every rank draws the whole M from
+        the generator they share (`bptt.training.distributed`), so each rank runs the same W * M."""
         if not self.training or self.weight_dropout == 0:
             return None
+        rng = getattr(rng, "shared", rng)
         return dropout_layer.make_mask(rng, W.shape, self.weight_dropout, self.dtype)
 
     def _state_from_cond(self, cond: np.ndarray) -> tuple[tuple, np.ndarray]:

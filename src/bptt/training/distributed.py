@@ -155,10 +155,13 @@ class MPI(Single):
 class _Rows:
     """A Generator stand-in for dropout masks: draws the mask of all n rows (batch axis 1 of a
     time-major (T, B, H) shape) from `rng` and keeps this rank's rows, so N ranks draw what one
-    process draws and the model's rng advances the same on every rank."""
+    process draws and the model's rng advances the same on every rank. A mask the whole batch
+    shares (weight dropout's, of W's shape) is drawn from `shared`, the generator itself: every
+    rank draws the same one."""
 
     def __init__(self, rng: np.random.Generator, n: int, rows: slice):
         self.rng, self.n, self.rows = rng, n, rows
+        self.shared = rng
 
     def random(self, shape):
         full = self.rng.random((shape[0], self.n, *shape[2:]))
