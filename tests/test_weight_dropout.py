@@ -233,3 +233,14 @@ def test_cli_bad_value_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "argument --weight-dropout: got 1, expected a number in [0, 1)" in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_onnx_export_runs_w_itself_and_keeps_the_option(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from bptt import export
+    from test_export import check
+
+    model = make_model("embedding", cell="lstm", weight_dropout=P, num_layers=2, mode="many-to-one", pooling="mean")
+    check(model, "scan")  # onnxruntime computes what predict (evaluation: no mask) computes
+    back = export.from_onnx(export.to_onnx(model, tmp_path / "m.onnx"))
+    assert back.config == model.config and back.weight_dropout == P
