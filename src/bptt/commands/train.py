@@ -37,7 +37,7 @@ The defaults shown are the character language model's (--level word: --batch-siz
 --lr 0.001 --clip-norm 1 --max-epochs 200 --eval-every 100, the IRNN; relu and
 identity for the Elman cell only; --task classify: a bidirectional --cell lstm
 --forget-bias 1, --hidden-size 128 --embedding-size 128 --pooling mean,max
---input-dropout 0.3 --output-dropout 0.5 --variational-dropout --max-epochs 10
+--input-dropout 0.3 --output-dropout 0.5 --variational-dropout --max-epochs 20
 --valid-fraction 0.1 --ema 0.998, and for words --min-freq 2 --word-dropout 0.2
 --char-hidden-size 50; --task tag: bidirectional --cell lstm, --hidden-size 128 --num-layers 1
 --embedding-size 100 --char-hidden-size 100 --max-epochs 10 --word-dropout 0.25 --ema 0.998),
