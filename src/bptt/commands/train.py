@@ -40,7 +40,7 @@ identity for the Elman cell only; --task classify: a bidirectional --cell lstm
 --input-dropout 0.3 --output-dropout 0.5 --variational-dropout --max-epochs 20
 --valid-fraction 0.1 --ema 0.998, and for words --min-freq 2 --word-dropout 0.2
 --char-hidden-size 50; --task tag: bidirectional --cell lstm, --hidden-size 128 --num-layers 1
---embedding-size 100 --char-hidden-size 100 --max-epochs 10 --word-dropout 0.25 --ema 0.998),
+--embedding-size 100 --char-hidden-size 100 --max-epochs 20 --word-dropout 0.25 --ema 0.998),
 and flags you give always win. On --resume only the budget, evaluation and
 output options may be given (see docs/cli.md).
 """
