@@ -347,10 +347,11 @@ def eval_batches(lengths: np.ndarray, batch_size: int, make: Callable) -> list:
     return [make(idx) for idx in sorted_batches(np.asarray(lengths), max(batch_size, 64))]
 
 
-def averaged_note(opts: TrainOptions) -> str:
-    """What every task's "model:" line adds when the weights are averaged (--ema): evaluation,
-    the best weights and every later command then use the average, not the last step's weights."""
-    return f"weights averaged (--ema {opts.ema:g})" if opts.ema else ""
+def averaged_note(opts: TrainOptions, before: str = "", after: str = "") -> str:
+    """What every task's "model:" line adds, between `before` and `after`, when the weights are
+    averaged (--ema): evaluation, the best weights and every later command then use the average,
+    not the last step's weights. "" without --ema."""
+    return f"{before}weights averaged (--ema {opts.ema:g}){after}" if opts.ema else ""
 
 
 def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) -> int:
@@ -373,7 +374,7 @@ def fit_and_report(model, data: Data, run_dir, opts: TrainOptions, ckpt=None) ->
                 if model.char_hidden_size is not None
                 else ""
             )
-            + (f"{averaged_note(opts)}; " if opts.ema else "")
+            + averaged_note(opts, after="; ")
             + f"run directory {run_dir}"
         )
     state = trainer.fit()

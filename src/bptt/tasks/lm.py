@@ -91,7 +91,7 @@ def run(args) -> int:
         f"model: {model.num_layers} x {model.hidden_size} {model.kind}, "
         f"{sum(p.size for p in model.params.values()):,} parameters, {model.dtype}"
         + (", embedding tied to the output layer" if model.tie_weights else "")
-        + (f", {averaged_note(opts)}" if opts.ema else "")
+        + averaged_note(opts, before=", ")
     )
     return finish(trainer, vocab)
 

@@ -215,7 +215,7 @@ def run(args) -> int:
     print(
         f"model: {model.num_layers} x {model.hidden_size} {model.kind}, init {model.init}, "
         f"{sum(p.size for p in model.params.values()):,} parameters; clip norm {opts.clip_norm}"
-        + (f"; {averaged_note(opts)}" if opts.ema else "")
+        + averaged_note(opts, before="; ")
     )
     return _finish(trainer, s)
 
